@@ -1,0 +1,488 @@
+"""initial schema
+
+Revision ID: 0001
+Revises:
+Create Date: 2026-11-27
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+
+revision: str = "0001"
+down_revision: str | None = None
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "classifier_model",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("version", sa.String(length=64), nullable=False),
+        sa.Column("is_active", sa.Boolean(), nullable=False),
+        sa.Column("labels", sa.JSON(), nullable=False),
+        sa.Column("training_size", sa.Integer(), nullable=False),
+        sa.Column("evaluation", sa.JSON(), nullable=False),
+        sa.Column("blob", sa.LargeBinary(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_classifier_model")),
+        sa.UniqueConstraint("version", name=op.f("uq_classifier_model_version")),
+    )
+    op.create_table(
+        "user",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("email", sa.String(length=320), nullable=False),
+        sa.Column("full_name", sa.String(length=200), nullable=True),
+        sa.Column(
+            "role",
+            sa.Enum(
+                "CLIENT", "AGENT", "ADMIN", name="role", native_enum=False, length=14
+            ),
+            nullable=False,
+        ),
+        sa.Column("password_hash", sa.String(length=200), nullable=True),
+        sa.Column("is_active", sa.Boolean(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_user")),
+        sa.UniqueConstraint("email", name=op.f("uq_user_email")),
+    )
+    op.create_table(
+        "ticket",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("subject", sa.String(length=998), nullable=False),
+        sa.Column(
+            "status",
+            sa.Enum(
+                "new",
+                "open",
+                "pending",
+                "resolved",
+                "closed",
+                name="status",
+                native_enum=False,
+                length=16,
+            ),
+            nullable=False,
+        ),
+        sa.Column(
+            "priority",
+            sa.Enum(
+                "low",
+                "normal",
+                "high",
+                "urgent",
+                name="priority",
+                native_enum=False,
+                length=14,
+            ),
+            nullable=False,
+        ),
+        sa.Column("category", sa.String(length=64), nullable=True),
+        sa.Column(
+            "channel",
+            sa.Enum(
+                "email",
+                "form",
+                "mailgun",
+                "sendgrid",
+                "postmark",
+                "api",
+                name="channel",
+                native_enum=False,
+                length=16,
+            ),
+            nullable=False,
+        ),
+        sa.Column("requester_id", sa.Integer(), nullable=False),
+        sa.Column("assignee_id", sa.Integer(), nullable=True),
+        sa.Column("mailbox", sa.String(length=320), nullable=True),
+        sa.Column("pinned_category", sa.String(length=64), nullable=True),
+        sa.Column("previous_ticket_id", sa.Integer(), nullable=True),
+        sa.Column("needs_triage", sa.Boolean(), nullable=False),
+        sa.Column(
+            "classification_state",
+            sa.Enum(
+                "pending",
+                "done",
+                "failed",
+                name="classificationstate",
+                native_enum=False,
+                length=15,
+            ),
+            nullable=False,
+        ),
+        sa.Column("ai_category", sa.String(length=64), nullable=True),
+        sa.Column(
+            "ai_priority",
+            sa.Enum(
+                "low",
+                "normal",
+                "high",
+                "urgent",
+                name="priority",
+                native_enum=False,
+                length=14,
+            ),
+            nullable=True,
+        ),
+        sa.Column("ai_confidence", sa.Double(), nullable=True),
+        sa.Column("ai_priority_confidence", sa.Double(), nullable=True),
+        sa.Column("ai_model_version", sa.String(length=64), nullable=True),
+        sa.Column("classification_attempts", sa.Integer(), nullable=False),
+        sa.Column("metadata", sa.JSON(), nullable=False),
+        sa.Column("search_text", sa.Text(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["assignee_id"], ["user.id"], name=op.f("fk_ticket_assignee_id_user")
+        ),
+        sa.ForeignKeyConstraint(
+            ["previous_ticket_id"],
+            ["ticket.id"],
+            name=op.f("fk_ticket_previous_ticket_id_ticket"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["requester_id"], ["user.id"], name=op.f("fk_ticket_requester_id_user")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_ticket")),
+    )
+    with op.batch_alter_table("ticket", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_ticket_assignee_id_id"), ["assignee_id", "id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_ticket_category_id"), ["category", "id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_ticket_channel_id"), ["channel", "id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_ticket_classification_state_id"),
+            ["classification_state", "id"],
+            unique=False,
+        )
+        batch_op.create_index(
+            batch_op.f("ix_ticket_needs_triage_id"),
+            ["needs_triage", "id"],
+            unique=False,
+        )
+        batch_op.create_index(
+            batch_op.f("ix_ticket_priority_id"), ["priority", "id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_ticket_requester_id_id"),
+            ["requester_id", "id"],
+            unique=False,
+        )
+        batch_op.create_index(
+            batch_op.f("ix_ticket_status_id"), ["status", "id"], unique=False
+        )
+
+    op.create_table(
+        "classification_correction",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("ticket_id", sa.Integer(), nullable=False),
+        sa.Column("actor_id", sa.Integer(), nullable=True),
+        sa.Column("field", sa.String(length=16), nullable=False),
+        sa.Column("predicted", sa.String(length=64), nullable=True),
+        sa.Column("corrected", sa.String(length=64), nullable=False),
+        sa.Column("text", sa.Text(), nullable=False),
+        sa.Column("model_version", sa.String(length=64), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["actor_id"],
+            ["user.id"],
+            name=op.f("fk_classification_correction_actor_id_user"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["ticket_id"],
+            ["ticket.id"],
+            name=op.f("fk_classification_correction_ticket_id_ticket"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_classification_correction")),
+    )
+    with op.batch_alter_table("classification_correction", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_classification_correction_ticket_id"),
+            ["ticket_id"],
+            unique=False,
+        )
+
+    op.create_table(
+        "intake_event",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column(
+            "channel",
+            sa.Enum(
+                "email",
+                "form",
+                "mailgun",
+                "sendgrid",
+                "postmark",
+                "api",
+                name="channel",
+                native_enum=False,
+                length=16,
+            ),
+            nullable=False,
+        ),
+        sa.Column("external_id", sa.String(length=998), nullable=True),
+        sa.Column("dedupe_key", sa.String(length=128), nullable=True),
+        sa.Column("duplicate_of_id", sa.Integer(), nullable=True),
+        sa.Column("mailbox", sa.String(length=320), nullable=True),
+        sa.Column("envelope_from", sa.String(length=320), nullable=True),
+        sa.Column("envelope_to", sa.JSON(), nullable=False),
+        sa.Column("sender", sa.String(length=320), nullable=True),
+        sa.Column("raw", sa.LargeBinary(), nullable=True),
+        sa.Column("raw_size", sa.Integer(), nullable=False),
+        sa.Column("extra", sa.JSON(), nullable=False),
+        sa.Column(
+            "status",
+            sa.Enum(
+                "received",
+                "ticket_created",
+                "followup",
+                "duplicate",
+                "held",
+                "rejected",
+                "failed",
+                name="intakestatus",
+                native_enum=False,
+                length=22,
+            ),
+            nullable=False,
+        ),
+        sa.Column("reason", sa.String(length=64), nullable=True),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("ticket_id", sa.Integer(), nullable=True),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["duplicate_of_id"],
+            ["intake_event.id"],
+            name=op.f("fk_intake_event_duplicate_of_id_intake_event"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["ticket_id"],
+            ["ticket.id"],
+            name=op.f("fk_intake_event_ticket_id_ticket"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_intake_event")),
+        sa.UniqueConstraint("dedupe_key", name=op.f("uq_intake_event_dedupe_key")),
+    )
+    with op.batch_alter_table("intake_event", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_intake_event_sender"), ["sender"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_intake_event_sender_received_at"),
+            ["sender", "received_at"],
+            unique=False,
+        )
+        batch_op.create_index(
+            batch_op.f("ix_intake_event_status_id"), ["status", "id"], unique=False
+        )
+
+    op.create_table(
+        "ticket_event",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("ticket_id", sa.Integer(), nullable=False),
+        sa.Column("actor_id", sa.Integer(), nullable=True),
+        sa.Column("field", sa.String(length=32), nullable=False),
+        sa.Column("old_value", sa.String(length=255), nullable=True),
+        sa.Column("new_value", sa.String(length=255), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["actor_id"], ["user.id"], name=op.f("fk_ticket_event_actor_id_user")
+        ),
+        sa.ForeignKeyConstraint(
+            ["ticket_id"],
+            ["ticket.id"],
+            name=op.f("fk_ticket_event_ticket_id_ticket"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_ticket_event")),
+    )
+    with op.batch_alter_table("ticket_event", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_ticket_event_ticket_id"), ["ticket_id"], unique=False
+        )
+
+    op.create_table(
+        "message",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("ticket_id", sa.Integer(), nullable=False),
+        sa.Column("author_id", sa.Integer(), nullable=True),
+        sa.Column(
+            "direction",
+            sa.Enum("in", "out", name="direction", native_enum=False, length=11),
+            nullable=False,
+        ),
+        sa.Column("internal", sa.Boolean(), nullable=False),
+        sa.Column("body", sa.Text(), nullable=False),
+        sa.Column("full_body", sa.Text(), nullable=False),
+        sa.Column("html", sa.Text(), nullable=True),
+        sa.Column("message_id", sa.String(length=998), nullable=True),
+        sa.Column("in_reply_to", sa.String(length=998), nullable=True),
+        sa.Column(
+            "threaded_by",
+            sa.Enum(
+                "references",
+                "subject_token",
+                "plus_address",
+                "new",
+                name="threadedby",
+                native_enum=False,
+                length=21,
+            ),
+            nullable=True,
+        ),
+        sa.Column(
+            "delivery_state",
+            sa.Enum(
+                "queued",
+                "sent",
+                "failed",
+                "not_sent",
+                name="deliverystate",
+                native_enum=False,
+                length=16,
+            ),
+            nullable=True,
+        ),
+        sa.Column("delivery_error", sa.Text(), nullable=True),
+        sa.Column("notes", sa.JSON(), nullable=False),
+        sa.Column("intake_event_id", sa.Integer(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["author_id"], ["user.id"], name=op.f("fk_message_author_id_user")
+        ),
+        sa.ForeignKeyConstraint(
+            ["intake_event_id"],
+            ["intake_event.id"],
+            name=op.f("fk_message_intake_event_id_intake_event"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["ticket_id"],
+            ["ticket.id"],
+            name=op.f("fk_message_ticket_id_ticket"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_message")),
+    )
+    with op.batch_alter_table("message", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_message_message_id"), ["message_id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_message_ticket_id"), ["ticket_id"], unique=False
+        )
+
+    op.create_table(
+        "attachment",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("message_id", sa.Integer(), nullable=False),
+        sa.Column("filename", sa.String(length=255), nullable=False),
+        sa.Column("content_type", sa.String(length=255), nullable=False),
+        sa.Column("size", sa.Integer(), nullable=False),
+        sa.Column("sha256", sa.String(length=64), nullable=False),
+        sa.Column("content_id", sa.String(length=998), nullable=True),
+        sa.Column("inline", sa.Boolean(), nullable=False),
+        sa.Column("content", sa.LargeBinary(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["message_id"],
+            ["message.id"],
+            name=op.f("fk_attachment_message_id_message"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_attachment")),
+    )
+    with op.batch_alter_table("attachment", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_attachment_message_id"), ["message_id"], unique=False
+        )
+    _create_search_index()
+
+
+def downgrade() -> None:
+    _drop_search_index()
+    with op.batch_alter_table("attachment", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_attachment_message_id"))
+
+    op.drop_table("attachment")
+    with op.batch_alter_table("message", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_message_ticket_id"))
+        batch_op.drop_index(batch_op.f("ix_message_message_id"))
+
+    op.drop_table("message")
+    with op.batch_alter_table("ticket_event", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_ticket_event_ticket_id"))
+
+    op.drop_table("ticket_event")
+    with op.batch_alter_table("intake_event", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_intake_event_status_id"))
+        batch_op.drop_index(batch_op.f("ix_intake_event_sender_received_at"))
+        batch_op.drop_index(batch_op.f("ix_intake_event_sender"))
+
+    op.drop_table("intake_event")
+    with op.batch_alter_table("classification_correction", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_classification_correction_ticket_id"))
+
+    op.drop_table("classification_correction")
+    with op.batch_alter_table("ticket", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_ticket_status_id"))
+        batch_op.drop_index(batch_op.f("ix_ticket_requester_id_id"))
+        batch_op.drop_index(batch_op.f("ix_ticket_priority_id"))
+        batch_op.drop_index(batch_op.f("ix_ticket_needs_triage_id"))
+        batch_op.drop_index(batch_op.f("ix_ticket_classification_state_id"))
+        batch_op.drop_index(batch_op.f("ix_ticket_channel_id"))
+        batch_op.drop_index(batch_op.f("ix_ticket_category_id"))
+        batch_op.drop_index(batch_op.f("ix_ticket_assignee_id_id"))
+
+    op.drop_table("ticket")
+    op.drop_table("user")
+    op.drop_table("classifier_model")
+
+
+# Full-text search over ticket.search_text (subject and message text, kept by the service).
+_SQLITE_FTS = [
+    "CREATE VIRTUAL TABLE ticket_fts USING fts5(search_text, content='ticket', "
+    "content_rowid='id', tokenize='unicode61 remove_diacritics 2')",
+    "CREATE TRIGGER ticket_fts_insert AFTER INSERT ON ticket BEGIN "
+    "INSERT INTO ticket_fts(rowid, search_text) VALUES (new.id, new.search_text); END",
+    "CREATE TRIGGER ticket_fts_delete AFTER DELETE ON ticket BEGIN "
+    "INSERT INTO ticket_fts(ticket_fts, rowid, search_text) "
+    "VALUES ('delete', old.id, old.search_text); END",
+    "CREATE TRIGGER ticket_fts_update AFTER UPDATE OF search_text ON ticket BEGIN "
+    "INSERT INTO ticket_fts(ticket_fts, rowid, search_text) "
+    "VALUES ('delete', old.id, old.search_text); "
+    "INSERT INTO ticket_fts(rowid, search_text) VALUES (new.id, new.search_text); END",
+]
+
+
+def _create_search_index() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(
+            "CREATE INDEX ix_ticket_search ON ticket "
+            "USING gin (to_tsvector('simple'::regconfig, search_text))"
+        )
+    else:
+        for statement in _SQLITE_FTS:
+            op.execute(statement)
+
+
+def _drop_search_index() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP INDEX IF EXISTS ix_ticket_search")
+    else:
+        for name in ("ticket_fts_insert", "ticket_fts_delete", "ticket_fts_update"):
+            op.execute(f"DROP TRIGGER IF EXISTS {name}")
+        op.execute("DROP TABLE IF EXISTS ticket_fts")

@@ -1,0 +1,119 @@
+"""Settings: one object, built from the environment (and `.env`) at start, passed down."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+log = logging.getLogger(__name__)
+
+# Values that look like secrets but are copied from examples; refused outside dev.
+_PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "changethis", "jwt-secret", "example"}
+MIN_SECRET_LENGTH = 32
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong; the message is one line naming the variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Mailbox:
+    address: str
+    category: str | None = None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    doxa_env: Literal["dev", "prod", "test"] = "prod"
+    database_url: str = "sqlite:///./doxa.db"
+    jwt_secret: str | None = None
+    access_token_expire_minutes: int = Field(60, ge=1, le=60 * 24 * 30)
+    bcrypt_rounds: int = Field(12, ge=4, le=16)
+    ai_confidence_threshold: float = Field(0.6, ge=0.0, le=1.0)
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8000, ge=0, le=65535)
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(2525, ge=0, le=65535)
+    smtp_enabled: bool = True
+    support_addresses: Annotated[tuple[Mailbox, ...], NoDecode] = (Mailbox("support@localhost"),)
+    max_message_bytes: int = Field(26_214_400, ge=1024)
+    max_attachment_bytes: int = Field(10_485_760, ge=0)
+    max_api_body_bytes: int = Field(1_048_576, ge=1024)
+    webhook_secret: str | None = None
+    mailgun_signing_key: str | None = None
+    postmark_inbound_user: str | None = None
+    postmark_inbound_password: str | None = None
+    sendgrid_inbound_user: str | None = None
+    sendgrid_inbound_password: str | None = None
+    outbound_smtp_url: str | None = None
+    doxa_admin_email: str | None = None
+    doxa_admin_password: str | None = None
+    sender_hourly_limit: int = Field(20, ge=1)
+
+    @field_validator("support_addresses", mode="before")
+    @classmethod
+    def _parse_mailboxes(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        boxes = []
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            address, _, category = item.partition("=")
+            address = address.strip().lower()
+            if "@" not in address or " " in address:
+                raise ValueError(f"{address!r} is not an email address")
+            boxes.append(Mailbox(address, category.strip() or None))
+        if not boxes:
+            raise ValueError("at least one address is required")
+        return tuple(boxes)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("must be a sqlite:// or postgresql:// SQLAlchemy URL")
+        if value.startswith("postgresql://") or value.startswith("postgres://"):
+            # psycopg 3 is the driver we ship; a plain URL would ask for psycopg2.
+            return "postgresql+psycopg://" + value.split("://", 1)[1]
+        return value
+
+    @model_validator(mode="after")
+    def _require_secret(self) -> Settings:
+        if self.jwt_secret is None:
+            if self.doxa_env == "prod":
+                raise ValueError("JWT_SECRET: required (or set DOXA_ENV=dev for a random one)")
+            log.warning("JWT_SECRET is unset: using a random key; tokens die with the process")
+            self.jwt_secret = secrets.token_urlsafe(48)
+        elif self.doxa_env == "prod" and (
+            len(self.jwt_secret) < MIN_SECRET_LENGTH or self.jwt_secret.lower() in _PLACEHOLDER_SECRETS
+        ):
+            raise ValueError(f"JWT_SECRET: must be a random value of at least {MIN_SECRET_LENGTH} characters")
+        return self
+
+    @property
+    def secret(self) -> str:
+        assert self.jwt_secret is not None  # set by the validator
+        return self.jwt_secret
+
+    def mailbox(self, address: str) -> Mailbox | None:
+        """The configured mailbox for an address, plus forms (`support+12@`) included."""
+        local, _, domain = address.lower().partition("@")
+        base = f"{local.split('+', 1)[0]}@{domain}"
+        return next((box for box in self.support_addresses if box.address == base), None)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment; raise ConfigError with one readable line."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        message = first["msg"].removeprefix("Value error, ")
+        if not first["loc"]:  # model-level checks name their variable themselves
+            raise ConfigError(message) from None
+        raise ConfigError(f"{str(first['loc'][0]).upper()}: {message}") from None

@@ -1,0 +1,74 @@
+"""Value sets shared by models, schemas and services."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    CLIENT = "CLIENT"
+    AGENT = "AGENT"
+    ADMIN = "ADMIN"
+
+
+class Status(StrEnum):
+    NEW = "new"
+    OPEN = "open"
+    PENDING = "pending"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+
+
+class Priority(StrEnum):
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    URGENT = "urgent"
+
+
+class Channel(StrEnum):
+    EMAIL = "email"
+    FORM = "form"
+    MAILGUN = "mailgun"
+    SENDGRID = "sendgrid"
+    POSTMARK = "postmark"
+    API = "api"
+
+
+class ClassificationState(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class Direction(StrEnum):
+    IN = "in"
+    OUT = "out"
+
+
+class ThreadedBy(StrEnum):
+    REFERENCES = "references"
+    SUBJECT_TOKEN = "subject_token"
+    PLUS_ADDRESS = "plus_address"
+    NEW = "new"
+
+
+class DeliveryState(StrEnum):
+    QUEUED = "queued"
+    SENT = "sent"
+    FAILED = "failed"
+    NOT_SENT = "not_sent"
+
+
+class IntakeStatus(StrEnum):
+    RECEIVED = "received"  # raw bytes committed, not processed yet (a crash leaves this)
+    TICKET_CREATED = "ticket_created"
+    FOLLOWUP = "followup"
+    DUPLICATE = "duplicate"
+    HELD = "held"
+    REJECTED = "rejected"
+    FAILED = "failed"
+
+
+# The classifier's default labels; a retrained model may bring its own.
+DEFAULT_CATEGORIES = ("account", "billing", "bug", "feature_request", "general", "technical")

@@ -1,0 +1,43 @@
+"""Domain errors. Edges translate them: REST into problem+json, SMTP into reply codes."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base of every error the domain raises on purpose."""
+
+    title = "Error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class NotFound(DomainError):
+    title = "Not found"
+
+
+class PermissionDenied(DomainError):
+    title = "Forbidden"
+
+
+class Unauthenticated(DomainError):
+    title = "Unauthorized"
+
+
+class Conflict(DomainError):
+    title = "Conflict"
+
+
+class InvalidInput(DomainError):
+    title = "Invalid input"
+
+
+class TooLarge(DomainError):
+    title = "Payload too large"
+
+
+class Unavailable(DomainError):
+    """A dependency (database, relay) cannot be reached; the caller should retry."""
+
+    title = "Service unavailable"

@@ -1,0 +1,119 @@
+"""Message-text helpers: HTML to text, HTML sanitizing, reply stripping, subject normalizing.
+
+Pure functions without I/O. Every one of them takes hostile input (mail from anyone) and
+never raises: a helper that fails degrades to a plainer result instead.
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+import re
+
+import html2text
+import nh3
+from mailparser_reply import EmailReplyParser
+
+# html2text is pure Python and roughly linear, but a multi-megabyte HTML body still costs
+# seconds; nobody reads more than this in a ticket anyway.
+MAX_HTML_CHARS = 2 * 1024 * 1024
+MAX_SANITIZE_CHARS = 5 * 1024 * 1024
+# The reply parser runs a dozen multi-line regexes over the whole text; quoted history past
+# this point is not the new text of a reply.
+MAX_REPLY_SCAN_CHARS = 64 * 1024
+REPLY_LANGUAGES = ["en", "de", "fr", "es", "it", "nl", "sv", "da", "pl", "cs"]
+
+_TAGS = set(nh3.ALLOWED_TAGS) | {"font", "tfoot"}
+_ATTRIBUTES: dict[str, set[str]] = {
+    **{tag: set(attrs) for tag, attrs in nh3.ALLOWED_ATTRIBUTES.items()},
+    "*": {"style", "title", "dir", "lang"},
+    "a": {"href", "hreflang", "title"},
+    "img": {"align", "alt", "height", "src", "width", "title"},
+    "font": {"color", "face", "size"},
+    "td": {"align", "valign", "colspan", "rowspan", "width", "bgcolor"},
+    "th": {"align", "valign", "colspan", "rowspan", "width", "bgcolor", "scope"},
+    "table": {"align", "border", "cellpadding", "cellspacing", "width", "bgcolor"},
+}
+_STYLE_PROPERTIES = {
+    "color", "background-color", "font-family", "font-size", "font-style", "font-weight",
+    "text-align", "text-decoration", "vertical-align", "white-space", "width", "height",
+    "margin", "margin-left", "margin-right", "margin-top", "margin-bottom", "padding",
+    "padding-left", "padding-right", "padding-top", "padding-bottom", "border",
+    "border-collapse", "line-height", "list-style-type", "display",
+}  # fmt: skip
+_URL_SCHEMES = set(nh3.ALLOWED_URL_SCHEMES) | {"cid"}
+
+_SUBJECT_PREFIX = re.compile(
+    r"^\s*(?:(?:re|fwd?|aw|wg|sv|vs|antw|tr|rif|enc|odp|ynt)\s*(?:\[\d+\]|\(\d+\))?\s*[:：]\s*)+",
+    re.IGNORECASE,
+)
+_TAG = re.compile(r"<[^>]*>")
+_BLANK_LINES = re.compile(r"\n{3,}")
+_TRAILING_RULE = re.compile(r"(?:\n\s*[-_=*]{5,}\s*)+\Z")
+
+
+def html_to_text(html: str) -> str:
+    """Readable plain text of an HTML body: no wrapping, no images, links as `[text](url)`."""
+    html = html[:MAX_HTML_CHARS]
+    try:
+        converter = html2text.HTML2Text()
+        converter.body_width = 0
+        converter.ignore_images = True
+        converter.unicode_snob = True
+        converter.single_line_break = False
+        text = converter.handle(html)
+    except Exception:  # noqa: BLE001 - hostile HTML must degrade, not fail
+        text = html_lib.unescape(_TAG.sub(" ", html))
+    return _BLANK_LINES.sub("\n\n", text).strip()
+
+
+def sanitize_html(html: str) -> str:
+    """HTML safe to show an agent: allowlisted tags and styles, `cid:` images kept."""
+    try:
+        return nh3.clean(
+            html[:MAX_SANITIZE_CHARS],
+            tags=_TAGS,
+            clean_content_tags={"script", "style", "title", "head"},
+            attributes=_ATTRIBUTES,
+            url_schemes=_URL_SCHEMES,
+            filter_style_properties=_STYLE_PROPERTIES,
+            link_rel="noopener noreferrer nofollow",
+        )
+    except Exception:  # noqa: BLE001 - fall back to escaped text rather than raw HTML
+        return html_lib.escape(html_to_text(html))
+
+
+def strip_reply(text: str) -> str:
+    """The new text of a reply: quoted history and signature removed; the full text if nothing is left."""
+    head = text[:MAX_REPLY_SCAN_CHARS]
+    try:
+        replies = EmailReplyParser(languages=REPLY_LANGUAGES).read(head).replies
+    except Exception:  # noqa: BLE001 - a parser bug must not lose the message
+        return text.strip()
+    if not replies or (len(replies) == 1 and len(head) < len(text)):
+        return text.strip()  # no quote found where a reply would start: keep it all
+    parts = [_unquoted(replies[0].body, after_quote=False)]
+    if len(replies) > 1:
+        # Bottom-posting: the answer follows the quoted block of the next fragment.
+        parts.append(_unquoted(replies[1].body, after_quote=True))
+    body = _TRAILING_RULE.sub("", "\n\n".join(part for part in parts if part)).strip()
+    return body or text.strip()
+
+
+def _unquoted(fragment: str, *, after_quote: bool) -> str:
+    lines = fragment.splitlines()
+    first_quote = next((i for i, line in enumerate(lines) if line.startswith(">")), None)
+    if after_quote:
+        if first_quote is None:
+            return ""
+        lines = lines[first_quote:]
+    return "\n".join(line for line in lines if not line.startswith(">")).strip()
+
+
+def normalize_subject(subject: str) -> str:
+    """Subject without reply/forward prefixes (Re:, Fwd:, AW:, WG:, SV:, …) and with single spaces."""
+    collapsed = " ".join(subject.split())
+    previous = None
+    while previous != collapsed:
+        previous = collapsed
+        collapsed = _SUBJECT_PREFIX.sub("", collapsed).strip()
+    return collapsed

@@ -1,0 +1,19 @@
+"""Every table, imported in one place so Alembic and the tests see the whole metadata."""
+
+from doxa.core.db import Base
+from doxa.core.intake.models import IntakeEvent
+from doxa.core.tickets.models import Attachment, Message, Ticket, TicketEvent
+from doxa.core.triage.models import ClassificationCorrection, ClassifierModel
+from doxa.core.users.models import User
+
+__all__ = [
+    "Attachment",
+    "Base",
+    "ClassificationCorrection",
+    "ClassifierModel",
+    "IntakeEvent",
+    "Message",
+    "Ticket",
+    "TicketEvent",
+    "User",
+]

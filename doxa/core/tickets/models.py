@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from doxa.core.db import Base, UTCDateTime, str_enum, utcnow
+from doxa.core.enums import (
+    Channel,
+    ClassificationState,
+    DeliveryState,
+    Direction,
+    Priority,
+    Status,
+    ThreadedBy,
+)
+from doxa.core.users.models import User
+
+
+class Ticket(Base):
+    __tablename__ = "ticket"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subject: Mapped[str] = mapped_column(String(998))
+    status: Mapped[Status] = mapped_column(str_enum(Status), default=Status.NEW)
+    priority: Mapped[Priority] = mapped_column(str_enum(Priority), default=Priority.NORMAL)
+    category: Mapped[str | None] = mapped_column(String(64))
+    channel: Mapped[Channel] = mapped_column(str_enum(Channel))
+    requester_id: Mapped[int] = mapped_column(ForeignKey("user.id"))
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
+    # The mailbox that received it; a mailbox may pin the category (SUPPORT_ADDRESSES addr=cat).
+    mailbox: Mapped[str | None] = mapped_column(String(320))
+    pinned_category: Mapped[str | None] = mapped_column(String(64))
+    # A reply to a closed ticket opens a new one that points back here.
+    previous_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"))
+    needs_triage: Mapped[bool] = mapped_column(default=False)
+    classification_state: Mapped[ClassificationState] = mapped_column(
+        str_enum(ClassificationState), default=ClassificationState.PENDING
+    )
+    ai_category: Mapped[str | None] = mapped_column(String(64))
+    ai_priority: Mapped[Priority | None] = mapped_column(str_enum(Priority))
+    ai_confidence: Mapped[float | None]
+    ai_priority_confidence: Mapped[float | None]
+    ai_model_version: Mapped[str | None] = mapped_column(String(64))
+    classification_attempts: Mapped[int] = mapped_column(default=0)
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    # Subject and every public message's text, kept for full-text search
+    # (PostgreSQL: GIN over to_tsvector; SQLite: the ticket_fts FTS5 table).
+    search_text: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    requester: Mapped[User] = relationship(foreign_keys=[requester_id], lazy="joined")
+    assignee: Mapped[User | None] = relationship(foreign_keys=[assignee_id])
+
+    __table_args__ = (
+        Index(None, "status", "id"),
+        Index(None, "priority", "id"),
+        Index(None, "category", "id"),
+        Index(None, "channel", "id"),
+        Index(None, "requester_id", "id"),
+        Index(None, "assignee_id", "id"),
+        Index(None, "needs_triage", "id"),
+        Index(None, "classification_state", "id"),
+    )
+
+    @property
+    def reference(self) -> str:
+        return f"[#{self.id}]"
+
+
+class Message(Base):
+    __tablename__ = "message"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id", ondelete="CASCADE"), index=True)
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
+    direction: Mapped[Direction] = mapped_column(str_enum(Direction))
+    internal: Mapped[bool] = mapped_column(default=False)
+    body: Mapped[str] = mapped_column(Text)
+    full_body: Mapped[str] = mapped_column(Text)
+    html: Mapped[str | None] = mapped_column(Text)
+    message_id: Mapped[str | None] = mapped_column(String(998), index=True)
+    in_reply_to: Mapped[str | None] = mapped_column(String(998))
+    threaded_by: Mapped[ThreadedBy | None] = mapped_column(str_enum(ThreadedBy))
+    delivery_state: Mapped[DeliveryState | None] = mapped_column(str_enum(DeliveryState))
+    delivery_error: Mapped[str | None] = mapped_column(Text)
+    notes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    intake_event_id: Mapped[int | None] = mapped_column(ForeignKey("intake_event.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    attachments: Mapped[list[Attachment]] = relationship(
+        back_populates="message", lazy="selectin", order_by="Attachment.id"
+    )
+
+
+class Attachment(Base):
+    __tablename__ = "attachment"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("message.id", ondelete="CASCADE"), index=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int]
+    sha256: Mapped[str] = mapped_column(String(64))
+    content_id: Mapped[str | None] = mapped_column(String(998))
+    inline: Mapped[bool] = mapped_column(default=False)
+    # None when the file was over MAX_ATTACHMENT_BYTES: metadata kept, bytes not stored.
+    content: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    message: Mapped[Message] = relationship(back_populates="attachments")
+
+
+class TicketEvent(Base):
+    """The audit trail: who changed what on a ticket, and when."""
+
+    __tablename__ = "ticket_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id", ondelete="CASCADE"), index=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))  # None: the system
+    field: Mapped[str] = mapped_column(String(32))
+    old_value: Mapped[str | None] = mapped_column(String(255))
+    new_value: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
