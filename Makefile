@@ -1,0 +1,45 @@
+# Two commands: `make run` and `make test`. Everything else is installed by these targets.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: run test lint typecheck pytest migrate bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+.env:
+	$(BIN)/python scripts/make_env.py .env.example .env
+
+run: $(STAMP) .env
+	$(BIN)/doxa migrate
+	$(BIN)/doxa serve --no-migrate
+
+migrate: $(STAMP) .env
+	$(BIN)/doxa migrate
+
+lint: $(STAMP)
+	$(BIN)/ruff check doxa tests bench scripts
+	$(BIN)/ruff format --check doxa tests bench scripts
+	$(BIN)/lint-imports
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/api.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from doxa.api.deps import ContextDep, CurrentUser, SessionDep
+from doxa.core.schemas import MAX_PAGE_SIZE, Page
+from doxa.core.tickets import messages, search, service
+from doxa.core.tickets.access import get_readable
+from doxa.core.tickets.schemas import (
+    MessageCreate,
+    MessageRead,
+    TicketCreate,
+    TicketEventRead,
+    TicketFilters,
+    TicketRead,
+    TicketUpdate,
+)
+
+router = APIRouter(prefix="/tickets", tags=["tickets"])
+
+
+@router.post("", status_code=201)
+def create_ticket(body: TicketCreate, db: SessionDep, me: CurrentUser) -> TicketRead:
+    """Open a ticket; staff may open one on behalf of `requester_email`."""
+    return TicketRead.model_validate(service.open_ticket(db, body, actor=me))
+
+
+@router.get("")
+def list_tickets(
+    db: SessionDep,
+    me: CurrentUser,
+    filters: Annotated[TicketFilters, Query()],
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 25,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+) -> Page[TicketRead]:
+    """Tickets the caller may see, newest first; `q` searches subject and messages."""
+    return search.list_tickets(db, filters, actor=me, cursor=cursor, limit=limit)
+
+
+@router.get("/{ticket_id}")
+def get_ticket(ticket_id: int, db: SessionDep, me: CurrentUser) -> TicketRead:
+    """One ticket with its classification."""
+    return TicketRead.model_validate(get_readable(db, ticket_id, actor=me))
+
+
+@router.patch("/{ticket_id}")
+def update_ticket(ticket_id: int, body: TicketUpdate, db: SessionDep, me: CurrentUser) -> TicketRead:
+    """Change status (owner: close or reopen), or priority, category, assignee (staff)."""
+    return TicketRead.model_validate(service.update_ticket(db, ticket_id, body, actor=me))
+
+
+@router.get("/{ticket_id}/messages")
+def list_messages(ticket_id: int, db: SessionDep, me: CurrentUser) -> list[MessageRead]:
+    """The conversation, oldest first; clients never see internal notes."""
+    return [MessageRead.model_validate(m) for m in messages.list_messages(db, ticket_id, actor=me)]
+
+
+@router.post("/{ticket_id}/messages", status_code=201)
+def post_message(
+    ticket_id: int, body: MessageCreate, db: SessionDep, me: CurrentUser, context: ContextDep
+) -> MessageRead:
+    """Reply, or (staff) add an internal note; a public staff reply is emailed to the requester."""
+    message = messages.post_message(
+        db, ticket_id, body, actor=me,
+        relay_configured=context.settings.outbound_smtp_url is not None,
+    )
+    return MessageRead.model_validate(message)
+
+
+@router.get("/{ticket_id}/events")
+def list_events(ticket_id: int, db: SessionDep, me: CurrentUser) -> list[TicketEventRead]:
+    """The audit trail: each change with who made it and when."""
+    return [TicketEventRead.model_validate(e) for e in service.list_events(db, ticket_id, actor=me)]

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from doxa.api.deps import AdminUser, ContextDep, SessionDep
+from doxa.core.schemas import MAX_PAGE_SIZE, Page
+from doxa.core.users import service as users
+from doxa.core.users.schemas import UserCreate, UserRead, UserUpdate
+
+router = APIRouter(prefix="/users", tags=["users"])
+
+
+@router.get("")
+def list_users(
+    db: SessionDep,
+    admin: AdminUser,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+) -> Page[UserRead]:
+    """Every user, newest first."""
+    return users.list_users(db, actor=admin, cursor=cursor, limit=limit)
+
+
+@router.post("", status_code=201)
+def create_user(body: UserCreate, db: SessionDep, admin: AdminUser, context: ContextDep) -> UserRead:
+    """Create a user of any role."""
+    return UserRead.model_validate(users.create_user(db, context.passwords, body, actor=admin))
+
+
+@router.patch("/{user_id}")
+def update_user(
+    user_id: int, body: UserUpdate, db: SessionDep, admin: AdminUser, context: ContextDep
+) -> UserRead:
+    """Change a user's name, role, password or deactivate them (their tokens stop at once)."""
+    user = users.update_user(db, context.passwords, user_id, body, actor=admin)
+    return UserRead.model_validate(user)

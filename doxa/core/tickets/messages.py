@@ -1,0 +1,75 @@
+"""The conversation on a ticket: replies, internal notes and attachments."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, undefer
+
+from doxa.core.enums import DeliveryState, Direction, Role, Status
+from doxa.core.errors import NotFound, PermissionDenied
+from doxa.core.tickets.access import get_readable, readable_by
+from doxa.core.tickets.models import Attachment, Message, Ticket
+from doxa.core.tickets.schemas import MessageCreate
+from doxa.core.tickets.service import add_text, record
+from doxa.core.users.models import User
+
+
+def list_messages(db: Session, ticket_id: int, *, actor: User) -> list[Message]:
+    """The conversation, oldest first; clients never see internal notes."""
+    get_readable(db, ticket_id, actor=actor)
+    query = select(Message).where(Message.ticket_id == ticket_id).order_by(Message.id)
+    if actor.role is Role.CLIENT:
+        query = query.where(Message.internal.is_(False))
+    return list(db.scalars(query))
+
+
+def post_message(
+    db: Session, ticket_id: int, data: MessageCreate, *, actor: User, relay_configured: bool
+) -> Message:
+    """Add a reply or an internal note; a public staff reply is queued for the requester."""
+    ticket = get_readable(db, ticket_id, actor=actor, for_update=True)
+    if data.internal and not actor.is_staff:
+        raise PermissionDenied("only staff write internal notes")
+    outbound = actor.is_staff and not data.internal
+    message = add_text(db, ticket, Message(
+        ticket_id=ticket.id, author_id=actor.id, internal=data.internal,
+        direction=Direction.OUT if outbound else Direction.IN,
+        body=data.body, full_body=data.body,
+        delivery_state=(DeliveryState.QUEUED if relay_configured else DeliveryState.NOT_SENT)
+        if outbound else None,
+    ))
+    _follow_conversation(db, ticket, actor=actor, outbound=outbound, internal=data.internal)
+    return message
+
+
+def _follow_conversation(db: Session, ticket: Ticket, *, actor: User, outbound: bool,
+                         internal: bool) -> None:
+    """A staff answer puts a new ticket in progress; the requester's reply reopens a resolved one."""
+    if internal:
+        return
+    target = None
+    if outbound and ticket.status is Status.NEW:
+        target = Status.OPEN
+    elif not outbound and ticket.status in (Status.RESOLVED, Status.PENDING):
+        target = Status.OPEN
+    if target is not None:
+        record(db, ticket, actor=actor, field="status", old=ticket.status, new=target)
+        ticket.status = target
+    db.flush()
+
+
+def get_attachment(db: Session, attachment_id: int, *, actor: User) -> Attachment:
+    """An attachment with its bytes, if the actor may read the message it belongs to."""
+    visible = readable_by(actor).with_only_columns(Ticket.id).scalar_subquery()
+    query = (
+        select(Attachment)
+        .join(Message, Attachment.message_id == Message.id)
+        .where(Attachment.id == attachment_id, Message.ticket_id.in_(visible))
+        .options(undefer(Attachment.content))
+    )
+    if actor.role is Role.CLIENT:
+        query = query.where(Message.internal.is_(False))
+    attachment = db.scalar(query)
+    if attachment is None:
+        raise NotFound(f"attachment {attachment_id} not found")
+    return attachment

@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+
+from doxa.core.enums import (
+    Channel,
+    ClassificationState,
+    DeliveryState,
+    Direction,
+    Priority,
+    Status,
+    ThreadedBy,
+)
+
+MAX_BODY_CHARS = 200_000
+Subject = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=998)]
+Body = Annotated[str, StringConstraints(min_length=1, max_length=MAX_BODY_CHARS)]
+Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+
+
+class TicketCreate(BaseModel):
+    subject: Subject
+    body: Body
+    priority: Priority | None = None
+    requester_email: EmailStr | None = Field(None, description="staff only: open on behalf of")
+
+
+class TicketUpdate(BaseModel):
+    status: Status | None = None
+    priority: Priority | None = None
+    category: Label | None = None
+    assignee_id: int | None = Field(None, description="null unassigns")
+
+
+class TicketFilters(BaseModel):
+    status: Status | None = None
+    priority: Priority | None = None
+    category: Label | None = None
+    assignee_id: int | None = None
+    requester_id: int | None = None
+    needs_triage: bool | None = None
+    channel: Channel | None = None
+    q: Annotated[str, StringConstraints(max_length=200)] | None = None
+
+
+class TicketRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    reference: str
+    subject: str
+    status: Status
+    priority: Priority
+    category: str | None
+    channel: Channel
+    requester_id: int
+    assignee_id: int | None
+    previous_ticket_id: int | None
+    needs_triage: bool
+    classification_state: ClassificationState
+    ai_category: str | None
+    ai_priority: Priority | None
+    ai_confidence: float | None
+    ai_model_version: str | None
+    metadata: dict[str, Any] = Field(validation_alias=AliasChoices("meta", "metadata"))
+    created_at: datetime
+    updated_at: datetime
+
+
+class MessageCreate(BaseModel):
+    body: Body
+    internal: bool = False
+
+
+class AttachmentRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    inline: bool
+
+
+class MessageRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    ticket_id: int
+    author_id: int | None
+    direction: Direction
+    internal: bool
+    body: str
+    full_body: str
+    html: str | None
+    message_id: str | None
+    threaded_by: ThreadedBy | None
+    delivery_state: DeliveryState | None
+    notes: list[str]
+    created_at: datetime
+    attachments: list[AttachmentRead]
+
+
+class TicketEventRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    ticket_id: int
+    actor_id: int | None
+    field: str
+    old_value: str | None
+    new_value: str | None
+    created_at: datetime

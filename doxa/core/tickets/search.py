@@ -1,0 +1,67 @@
+"""Listing tickets: filters, full-text search and keyset pagination, newest first."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import ColumnElement, Select, func, literal_column, select, text
+from sqlalchemy.orm import Session
+
+from doxa.core.schemas import MAX_PAGE_SIZE, Page, decode_cursor, encode_cursor
+from doxa.core.tickets.access import readable_by
+from doxa.core.tickets.models import Ticket
+from doxa.core.tickets.schemas import TicketFilters, TicketRead
+from doxa.core.users.models import User
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+MAX_SEARCH_TERMS = 8
+_EQUALITY_FILTERS = ("status", "priority", "category", "assignee_id", "requester_id",
+                     "needs_triage", "channel")
+
+
+def list_tickets(
+    db: Session, filters: TicketFilters, *, actor: User, cursor: str | None, limit: int
+) -> Page[TicketRead]:
+    """A page of the tickets the actor may see; `next_cursor` continues after its last item.
+
+    Ordering by id (creation order) keeps pages stable while new tickets arrive, and the
+    cursor is the last id seen, so a deep page costs what the first one does.
+    """
+    limit = max(1, min(limit, MAX_PAGE_SIZE))
+    query = readable_by(actor)
+    for name in _EQUALITY_FILTERS:
+        value = getattr(filters, name)
+        if value is not None:
+            query = query.where(getattr(Ticket, name) == value)
+    if filters.q is not None:
+        query = _matching(db, query, filters.q)
+    after = decode_cursor(cursor)
+    if after is not None:
+        query = query.where(Ticket.id < after)
+    rows = list(db.scalars(query.order_by(Ticket.id.desc()).limit(limit + 1)))
+    page = rows[:limit]
+    return Page(
+        items=[TicketRead.model_validate(t) for t in page],
+        next_cursor=encode_cursor(page[-1].id) if len(rows) > limit else None,
+    )
+
+
+def _matching(db: Session, query: Select[tuple[Ticket]], q: str) -> Select[tuple[Ticket]]:
+    """Every word of `q` as a prefix, over the subject and public message text."""
+    terms = _WORD.findall(q.lower())[:MAX_SEARCH_TERMS]
+    if not terms:
+        return query.where(Ticket.id.is_(None))
+    return query.where(_fts_condition(db, terms))
+
+
+def _fts_condition(db: Session, terms: list[str]) -> ColumnElement[bool]:
+    if db.get_bind().dialect.name == "postgresql":
+        # Same expression as the GIN index ix_ticket_search, so the planner can use it.
+        vector = func.to_tsvector(literal_column("'simple'::regconfig"), Ticket.search_text)
+        tsquery = func.to_tsquery(
+            literal_column("'simple'::regconfig"), " & ".join(f"{t}:*" for t in terms)
+        )
+        return vector.bool_op("@@")(tsquery)
+    match = " AND ".join(f'"{t}"*' for t in terms)
+    hits = text("SELECT rowid FROM ticket_fts WHERE ticket_fts MATCH :match").bindparams(match=match)
+    return Ticket.id.in_(hits.columns(literal_column("rowid")).scalar_subquery())

@@ -1,0 +1,143 @@
+"""Tickets: opening, changing and the audit trail of every change."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from doxa.core.enums import Channel, ClassificationState, Direction, Priority, Role, Status
+from doxa.core.errors import Conflict, InvalidInput, PermissionDenied
+from doxa.core.tickets.access import get_readable
+from doxa.core.tickets.models import Message, Ticket, TicketEvent
+from doxa.core.tickets.schemas import TicketCreate, TicketUpdate
+from doxa.core.triage.labels import categories
+from doxa.core.triage.models import ClassificationCorrection
+from doxa.core.users import service as users
+from doxa.core.users.models import User
+
+SEARCH_TEXT_LIMIT = 100_000
+
+# Moves staff may make; a client may only close, or reopen a resolved or closed ticket.
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    Status.NEW: frozenset({Status.OPEN, Status.PENDING, Status.RESOLVED, Status.CLOSED}),
+    Status.OPEN: frozenset({Status.PENDING, Status.RESOLVED, Status.CLOSED}),
+    Status.PENDING: frozenset({Status.OPEN, Status.RESOLVED, Status.CLOSED}),
+    Status.RESOLVED: frozenset({Status.OPEN, Status.CLOSED}),
+    Status.CLOSED: frozenset({Status.OPEN}),
+}
+CLIENT_MOVES: dict[Status, frozenset[Status]] = {
+    Status.CLOSED: frozenset(Status) - {Status.CLOSED},
+    Status.OPEN: frozenset({Status.RESOLVED, Status.CLOSED}),
+}
+
+
+def open_ticket(
+    db: Session, data: TicketCreate, *, actor: User, channel: Channel = Channel.API
+) -> Ticket:
+    """Open a ticket; clients open for themselves, staff may open on behalf of a requester."""
+    requester = actor
+    if data.requester_email is not None and data.requester_email.lower() != actor.email:
+        if actor.role is Role.CLIENT:
+            raise PermissionDenied("clients open tickets for themselves only")
+        requester = users.requester_for(db, email=data.requester_email, name=None)
+    ticket = Ticket(
+        subject=data.subject,
+        priority=data.priority or Priority.NORMAL,
+        channel=channel,
+        requester=requester,
+        classification_state=ClassificationState.PENDING,
+        meta={},
+        search_text=data.subject,
+    )
+    db.add(ticket)
+    db.flush()
+    add_text(db, ticket, Message(
+        ticket_id=ticket.id, author_id=actor.id, direction=Direction.IN,
+        body=data.body, full_body=data.body,
+    ))
+    record(db, ticket, actor=actor, field="created", old=None, new=ticket.status)
+    return ticket
+
+
+def add_text(db: Session, ticket: Ticket, message: Message) -> Message:
+    """Store a message and, unless internal, make its text searchable."""
+    db.add(message)
+    if not message.internal:
+        ticket.search_text = f"{ticket.search_text}\n{message.full_body}"[:SEARCH_TEXT_LIMIT]
+    db.flush()
+    return message
+
+
+def record(db: Session, ticket: Ticket, *, actor: User | None, field: str,
+           old: object, new: object) -> None:
+    db.add(TicketEvent(
+        ticket_id=ticket.id, actor_id=actor.id if actor else None, field=field,
+        old_value=None if old is None else str(old), new_value=None if new is None else str(new),
+    ))
+
+
+def update_ticket(db: Session, ticket_id: int, data: TicketUpdate, *, actor: User) -> Ticket:
+    """Change status, priority, category or assignee, recording each change."""
+    ticket = get_readable(db, ticket_id, actor=actor, for_update=True)
+    changes = {name: getattr(data, name) for name in data.model_fields_set}
+    if actor.role is Role.CLIENT and set(changes) - {"status"}:
+        raise PermissionDenied("clients may only close or reopen their tickets")
+    if changes.get("status") is not None:
+        _move(ticket, changes["status"], actor=actor)
+    if "assignee_id" in changes:
+        _check_assignee(db, changes["assignee_id"])
+    if changes.get("category") is not None and changes["category"] not in categories(db):
+        raise InvalidInput(f"category must be one of {', '.join(categories(db))}")
+    for name in ("priority", "category"):
+        if changes.get(name) is not None:
+            _learn(db, ticket, name, changes[name], actor=actor)
+    for name, new in changes.items():
+        if new is None and name != "assignee_id":
+            continue
+        old = getattr(ticket, name)
+        if old != new:
+            setattr(ticket, name, new)
+            record(db, ticket, actor=actor, field=name, old=old, new=new)
+    if {"priority", "category"} & changes.keys():
+        ticket.needs_triage = False  # a person decided
+    db.flush()
+    return ticket
+
+
+def _move(ticket: Ticket, target: Status, *, actor: User) -> None:
+    if target == ticket.status:
+        return
+    if actor.role is Role.CLIENT:
+        if ticket.status not in CLIENT_MOVES.get(target, frozenset()):
+            raise PermissionDenied(f"clients cannot move a ticket from {ticket.status} to {target}")
+    if target not in TRANSITIONS[ticket.status]:
+        raise Conflict(f"a {ticket.status} ticket cannot become {target}")
+
+
+def _check_assignee(db: Session, assignee_id: int | None) -> None:
+    if assignee_id is None:
+        return
+    assignee = db.get(User, assignee_id)
+    if assignee is None or not assignee.is_active or not assignee.is_staff:
+        raise InvalidInput(f"user {assignee_id} is not an active agent")
+
+
+def _learn(db: Session, ticket: Ticket, field: str, value: str, *, actor: User) -> None:
+    """A staff change to what the classifier said is a label for the next training."""
+    predicted = ticket.ai_category if field == "category" else ticket.ai_priority
+    if ticket.classification_state is not ClassificationState.DONE or predicted is None:
+        return
+    if str(value) == str(predicted) and not ticket.needs_triage:
+        return
+    first = db.scalar(select(Message.body).where(Message.ticket_id == ticket.id).order_by(Message.id).limit(1))
+    db.add(ClassificationCorrection(
+        ticket_id=ticket.id, actor_id=actor.id, field=field, predicted=str(predicted),
+        corrected=str(value), text=f"{ticket.subject}\n{first or ''}",
+        model_version=ticket.ai_model_version,
+    ))
+
+
+def list_events(db: Session, ticket_id: int, *, actor: User) -> list[TicketEvent]:
+    get_readable(db, ticket_id, actor=actor)
+    query = select(TicketEvent).where(TicketEvent.ticket_id == ticket_id).order_by(TicketEvent.id)
+    return list(db.scalars(query))

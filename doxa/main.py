@@ -1,0 +1,65 @@
+"""The composition root: builds the app from settings and starts the listeners in its lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+
+from doxa.api import docs, problems
+from doxa.api.middleware import BodyLimit, RequestId
+from doxa.api.routes import attachments, auth, health, tickets, users
+from doxa.core.config import Settings
+from doxa.core.context import Context
+from doxa.core.db import transaction
+from doxa.core.users import service as user_service
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """Support tickets from email and web forms, classified by a local model.
+
+Log in with **Authorize** (email as `username`); clients see only their own tickets."""
+
+
+def create_app(settings: Settings, *, context: Context | None = None) -> FastAPI:
+    context = context or Context.build(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        bootstrap(context)
+        app.state.smtp_server = None
+        yield
+        context.engine.dispose()
+
+    app = FastAPI(
+        title="DOXA", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+        docs_url=None, redoc_url=None,
+    )
+    app.state.context = context
+    api = APIRouter(prefix="/api/v1")
+    for module in (auth, users, tickets, attachments):
+        api.include_router(module.router)
+    app.include_router(api)
+    app.include_router(health.router)
+    docs.install(app)
+    problems.install(app)
+    app.add_middleware(
+        BodyLimit, default=settings.max_api_body_bytes, inbound=settings.max_message_bytes
+    )
+    app.add_middleware(RequestId)
+    return app
+
+
+def bootstrap(context: Context) -> None:
+    """Start-up work that must precede traffic: the first admin from the environment."""
+    settings = context.settings
+    if settings.doxa_admin_email and settings.doxa_admin_password:
+        with transaction(context.sessions) as db:
+            admin = user_service.ensure_admin(
+                db, context.passwords,
+                email=settings.doxa_admin_email, password=settings.doxa_admin_password,
+            )
+        if admin is not None:
+            log.info("created the first admin %s", settings.doxa_admin_email)

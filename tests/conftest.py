@@ -1,0 +1,162 @@
+"""Shared fixtures: a migrated database per backend, the app, and typed factories.
+
+Every test that touches the database runs once on SQLite and, when TEST_DATABASE_URL is
+set, once more on PostgreSQL. Migrations run once per session per backend (so every run
+exercises them); each test starts from empty tables.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from doxa.core.config import Settings, load_settings
+from doxa.core.context import Context
+from doxa.core.db import transaction
+from doxa.core.enums import Role
+from doxa.core.models import Base, Ticket, User
+from doxa.core.tickets import service as tickets
+from doxa.core.tickets.schemas import TicketCreate
+from doxa.main import create_app
+from doxa.migrations import upgrade
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+PASSWORD = "correct horse battery"
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def _worker(request: pytest.FixtureRequest) -> str:
+    return str(getattr(request.config, "workerinput", {}).get("workerid", "main"))
+
+
+def _fresh_postgres(url: str, worker: str) -> str:
+    """A new database next to TEST_DATABASE_URL's, one per xdist worker."""
+    base = make_url(url).set(drivername="postgresql+psycopg")
+    name = f"{base.database}_doxa_{worker}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'doxa.db'}"
+    else:
+        server = os.environ.get("TEST_DATABASE_URL")
+        if not server:
+            pytest.skip("TEST_DATABASE_URL is not set: PostgreSQL run skipped")
+        url = _fresh_postgres(server, _worker(request))
+    upgrade(url)
+    return url
+
+
+def make_settings(database_url: str, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "doxa_env": "test",
+        "database_url": database_url,
+        "jwt_secret": secrets.token_urlsafe(48),
+        "bcrypt_rounds": 4,
+        "smtp_enabled": False,
+        "support_addresses": "support@example.com,billing@example.com=billing",
+        "_env_file": None,
+    }
+    values.update(overrides)
+    return load_settings(**values)
+
+
+@pytest.fixture(scope="session")
+def context(database_url: str) -> Iterator[Context]:
+    context = Context.build(make_settings(database_url))
+    yield context
+    context.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def app(context: Context) -> FastAPI:
+    return create_app(context.settings, context=context)
+
+
+@pytest.fixture
+def clean(context: Context) -> Iterator[Context]:
+    """Empty tables before the test (a crashed test leaves no trace for the next)."""
+    with context.engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+            connection.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in reversed(Base.metadata.sorted_tables):
+                connection.execute(table.delete())
+    yield context
+
+
+@pytest.fixture
+def db(clean: Context) -> Iterator[Session]:
+    """A session for arranging and checking state; committed work is visible to the app."""
+    with clean.sessions() as session:
+        yield session
+
+
+@pytest.fixture
+def client(app: FastAPI, clean: Context) -> Iterator[TestClient]:
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+MakeUser = Callable[..., User]
+MakeTicket = Callable[..., Ticket]
+AsUser = Callable[[User], TestClient]
+
+
+@pytest.fixture
+def make_user(clean: Context) -> MakeUser:
+    def make(role: Role = Role.CLIENT, *, email: str | None = None, active: bool = True,
+             password: str | None = PASSWORD) -> User:
+        with transaction(clean.sessions) as session:
+            user = User(
+                email=email or f"{role.lower()}-{secrets.token_hex(4)}@example.com",
+                role=role, is_active=active, full_name=f"Test {role.title()}",
+                password_hash=clean.passwords.hash(password) if password else None,
+            )
+            session.add(user)
+        return user
+
+    return make
+
+
+@pytest.fixture
+def make_ticket(clean: Context, make_user: MakeUser) -> MakeTicket:
+    def make(requester: User | None = None, *, subject: str = "Printer on fire",
+             body: str = "The office printer is smoking.", **fields: object) -> Ticket:
+        requester = requester or make_user(Role.CLIENT)
+        with transaction(clean.sessions) as session:
+            actor = session.get(User, requester.id)
+            assert actor is not None
+            ticket = tickets.open_ticket(session, TicketCreate(subject=subject, body=body), actor=actor)
+            for name, value in fields.items():
+                setattr(ticket, name, value)
+        return ticket
+
+    return make
+
+
+@pytest.fixture
+def as_user(app: FastAPI, context: Context, clean: Context) -> AsUser:
+    def client_for(user: User) -> TestClient:
+        token = context.tokens.issue(user.id)
+        return TestClient(app, headers={"Authorization": f"Bearer {token}"},
+                          raise_server_exceptions=False)
+
+    return client_for
