@@ -27,18 +27,29 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
 
     if not args.no_migrate:
         upgrade(settings.database_url)
-    print(f"DOXA HTTP on http://{settings.http_host}:{settings.http_port} "
-          f"(Swagger UI: /docs, ReDoc: /redoc)")
+    print(
+        f"DOXA HTTP on http://{settings.http_host}:{settings.http_port} "
+        f"(Swagger UI: /docs, ReDoc: /redoc)"
+    )
     if settings.smtp_enabled:
-        print(f"DOXA SMTP on {settings.smtp_host}:{settings.smtp_port} for "
-              + ", ".join(box.address for box in settings.support_addresses))
+        print(
+            f"DOXA SMTP on {settings.smtp_host}:{settings.smtp_port} for "
+            + ", ".join(box.address for box in settings.support_addresses)
+        )
     if settings.doxa_admin_email:
-        print(f"Log in as {settings.doxa_admin_email} with DOXA_ADMIN_PASSWORD "
-              "(Swagger: Authorize, email as username)")
+        print(
+            f"Log in as {settings.doxa_admin_email} with DOXA_ADMIN_PASSWORD "
+            "(Swagger: Authorize, email as username)"
+        )
     else:
         print("No admin configured: run `doxa create-user --email you@example.com --role ADMIN`")
-    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port,
-                log_level="info", proxy_headers=False)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_level="info",
+        proxy_headers=False,
+    )
     return 0
 
 
@@ -55,7 +66,9 @@ def create_user(args: argparse.Namespace, settings: Settings) -> int:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = getpass.getpass("Password: ")
-    data = UserCreate(email=args.email, password=password, full_name=args.name, role=Role(args.role))
+    data = UserCreate(
+        email=args.email, password=password, full_name=args.name, role=Role(args.role)
+    )
     context = Context.build(settings)
     with transaction(context.sessions) as db:
         if users.find_by_email(db, data.email) is not None:
@@ -83,7 +96,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     args = parser().parse_args(argv)
     try:
         settings = load_settings()

@@ -122,12 +122,19 @@ AsUser = Callable[[User], TestClient]
 
 @pytest.fixture
 def make_user(clean: Context) -> MakeUser:
-    def make(role: Role = Role.CLIENT, *, email: str | None = None, active: bool = True,
-             password: str | None = PASSWORD) -> User:
+    def make(
+        role: Role = Role.CLIENT,
+        *,
+        email: str | None = None,
+        active: bool = True,
+        password: str | None = PASSWORD,
+    ) -> User:
         with transaction(clean.sessions) as session:
             user = User(
                 email=email or f"{role.lower()}-{secrets.token_hex(4)}@example.com",
-                role=role, is_active=active, full_name=f"Test {role.title()}",
+                role=role,
+                is_active=active,
+                full_name=f"Test {role.title()}",
                 password_hash=clean.passwords.hash(password) if password else None,
             )
             session.add(user)
@@ -138,13 +145,20 @@ def make_user(clean: Context) -> MakeUser:
 
 @pytest.fixture
 def make_ticket(clean: Context, make_user: MakeUser) -> MakeTicket:
-    def make(requester: User | None = None, *, subject: str = "Printer on fire",
-             body: str = "The office printer is smoking.", **fields: object) -> Ticket:
+    def make(
+        requester: User | None = None,
+        *,
+        subject: str = "Printer on fire",
+        body: str = "The office printer is smoking.",
+        **fields: object,
+    ) -> Ticket:
         requester = requester or make_user(Role.CLIENT)
         with transaction(clean.sessions) as session:
             actor = session.get(User, requester.id)
             assert actor is not None
-            ticket = tickets.open_ticket(session, TicketCreate(subject=subject, body=body), actor=actor)
+            ticket = tickets.open_ticket(
+                session, TicketCreate(subject=subject, body=body), actor=actor
+            )
             for name, value in fields.items():
                 setattr(ticket, name, value)
         return ticket
@@ -156,7 +170,8 @@ def make_ticket(clean: Context, make_user: MakeUser) -> MakeTicket:
 def as_user(app: FastAPI, context: Context, clean: Context) -> AsUser:
     def client_for(user: User) -> TestClient:
         token = context.tokens.issue(user.id)
-        return TestClient(app, headers={"Authorization": f"Bearer {token}"},
-                          raise_server_exceptions=False)
+        return TestClient(
+            app, headers={"Authorization": f"Bearer {token}"}, raise_server_exceptions=False
+        )
 
     return client_for

@@ -21,7 +21,8 @@ def _include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to
 
 def run_migrations() -> None:
     url = context.config.get_main_option("sqlalchemy.url")
-    assert url, "sqlalchemy.url must be set by doxa.migrations.alembic_config"
+    if not url:
+        raise RuntimeError("sqlalchemy.url must be set by doxa.migrations.alembic_config")
     engine = make_engine(url, poolclass=pool.NullPool)
     with engine.connect() as connection:
         context.configure(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from http import HTTPStatus
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -37,30 +38,36 @@ STATUS_OF: dict[type[DomainError], int] = {
 }
 
 
-def problem(status: int, detail: str, *, headers: dict[str, str] | None = None,
-            **extra: Any) -> JSONResponse:
+def problem(
+    status: int, detail: str, *, headers: Mapping[str, str] | None = None, **extra: Any
+) -> JSONResponse:
     phrase = HTTPStatus(status).phrase
     body = {"type": "about:blank", "title": phrase, "status": status, "detail": detail, **extra}
     return JSONResponse(
-        jsonable_encoder(body), status_code=status, headers=headers,
+        jsonable_encoder(body),
+        status_code=status,
+        headers=headers,
         media_type="application/problem+json",
     )
 
 
 def _domain(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, DomainError)
+    if not isinstance(exc, DomainError):
+        return _unexpected(request, exc)
     status = STATUS_OF.get(type(exc), 400)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return problem(status, exc.detail, headers=headers)
 
 
 def _http(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)
+    if not isinstance(exc, StarletteHTTPException):
+        return _unexpected(request, exc)
     return problem(exc.status_code, str(exc.detail), headers=exc.headers)
 
 
 def _validation(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
+    if not isinstance(exc, RequestValidationError):
+        return _unexpected(request, exc)
     errors = [
         {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
         for e in exc.errors()
@@ -71,17 +78,26 @@ def _validation(request: Request, exc: Exception) -> JSONResponse:
 
 
 def _database(request: Request, exc: Exception) -> JSONResponse:
-    log.error("database error on %s %s: %s", request.method, request.url.path, exc.__class__.__name__)
+    log.error(
+        "database error on %s %s: %s", request.method, request.url.path, exc.__class__.__name__
+    )
     if isinstance(exc, OperationalError | InterfaceError):
-        return problem(503, "the database cannot be reached; try again shortly",
-                       headers={"Retry-After": "5"})
+        return problem(
+            503, "the database cannot be reached; try again shortly", headers={"Retry-After": "5"}
+        )
     return _unexpected(request, exc)
 
 
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     request_id = getattr(request.state, "request_id", "-")
     log.exception("unhandled error, request %s", request_id, exc_info=exc)
-    return problem(500, f"unexpected error; quote request id {request_id}", request_id=request_id)
+    # Rendered outside the middleware stack, so the request id header is set here too.
+    return problem(
+        500,
+        f"unexpected error; quote request id {request_id}",
+        headers={"X-Request-ID": request_id},
+        request_id=request_id,
+    )
 
 
 def install(app: FastAPI) -> None:

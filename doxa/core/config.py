@@ -90,14 +90,18 @@ class Settings(BaseSettings):
             log.warning("JWT_SECRET is unset: using a random key; tokens die with the process")
             self.jwt_secret = secrets.token_urlsafe(48)
         elif self.doxa_env == "prod" and (
-            len(self.jwt_secret) < MIN_SECRET_LENGTH or self.jwt_secret.lower() in _PLACEHOLDER_SECRETS
+            len(self.jwt_secret) < MIN_SECRET_LENGTH
+            or self.jwt_secret.lower() in _PLACEHOLDER_SECRETS
         ):
-            raise ValueError(f"JWT_SECRET: must be a random value of at least {MIN_SECRET_LENGTH} characters")
+            raise ValueError(
+                f"JWT_SECRET: must be a random value of at least {MIN_SECRET_LENGTH} characters"
+            )
         return self
 
     @property
     def secret(self) -> str:
-        assert self.jwt_secret is not None  # set by the validator
+        if self.jwt_secret is None:  # the validator always sets it
+            raise ConfigError("JWT_SECRET: not set")
         return self.jwt_secret
 
     def mailbox(self, address: str) -> Mailbox | None:

@@ -48,7 +48,7 @@ class Direction(StrEnum):
 
 class ThreadedBy(StrEnum):
     REFERENCES = "references"
-    SUBJECT_TOKEN = "subject_token"
+    SUBJECT_TOKEN = "subject_token"  # noqa: S105 - a threading rule's name, not a secret
     PLUS_ADDRESS = "plus_address"
     NEW = "new"
 

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -38,9 +37,7 @@ def upgrade() -> None:
         sa.Column("full_name", sa.String(length=200), nullable=True),
         sa.Column(
             "role",
-            sa.Enum(
-                "CLIENT", "AGENT", "ADMIN", name="role", native_enum=False, length=14
-            ),
+            sa.Enum("CLIENT", "AGENT", "ADMIN", name="role", native_enum=False, length=14),
             nullable=False,
         ),
         sa.Column("password_hash", sa.String(length=200), nullable=True),
@@ -154,12 +151,8 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_ticket_assignee_id_id"), ["assignee_id", "id"], unique=False
         )
-        batch_op.create_index(
-            batch_op.f("ix_ticket_category_id"), ["category", "id"], unique=False
-        )
-        batch_op.create_index(
-            batch_op.f("ix_ticket_channel_id"), ["channel", "id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_ticket_category_id"), ["category", "id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_ticket_channel_id"), ["channel", "id"], unique=False)
         batch_op.create_index(
             batch_op.f("ix_ticket_classification_state_id"),
             ["classification_state", "id"],
@@ -170,17 +163,13 @@ def upgrade() -> None:
             ["needs_triage", "id"],
             unique=False,
         )
-        batch_op.create_index(
-            batch_op.f("ix_ticket_priority_id"), ["priority", "id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_ticket_priority_id"), ["priority", "id"], unique=False)
         batch_op.create_index(
             batch_op.f("ix_ticket_requester_id_id"),
             ["requester_id", "id"],
             unique=False,
         )
-        batch_op.create_index(
-            batch_op.f("ix_ticket_status_id"), ["status", "id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_ticket_status_id"), ["status", "id"], unique=False)
 
     op.create_table(
         "classification_correction",
@@ -278,9 +267,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("dedupe_key", name=op.f("uq_intake_event_dedupe_key")),
     )
     with op.batch_alter_table("intake_event", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_intake_event_sender"), ["sender"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_intake_event_sender"), ["sender"], unique=False)
         batch_op.create_index(
             batch_op.f("ix_intake_event_sender_received_at"),
             ["sender", "received_at"],
@@ -311,9 +298,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_ticket_event")),
     )
     with op.batch_alter_table("ticket_event", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_ticket_event_ticket_id"), ["ticket_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_ticket_event_ticket_id"), ["ticket_id"], unique=False)
 
     op.create_table(
         "message",
@@ -361,9 +346,7 @@ def upgrade() -> None:
         sa.Column("notes", sa.JSON(), nullable=False),
         sa.Column("intake_event_id", sa.Integer(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["author_id"], ["user.id"], name=op.f("fk_message_author_id_user")
-        ),
+        sa.ForeignKeyConstraint(["author_id"], ["user.id"], name=op.f("fk_message_author_id_user")),
         sa.ForeignKeyConstraint(
             ["intake_event_id"],
             ["intake_event.id"],
@@ -378,12 +361,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_message")),
     )
     with op.batch_alter_table("message", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_message_message_id"), ["message_id"], unique=False
-        )
-        batch_op.create_index(
-            batch_op.f("ix_message_ticket_id"), ["ticket_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_message_message_id"), ["message_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_message_ticket_id"), ["ticket_id"], unique=False)
 
     op.create_table(
         "attachment",
@@ -406,9 +385,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_attachment")),
     )
     with op.batch_alter_table("attachment", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_attachment_message_id"), ["message_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_attachment_message_id"), ["message_id"], unique=False)
     _create_search_index()
 
 

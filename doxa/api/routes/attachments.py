@@ -11,7 +11,14 @@ from doxa.core.tickets import messages
 router = APIRouter(prefix="/attachments", tags=["tickets"])
 
 # Types a browser may render inline without running anything; everything else downloads.
-_INLINE_SAFE = {"image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf", "text/plain"}
+_INLINE_SAFE = {
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "application/pdf",
+    "text/plain",
+}
 
 
 @router.get("/{attachment_id}", response_class=Response)

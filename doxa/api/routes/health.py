@@ -29,5 +29,7 @@ def readyz(request: Request, context: ContextDep) -> JSONResponse:
         server = getattr(request.app.state, "smtp_server", None)
         checks["smtp"] = "ok" if server is not None and server.is_serving() else "not listening"
     ready = all(value == "ok" for value in checks.values())
-    return JSONResponse({"status": "ok" if ready else "unavailable", "checks": checks},
-                        status_code=200 if ready else 503)
+    return JSONResponse(
+        {"status": "ok" if ready else "unavailable", "checks": checks},
+        status_code=200 if ready else 503,
+    )

@@ -46,7 +46,9 @@ def get_ticket(ticket_id: int, db: SessionDep, me: CurrentUser) -> TicketRead:
 
 
 @router.patch("/{ticket_id}")
-def update_ticket(ticket_id: int, body: TicketUpdate, db: SessionDep, me: CurrentUser) -> TicketRead:
+def update_ticket(
+    ticket_id: int, body: TicketUpdate, db: SessionDep, me: CurrentUser
+) -> TicketRead:
     """Change status (owner: close or reopen), or priority, category, assignee (staff)."""
     return TicketRead.model_validate(service.update_ticket(db, ticket_id, body, actor=me))
 
@@ -63,7 +65,10 @@ def post_message(
 ) -> MessageRead:
     """Reply, or (staff) add an internal note; a public staff reply is emailed to the requester."""
     message = messages.post_message(
-        db, ticket_id, body, actor=me,
+        db,
+        ticket_id,
+        body,
+        actor=me,
         relay_configured=context.settings.outbound_smtp_url is not None,
     )
     return MessageRead.model_validate(message)

@@ -24,7 +24,9 @@ def list_users(
 
 
 @router.post("", status_code=201)
-def create_user(body: UserCreate, db: SessionDep, admin: AdminUser, context: ContextDep) -> UserRead:
+def create_user(
+    body: UserCreate, db: SessionDep, admin: AdminUser, context: ContextDep
+) -> UserRead:
     """Create a user of any role."""
     return UserRead.model_validate(users.create_user(db, context.passwords, body, actor=admin))
 

@@ -11,7 +11,7 @@ from doxa.core.tickets.models import Ticket
 from doxa.core.users.models import User
 
 
-def readable_by(actor: User) -> Select[tuple[Ticket]]:
+def readable_by(actor: User) -> Select[Ticket]:
     """Tickets the actor may see: staff see all, clients only those they requested."""
     query = select(Ticket)
     if actor.role is Role.CLIENT:

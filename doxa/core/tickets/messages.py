@@ -31,30 +31,37 @@ def post_message(
     if data.internal and not actor.is_staff:
         raise PermissionDenied("only staff write internal notes")
     outbound = actor.is_staff and not data.internal
-    message = add_text(db, ticket, Message(
-        ticket_id=ticket.id, author_id=actor.id, internal=data.internal,
-        direction=Direction.OUT if outbound else Direction.IN,
-        body=data.body, full_body=data.body,
-        delivery_state=(DeliveryState.QUEUED if relay_configured else DeliveryState.NOT_SENT)
-        if outbound else None,
-    ))
+    message = add_text(
+        db,
+        ticket,
+        Message(
+            ticket_id=ticket.id,
+            author_id=actor.id,
+            internal=data.internal,
+            direction=Direction.OUT if outbound else Direction.IN,
+            body=data.body,
+            full_body=data.body,
+            delivery_state=(DeliveryState.QUEUED if relay_configured else DeliveryState.NOT_SENT)
+            if outbound
+            else None,
+        ),
+    )
     _follow_conversation(db, ticket, actor=actor, outbound=outbound, internal=data.internal)
     return message
 
 
-def _follow_conversation(db: Session, ticket: Ticket, *, actor: User, outbound: bool,
-                         internal: bool) -> None:
-    """A staff answer puts a new ticket in progress; the requester's reply reopens a resolved one."""
+def _follow_conversation(
+    db: Session, ticket: Ticket, *, actor: User, outbound: bool, internal: bool
+) -> None:
+    """A staff answer puts a new ticket in progress; a requester's reply reopens a resolved one."""
     if internal:
         return
-    target = None
-    if outbound and ticket.status is Status.NEW:
-        target = Status.OPEN
-    elif not outbound and ticket.status in (Status.RESOLVED, Status.PENDING):
-        target = Status.OPEN
-    if target is not None:
-        record(db, ticket, actor=actor, field="status", old=ticket.status, new=target)
-        ticket.status = target
+    waiting_on_us = (Status.RESOLVED, Status.PENDING)
+    if (outbound and ticket.status is Status.NEW) or (
+        not outbound and ticket.status in waiting_on_us
+    ):
+        record(db, ticket, actor=actor, field="status", old=ticket.status, new=Status.OPEN)
+        ticket.status = Status.OPEN
     db.flush()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import ColumnElement, Select, func, literal_column, select, text
+from sqlalchemy import ColumnElement, Select, func, literal_column, text
 from sqlalchemy.orm import Session
 
 from doxa.core.schemas import MAX_PAGE_SIZE, Page, decode_cursor, encode_cursor
@@ -15,8 +15,15 @@ from doxa.core.users.models import User
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 MAX_SEARCH_TERMS = 8
-_EQUALITY_FILTERS = ("status", "priority", "category", "assignee_id", "requester_id",
-                     "needs_triage", "channel")
+_EQUALITY_FILTERS = (
+    "status",
+    "priority",
+    "category",
+    "assignee_id",
+    "requester_id",
+    "needs_triage",
+    "channel",
+)
 
 
 def list_tickets(
@@ -46,7 +53,7 @@ def list_tickets(
     )
 
 
-def _matching(db: Session, query: Select[tuple[Ticket]], q: str) -> Select[tuple[Ticket]]:
+def _matching(db: Session, query: Select[Ticket], q: str) -> Select[Ticket]:
     """Every word of `q` as a prefix, over the subject and public message text."""
     terms = _WORD.findall(q.lower())[:MAX_SEARCH_TERMS]
     if not terms:
@@ -63,5 +70,7 @@ def _fts_condition(db: Session, terms: list[str]) -> ColumnElement[bool]:
         )
         return vector.bool_op("@@")(tsquery)
     match = " AND ".join(f'"{t}"*' for t in terms)
-    hits = text("SELECT rowid FROM ticket_fts WHERE ticket_fts MATCH :match").bindparams(match=match)
+    hits = text("SELECT rowid FROM ticket_fts WHERE ticket_fts MATCH :match").bindparams(
+        match=match
+    )
     return Ticket.id.in_(hits.columns(literal_column("rowid")).scalar_subquery())

@@ -51,10 +51,17 @@ def open_ticket(
     )
     db.add(ticket)
     db.flush()
-    add_text(db, ticket, Message(
-        ticket_id=ticket.id, author_id=actor.id, direction=Direction.IN,
-        body=data.body, full_body=data.body,
-    ))
+    add_text(
+        db,
+        ticket,
+        Message(
+            ticket_id=ticket.id,
+            author_id=actor.id,
+            direction=Direction.IN,
+            body=data.body,
+            full_body=data.body,
+        ),
+    )
     record(db, ticket, actor=actor, field="created", old=None, new=ticket.status)
     return ticket
 
@@ -68,12 +75,18 @@ def add_text(db: Session, ticket: Ticket, message: Message) -> Message:
     return message
 
 
-def record(db: Session, ticket: Ticket, *, actor: User | None, field: str,
-           old: object, new: object) -> None:
-    db.add(TicketEvent(
-        ticket_id=ticket.id, actor_id=actor.id if actor else None, field=field,
-        old_value=None if old is None else str(old), new_value=None if new is None else str(new),
-    ))
+def record(
+    db: Session, ticket: Ticket, *, actor: User | None, field: str, old: object, new: object
+) -> None:
+    db.add(
+        TicketEvent(
+            ticket_id=ticket.id,
+            actor_id=actor.id if actor else None,
+            field=field,
+            old_value=None if old is None else str(old),
+            new_value=None if new is None else str(new),
+        )
+    )
 
 
 def update_ticket(db: Session, ticket_id: int, data: TicketUpdate, *, actor: User) -> Ticket:
@@ -107,9 +120,8 @@ def update_ticket(db: Session, ticket_id: int, data: TicketUpdate, *, actor: Use
 def _move(ticket: Ticket, target: Status, *, actor: User) -> None:
     if target == ticket.status:
         return
-    if actor.role is Role.CLIENT:
-        if ticket.status not in CLIENT_MOVES.get(target, frozenset()):
-            raise PermissionDenied(f"clients cannot move a ticket from {ticket.status} to {target}")
+    if actor.role is Role.CLIENT and ticket.status not in CLIENT_MOVES.get(target, frozenset()):
+        raise PermissionDenied(f"clients cannot move a ticket from {ticket.status} to {target}")
     if target not in TRANSITIONS[ticket.status]:
         raise Conflict(f"a {ticket.status} ticket cannot become {target}")
 
@@ -129,12 +141,20 @@ def _learn(db: Session, ticket: Ticket, field: str, value: str, *, actor: User) 
         return
     if str(value) == str(predicted) and not ticket.needs_triage:
         return
-    first = db.scalar(select(Message.body).where(Message.ticket_id == ticket.id).order_by(Message.id).limit(1))
-    db.add(ClassificationCorrection(
-        ticket_id=ticket.id, actor_id=actor.id, field=field, predicted=str(predicted),
-        corrected=str(value), text=f"{ticket.subject}\n{first or ''}",
-        model_version=ticket.ai_model_version,
-    ))
+    first = db.scalar(
+        select(Message.body).where(Message.ticket_id == ticket.id).order_by(Message.id).limit(1)
+    )
+    db.add(
+        ClassificationCorrection(
+            ticket_id=ticket.id,
+            actor_id=actor.id,
+            field=field,
+            predicted=str(predicted),
+            corrected=str(value),
+            text=f"{ticket.subject}\n{first or ''}",
+            model_version=ticket.ai_model_version,
+        )
+    )
 
 
 def list_events(db: Session, ticket_id: int, *, actor: User) -> list[TicketEvent]:

@@ -15,7 +15,9 @@ def _fits_bcrypt(password: str) -> str:
     return password
 
 
-Password = Annotated[str, Field(min_length=8, max_length=MAX_PASSWORD_BYTES), AfterValidator(_fits_bcrypt)]
+Password = Annotated[
+    str, Field(min_length=8, max_length=MAX_PASSWORD_BYTES), AfterValidator(_fits_bcrypt)
+]
 FullName = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
 
 
@@ -49,5 +51,5 @@ class UserUpdate(BaseModel):
 
 class AccessToken(BaseModel):
     access_token: str
-    token_type: str = "bearer"
+    token_type: str = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret
     expires_in: int

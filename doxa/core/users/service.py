@@ -34,7 +34,7 @@ def authenticate(db: Session, passwords: Passwords, *, email: str, password: str
 
 
 def user_for_token(db: Session, tokens: Tokens, token: str) -> User:
-    """The active user a bearer token names; loaded afresh so role and deactivation apply at once."""
+    """The active user a token names, loaded afresh: role changes and deactivation apply at once."""
     user = db.get(User, tokens.subject(token))
     if user is None or not user.is_active:
         raise Unauthenticated("invalid token")

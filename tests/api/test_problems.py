@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from doxa.core.context import Context
+from doxa.main import create_app
+from tests.conftest import AsUser, MakeUser
+
+PROBLEM = "application/problem+json"
+
+
+def _is_problem(response: object, status: int) -> bool:
+    assert hasattr(response, "status_code") and hasattr(response, "json")
+    body = response.json()
+    return (
+        response.status_code == status
+        and response.headers["content-type"] == PROBLEM  # type: ignore[attr-defined]
+        and {"type", "title", "status", "detail"} <= body.keys()
+        and body["status"] == status
+    )
+
+
+class TestProblems:
+    def test_unknown_path_is_404_problem(self, client: TestClient) -> None:
+        assert _is_problem(client.get("/api/v1/nope"), 404)
+
+    def test_wrong_method_is_405_problem(self, client: TestClient) -> None:
+        assert _is_problem(client.delete("/api/v1/tickets"), 405)
+
+    def test_malformed_json_is_422_problem(self, as_user: AsUser, make_user: MakeUser) -> None:
+        response = as_user(make_user()).post(
+            "/api/v1/tickets", content=b'{"subject": ', headers={"content-type": "application/json"}
+        )
+        assert _is_problem(response, 422)
+
+    def test_non_numeric_id_is_422_problem(self, as_user: AsUser, make_user: MakeUser) -> None:
+        assert _is_problem(as_user(make_user()).get("/api/v1/tickets/abc"), 422)
+
+    def test_body_over_the_declared_limit_is_413_problem(
+        self, as_user: AsUser, make_user: MakeUser
+    ) -> None:
+        huge = b'{"subject": "x", "body": "' + b"a" * 2_000_000 + b'"}'
+        response = as_user(make_user()).post(
+            "/api/v1/tickets", content=huge, headers={"content-type": "application/json"}
+        )
+        assert _is_problem(response, 413)
+
+    def test_streamed_body_over_the_limit_is_413_problem(
+        self, as_user: AsUser, make_user: MakeUser
+    ) -> None:
+        def chunks() -> object:
+            yield b'{"subject": "x", "body": "'
+            for _ in range(40):
+                yield b"a" * 65536
+            yield b'"}'
+
+        response = as_user(make_user()).post(
+            "/api/v1/tickets", content=chunks(), headers={"content-type": "application/json"}
+        )
+        assert _is_problem(response, 413)
+
+    def test_unexpected_error_is_500_problem_with_request_id_and_no_traceback(
+        self, context: Context
+    ) -> None:
+        app: FastAPI = create_app(context.settings, context=context)
+
+        @app.get("/boom")
+        def boom() -> None:
+            raise RuntimeError("secret internals")
+
+        response = TestClient(app, raise_server_exceptions=False).get("/boom")
+        assert _is_problem(response, 500)
+        assert "secret internals" not in response.text and "Traceback" not in response.text
+        assert response.json()["request_id"] == response.headers["x-request-id"]

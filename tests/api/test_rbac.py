@@ -1,0 +1,142 @@
+"""The SPEC's role table, probed over HTTP: every endpoint x role x own/other resource."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from doxa.core.context import Context
+from doxa.core.db import transaction
+from doxa.core.enums import Role
+from doxa.core.models import Attachment, Message, Ticket, User
+from tests.conftest import AsUser, MakeTicket, MakeUser
+
+C, A, D = Role.CLIENT, Role.AGENT, Role.ADMIN
+
+
+@dataclass(frozen=True)
+class Case:
+    method: str
+    path: str
+    expected: dict[Role | None, int]  # None: anonymous
+    json: dict[str, Any] | None = None
+
+
+def every(status: int, anonymous: int = 401) -> dict[Role | None, int]:
+    return {None: anonymous, C: status, A: status, D: status}
+
+
+def roles(client: int, agent: int, admin: int) -> dict[Role | None, int]:
+    return {None: 401, C: client, A: agent, D: admin}
+
+
+CASES = {
+    "me": Case("GET", "/api/v1/users/me", every(200)),
+    "list users": Case("GET", "/api/v1/users", roles(403, 403, 200)),
+    "create user": Case(
+        "POST",
+        "/api/v1/users",
+        roles(403, 403, 201),
+        {"email": "new@example.com", "password": "long enough", "role": "AGENT"},
+    ),
+    "change user": Case(
+        "PATCH", "/api/v1/users/{someone}", roles(403, 403, 200), {"full_name": "N"}
+    ),
+    "open ticket": Case("POST", "/api/v1/tickets", every(201), {"subject": "s", "body": "b"}),
+    "list tickets": Case("GET", "/api/v1/tickets", every(200)),
+    "get own ticket": Case("GET", "/api/v1/tickets/{own}", every(200)),
+    "get other's ticket": Case("GET", "/api/v1/tickets/{other}", roles(404, 200, 200)),
+    "close own ticket": Case("PATCH", "/api/v1/tickets/{own}", every(200), {"status": "closed"}),
+    "close other's ticket": Case(
+        "PATCH", "/api/v1/tickets/{other}", roles(404, 200, 200), {"status": "closed"}
+    ),
+    "prioritise own ticket": Case(
+        "PATCH", "/api/v1/tickets/{own}", roles(403, 200, 200), {"priority": "high"}
+    ),
+    "assign other's ticket": Case(
+        "PATCH", "/api/v1/tickets/{other}", roles(404, 200, 200), {"assignee_id": None}
+    ),
+    "read own messages": Case("GET", "/api/v1/tickets/{own}/messages", every(200)),
+    "read other's messages": Case("GET", "/api/v1/tickets/{other}/messages", roles(404, 200, 200)),
+    "reply on own": Case("POST", "/api/v1/tickets/{own}/messages", every(201), {"body": "hi"}),
+    "reply on other's": Case(
+        "POST", "/api/v1/tickets/{other}/messages", roles(404, 201, 201), {"body": "hi"}
+    ),
+    "internal note on own": Case(
+        "POST",
+        "/api/v1/tickets/{own}/messages",
+        roles(403, 201, 201),
+        {"body": "hm", "internal": True},
+    ),
+    "events of own": Case("GET", "/api/v1/tickets/{own}/events", every(200)),
+    "events of other's": Case("GET", "/api/v1/tickets/{other}/events", roles(404, 200, 200)),
+    "own attachment": Case("GET", "/api/v1/attachments/{own_file}", every(200)),
+    "other's attachment": Case("GET", "/api/v1/attachments/{other_file}", roles(404, 200, 200)),
+    "attachment on an internal note": Case(
+        "GET", "/api/v1/attachments/{note_file}", roles(404, 200, 200)
+    ),
+    "register": Case(
+        "POST",
+        "/api/v1/auth/register",
+        every(201, anonymous=201),
+        {"email": "fresh@example.com", "password": "long enough"},
+    ),
+}
+
+
+def _attach(context: Context, ticket: Ticket, *, internal: bool = False) -> int:
+    with transaction(context.sessions) as db:
+        message = Message(
+            ticket_id=ticket.id,
+            direction="in",
+            body="see file",
+            full_body="see file",
+            internal=internal,
+        )
+        db.add(message)
+        db.flush()
+        attachment = Attachment(
+            message_id=message.id,
+            filename="a.txt",
+            content_type="text/plain",
+            size=2,
+            sha256="0" * 64,
+            content=b"hi",
+        )
+        db.add(attachment)
+        db.flush()
+        return attachment.id
+
+
+@pytest.mark.parametrize("role", [None, C, A, D], ids=["anonymous", "client", "agent", "admin"])
+@pytest.mark.parametrize("name", list(CASES))
+def test_role_matrix(
+    name: str,
+    role: Role | None,
+    client: TestClient,
+    context: Context,
+    as_user: AsUser,
+    make_user: MakeUser,
+    make_ticket: MakeTicket,
+) -> None:
+    case = CASES[name]
+    caller: User | None = make_user(role) if role else None
+    make_user(D)  # an admin always remains, so "change user" is not blocked by the last-admin rule
+    own = make_ticket(caller) if caller else make_ticket()
+    other = make_ticket()
+    ids = {
+        "own": own.id,
+        "other": other.id,
+        "someone": make_user(A).id,
+        "own_file": _attach(context, own),
+        "other_file": _attach(context, other),
+        "note_file": _attach(context, own, internal=True),
+    }
+    http = as_user(caller) if caller else client
+    response = http.request(case.method, case.path.format(**ids), json=case.json)
+    assert response.status_code == case.expected[role], response.text
+    if response.status_code >= 400:
+        assert response.headers["content-type"] == "application/problem+json"

@@ -1,0 +1,299 @@
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from doxa.core.enums import Role
+from tests.conftest import AsUser, MakeTicket, MakeUser
+
+
+class TestCreateTicket:
+    def test_client_opens_a_ticket_for_themselves(
+        self, as_user: AsUser, make_user: MakeUser
+    ) -> None:
+        client = make_user(Role.CLIENT)
+        response = as_user(client).post(
+            "/api/v1/tickets", json={"subject": " VPN down ", "body": "Since 9am."}
+        )
+        assert response.status_code == 201
+        ticket = response.json()
+        assert ticket["subject"] == "VPN down" and ticket["requester_id"] == client.id
+        assert ticket["status"] == "new" and ticket["channel"] == "api"
+        assert (
+            ticket["classification_state"] == "pending"
+            and ticket["reference"] == f"[#{ticket['id']}]"
+        )
+
+    def test_client_opening_for_someone_else_gets_403(
+        self, as_user: AsUser, make_user: MakeUser
+    ) -> None:
+        response = as_user(make_user()).post(
+            "/api/v1/tickets",
+            json={"subject": "x", "body": "y", "requester_email": "other@example.com"},
+        )
+        assert response.status_code == 403
+
+    def test_agent_opens_on_behalf_of_a_new_requester(
+        self, as_user: AsUser, make_user: MakeUser
+    ) -> None:
+        agent = as_user(make_user(Role.AGENT))
+        ticket = agent.post(
+            "/api/v1/tickets",
+            json={
+                "subject": "Phone call",
+                "body": "Caller lost access.",
+                "requester_email": "caller@example.com",
+            },
+        ).json()
+        users = as_user(make_user(Role.ADMIN)).get("/api/v1/users").json()["items"]
+        requester = next(u for u in users if u["id"] == ticket["requester_id"])
+        assert requester["email"] == "caller@example.com" and requester["role"] == "CLIENT"
+
+    def test_blank_subject_gets_422_problem(self, as_user: AsUser, make_user: MakeUser) -> None:
+        response = as_user(make_user()).post(
+            "/api/v1/tickets", json={"subject": "   ", "body": "y"}
+        )
+        assert response.status_code == 422
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["detail"].startswith("body.subject")
+
+
+class TestListTickets:
+    def test_client_sees_only_their_own(
+        self, as_user: AsUser, make_user: MakeUser, make_ticket: MakeTicket
+    ) -> None:
+        me = make_user()
+        mine = make_ticket(me)
+        make_ticket()
+        ids = [t["id"] for t in as_user(me).get("/api/v1/tickets").json()["items"]]
+        assert ids == [mine.id]
+
+    def test_pages_follow_the_cursor_newest_first_without_gaps(
+        self, as_user: AsUser, make_user: MakeUser, make_ticket: MakeTicket
+    ) -> None:
+        agent = as_user(make_user(Role.AGENT))
+        created = [make_ticket().id for _ in range(7)]
+        first = agent.get("/api/v1/tickets", params={"limit": 3}).json()
+        make_ticket()  # arrives while the agent pages: it must not shift later pages
+        second = agent.get(
+            "/api/v1/tickets", params={"limit": 3, "cursor": first["next_cursor"]}
+        ).json()
+        third = agent.get(
+            "/api/v1/tickets", params={"limit": 3, "cursor": second["next_cursor"]}
+        ).json()
+        seen = [t["id"] for page in (first, second, third) for t in page["items"]]
+        assert seen == sorted(created, reverse=True) and third["next_cursor"] is None
+
+    def test_filters_combine(
+        self, as_user: AsUser, make_user: MakeUser, make_ticket: MakeTicket
+    ) -> None:
+        agent = make_user(Role.AGENT)
+        wanted = make_ticket(priority="high", assignee_id=agent.id)
+        make_ticket(priority="high")
+        make_ticket(assignee_id=agent.id)
+        response = as_user(agent).get(
+            "/api/v1/tickets", params={"priority": "high", "assignee_id": agent.id}
+        )
+        assert [t["id"] for t in response.json()["items"]] == [wanted.id]
+
+    def test_triage_queue_filter(
+        self, as_user: AsUser, make_user: MakeUser, make_ticket: MakeTicket
+    ) -> None:
+        queued = make_ticket(needs_triage=True)
+        make_ticket()
+        response = as_user(make_user(Role.AGENT)).get(
+            "/api/v1/tickets", params={"needs_triage": "true"}
+        )
+        assert [t["id"] for t in response.json()["items"]] == [queued.id]
+
+    def test_q_matches_words_in_subject_and_messages_by_prefix(
+        self, as_user: AsUser, make_user: MakeUser, make_ticket: MakeTicket
+    ) -> None:
+        hit = make_ticket(subject="Invoice question", body="The refunds were doubled")
+        make_ticket(subject="Password reset", body="Locked out")
+        agent = as_user(make_user(Role.AGENT))
+        for q in ("invoice", "REFUND", "invoice doubled"):
+            assert [
+                t["id"] for t in agent.get("/api/v1/tickets", params={"q": q}).json()["items"]
+            ] == [hit.id]
+        assert agent.get("/api/v1/tickets", params={"q": "invoice locked"}).json()["items"] == []
+
+    def test_q_with_search_syntax_is_treated_as_words(
+        self, as_user: AsUser, make_user: MakeUser, make_ticket: MakeTicket
+    ) -> None:
+        make_ticket(subject="Printer jam")
+        agent = as_user(make_user(Role.AGENT))
+        for q in ('"printer', "printer:* | !", "NEAR(a b)", "' OR 1=1 --", "***"):
+            assert agent.get("/api/v1/tickets", params={"q": q}).status_code == 200
+
+    def test_client_search_does_not_reach_internal_notes(
+        self, as_user: AsUser, make_user: MakeUser, make_ticket: MakeTicket
+    ) -> None:
+        me = make_user()
+        ticket = make_ticket(me)
+        as_user(make_user(Role.AGENT)).post(
+            f"/api/v1/tickets/{ticket.id}/messages",
+            json={"body": "suspected fraudster", "internal": True},
+        )
+        assert as_user(me).get("/api/v1/tickets", params={"q": "fraudster"}).json()["items"] == []
+
+    def test_forged_cursor_gets_422(self, as_user: AsUser, make_user: MakeUser) -> None:
+        response = as_user(make_user()).get(
+            "/api/v1/tickets", params={"cursor": "bm90LWEtY3Vyc29y"}
+        )
+        assert response.status_code == 422
+
+    def test_limit_over_100_gets_422(self, as_user: AsUser, make_user: MakeUser) -> None:
+        assert as_user(make_user()).get("/api/v1/tickets", params={"limit": 101}).status_code == 422
+
+
+class TestUpdateTicket:
+    def test_agent_changes_fields_and_each_change_is_an_event(
+        self, as_user: AsUser, make_user: MakeUser, make_ticket: MakeTicket
+    ) -> None:
+        agent = make_user(Role.AGENT)
+        ticket = make_ticket()
+        api = as_user(agent)
+        response = api.patch(
+            f"/api/v1/tickets/{ticket.id}",
+            json={
+                "status": "open",
+                "priority": "urgent",
+                "category": "billing",
+                "assignee_id": agent.id,
+            },
+        )
+        assert response.status_code == 200 and response.json()["priority"] == "urgent"
+        events = api.get(f"/api/v1/tickets/{ticket.id}/events").json()
+        changed = {(e["field"], e["new_value"]) for e in events if e["actor_id"] == agent.id}
+        assert changed == {
+            ("status", "open"),
+            ("priority", "urgent"),
+            ("category", "billing"),
+            ("assignee_id", str(agent.id)),
+        }
+
+    def test_unknown_category_gets_422(
+        self, as_user: AsUser, make_user: MakeUser, make_ticket: MakeTicket
+    ) -> None:
+        response = as_user(make_user(Role.AGENT)).patch(
+            f"/api/v1/tickets/{make_ticket().id}", json={"category": "astrology"}
+        )
+        assert response.status_code == 422
+
+    def test_assigning_to_a_client_gets_422(
+        self, as_user: AsUser, make_user: MakeUser, make_ticket: MakeTicket
+    ) -> None:
+        response = as_user(make_user(Role.AGENT)).patch(
+            f"/api/v1/tickets/{make_ticket().id}", json={"assignee_id": make_user().id}
+        )
+        assert response.status_code == 422
+
+    def test_moving_back_to_new_gets_409(
+        self, as_user: AsUser, make_user: MakeUser, make_ticket: MakeTicket
+    ) -> None:
+        ticket = make_ticket(status="open")
+        response = as_user(make_user(Role.AGENT)).patch(
+            f"/api/v1/tickets/{ticket.id}", json={"status": "new"}
+        )
+        assert response.status_code == 409
+
+    def test_owner_closes_and_reopens(
+        self, as_user: AsUser, make_user: MakeUser, make_ticket: MakeTicket
+    ) -> None:
+        me = make_user()
+        ticket = make_ticket(me)
+        api = as_user(me)
+        assert (
+            api.patch(f"/api/v1/tickets/{ticket.id}", json={"status": "closed"}).json()["status"]
+            == "closed"
+        )
+        assert (
+            api.patch(f"/api/v1/tickets/{ticket.id}", json={"status": "open"}).json()["status"]
+            == "open"
+        )
+
+    def test_owner_cannot_set_pending_or_priority(
+        self, as_user: AsUser, make_user: MakeUser, make_ticket: MakeTicket
+    ) -> None:
+        me = make_user()
+        ticket = make_ticket(me)
+        api = as_user(me)
+        assert (
+            api.patch(f"/api/v1/tickets/{ticket.id}", json={"status": "pending"}).status_code == 403
+        )
+        assert (
+            api.patch(f"/api/v1/tickets/{ticket.id}", json={"priority": "urgent"}).status_code
+            == 403
+        )
+
+
+class TestMessages:
+    def test_client_never_sees_internal_notes(
+        self, as_user: AsUser, make_user: MakeUser, make_ticket: MakeTicket
+    ) -> None:
+        me = make_user()
+        ticket = make_ticket(me)
+        agent = as_user(make_user(Role.AGENT))
+        agent.post(
+            f"/api/v1/tickets/{ticket.id}/messages", json={"body": "check fraud", "internal": True}
+        )
+        agent.post(f"/api/v1/tickets/{ticket.id}/messages", json={"body": "We are on it."})
+        seen = [m["body"] for m in as_user(me).get(f"/api/v1/tickets/{ticket.id}/messages").json()]
+        assert seen == ["The office printer is smoking.", "We are on it."]
+        assert len(agent.get(f"/api/v1/tickets/{ticket.id}/messages").json()) == 3
+
+    def test_client_cannot_write_internal_notes(
+        self, as_user: AsUser, make_user: MakeUser, make_ticket: MakeTicket
+    ) -> None:
+        me = make_user()
+        response = as_user(me).post(
+            f"/api/v1/tickets/{make_ticket(me).id}/messages",
+            json={"body": "psst", "internal": True},
+        )
+        assert response.status_code == 403
+
+    def test_public_staff_reply_is_outbound_and_not_sent_without_a_relay(
+        self, as_user: AsUser, make_user: MakeUser, make_ticket: MakeTicket
+    ) -> None:
+        ticket = make_ticket()
+        reply = (
+            as_user(make_user(Role.AGENT))
+            .post(f"/api/v1/tickets/{ticket.id}/messages", json={"body": "Fixed."})
+            .json()
+        )
+        assert reply["direction"] == "out" and reply["delivery_state"] == "not_sent"
+
+    def test_requester_reply_reopens_a_resolved_ticket(
+        self, as_user: AsUser, make_user: MakeUser, make_ticket: MakeTicket
+    ) -> None:
+        me = make_user()
+        ticket = make_ticket(me, status="resolved")
+        as_user(me).post(f"/api/v1/tickets/{ticket.id}/messages", json={"body": "Still broken"})
+        assert as_user(me).get(f"/api/v1/tickets/{ticket.id}").json()["status"] == "open"
+
+
+class TestHealth:
+    def test_healthz_answers(self, client: TestClient) -> None:
+        assert client.get("/healthz").json() == {"status": "ok"}
+
+    def test_readyz_checks_the_database(self, client: TestClient) -> None:
+        response = client.get("/readyz")
+        assert response.status_code == 200 and response.json()["checks"]["database"] == "ok"
+
+
+class TestDocs:
+    def test_swagger_ui_loads_its_assets_from_the_app(self, client: TestClient) -> None:
+        page = client.get("/docs").text
+        assert "/docs-assets/swagger-ui-bundle.js" in page and "cdn" not in page.lower()
+        assert client.get("/docs-assets/swagger-ui-bundle.js").status_code == 200
+
+    def test_redoc_loads_its_assets_from_the_app(self, client: TestClient) -> None:
+        page = client.get("/redoc").text
+        assert "/docs-assets/redoc.standalone.js" in page and "fonts.googleapis" not in page
+        assert client.get("/docs-assets/redoc.standalone.js").status_code == 200
+
+    def test_openapi_declares_the_password_flow_for_authorize(self, client: TestClient) -> None:
+        schemes = client.get("/openapi.json").json()["components"]["securitySchemes"]
+        assert (
+            schemes["OAuth2PasswordBearer"]["flows"]["password"]["tokenUrl"] == "/api/v1/auth/login"
+        )

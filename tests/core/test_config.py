@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import pytest
+
+from doxa.core.config import ConfigError, Mailbox, load_settings
+
+
+def settings(**values: object) -> object:
+    return load_settings(_env_file=None, **values)
+
+
+class TestSettings:
+    def test_missing_jwt_secret_outside_dev_names_the_variable(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.delenv("JWT_SECRET", raising=False)
+        with pytest.raises(ConfigError, match=r"^JWT_SECRET: required"):
+            settings(doxa_env="prod")
+
+    def test_placeholder_or_short_secret_is_refused(self) -> None:
+        with pytest.raises(ConfigError, match=r"^JWT_SECRET"):
+            settings(doxa_env="prod", jwt_secret="changeme")
+
+    def test_dev_without_secret_gets_a_random_one_per_process(self) -> None:
+        first, second = settings(doxa_env="dev"), settings(doxa_env="dev")
+        assert first.jwt_secret and first.jwt_secret != second.jwt_secret  # type: ignore[attr-defined]
+
+    def test_bad_port_names_the_variable_in_one_line(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("HTTP_PORT", "eighty")
+        with pytest.raises(ConfigError) as error:
+            settings(doxa_env="dev")
+        assert str(error.value).startswith("HTTP_PORT:") and "\n" not in str(error.value)
+
+    def test_support_addresses_pin_categories_and_accept_plus_forms(self) -> None:
+        loaded = settings(doxa_env="dev", support_addresses="help@x.org, Billing@X.org=billing")
+        assert loaded.support_addresses == (
+            Mailbox("help@x.org"),
+            Mailbox("billing@x.org", "billing"),
+        )  # type: ignore[attr-defined]
+        assert loaded.mailbox("billing+42@x.org") == Mailbox("billing@x.org", "billing")  # type: ignore[attr-defined]
+        assert loaded.mailbox("sales@x.org") is None  # type: ignore[attr-defined]
+
+    def test_malformed_support_address_is_refused(self) -> None:
+        with pytest.raises(ConfigError, match=r"^SUPPORT_ADDRESSES"):
+            settings(doxa_env="dev", support_addresses="not an address")
+
+    def test_plain_postgresql_url_uses_psycopg3(self) -> None:
+        loaded = settings(doxa_env="dev", database_url="postgresql://u@h/db")
+        assert loaded.database_url == "postgresql+psycopg://u@h/db"  # type: ignore[attr-defined]
