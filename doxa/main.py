@@ -34,8 +34,12 @@ def create_app(settings: Settings, *, context: Context | None = None) -> FastAPI
         context.engine.dispose()
 
     app = FastAPI(
-        title="DOXA", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
-        docs_url=None, redoc_url=None,
+        title="DOXA",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.context = context
     api = APIRouter(prefix="/api/v1")
@@ -58,8 +62,10 @@ def bootstrap(context: Context) -> None:
     if settings.doxa_admin_email and settings.doxa_admin_password:
         with transaction(context.sessions) as db:
             admin = user_service.ensure_admin(
-                db, context.passwords,
-                email=settings.doxa_admin_email, password=settings.doxa_admin_password,
+                db,
+                context.passwords,
+                email=settings.doxa_admin_email,
+                password=settings.doxa_admin_password,
             )
         if admin is not None:
             log.info("created the first admin %s", settings.doxa_admin_email)

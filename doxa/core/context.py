@@ -29,7 +29,5 @@ class Context:
             engine=engine,
             sessions=make_sessionmaker(engine),
             passwords=Passwords(settings.bcrypt_rounds),
-            tokens=Tokens(
-                settings.secret, timedelta(minutes=settings.access_token_expire_minutes)
-            ),
+            tokens=Tokens(settings.secret, timedelta(minutes=settings.access_token_expire_minutes)),
         )

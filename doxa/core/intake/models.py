@@ -31,7 +31,9 @@ class IntakeEvent(Base):
     raw_size: Mapped[int] = mapped_column(default=0)
     # Channel-specific extras (form fields, provider ids) that are not in the raw bytes.
     extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    status: Mapped[IntakeStatus] = mapped_column(str_enum(IntakeStatus), default=IntakeStatus.RECEIVED)
+    status: Mapped[IntakeStatus] = mapped_column(
+        str_enum(IntakeStatus), default=IntakeStatus.RECEIVED
+    )
     reason: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(Text)
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id", ondelete="SET NULL"))
