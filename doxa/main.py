@@ -10,11 +10,16 @@ from fastapi import APIRouter, FastAPI
 
 from doxa.api import docs, problems
 from doxa.api.middleware import BodyLimit, RequestId
-from doxa.api.routes import attachments, auth, health, tickets, users
+from doxa.api.routes import attachments, auth, health, intake, tickets, users
 from doxa.core.config import Settings
 from doxa.core.context import Context
 from doxa.core.db import transaction
+from doxa.core.enums import Channel
+from doxa.core.intake.pipeline import Pipeline
+from doxa.core.intake.worker import IntakeWorker
 from doxa.core.users import service as user_service
+from doxa.gateway.parsing import email_normalizer
+from doxa.gateway.smtp import IntakeHandler, SmtpListener
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +31,27 @@ Log in with **Authorize** (email as `username`); clients see only their own tick
 def create_app(settings: Settings, *, context: Context | None = None) -> FastAPI:
     context = context or Context.build(settings)
 
+    pipeline = build_pipeline(settings)
+    worker = IntakeWorker(context.sessions, pipeline)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         bootstrap(context)
-        app.state.smtp_server = None
-        yield
-        context.engine.dispose()
+        await worker.start()
+        listener = None
+        if settings.smtp_enabled:
+            listener = SmtpListener(
+                settings, IntakeHandler(settings, context.sessions, pipeline, worker)
+            )
+            await listener.start()
+        app.state.smtp_server = listener
+        try:
+            yield
+        finally:
+            if listener is not None:
+                await listener.stop()
+            await worker.stop()
+            context.engine.dispose()
 
     app = FastAPI(
         title="DOXA",
@@ -42,8 +62,10 @@ def create_app(settings: Settings, *, context: Context | None = None) -> FastAPI
         redoc_url=None,
     )
     app.state.context = context
+    app.state.pipeline = pipeline
+    app.state.intake_worker = worker
     api = APIRouter(prefix="/api/v1")
-    for module in (auth, users, tickets, attachments):
+    for module in (auth, users, tickets, attachments, intake):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(health.router)
@@ -69,3 +91,8 @@ def bootstrap(context: Context) -> None:
             )
         if admin is not None:
             log.info("created the first admin %s", settings.doxa_admin_email)
+
+
+def build_pipeline(settings: Settings) -> Pipeline:
+    """The one ingestion path, with each channel's way of reading its raw input."""
+    return Pipeline(settings, {Channel.EMAIL: email_normalizer(settings.max_attachment_bytes)})

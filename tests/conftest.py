@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -38,29 +39,37 @@ def _worker(request: pytest.FixtureRequest) -> str:
     return str(getattr(request.config, "workerinput", {}).get("workerid", "main"))
 
 
-def _fresh_postgres(url: str, worker: str) -> str:
-    """A new database next to TEST_DATABASE_URL's, one per xdist worker."""
+@contextmanager
+def _fresh_postgres(url: str, worker: str) -> Iterator[str]:
+    """A new database next to TEST_DATABASE_URL's, one per test run and xdist worker."""
     base = make_url(url).set(drivername="postgresql+psycopg")
-    name = f"{base.database}_doxa_{worker}"
+    name = f"{base.database}_doxa_{worker}_{os.getpid()}"
     admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
-        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return base.set(database=name).render_as_string(hide_password=False)
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'doxa.db'}"
-    else:
-        server = os.environ.get("TEST_DATABASE_URL")
-        if not server:
-            pytest.skip("TEST_DATABASE_URL is not set: PostgreSQL run skipped")
-        url = _fresh_postgres(server, _worker(request))
-    upgrade(url)
-    return url
+        upgrade(url)
+        yield url
+        return
+    server = os.environ.get("TEST_DATABASE_URL")
+    if not server:
+        pytest.skip("TEST_DATABASE_URL is not set: PostgreSQL run skipped")
+    with _fresh_postgres(server, _worker(request)) as url:
+        upgrade(url)
+        yield url
 
 
 def make_settings(database_url: str, **overrides: object) -> Settings:

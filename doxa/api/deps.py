@@ -12,6 +12,8 @@ from sqlalchemy.orm import Session
 from doxa.core.context import Context
 from doxa.core.enums import Role
 from doxa.core.errors import PermissionDenied, Unauthenticated
+from doxa.core.intake.pipeline import Pipeline
+from doxa.core.intake.worker import IntakeWorker
 from doxa.core.users import service as users
 from doxa.core.users.models import User
 
@@ -62,3 +64,17 @@ def _requires(*roles: Role) -> object:
 
 StaffUser = Annotated[User, _requires(Role.AGENT, Role.ADMIN)]
 AdminUser = Annotated[User, _requires(Role.ADMIN)]
+
+
+def get_pipeline(request: Request) -> Pipeline:
+    pipeline: Pipeline = request.app.state.pipeline
+    return pipeline
+
+
+def get_worker(request: Request) -> IntakeWorker:
+    worker: IntakeWorker = request.app.state.intake_worker
+    return worker
+
+
+PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]
+WorkerDep = Annotated[IntakeWorker, Depends(get_worker)]

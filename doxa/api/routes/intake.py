@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, Query
+
+from doxa.api.deps import AdminUser, PipelineDep, SessionDep, WorkerDep
+from doxa.core.enums import Channel, IntakeStatus
+from doxa.core.intake import service
+from doxa.core.intake.schemas import IntakeEventRead
+from doxa.core.schemas import MAX_PAGE_SIZE, Page
+
+router = APIRouter(prefix="/intake", tags=["intake"])
+
+
+@router.get("")
+def list_intake(
+    db: SessionDep,
+    admin: AdminUser,
+    status: IntakeStatus | None = None,
+    channel: Channel | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+) -> Page[IntakeEventRead]:
+    """Every inbound event with its outcome, newest first."""
+    events, next_cursor = service.list_events(
+        db, actor=admin, status=status, channel=channel, cursor=cursor, limit=limit
+    )
+    return Page(items=[IntakeEventRead.model_validate(e) for e in events], next_cursor=next_cursor)
+
+
+@router.get("/{event_id}")
+def get_intake(event_id: int, db: SessionDep, admin: AdminUser) -> IntakeEventRead:
+    """One inbound event."""
+    return IntakeEventRead.model_validate(service.get_event(db, event_id, actor=admin))
+
+
+@router.post("/{event_id}/reprocess", status_code=202)
+def reprocess(
+    event_id: int, db: SessionDep, admin: AdminUser, pipeline: PipelineDep, worker: WorkerDep,
+    background: BackgroundTasks,
+) -> IntakeEventRead:  # fmt: skip
+    """Run a failed event through the pipeline again (after a fix); poll it for the outcome."""
+    service.get_event(db, event_id, actor=admin)
+    event = pipeline.requeue(db, event_id)
+
+    async def submit() -> None:  # after the response, so after the commit
+        worker.submit(event_id)
+
+    background.add_task(submit)
+    return IntakeEventRead.model_validate(event)

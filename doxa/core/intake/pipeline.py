@@ -1,0 +1,211 @@
+"""The one ingestion path every channel shares.
+
+    accept   raw bytes -> intake_event (committed by the edge before it says "accepted")
+    load     the stored raw input, read in its own short transaction
+    normalize  raw -> InboundMessage, by the channel's normalizer (no database)
+    apply    loop rules, rate limit, threading -> new ticket or follow-up (one transaction)
+
+Each step is idempotent: `apply` claims the event with a conditional update, so a sweep
+that races a worker, or two processes on one database, never make a second ticket.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from email.parser import BytesHeaderParser
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from doxa.core.config import Settings
+from doxa.core.db import utcnow
+from doxa.core.enums import Channel, IntakeStatus
+from doxa.core.errors import Conflict, NotFound
+from doxa.core.intake import delivery
+from doxa.core.intake.inbound import InboundMessage
+from doxa.core.intake.loops import loop_reason
+from doxa.core.intake.models import IntakeEvent
+from doxa.core.intake.threads import find_thread
+from doxa.core.tickets.models import Message
+
+MAX_ERROR_CHARS = 4000
+# Statuses that count towards a sender's hourly allowance.
+_COUNTED = (IntakeStatus.TICKET_CREATED, IntakeStatus.FOLLOWUP, IntakeStatus.HELD)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One inbound submission as an edge received it, before any parsing."""
+
+    channel: Channel
+    raw: bytes
+    recipients: list[str]
+    envelope_from: str | None = None
+    external_id: str | None = None  # Message-ID or Idempotency-Key, when known up front
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RawEvent:
+    id: int
+    channel: Channel
+    raw: bytes
+    extra: dict[str, Any]
+
+
+Normalizer = Callable[[RawEvent], InboundMessage]
+
+
+def message_id_of(raw: bytes) -> str | None:
+    """The Message-ID from the header block alone, for deduplication before a full parse."""
+    head = raw[: raw.find(b"\r\n\r\n") + 4 or raw.find(b"\n\n") + 2 or 65536][:65536]
+    value = BytesHeaderParser().parsebytes(head).get("message-id")
+    cleaned = str(value or "").strip().strip("<>").strip()
+    return cleaned[:900] or None
+
+
+class Pipeline:
+    def __init__(self, settings: Settings, normalizers: Mapping[Channel, Normalizer]) -> None:
+        self.settings = settings
+        self.normalizers = dict(normalizers)
+
+    def accept(self, db: Session, item: Delivery) -> IntakeEvent:
+        """Store the raw input; a repeated delivery is recorded as a duplicate of the first."""
+        key = self._dedupe_key(item)
+        first = db.scalar(select(IntakeEvent).where(IntakeEvent.dedupe_key == key))
+        if first is None:
+            try:
+                with db.begin_nested():
+                    return self._store(db, item, key)
+            except IntegrityError:  # the same message, delivered concurrently
+                first = db.scalar(select(IntakeEvent).where(IntakeEvent.dedupe_key == key))
+                if first is None:
+                    raise
+        duplicate = self._store(db, item, None)
+        duplicate.status, duplicate.duplicate_of_id = IntakeStatus.DUPLICATE, first.id
+        duplicate.ticket_id, duplicate.processed_at = first.ticket_id, utcnow()
+        db.flush()
+        return duplicate
+
+    def _dedupe_key(self, item: Delivery) -> str:
+        mailbox = self._mailbox(item.recipients) or ""
+        identity = item.external_id or hashlib.sha256(item.raw).hexdigest()
+        return hashlib.sha256(f"{item.channel}|{mailbox}|{identity}".encode()).hexdigest()
+
+    def _mailbox(self, recipients: list[str]) -> str | None:
+        boxes = sorted({box.address for r in recipients if (box := self.settings.mailbox(r))})
+        return boxes[0] if boxes else None
+
+    def _store(self, db: Session, item: Delivery, key: str | None) -> IntakeEvent:
+        event = IntakeEvent(
+            channel=item.channel, external_id=item.external_id, dedupe_key=key,
+            mailbox=self._mailbox(item.recipients), envelope_from=item.envelope_from,
+            envelope_to=list(item.recipients), raw=item.raw, raw_size=len(item.raw),
+            extra=item.extra, status=IntakeStatus.RECEIVED,
+        )  # fmt: skip
+        db.add(event)
+        db.flush()
+        return event
+
+    def load(self, db: Session, event_id: int) -> RawEvent | None:
+        """The raw input of an event still waiting to be processed, else None."""
+        event = db.get(IntakeEvent, event_id)
+        if event is None or event.status is not IntakeStatus.RECEIVED:
+            return None
+        return RawEvent(event.id, event.channel, event.raw, dict(event.extra or {}))
+
+    def normalize(self, raw: RawEvent) -> InboundMessage:
+        return self.normalizers[raw.channel](raw)
+
+    def apply(self, db: Session, event_id: int, msg: InboundMessage) -> IntakeEvent | None:
+        """Decide what the message is and make it so; None when another worker got there first."""
+        if not self._claim(db, event_id):
+            return None
+        event = db.get_one(IntakeEvent, event_id)
+        event.sender, event.processed_at = msg.sender_email or None, utcnow()
+        reason = self._hold_reason(db, event, msg)
+        if reason is not None:
+            event.status, event.reason = IntakeStatus.HELD, reason
+        elif self._seen(db, msg):
+            event.status, event.reason = IntakeStatus.DUPLICATE, "message_id"
+        else:
+            thread = find_thread(db, msg, recipients=event.envelope_to)
+            outcome = delivery.deliver(db, event, msg, thread, settings=self.settings)
+            event.status, event.ticket_id = outcome.status, outcome.ticket.id
+        event.error = None
+        db.flush()
+        return event
+
+    def _claim(self, db: Session, event_id: int) -> bool:
+        # A conditional write, not a read: on PostgreSQL a concurrent claimer waits and then
+        # matches nothing; on SQLite the write lock serializes claimers the same way.
+        claimed = db.execute(
+            update(IntakeEvent)
+            .where(IntakeEvent.id == event_id, IntakeEvent.status == IntakeStatus.RECEIVED)
+            .values(attempts=IntakeEvent.attempts + 1)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(getattr(claimed, "rowcount", 0) == 1)
+
+    def _hold_reason(self, db: Session, event: IntakeEvent, msg: InboundMessage) -> str | None:
+        reason = loop_reason(msg, envelope_from=event.envelope_from)
+        if reason is not None:
+            return reason
+        if self.settings.mailbox(msg.sender_email) or self.settings.mailbox(msg.from_email):
+            return "loop"  # mail from one of our own addresses
+        if not msg.sender_email:
+            return "no_sender"
+        return "rate_limited" if self._over_rate(db, event, msg.sender_email) else None
+
+    def _over_rate(self, db: Session, event: IntakeEvent, sender: str) -> bool:
+        recent = select(func.count()).where(
+            IntakeEvent.sender == sender,
+            IntakeEvent.id != event.id,
+            IntakeEvent.received_at >= utcnow() - timedelta(hours=1),
+            IntakeEvent.status.in_(_COUNTED),
+        )
+        return (db.scalar(recent) or 0) >= self.settings.sender_hourly_limit
+
+    def _seen(self, db: Session, msg: InboundMessage) -> bool:
+        """The Message-ID is on a ticket already (another mailbox, or our own outbound copy)."""
+        if not msg.message_id:
+            return False
+        query = select(Message.id).where(Message.message_id == msg.message_id).limit(1)
+        return db.scalar(query) is not None
+
+    def fail(self, db: Session, event_id: int, error: BaseException) -> None:
+        """Keep the raw input with the reason it could not be processed, for reprocessing."""
+        event = db.get(IntakeEvent, event_id)
+        if event is None:
+            return
+        event.status, event.processed_at = IntakeStatus.FAILED, utcnow()
+        event.attempts += 1  # the failed run's own claim, if it got that far, was rolled back
+        event.error = f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS]
+        db.flush()
+
+    def requeue(self, db: Session, event_id: int) -> IntakeEvent:
+        """Mark a failed event for another run."""
+        event = db.get(IntakeEvent, event_id)
+        if event is None:
+            raise NotFound(f"intake event {event_id} not found")
+        if event.status is not IntakeStatus.FAILED:
+            raise Conflict(f"only failed events are reprocessed; this one is {event.status}")
+        event.status, event.error = IntakeStatus.RECEIVED, None
+        db.flush()
+        return event
+
+    def waiting(self, db: Session, *, older_than: timedelta, limit: int = 100) -> list[int]:
+        """Events accepted but never processed (a crash or restart in between)."""
+        query = (
+            select(IntakeEvent.id)
+            .where(IntakeEvent.status == IntakeStatus.RECEIVED,
+                   IntakeEvent.received_at <= utcnow() - older_than)
+            .order_by(IntakeEvent.id)
+            .limit(limit)
+        )  # fmt: skip
+        return list(db.scalars(query))

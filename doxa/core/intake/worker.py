@@ -1,0 +1,126 @@
+"""Background processing of accepted intake events: a bounded queue plus a recovery sweep.
+
+Edges commit the raw input, answer the sender, then hand the event id here. Work takes ids,
+opens its own sessions and is idempotent, so the start-up sweep can safely pick up events a
+crash left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+import anyio
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from doxa.core.db import transaction
+from doxa.core.enums import IntakeStatus
+from doxa.core.intake.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+RETRY_CAP_SECONDS = 30.0
+
+
+class DatabaseUnavailable(Exception):
+    """The event could not be processed because the database went away; retry it later."""
+
+
+def process_event(
+    sessions: sessionmaker[Session], pipeline: Pipeline, event_id: int
+) -> IntakeStatus | None:
+    """Run one event through the pipeline; a failure is recorded on the event, never raised.
+
+    Only a lost database raises (DatabaseUnavailable): the event stays `received` for a retry.
+    """
+    try:
+        with transaction(sessions) as db:
+            raw = pipeline.load(db, event_id)
+        if raw is None:
+            return None  # processed already, or not ours
+        msg = pipeline.normalize(raw)
+        with transaction(sessions) as db:
+            event = pipeline.apply(db, event_id, msg)
+            return event.status if event else None
+    except (OperationalError, InterfaceError) as lost:
+        raise DatabaseUnavailable(str(lost)) from lost
+    except Exception as exc:
+        log.exception("intake event %s failed", event_id)
+        try:
+            with transaction(sessions) as db:
+                pipeline.fail(db, event_id, exc)
+        except (OperationalError, InterfaceError) as lost:
+            raise DatabaseUnavailable(str(lost)) from exc
+        return IntakeStatus.FAILED
+
+
+class IntakeWorker:
+    """Processes queued event ids on a few threads; sweeps for forgotten ones periodically."""
+
+    def __init__(self, sessions: sessionmaker[Session], pipeline: Pipeline, *,
+                 concurrency: int = 2, sweep_every: float = 30.0) -> None:  # fmt: skip
+        self.sessions, self.pipeline = sessions, pipeline
+        self.concurrency, self.sweep_every = concurrency, sweep_every
+        self._queue: asyncio.Queue[int] = asyncio.Queue()
+        self._queued: set[int] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._limiter = anyio.CapacityLimiter(concurrency)
+        self._retries: dict[int, int] = {}
+
+    def submit(self, event_id: int) -> None:
+        if event_id not in self._queued:
+            self._queued.add(event_id)
+            self._queue.put_nowait(event_id)
+
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._work()) for _ in range(self.concurrency)]
+        self._tasks.append(asyncio.create_task(self._sweep()))
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Finish what is queued (up to `grace` seconds), then stop; the sweep takes the rest."""
+        try:
+            await asyncio.wait_for(self._queue.join(), grace)
+        except TimeoutError:
+            log.warning("stopping with %d intake events queued", self._queue.qsize())
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _work(self) -> None:
+        while True:
+            event_id = await self._queue.get()
+            try:
+                await anyio.to_thread.run_sync(
+                    process_event, self.sessions, self.pipeline, event_id, limiter=self._limiter
+                )
+                self._retries.pop(event_id, None)
+            except DatabaseUnavailable:
+                self._retry_later(event_id)
+            except Exception:
+                log.exception("intake event %s: unexpected worker error", event_id)
+            finally:
+                self._queued.discard(event_id)
+                self._queue.task_done()
+
+    def _retry_later(self, event_id: int) -> None:
+        attempt = self._retries.get(event_id, 0) + 1
+        self._retries[event_id] = attempt
+        delay = min(RETRY_CAP_SECONDS, 0.25 * 2**attempt)
+        log.warning("database unavailable for intake event %s; retrying in %.1fs", event_id, delay)
+        asyncio.get_running_loop().call_later(delay, self.submit, event_id)
+
+    async def _sweep(self) -> None:
+        grace = timedelta(seconds=0)  # the first sweep takes everything a crash left
+        while True:
+            try:
+                for event_id in await anyio.to_thread.run_sync(self._waiting, grace):
+                    self.submit(event_id)
+            except Exception:
+                log.exception("intake sweep failed; retrying later")
+            grace = timedelta(seconds=self.sweep_every)
+            await asyncio.sleep(self.sweep_every)
+
+    def _waiting(self, grace: timedelta) -> list[int]:
+        with transaction(self.sessions) as db:
+            return self.pipeline.waiting(db, older_than=grace)

@@ -1,0 +1,42 @@
+"""Helpers for the intake domain's tests: message factory and the shared corpus location."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from doxa.core.intake.inbound import InboundMessage
+
+CORPUS = Path(__file__).resolve().parents[3] / ".." / "shared" / "corpus" / "emails"
+
+
+@pytest.fixture(scope="session")
+def corpus_dir() -> Path:
+    if not (CORPUS / "INDEX.json").is_file():
+        pytest.skip(
+            f"shared email corpus not found at {CORPUS} (expected ../shared next to the repo)"
+        )
+    return CORPUS
+
+
+@pytest.fixture
+def make_message() -> Callable[..., InboundMessage]:
+    """An ordinary customer message; keyword arguments override any field."""
+
+    def _make(**fields: Any) -> InboundMessage:
+        values: dict[str, Any] = {
+            "sender_email": "alice@example.com",
+            "sender_name": "Alice",
+            "from_email": "alice@example.com",
+            "subject": "Printer on fire",
+            "text": "Hello, the printer is on fire.",
+            "html": None,
+            "message_id": "abc@example.com",
+        }
+        values.update(fields)
+        return InboundMessage(**values)
+
+    return _make

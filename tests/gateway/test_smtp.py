@@ -1,0 +1,247 @@
+"""End to end: real smtplib clients against the real listener, on each database."""
+
+from __future__ import annotations
+
+import smtplib
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import URL
+
+from doxa.core.enums import IntakeStatus, Role, Status, ThreadedBy
+from tests.conftest import MakeUser
+from tests.gateway.conftest import Smtp, StartSmtp, message
+
+
+class TestAccepting:
+    def test_new_message_becomes_a_ticket_from_a_new_client(self, smtp: Smtp) -> None:
+        assert smtp.send(message("VPN down", "Cannot connect since 9am.")) == {}
+        [event] = smtp.settle()
+        [ticket] = smtp.tickets()
+        assert event.status is IntakeStatus.TICKET_CREATED and event.ticket_id == ticket.id
+        assert ticket.subject == "VPN down" and ticket.channel == "email"
+        assert ticket.requester.email == "alice@example.org" and ticket.requester.role == "CLIENT"
+        first, ack = smtp.messages(ticket.id)
+        assert first.body == "Cannot connect since 9am." and first.threaded_by is ThreadedBy.NEW
+        assert ack.direction == "out" and ack.delivery_state == "not_sent"
+        assert ack.body.count(f"[#{ticket.id}]") == 2
+
+    def test_unknown_recipient_is_refused_with_550_and_nothing_relays(self, smtp: Smtp) -> None:
+        for address in ("sales@example.com", "victim@elsewhere.org"):
+            with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+                smtp.send(message(), to=address)
+            code, text = refused.value.recipients[address]
+            assert code == 550 and text.startswith(b"5.1.1")
+        assert smtp.settle() == []
+
+    def test_plus_address_of_a_support_mailbox_is_accepted(self, smtp: Smtp) -> None:
+        assert smtp.send(message(), to="support+anything@example.com") == {}
+        assert smtp.settle()[0].status is IntakeStatus.TICKET_CREATED
+
+    def test_declared_size_over_the_limit_gets_552_5_3_4_at_mail(
+        self, start_smtp: StartSmtp
+    ) -> None:
+        smtp = start_smtp(max_message_bytes=4096)
+        with pytest.raises(smtplib.SMTPSenderRefused) as refused:
+            smtp.send(message(body="x" * 8000))
+        assert refused.value.smtp_code == 552 and refused.value.smtp_error.startswith(b"5.3.4")
+
+    def test_undeclared_data_over_the_limit_gets_552_5_3_4(self, start_smtp: StartSmtp) -> None:
+        smtp = start_smtp(max_message_bytes=4096)
+        with smtplib.SMTP("127.0.0.1", smtp.port) as client:
+            client.ehlo()
+            client.mail("alice@example.org")
+            client.rcpt("support@example.com")
+            code, text = client.data(message(body="x" * 8000).encode())
+        assert code == 552 and text.startswith(b"5.3.4")
+        assert smtp.settle() == []
+
+    def test_size_is_advertised_in_ehlo(self, smtp: Smtp) -> None:
+        with smtplib.SMTP("127.0.0.1", smtp.port) as client:
+            client.ehlo()
+            assert client.has_extn("size")
+            assert int(client.esmtp_features["size"]) == smtp.context.settings.max_message_bytes
+
+    def test_same_message_id_twice_makes_one_ticket(self, smtp: Smtp) -> None:
+        raw = message(message_id="once@example.org")
+        assert smtp.send(raw) == {} and smtp.send(raw) == {}
+        first, second = smtp.settle()
+        assert first.status is IntakeStatus.TICKET_CREATED
+        assert second.status is IntakeStatus.DUPLICATE and second.duplicate_of_id == first.id
+        assert len(smtp.tickets()) == 1
+
+    def test_mail_without_message_id_is_deduplicated_by_its_bytes(self, smtp: Smtp) -> None:
+        raw = "From: a@example.org\r\nTo: support@example.com\r\nSubject: hi\r\n\r\nno id\r\n"
+        smtp.send(raw)
+        smtp.send(raw)
+        assert [e.status for e in smtp.settle()] == [
+            IntakeStatus.TICKET_CREATED,
+            IntakeStatus.DUPLICATE,
+        ]
+
+
+class TestThreading:
+    def test_reply_naming_our_acknowledgment_is_a_followup_with_quote_stripped(
+        self, smtp: Smtp
+    ) -> None:
+        smtp.send(message("Printer", "It is on fire."))
+        smtp.settle()
+        [ticket] = smtp.tickets()
+        ack = smtp.messages(ticket.id)[-1]
+        reply = message(
+            f"Re: [#{ticket.id}] Printer",
+            "Now it is out.\r\n\r\n> It is on fire.",
+            In_Reply_To=f"<{ack.message_id}>",
+            References=f"<{ack.message_id}>",
+        )
+        smtp.send(reply)
+        assert smtp.settle()[-1].status is IntakeStatus.FOLLOWUP
+        last = smtp.messages(ticket.id)[-1]
+        assert last.threaded_by is ThreadedBy.REFERENCES and last.body == "Now it is out."
+        assert "> It is on fire." in last.full_body
+
+    def test_subject_token_from_a_participant_threads(self, smtp: Smtp) -> None:
+        smtp.send(message("Login fails"))
+        smtp.settle()
+        [ticket] = smtp.tickets()
+        smtp.send(message(f"Re: [#{ticket.id}] Login fails", "Also on mobile."))
+        smtp.settle()
+        assert smtp.messages(ticket.id)[-1].threaded_by is ThreadedBy.SUBJECT_TOKEN
+
+    def test_subject_token_from_a_stranger_opens_a_new_ticket(self, smtp: Smtp) -> None:
+        smtp.send(message("Login fails"))
+        smtp.settle()
+        [ticket] = smtp.tickets()
+        smtp.send(
+            message(f"[#{ticket.id}] me too", sender="mallory@example.net"),
+            sender="mallory@example.net",
+        )
+        assert smtp.settle()[-1].status is IntakeStatus.TICKET_CREATED
+        assert len(smtp.tickets()) == 2
+
+    def test_plus_address_threads_to_the_ticket(self, smtp: Smtp) -> None:
+        smtp.send(message("Invoice"))
+        smtp.settle()
+        [ticket] = smtp.tickets()
+        smtp.send(message("another thing", "see attached"), to=f"support+{ticket.id}@example.com")
+        smtp.settle()
+        assert smtp.messages(ticket.id)[-1].threaded_by is ThreadedBy.PLUS_ADDRESS
+
+    def test_reply_reopens_a_resolved_ticket(self, smtp: Smtp) -> None:
+        ticket = self._ticket_with_status(smtp, Status.RESOLVED)
+        smtp.send(message(f"Re: [#{ticket}] x", "Still broken"))
+        smtp.settle()
+        assert smtp.tickets()[0].status is Status.OPEN
+
+    def test_reply_to_a_closed_ticket_opens_a_new_one_linking_it(self, smtp: Smtp) -> None:
+        ticket = self._ticket_with_status(smtp, Status.CLOSED)
+        smtp.send(message(f"Re: [#{ticket}] x", "It broke again"))
+        smtp.settle()
+        old, new = smtp.tickets()
+        assert old.status is Status.CLOSED and new.previous_ticket_id == old.id
+
+    @staticmethod
+    def _ticket_with_status(smtp: Smtp, status: Status) -> int:
+        smtp.send(message("Broken"))
+        smtp.settle()
+        with smtp.context.sessions() as db, db.begin():
+            ticket = smtp.tickets()[0]
+            db.merge(ticket).status = status
+        return ticket.id
+
+
+class TestLoopProtection:
+    @pytest.mark.parametrize(("headers", "reason"), [
+        ({"Auto_Submitted": "auto-replied"}, "auto_reply"),
+        ({"Precedence": "bulk"}, "auto_reply"),
+        ({"X_Autoreply": "yes"}, "auto_reply"),
+        ({"List_Id": "<users.lists.example.org>"}, "list"),
+    ])  # fmt: skip
+    def test_machine_mail_is_held_without_ticket(self, smtp: Smtp, headers: dict[str, str],
+                                                 reason: str) -> None:  # fmt: skip
+        smtp.send(message(**headers))
+        [event] = smtp.settle()
+        assert (event.status, event.reason, event.ticket_id) == (IntakeStatus.HELD, reason, None)
+        assert smtp.tickets() == []
+
+    def test_null_reverse_path_is_held_as_a_bounce(self, smtp: Smtp) -> None:
+        smtp.send(message(sender="mailer-daemon@example.org"), sender="")
+        assert smtp.settle()[0].reason == "bounce"
+
+    def test_auto_submitted_no_is_ordinary_mail(self, smtp: Smtp) -> None:
+        smtp.send(message(Auto_Submitted="no"))
+        assert smtp.settle()[0].status is IntakeStatus.TICKET_CREATED
+
+    def test_mail_from_our_own_address_is_held_as_a_loop(self, smtp: Smtp) -> None:
+        smtp.send(message(sender="support@example.com"))
+        assert smtp.settle()[0].reason == "loop"
+
+    def test_sender_over_the_hourly_limit_is_held(self, start_smtp: StartSmtp) -> None:
+        smtp = start_smtp(sender_hourly_limit=3)
+        for n in range(4):
+            smtp.send(message(f"message {n}"))
+            smtp.settle()
+        assert [e.reason for e in smtp.settle()] == [None, None, None, "rate_limited"]
+
+
+class TestFaults:
+    def test_unreachable_database_answers_451_so_the_sender_retries(
+        self, start_smtp: StartSmtp
+    ) -> None:
+        down = start_smtp(database_url="postgresql://postgres@127.0.0.1:1/doxa")
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            down.send(message())
+        assert refused.value.smtp_code == 451 and refused.value.smtp_error.startswith(b"4.3.0")
+
+    def test_database_lost_mid_run_gets_451_then_mail_flows_again(self, smtp: Smtp) -> None:
+        engine = smtp.context.engine
+        if engine.dialect.name != "postgresql":
+            pytest.skip("needs a database server to take away")
+        assert smtp.send(message("before")) == {}
+        with _database_refusing_connections(engine.url):
+            with pytest.raises(smtplib.SMTPDataError) as refused:
+                smtp.send(message("during"))
+            assert refused.value.smtp_code == 451
+        assert smtp.send(message("after")) == {}
+        smtp.settle()
+        assert sorted(t.subject for t in smtp.tickets()) == ["after", "before"]
+
+    def test_unparseable_message_is_kept_failed_and_can_be_reprocessed(
+        self, smtp: Smtp, make_user: MakeUser
+    ) -> None:
+        smtp.send(b"\r\n")
+        [event] = smtp.settle()
+        assert event.status is IntakeStatus.FAILED and "empty message" in (event.error or "")
+        admin = {"Authorization": f"Bearer {smtp.context.tokens.issue(make_user(Role.ADMIN).id)}"}
+        response = smtp.http.post(f"/api/v1/intake/{event.id}/reprocess", headers=admin)
+        assert response.status_code == 202 and response.json()["status"] == "received"
+        [again] = smtp.settle()
+        assert again.status is IntakeStatus.FAILED and again.attempts == 2
+
+    def test_reprocessing_an_event_that_did_not_fail_gets_409(
+        self, smtp: Smtp, make_user: MakeUser
+    ) -> None:
+        smtp.send(message())
+        [event] = smtp.settle()
+        admin = {"Authorization": f"Bearer {smtp.context.tokens.issue(make_user(Role.ADMIN).id)}"}
+        response = smtp.http.post(f"/api/v1/intake/{event.id}/reprocess", headers=admin)
+        assert response.status_code == 409
+
+
+@contextmanager
+def _database_refusing_connections(url: URL) -> Iterator[None]:
+    admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    name = url.database
+    try:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
+            connection.execute(sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"
+            ), {"name": name})  # fmt: skip
+        yield
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+        admin.dispose()
