@@ -29,6 +29,7 @@ Log in with **Authorize** (email as `username`); clients see only their own tick
 
 
 def create_app(settings: Settings, *, context: Context | None = None) -> FastAPI:
+    owns_context = context is None
     context = context or Context.build(settings)
 
     pipeline = build_pipeline(settings)
@@ -51,7 +52,8 @@ def create_app(settings: Settings, *, context: Context | None = None) -> FastAPI
             if listener is not None:
                 await listener.stop()
             await worker.stop()
-            context.engine.dispose()
+            if owns_context:  # an injected context (tests, several apps) is its owner's to close
+                context.engine.dispose()
 
     app = FastAPI(
         title="DOXA",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session
 
@@ -14,10 +14,12 @@ from doxa.core.enums import Role
 from doxa.core.errors import PermissionDenied, Unauthenticated
 from doxa.core.intake.pipeline import Pipeline
 from doxa.core.intake.worker import IntakeWorker
+from doxa.core.schemas import MAX_ID
 from doxa.core.users import service as users
 from doxa.core.users.models import User
 
 oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/login", auto_error=False)
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 def get_context(request: Request) -> Context:

@@ -26,8 +26,8 @@ class Passwords:
         return self._context.hash(password)
 
     def verify(self, password: str, password_hash: str | None) -> bool:
-        if len(password.encode()) > MAX_PASSWORD_BYTES:
-            return False
+        if len(password.encode()) > MAX_PASSWORD_BYTES or "\x00" in password:
+            return False  # bcrypt cannot hash these; no stored password matches them
         if password_hash is None:
             self._context.verify(password, self._dummy)
             return False

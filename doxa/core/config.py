@@ -56,6 +56,16 @@ class Settings(BaseSettings):
     doxa_admin_password: str | None = None
     sender_hourly_limit: int = Field(20, ge=1)
 
+    @field_validator(
+        "jwt_secret", "webhook_secret", "mailgun_signing_key", "postmark_inbound_user",
+        "postmark_inbound_password", "sendgrid_inbound_user", "sendgrid_inbound_password",
+        "outbound_smtp_url", "doxa_admin_email", "doxa_admin_password", mode="before",
+    )  # fmt: skip
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # `JWT_SECRET=` in a copied .env must mean "not set", never an empty signing key.
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("support_addresses", mode="before")
     @classmethod
     def _parse_mailboxes(cls, value: object) -> object:

@@ -1,17 +1,32 @@
-"""Shapes shared by every resource: pages and cursors."""
+"""Shapes shared by every resource: ids, text without NULs, pages and cursors."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-from typing import Generic, TypeVar
+from typing import Annotated, Generic, TypeVar
 
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel, Field
 
 from doxa.core.errors import InvalidInput
 
 MAX_PAGE_SIZE = 100
+# Primary keys are 32-bit integers on PostgreSQL; larger ids can name nothing.
+MAX_ID = 2**31 - 1
 T = TypeVar("T")
+
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+# Text a person typed; PostgreSQL cannot store NUL, and no person types one.
+# Put it after StringConstraints: constraints placed after a validator are not applied.
+NoNul = AfterValidator(_no_nul)
 
 
 class Page(BaseModel, Generic[T]):
@@ -32,6 +47,6 @@ def decode_cursor(cursor: str | None) -> int | None:
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise InvalidInput("cursor is not valid") from None
     kind, _, value = text.partition(":")
-    if kind != "id" or not value.isdigit() or len(value) > 18:
+    if kind != "id" or not value.isdigit() or len(value) > 10 or int(value) > MAX_ID:
         raise InvalidInput("cursor is not valid")
     return int(value)

@@ -47,3 +47,9 @@ class TestSettings:
     def test_plain_postgresql_url_uses_psycopg3(self) -> None:
         loaded = settings(doxa_env="dev", database_url="postgresql://u@h/db")
         assert loaded.database_url == "postgresql+psycopg://u@h/db"  # type: ignore[attr-defined]
+
+    def test_empty_secrets_count_as_unset(self) -> None:
+        loaded = settings(doxa_env="dev", jwt_secret="", webhook_secret="  ")
+        assert len(loaded.jwt_secret or "") >= 32 and loaded.webhook_secret is None  # type: ignore[attr-defined]
+        with pytest.raises(ConfigError, match=r"^JWT_SECRET: required"):
+            settings(doxa_env="prod", jwt_secret="")

@@ -146,8 +146,12 @@ EXPECTED_DIFFERENCES: dict[tuple[str, str], str] = {
 
 # sisimai bounce files that carry no machine-readable sign at all: KDDI's Japanese-only notice.
 UNDETECTED_BOUNCES = {
-    f"sisimai-bounces/maildir/{flavour}/lhost-kddi-01.eml": "only a Japanese subject marks it"
-    for flavour in ("bsd", "dos", "mac")
+    **{
+        f"sisimai-bounces/maildir/{flavour}/lhost-kddi-01.eml": "only a Japanese subject marks it"
+        for flavour in ("bsd", "dos", "mac")
+    },
+    # A person forwarding a bounce ("Fwd: Returned mail") is asking us something: a ticket.
+    "sisimai-bounces/maildir/bsd/lhost-sendmail-14.eml": "forwarded by a person, plain text",
 }
 
 

@@ -4,7 +4,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Response
 
-from doxa.api.deps import CurrentUser, SessionDep
+from doxa.api.deps import CurrentUser, IdPath, SessionDep
 from doxa.core.errors import NotFound
 from doxa.core.tickets import messages
 
@@ -22,7 +22,7 @@ _INLINE_SAFE = {
 
 
 @router.get("/{attachment_id}", response_class=Response)
-def download(attachment_id: int, db: SessionDep, me: CurrentUser) -> Response:
+def download(attachment_id: IdPath, db: SessionDep, me: CurrentUser) -> Response:
     """The file, with its content type and a Content-Disposition naming it."""
     attachment = messages.get_attachment(db, attachment_id, actor=me)
     if attachment.content is None:

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Query
 
-from doxa.api.deps import AdminUser, PipelineDep, SessionDep, WorkerDep
+from doxa.api.deps import AdminUser, IdPath, PipelineDep, SessionDep, WorkerDep
 from doxa.core.enums import Channel, IntakeStatus
 from doxa.core.intake import service
 from doxa.core.intake.schemas import IntakeEventRead
@@ -30,14 +30,14 @@ def list_intake(
 
 
 @router.get("/{event_id}")
-def get_intake(event_id: int, db: SessionDep, admin: AdminUser) -> IntakeEventRead:
+def get_intake(event_id: IdPath, db: SessionDep, admin: AdminUser) -> IntakeEventRead:
     """One inbound event."""
     return IntakeEventRead.model_validate(service.get_event(db, event_id, actor=admin))
 
 
 @router.post("/{event_id}/reprocess", status_code=202)
 def reprocess(
-    event_id: int, db: SessionDep, admin: AdminUser, pipeline: PipelineDep, worker: WorkerDep,
+    event_id: IdPath, db: SessionDep, admin: AdminUser, pipeline: PipelineDep, worker: WorkerDep,
     background: BackgroundTasks,
 ) -> IntakeEventRead:  # fmt: skip
     """Run a failed event through the pipeline again (after a fix); poll it for the outcome."""

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from doxa.api.deps import ContextDep, CurrentUser, SessionDep
+from doxa.api.deps import ContextDep, CurrentUser, IdPath, SessionDep
 from doxa.core.schemas import MAX_PAGE_SIZE, Page
 from doxa.core.tickets import messages, search, service
 from doxa.core.tickets.access import get_readable
@@ -40,28 +40,28 @@ def list_tickets(
 
 
 @router.get("/{ticket_id}")
-def get_ticket(ticket_id: int, db: SessionDep, me: CurrentUser) -> TicketRead:
+def get_ticket(ticket_id: IdPath, db: SessionDep, me: CurrentUser) -> TicketRead:
     """One ticket with its classification."""
     return TicketRead.model_validate(get_readable(db, ticket_id, actor=me))
 
 
 @router.patch("/{ticket_id}")
 def update_ticket(
-    ticket_id: int, body: TicketUpdate, db: SessionDep, me: CurrentUser
+    ticket_id: IdPath, body: TicketUpdate, db: SessionDep, me: CurrentUser
 ) -> TicketRead:
     """Change status (owner: close or reopen), or priority, category, assignee (staff)."""
     return TicketRead.model_validate(service.update_ticket(db, ticket_id, body, actor=me))
 
 
 @router.get("/{ticket_id}/messages")
-def list_messages(ticket_id: int, db: SessionDep, me: CurrentUser) -> list[MessageRead]:
+def list_messages(ticket_id: IdPath, db: SessionDep, me: CurrentUser) -> list[MessageRead]:
     """The conversation, oldest first; clients never see internal notes."""
     return [MessageRead.model_validate(m) for m in messages.list_messages(db, ticket_id, actor=me)]
 
 
 @router.post("/{ticket_id}/messages", status_code=201)
 def post_message(
-    ticket_id: int, body: MessageCreate, db: SessionDep, me: CurrentUser, context: ContextDep
+    ticket_id: IdPath, body: MessageCreate, db: SessionDep, me: CurrentUser, context: ContextDep
 ) -> MessageRead:
     """Reply, or (staff) add an internal note; a public staff reply is emailed to the requester."""
     message = messages.post_message(
@@ -75,6 +75,6 @@ def post_message(
 
 
 @router.get("/{ticket_id}/events")
-def list_events(ticket_id: int, db: SessionDep, me: CurrentUser) -> list[TicketEventRead]:
+def list_events(ticket_id: IdPath, db: SessionDep, me: CurrentUser) -> list[TicketEventRead]:
     """The audit trail: each change with who made it and when."""
     return [TicketEventRead.model_validate(e) for e in service.list_events(db, ticket_id, actor=me)]

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from doxa.api.deps import AdminUser, ContextDep, SessionDep
+from doxa.api.deps import AdminUser, ContextDep, IdPath, SessionDep
 from doxa.core.schemas import MAX_PAGE_SIZE, Page
 from doxa.core.users import service as users
 from doxa.core.users.schemas import UserCreate, UserRead, UserUpdate
@@ -33,7 +33,7 @@ def create_user(
 
 @router.patch("/{user_id}")
 def update_user(
-    user_id: int, body: UserUpdate, db: SessionDep, admin: AdminUser, context: ContextDep
+    user_id: IdPath, body: UserUpdate, db: SessionDep, admin: AdminUser, context: ContextDep
 ) -> UserRead:
     """Change a user's name, role, password or deactivate them (their tokens stop at once)."""
     user = users.update_user(db, context.passwords, user_id, body, actor=admin)

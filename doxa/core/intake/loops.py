@@ -75,7 +75,8 @@ def loop_reason(msg: InboundMessage, *, envelope_from: str | None) -> str | None
 def _is_bounce(msg: InboundMessage) -> bool:
     if msg.content_type in ("multipart/report", "message/delivery-status"):
         return True
-    if any(name in msg.headers for name in _BOUNCE_HEADERS) or _BOUNCE_SUBJECT.search(msg.subject):
+    # Anchored: a customer may well write "my parcel was undeliverable" mid-subject.
+    if any(name in msg.headers for name in _BOUNCE_HEADERS) or _BOUNCE_SUBJECT.match(msg.subject):
         return True
     return any(_DAEMON.match(address) for address in (msg.from_email, msg.sender_email))
 

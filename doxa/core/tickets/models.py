@@ -48,7 +48,7 @@ class Ticket(Base):
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     # Subject and every public message's text, kept for full-text search
     # (PostgreSQL: GIN over to_tsvector; SQLite: the ticket_fts FTS5 table).
-    search_text: Mapped[str] = mapped_column(Text, default="")
+    search_text: Mapped[str] = mapped_column(Text, default="", deferred=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 

@@ -14,11 +14,14 @@ from doxa.core.enums import (
     Status,
     ThreadedBy,
 )
+from doxa.core.schemas import Id, NoNul
 
 MAX_BODY_CHARS = 200_000
-Subject = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=998)]
-Body = Annotated[str, StringConstraints(min_length=1, max_length=MAX_BODY_CHARS)]
-Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+Subject = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=998), NoNul
+]
+Body = Annotated[str, StringConstraints(min_length=1, max_length=MAX_BODY_CHARS), NoNul]
+Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64), NoNul]
 
 
 class TicketCreate(BaseModel):
@@ -32,18 +35,18 @@ class TicketUpdate(BaseModel):
     status: Status | None = None
     priority: Priority | None = None
     category: Label | None = None
-    assignee_id: int | None = Field(None, description="null unassigns")
+    assignee_id: Id | None = Field(None, description="null unassigns")
 
 
 class TicketFilters(BaseModel):
     status: Status | None = None
     priority: Priority | None = None
     category: Label | None = None
-    assignee_id: int | None = None
-    requester_id: int | None = None
+    assignee_id: Id | None = None
+    requester_id: Id | None = None
     needs_triage: bool | None = None
     channel: Channel | None = None
-    q: Annotated[str, StringConstraints(max_length=200)] | None = None
+    q: Annotated[str, StringConstraints(max_length=200), NoNul] | None = None
 
 
 class TicketRead(BaseModel):

@@ -63,8 +63,8 @@ def _matching(db: Session, query: Select[Ticket], q: str) -> Select[Ticket]:
 
 def _fts_condition(db: Session, terms: list[str]) -> ColumnElement[bool]:
     if db.get_bind().dialect.name == "postgresql":
-        # Same expression as the GIN index ix_ticket_search, so the planner can use it.
-        vector = func.to_tsvector(literal_column("'simple'::regconfig"), Ticket.search_text)
+        # The generated, GIN-indexed column the migration adds (not mapped: PostgreSQL only).
+        vector: ColumnElement[str] = literal_column("ticket.search_vector")
         tsquery = func.to_tsquery(
             literal_column("'simple'::regconfig"), " & ".join(f"{t}:*" for t in terms)
         )

@@ -7,6 +7,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, Str
 
 from doxa.core.auth import MAX_PASSWORD_BYTES
 from doxa.core.enums import Role
+from doxa.core.schemas import NoNul
 
 
 def _fits_bcrypt(password: str) -> str:
@@ -16,9 +17,9 @@ def _fits_bcrypt(password: str) -> str:
 
 
 Password = Annotated[
-    str, Field(min_length=8, max_length=MAX_PASSWORD_BYTES), AfterValidator(_fits_bcrypt)
+    str, Field(min_length=8, max_length=MAX_PASSWORD_BYTES), NoNul, AfterValidator(_fits_bcrypt)
 ]
-FullName = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
+FullName = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200), NoNul]
 
 
 class UserRead(BaseModel):

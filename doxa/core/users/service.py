@@ -25,6 +25,8 @@ def find_by_email(db: Session, email: str) -> User | None:
 
 
 def authenticate(db: Session, passwords: Passwords, *, email: str, password: str) -> User:
+    if "\x00" in email or len(email) > 320:
+        raise Unauthenticated("wrong email or password")
     user = find_by_email(db, email)
     if not passwords.verify(password, user.password_hash if user else None) or user is None:
         raise Unauthenticated("wrong email or password")
