@@ -6,7 +6,9 @@ import argparse
 import getpass
 import logging
 import sys
+from collections import Counter
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from doxa.core.config import ConfigError, Settings, load_settings
 from doxa.core.context import Context
@@ -70,13 +72,60 @@ def create_user(args: argparse.Namespace, settings: Settings) -> int:
         email=args.email, password=password, full_name=args.name, role=Role(args.role)
     )
     context = Context.build(settings)
-    with transaction(context.sessions) as db:
-        if users.find_by_email(db, data.email) is not None:
-            print(f"error: a user with email {data.email} exists", file=sys.stderr)
-            return 1
-        user = users.add_user(db, context.passwords, data)
-        print(f"created {user.role} {user.email} (id {user.id})")
+    try:
+        with transaction(context.sessions) as db:
+            if users.find_by_email(db, data.email) is not None:
+                print(f"error: a user with email {data.email} exists", file=sys.stderr)
+                return 1
+            user = users.add_user(db, context.passwords, data)
+            print(f"created {user.role} {user.email} (id {user.id})")
+    finally:
+        context.close()
     return 0
+
+
+def ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from doxa.gateway.files import ingest as ingest_files
+    from doxa.main import build_pipeline
+
+    context = Context.build(settings)
+    to = args.to or settings.support_addresses[0].address
+    try:
+        outcomes = ingest_files(
+            context, build_pipeline(settings), args.paths, to=to, dry_run=args.dry_run
+        )
+    finally:
+        context.close()
+    _summary("dry run: nothing stored" if args.dry_run else "ingested", outcomes)
+    return 0
+
+
+def reprocess(args: argparse.Namespace, settings: Settings) -> int:
+    from doxa.core.intake import service as intake
+    from doxa.core.intake.worker import process_event
+    from doxa.main import build_pipeline
+
+    context, pipeline = Context.build(settings), build_pipeline(settings)
+    outcomes: Counter[str] = Counter()
+    try:
+        with transaction(context.sessions) as db:
+            failed = intake.failed_ids(db)
+        for event_id in failed:
+            with transaction(context.sessions) as db:
+                pipeline.requeue(db, event_id)
+            status = process_event(context.sessions, pipeline, event_id)
+            outcomes[status.value if status else "skipped"] += 1
+    finally:
+        context.close()
+    _summary(f"reprocessed {len(failed)} failed events", outcomes)
+    return 0 if not outcomes["failed"] else 1
+
+
+def _summary(title: str, outcomes: Counter[str]) -> None:
+    print(title)
+    for outcome, count in outcomes.most_common():
+        print(f"  {outcome:<32} {count:>7}")
+    print(f"  {'total':<32} {sum(outcomes.values()):>7}")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -92,6 +141,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None)
     p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     p.set_defaults(run=create_user)
+    p = commands.add_parser("ingest", help="feed .eml files, mbox files or maildirs to intake")
+    p.add_argument("paths", nargs="+", type=Path)
+    p.add_argument("--to", help="mailbox they were sent to (default: the first support address)")
+    p.add_argument("--dry-run", action="store_true", help="parse and classify, store nothing")
+    p.set_defaults(run=ingest)
+    p = commands.add_parser("reprocess", help="run failed intake events again")
+    p.add_argument("--failed", action="store_true", required=True, help="every failed event")
+    p.set_defaults(run=reprocess)
     return root
 
 
@@ -107,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    except (DomainError, ValueError) as exc:
+    except (DomainError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

@@ -31,3 +31,6 @@ class Context:
             passwords=Passwords(settings.bcrypt_rounds),
             tokens=Tokens(settings.secret, timedelta(minutes=settings.access_token_expire_minutes)),
         )
+
+    def close(self) -> None:
+        self.engine.dispose()

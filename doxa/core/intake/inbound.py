@@ -6,7 +6,7 @@ Every edge (SMTP, provider webhooks, web forms, `doxa ingest`) turns its input i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,3 +38,28 @@ class InboundMessage:
     attachments: list[InboundAttachment] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # parse problems worth showing an agent
     date: str | None = None
+
+
+def _s(value: str) -> str:
+    return value.replace("\x00", "")
+
+
+def _opt(value: str | None) -> str | None:
+    return None if value is None else _s(value)
+
+
+def without_nul(msg: InboundMessage) -> InboundMessage:
+    """PostgreSQL text cannot hold NUL; mail from anywhere may carry one."""
+    return replace(
+        msg,
+        sender_email=_s(msg.sender_email), sender_name=_opt(msg.sender_name),
+        from_email=_s(msg.from_email), subject=_s(msg.subject), text=_s(msg.text),
+        html=_opt(msg.html), message_id=_opt(msg.message_id), date=_opt(msg.date),
+        in_reply_to=[_s(v) for v in msg.in_reply_to], references=[_s(v) for v in msg.references],
+        headers={_s(k): _s(v) for k, v in msg.headers.items()}, notes=[_s(v) for v in msg.notes],
+        attachments=[
+            replace(a, filename=_s(a.filename), content_type=_s(a.content_type),
+                    content_id=_opt(a.content_id))
+            for a in msg.attachments
+        ],
+    )  # fmt: skip

@@ -27,7 +27,7 @@ from doxa.core.db import utcnow
 from doxa.core.enums import Channel, IntakeStatus
 from doxa.core.errors import Conflict, NotFound
 from doxa.core.intake import delivery
-from doxa.core.intake.inbound import InboundMessage
+from doxa.core.intake.inbound import InboundMessage, without_nul
 from doxa.core.intake.loops import loop_reason
 from doxa.core.intake.models import IntakeEvent
 from doxa.core.intake.threads import find_thread
@@ -120,7 +120,7 @@ class Pipeline:
         return RawEvent(event.id, event.channel, event.raw, dict(event.extra or {}))
 
     def normalize(self, raw: RawEvent) -> InboundMessage:
-        return self.normalizers[raw.channel](raw)
+        return without_nul(self.normalizers[raw.channel](raw))
 
     def apply(self, db: Session, event_id: int, msg: InboundMessage) -> IntakeEvent | None:
         """Decide what the message is and make it so; None when another worker got there first."""

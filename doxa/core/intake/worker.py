@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from doxa.core.db import transaction
 from doxa.core.enums import IntakeStatus
+from doxa.core.errors import DomainError
 from doxa.core.intake.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,10 @@ def process_event(
     except (OperationalError, InterfaceError) as lost:
         raise DatabaseUnavailable(str(lost)) from lost
     except Exception as exc:
-        log.exception("intake event %s failed", event_id)
+        if isinstance(exc, DomainError):  # bad input, said in the error: no traceback needed
+            log.warning("intake event %s failed: %s", event_id, exc)
+        else:
+            log.exception("intake event %s failed", event_id)
         try:
             with transaction(sessions) as db:
                 pipeline.fail(db, event_id, exc)

@@ -1,0 +1,84 @@
+"""The whole ingestion path on real data: every corpus message accepted, then processed."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from doxa.core.context import Context
+from doxa.core.db import transaction
+from doxa.core.enums import Channel, IntakeStatus
+from doxa.core.intake.models import IntakeEvent
+from doxa.core.intake.pipeline import Delivery, message_id_of
+from doxa.core.intake.worker import process_event
+from doxa.core.tickets.models import Ticket
+from doxa.main import build_pipeline
+from tests.conftest import make_settings
+from tests.gateway.conftest import CORPUS
+from tests.gateway.test_parsing import UNDETECTED_BOUNCES
+
+KEPT = {IntakeStatus.TICKET_CREATED, IntakeStatus.FOLLOWUP, IntakeStatus.HELD,
+        IntakeStatus.DUPLICATE, IntakeStatus.FAILED}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def corpus_paths() -> list[str]:
+    if not (CORPUS / "INDEX.json").is_file():
+        pytest.skip(f"shared email corpus not found at {CORPUS}")
+    return [e["path"] for e in json.loads((CORPUS / "INDEX.json").read_text())["files"]]
+
+
+def _ingest(clean: Context, paths: list[str]) -> dict[str, IntakeEvent]:
+    settings = make_settings(clean.settings.database_url, sender_hourly_limit=100_000)
+    pipeline = build_pipeline(settings)
+    events: dict[str, IntakeEvent] = {}
+    for path in paths:
+        raw = (CORPUS / path).read_bytes()
+        item = Delivery(Channel.EMAIL, raw, ["support@example.com"], None, message_id_of(raw))
+        with transaction(clean.sessions) as db:
+            event_id = pipeline.accept(db, item).id
+        process_event(clean.sessions, pipeline, event_id)
+        with clean.sessions() as db:
+            events[path] = db.get_one(IntakeEvent, event_id)
+    return events
+
+
+@pytest.mark.slow
+class TestCorpusThroughPipeline:
+    def test_every_message_ends_as_a_ticket_a_followup_or_an_explained_record(
+        self, clean: Context, corpus_paths: list[str]
+    ) -> None:
+        events = _ingest(clean, corpus_paths)
+        outcomes = Counter(e.status for e in events.values())
+        assert set(outcomes) <= KEPT, outcomes
+        for path, event in events.items():
+            if event.status is IntakeStatus.HELD:
+                assert event.reason, path
+            if event.status is IntakeStatus.FAILED:
+                assert event.error and event.error.startswith("InvalidInput"), (path, event.error)
+        with clean.sessions() as db:
+            tickets = db.scalar(select(func.count()).select_from(Ticket))
+        # The corpus is mostly bounces (held) and one bounce in three flavours (duplicates).
+        assert tickets == outcomes[IntakeStatus.TICKET_CREATED] > 250, outcomes
+
+    def test_no_bounce_or_auto_reply_makes_a_ticket(
+        self, clean: Context, corpus_paths: list[str]
+    ) -> None:
+        bounces = [p for p in corpus_paths
+                   if p.startswith("sisimai-bounces/maildir/") and "/not/" not in p
+                   and p not in UNDETECTED_BOUNCES]  # fmt: skip
+        auto = [p for p in corpus_paths if _auto_submitted(p)]
+        events = _ingest(clean, bounces + auto)
+        made_tickets = [p for p, e in events.items() if e.ticket_id is not None]
+        assert made_tickets == []
+
+
+def _auto_submitted(path: str) -> bool:
+    index = json.loads((CORPUS / "INDEX.json").read_text())["files"]
+    flags = {e["path"]: e["auto_submitted"] for e in index}
+    value = flags.get(path)
+    return bool(value) and str(value).lower() != "no" and Path(path).suffix != ".json"
