@@ -39,6 +39,7 @@ import math
 import os
 import random
 import secrets
+import shlex
 import smtplib
 import socket
 import sqlite3
@@ -79,9 +80,10 @@ BIG_TARGET = MAX_MESSAGE_BYTES - 16 * 1024  # just under the limit, headers incl
 BARE_TABLE = "bench_bare_raw"
 SEED = 20261127
 WARMUP_MESSAGES = 40
-IDLE_REQUESTS = 200
+IDLE_SECONDS = 5.0  # the API probe's idle window, before the load
 PROBE_PAUSE = 0.01  # seconds between API probe requests
 TICKETS_URL = "/api/v1/tickets?limit=25"
+SMALL_MESSAGE = 40_000  # bytes; generated messages without an attachment are smaller
 
 _FIRST = "anna ben chloe david emma felix grace hugo iris jonas kira liam mia noah olga paul"
 _LAST = "meyer smith garcia novak rossi tanaka dubois silva kowalski jensen okafor"
@@ -188,11 +190,11 @@ class TimedSMTP(smtplib.SMTP):
 
     def send(self, s: ReadableBuffer | str) -> None:
         super().send(s)
-        self.sent_at = time.perf_counter()
+        self.sent_at = time.monotonic()
 
     def getreply(self) -> tuple[int, bytes]:
         reply = super().getreply()
-        self.replied_at = time.perf_counter()
+        self.replied_at = time.monotonic()
         return reply
 
 
@@ -203,13 +205,14 @@ class SendResult:
     refused: list[str] = field(default_factory=list)
     wall_s: float = 0.0
     accepted_at: list[float] = field(default_factory=list)
+    small_reply_ms: list[float] = field(default_factory=list)  # messages without attachments
 
 
 def send_one(smtp: TimedSMTP, item: Outgoing, result: SendResult) -> None:
     try:
         smtp.mail(item.sender)
         smtp.rcpt(SUPPORT)
-        started = time.perf_counter()
+        started = time.monotonic()
         smtp.data(item.raw)
     except smtplib.SMTPResponseException as exc:
         result.refused.append(f"{exc.smtp_code} {exc.smtp_error!r}")
@@ -218,6 +221,8 @@ def send_one(smtp: TimedSMTP, item: Outgoing, result: SendResult) -> None:
     result.data_ms.append((smtp.replied_at - started) * 1000)
     result.reply_ms.append((smtp.replied_at - smtp.sent_at) * 1000)
     result.accepted_at.append(smtp.replied_at)
+    if len(item.raw) < SMALL_MESSAGE:
+        result.small_reply_ms.append(result.reply_ms[-1])
 
 
 def client(port: int, share: list[Outgoing], result: SendResult, ready: threading.Barrier) -> None:
@@ -246,10 +251,10 @@ def send_all(port: int, messages: list[Outgoing], clients: int) -> SendResult:
         thread.start()
     with suppress(threading.BrokenBarrierError):
         ready.wait()
-    started = time.perf_counter()
+    started = time.monotonic()
     for thread in threads:
         thread.join()
-    result.wall_s = time.perf_counter() - started
+    result.wall_s = time.monotonic() - started
     return result
 
 
@@ -401,8 +406,10 @@ def service_env(url: str, http_port: int, smtp_port: int, password: str) -> dict
     return env
 
 
-def doxa_command() -> list[str]:
+def doxa_command(command: str | None) -> list[str]:
     """`.venv/bin/doxa serve`, or `python -m doxa.cli serve` from a checkout not installed."""
+    if command:
+        return shlex.split(command)
     beside = Path(sys.executable).with_name("doxa")
     if beside.exists():
         return [str(beside), "serve"]
@@ -410,13 +417,13 @@ def doxa_command() -> list[str]:
 
 
 @contextmanager
-def doxa_service(url: str, scratch: Path) -> Iterator[Service]:
+def doxa_service(url: str, scratch: Path, command: str | None) -> Iterator[Service]:
     """`doxa serve` on free ports (cwd: the scratch dir, so no .env is read); logged in."""
     http_port, smtp_port, password = free_port(), free_port(), secrets.token_urlsafe(16)
     log = scratch / "doxa-serve.log"
     env = service_env(url, http_port, smtp_port, password)
     with log.open("wb") as out:
-        process = subprocess.Popen(doxa_command(), env=env, cwd=scratch,  # noqa: S603
+        process = subprocess.Popen(doxa_command(command), env=env, cwd=scratch,  # noqa: S603
                                    stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
     http = httpx.Client(base_url=f"http://127.0.0.1:{http_port}", timeout=60)
     try:
@@ -465,30 +472,53 @@ def percentile(samples: list[float], pct: float) -> float:
 
 
 def timed_get(http: httpx.Client) -> float:
-    started = time.perf_counter()
+    started = time.monotonic()
     response = http.get(TICKETS_URL)
-    elapsed = (time.perf_counter() - started) * 1000
+    elapsed = (time.monotonic() - started) * 1000
     if response.status_code != 200:
         raise SystemExit(f"GET {TICKETS_URL}: {response.status_code} {response.text[:300]}")
     return elapsed
 
 
-class ApiProbe(threading.Thread):
-    """Times GET /tickets back to back (with a short pause) into the current phase's list."""
+def run_probe(base_url: str, out: Path) -> None:
+    """Subprocess mode: time GET /tickets back to back until killed; a "start ms" line each.
 
-    def __init__(self, http: httpx.Client) -> None:
-        super().__init__(daemon=True)
-        self.http = http
-        self.phase = "sending"
-        self.samples: dict[str, list[float]] = {"sending": [], "draining": []}
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        while not self.done.is_set():
-            phase = self.phase
-            elapsed = timed_get(self.http)
-            self.samples[phase].append(elapsed)
+    A process of its own, so that the SMTP client threads do not hold its GIL.
+    """
+    headers = {"Authorization": os.environ["DOXA_BENCH_AUTH"]}
+    with (
+        httpx.Client(base_url=base_url, timeout=60, headers=headers) as http,
+        out.open("a") as sink,
+    ):
+        while True:
+            started = time.monotonic()
+            elapsed = timed_get(http)
+            sink.write(f"{started} {elapsed}\n")
+            sink.flush()
             time.sleep(PROBE_PAUSE)
+
+
+@contextmanager
+def api_probe(service: Service) -> Iterator[Path]:
+    out = service.log.with_name("api-probe.txt")
+    env = {**os.environ, "DOXA_BENCH_AUTH": service.http.headers["Authorization"]}
+    args = [sys.executable, __file__, "--api-probe", "--base-url", str(service.http.base_url)]
+    process = subprocess.Popen([*args, "--out", str(out)], env=env)  # noqa: S603
+    try:
+        deadline = time.monotonic() + 60
+        while not (out.exists() and out.stat().st_size) and process.poll() is None:
+            if time.monotonic() > deadline:
+                raise SystemExit("the API probe did not start")
+            time.sleep(0.05)
+        yield out
+    finally:
+        stop(process)
+
+
+def probe_samples(out: Path, start: float, end: float) -> list[float]:
+    """Latencies (ms) of the probe's requests that started in [start, end)."""
+    rows = [line.split() for line in out.read_text().splitlines()]
+    return [float(row[1]) for row in rows if len(row) == 2 and start <= float(row[0]) < end]
 
 
 def wait_drained(http: httpx.Client, timeout: float = 1800.0) -> float:
@@ -497,7 +527,7 @@ def wait_drained(http: httpx.Client, timeout: float = 1800.0) -> float:
     while time.monotonic() < deadline:
         page = http.get("/api/v1/intake", params={"status": "received", "limit": 1})
         if not page.raise_for_status().json()["items"]:
-            return time.perf_counter()
+            return time.monotonic()
         time.sleep(0.1)
     raise SystemExit(f"events still `received` after {timeout:.0f}s")
 
@@ -550,6 +580,7 @@ class Report:
             f"{who}_rate": round(sent / result.wall_s, 2), f"{who}_wall_s": round(result.wall_s, 2),
             f"{who}_reply_p50_ms": round(percentile(result.reply_ms, 50), 1),
             f"{who}_reply_p99_ms": round(percentile(result.reply_ms, 99), 1),
+            f"{who}_reply_p99_small_ms": round(percentile(result.small_reply_ms, 99), 1),
             f"{who}_data_p50_ms": round(percentile(result.data_ms, 50), 1),
             f"{who}_data_p99_ms": round(percentile(result.data_ms, 99), 1),
         }  # fmt: skip
@@ -575,19 +606,18 @@ def run_doxa(service: Service, messages: list[Outgoing], clients: int, report: R
     warmup = send_all(service.smtp_port, build_messages(WARMUP_MESSAGES, 0, seed=1), clients)
     wait_drained(service.http)
     report.figures["warmup_accepted"] = len(warmup.reply_ms)
-    report.api("idle", [timed_get(service.http) for _ in range(IDLE_REQUESTS)])
-    report.figures["rss_before_load_kib"] = memory_kib(pid)
-    probe = ApiProbe(service.http)
-    probe.start()
-    started = time.perf_counter()
-    result = send_all(service.smtp_port, messages, clients)
-    probe.phase = "draining"
-    drained = wait_drained(service.http)
-    probe.done.set()
-    probe.join()
+    with api_probe(service) as samples:
+        idle = time.monotonic()
+        time.sleep(IDLE_SECONDS)
+        report.figures["rss_before_load_kib"] = memory_kib(pid)
+        started = time.monotonic()
+        result = send_all(service.smtp_port, messages, clients)
+        sent = time.monotonic()
+        drained = wait_drained(service.http)
+    phases = {"idle": (idle, started), "sending": (started, sent), "draining": (sent, drained)}
+    for phase, (start, end) in phases.items():
+        report.api(phase, probe_samples(samples, start, end))
     report.smtp("doxa", result)
-    report.api("sending", probe.samples["sending"])
-    report.api("draining", probe.samples["draining"])
     report.figures["drain_s"] = round(drained - started, 2)
     report.figures["drain_after_last_reply_s"] = round(drained - max(result.accepted_at), 2)
     report.figures["processed_rate"] = round(len(result.reply_ms) / (drained - started), 2)
@@ -620,7 +650,7 @@ def run(args: argparse.Namespace, scratch: Path) -> Report:
     report = Report(backend, args.clients, args.messages, args.attachment_every, round(size, 1))
     Console().print(f"{len(messages)} messages, {size:.1f} MiB; bare server first, then DOXA")
     run_bare(bare_url, messages, args.clients, report, scratch)
-    with doxa_service(url, scratch) as service:
+    with doxa_service(url, scratch, args.serve_command) as service:
         run_doxa(service, messages, args.clients, report)
         if args.big:
             run_big(service, report)
@@ -679,6 +709,8 @@ def figures_table(report: Report) -> Table:
     for name, label in (("reply", "end of DATA -> reply"), ("data", "whole smtp.data()")):
         add(f"{label} p50 / p99 ms", pair(f[f"doxa_{name}_p50_ms"], f[f"doxa_{name}_p99_ms"]),
             pair(f[f"bare_{name}_p50_ms"], f[f"bare_{name}_p99_ms"]))  # fmt: skip
+    add("  p99 ms, messages without attachments", str(f["doxa_reply_p99_small_ms"]),
+        str(f["bare_reply_p99_small_ms"]))  # fmt: skip
     for phase in ("idle", "sending", "draining"):
         label = f"GET /tickets p50 / p99 ms, {phase} (n={f[f'api_{phase}_requests']})"
         add(label, pair(f[f"api_{phase}_p50_ms"], f[f"api_{phase}_p99_ms"]), "")
@@ -719,8 +751,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--messages", type=int, default=400, help="messages to send")
     parser.add_argument("--attachment-every", type=int, default=5, help="0: no attachments")
     parser.add_argument("--big", action="store_true", help="also send one 25 MiB message")
+    parser.add_argument("--serve-command", help="run this instead of `doxa serve` (experiments)")
     parser.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--api-probe", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--base-url", help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -728,6 +764,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.bare_server:
         run_bare_server(args.database_url, args.port)
+        return
+    if args.api_probe:
+        run_probe(args.base_url, args.out)
         return
     with tempfile.TemporaryDirectory(prefix="doxa-bench-smtp-") as scratch:
         report = run(args, Path(scratch))

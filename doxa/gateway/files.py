@@ -29,12 +29,12 @@ def raw_messages(paths: list[Path]) -> Iterator[tuple[str, bytes]]:
         elif path.is_dir():
             yield from raw_messages(sorted(p for p in path.rglob("*") if p.is_file()))
         elif path.is_file() and _is_mbox(path):
-            box = mailbox.mbox(path, create=False)
+            archive = mailbox.mbox(path, create=False)
             try:
-                for index, key in enumerate(box.iterkeys()):
-                    yield f"{path}#{index + 1}", box.get_bytes(key)
+                for index, key in enumerate(archive.iterkeys()):
+                    yield f"{path}#{index + 1}", archive.get_bytes(key)
             finally:
-                box.close()
+                archive.close()
         elif path.is_file():
             yield str(path), path.read_bytes()
         else:
