@@ -17,6 +17,7 @@ from doxa.core.db import transaction
 from doxa.core.enums import Channel
 from doxa.core.intake.pipeline import Pipeline
 from doxa.core.intake.worker import IntakeWorker
+from doxa.core.outbound import Outbox, OutboxRunner
 from doxa.core.users import service as user_service
 from doxa.gateway.parsing import email_normalizer
 from doxa.gateway.smtp import IntakeHandler, SmtpListener
@@ -28,32 +29,47 @@ DESCRIPTION = """Support tickets from email and web forms, classified by a local
 Log in with **Authorize** (email as `username`); clients see only their own tickets."""
 
 
+class Runtime:
+    """The long-running parts the lifespan starts and stops, in dependency order."""
+
+    def __init__(self, settings: Settings, context: Context) -> None:
+        self.settings, self.context = settings, context
+        self.pipeline = build_pipeline(settings)
+        self.outbox = OutboxRunner(Outbox(settings, context.sessions))
+        self.worker = IntakeWorker(context.sessions, self.pipeline, after=self.outbox.kick)
+        self.listener: SmtpListener | None = None
+        if settings.smtp_enabled:
+            handler = IntakeHandler(settings, context.sessions, self.pipeline, self.worker)
+            self.listener = SmtpListener(settings, handler)
+
+    async def start(self) -> None:
+        bootstrap(self.context)
+        await self.outbox.start()
+        await self.worker.start()
+        if self.listener is not None:
+            await self.listener.start()
+
+    async def stop(self) -> None:
+        if self.listener is not None:  # first stop taking mail, then finish what was taken
+            await self.listener.stop()
+        await self.worker.stop()
+        await self.outbox.stop()
+
+
 def create_app(settings: Settings, *, context: Context | None = None) -> FastAPI:
     owns_context = context is None
     context = context or Context.build(settings)
-
-    pipeline = build_pipeline(settings)
-    worker = IntakeWorker(context.sessions, pipeline)
+    runtime = Runtime(settings, context)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        bootstrap(context)
-        await worker.start()
-        listener = None
-        if settings.smtp_enabled:
-            listener = SmtpListener(
-                settings, IntakeHandler(settings, context.sessions, pipeline, worker)
-            )
-            await listener.start()
-        app.state.smtp_server = listener
+        await runtime.start()
         try:
             yield
         finally:
-            if listener is not None:
-                await listener.stop()
-            await worker.stop()
+            await runtime.stop()
             if owns_context:  # an injected context (tests, several apps) is its owner's to close
-                context.engine.dispose()
+                context.close()
 
     app = FastAPI(
         title="DOXA",
@@ -64,8 +80,10 @@ def create_app(settings: Settings, *, context: Context | None = None) -> FastAPI
         redoc_url=None,
     )
     app.state.context = context
-    app.state.pipeline = pipeline
-    app.state.intake_worker = worker
+    app.state.pipeline = runtime.pipeline
+    app.state.intake_worker = runtime.worker
+    app.state.outbox = runtime.outbox
+    app.state.smtp_server = runtime.listener
     api = APIRouter(prefix="/api/v1")
     for module in (auth, users, tickets, attachments, intake):
         api.include_router(module.router)

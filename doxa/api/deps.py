@@ -14,6 +14,7 @@ from doxa.core.enums import Role
 from doxa.core.errors import PermissionDenied, Unauthenticated
 from doxa.core.intake.pipeline import Pipeline
 from doxa.core.intake.worker import IntakeWorker
+from doxa.core.outbound import OutboxRunner
 from doxa.core.schemas import MAX_ID
 from doxa.core.users import service as users
 from doxa.core.users.models import User
@@ -78,5 +79,11 @@ def get_worker(request: Request) -> IntakeWorker:
     return worker
 
 
+def get_outbox(request: Request) -> OutboxRunner:
+    outbox: OutboxRunner = request.app.state.outbox
+    return outbox
+
+
 PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]
 WorkerDep = Annotated[IntakeWorker, Depends(get_worker)]
+OutboxDep = Annotated[OutboxRunner, Depends(get_outbox)]

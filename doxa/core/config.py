@@ -6,6 +6,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -81,6 +82,15 @@ class Settings(BaseSettings):
         if not boxes:
             raise ValueError("at least one address is required")
         return tuple(boxes)
+
+    @field_validator("outbound_smtp_url")
+    @classmethod
+    def _relay_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("smtp", "smtps", "smtp+starttls") or not parts.hostname:
+                raise ValueError("must look like smtp://host:port, smtp+starttls:// or smtps://")
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, BackgroundTasks, Query
 
-from doxa.api.deps import ContextDep, CurrentUser, IdPath, SessionDep
+from doxa.api.deps import ContextDep, CurrentUser, IdPath, OutboxDep, SessionDep
 from doxa.core.schemas import MAX_PAGE_SIZE, Page
 from doxa.core.tickets import messages, search, service
 from doxa.core.tickets.access import get_readable
@@ -61,16 +61,19 @@ def list_messages(ticket_id: IdPath, db: SessionDep, me: CurrentUser) -> list[Me
 
 @router.post("/{ticket_id}/messages", status_code=201)
 def post_message(
-    ticket_id: IdPath, body: MessageCreate, db: SessionDep, me: CurrentUser, context: ContextDep
-) -> MessageRead:
+    ticket_id: IdPath, body: MessageCreate, db: SessionDep, me: CurrentUser, context: ContextDep,
+    outbox: OutboxDep, background: BackgroundTasks,
+) -> MessageRead:  # fmt: skip
     """Reply, or (staff) add an internal note; a public staff reply is emailed to the requester."""
     message = messages.post_message(
-        db,
-        ticket_id,
-        body,
-        actor=me,
+        db, ticket_id, body, actor=me,
         relay_configured=context.settings.outbound_smtp_url is not None,
-    )
+    )  # fmt: skip
+
+    async def send_soon() -> None:  # after the response, so after the commit
+        outbox.kick()
+
+    background.add_task(send_soon)
     return MessageRead.model_validate(message)
 
 

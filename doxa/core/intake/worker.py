@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 
 import anyio
@@ -63,8 +64,10 @@ class IntakeWorker:
     """Processes queued event ids on a few threads; sweeps for forgotten ones periodically."""
 
     def __init__(self, sessions: sessionmaker[Session], pipeline: Pipeline, *,
-                 concurrency: int = 2, sweep_every: float = 30.0) -> None:  # fmt: skip
+                 concurrency: int = 2, sweep_every: float = 30.0,
+                 after: Callable[[], None] | None = None) -> None:  # fmt: skip
         self.sessions, self.pipeline = sessions, pipeline
+        self.after = after  # told after each event, e.g. so the outbox sends acknowledgments
         self.concurrency, self.sweep_every = concurrency, sweep_every
         self._queue: asyncio.Queue[int] = asyncio.Queue()
         self._queued: set[int] = set()
@@ -99,6 +102,8 @@ class IntakeWorker:
                     process_event, self.sessions, self.pipeline, event_id, limiter=self._limiter
                 )
                 self._retries.pop(event_id, None)
+                if self.after is not None:
+                    self.after()
             except DatabaseUnavailable:
                 self._retry_later(event_id)
             except Exception:
