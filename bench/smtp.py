@@ -15,19 +15,23 @@ One run, in this order:
    DATA hook only INSERTs the raw bytes into a one-blob table and COMMITs (psycopg on
    PostgreSQL; sqlite3 in WAL mode with synchronous=FULL on SQLite), then answers 250.
 3. DOXA: `doxa serve` in a subprocess (DOXA_ENV=dev, free ports, a large SENDER_HOURLY_LIMIT,
-   an admin from DOXA_ADMIN_EMAIL/PASSWORD), a small warm-up batch so the ticket list is not
-   empty, the idle p99 of `GET /api/v1/tickets?limit=25`, then the same M messages while a
-   thread keeps timing that request; then polls `GET /api/v1/intake?status=received` until
-   every accepted message is processed, and counts tickets and intake outcomes in the database.
+   an admin from DOXA_ADMIN_EMAIL/PASSWORD) and a small warm-up batch so the ticket list is
+   not empty. A probe subprocess (its own GIL) times `GET /api/v1/tickets?limit=25` back to
+   back: 5 s idle, then while the same M messages are sent, then while they are processed;
+   `GET /api/v1/intake?status=received` is polled until every accepted message is processed,
+   and tickets and intake outcomes are counted in the database.
 4. `--big`: one message just under 25 MiB (MAX_MESSAGE_BYTES) and the serve process's peak RSS
    (VmHWM) before and after it.
 
 Both servers get N `smtplib` clients, one thread and one connection each. Latency is "end of
 DATA to reply": from the moment the last body bytes and the final "." were written to the
 socket to the moment the reply was read (a `smtplib.SMTP` subclass notes both); the whole
-`smtp.data()` call, including the transfer of the body, is reported too. Rate is messages over
-the wall time of the sending phase (MAIL, RCPT and DATA for every message). The table is
-printed and the run appended as one JSON line to bench/results/smtp-<backend>.jsonl.
+`smtp.data()` call, including the transfer of the body, is reported too, and the p99 of the
+messages without attachments. Rate is messages over the wall time of the sending phase (MAIL,
+RCPT and DATA for every message). The table is printed and the run appended as one JSON line
+to bench/results/smtp-<backend>.jsonl.
+`--serve-command "..."` runs another command instead of `doxa serve` (a patched launcher, to
+test a fix without editing the service).
 """
 
 from __future__ import annotations
