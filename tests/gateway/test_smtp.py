@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from doxa.core.enums import IntakeStatus, Role, Status, ThreadedBy
+from doxa.core.intake.models import IntakeEvent
 from tests.conftest import MakeUser
 from tests.gateway.conftest import Smtp, StartSmtp, message
 
@@ -80,6 +81,21 @@ class TestAccepting:
             IntakeStatus.TICKET_CREATED,
             IntakeStatus.DUPLICATE,
         ]
+
+
+class TestDataTransparency:
+    @pytest.mark.parametrize("raw", [
+        b"Subject: dots\r\n\r\n.leading dot\r\n..two dots\r\nend\r\n",
+        b".starts with a dot\r\n\r\nbody\r\n",
+        b"\r\n\r\n.\r\n\r\nblank lines first\r\n",
+        b"Subject: no final newline\r\n\r\nlast line",
+    ])  # fmt: skip
+    def test_stored_bytes_are_exactly_what_the_client_sent(self, smtp: Smtp, raw: bytes) -> None:
+        smtp.send(raw)
+        [event] = smtp.settle()
+        with smtp.context.sessions() as db:
+            stored = db.get_one(IntakeEvent, event.id).raw
+        assert stored == raw if raw.endswith(b"\r\n") else stored == raw + b"\r\n"
 
 
 class TestThreading:
