@@ -58,8 +58,8 @@ def ingest(context: Context, pipeline: Pipeline, paths: list[Path], *, to: str,
 
 def _run(context: Context, pipeline: Pipeline, item: Delivery) -> str:
     with transaction(context.sessions) as db:
-        event = pipeline.accept(db, item)
-        event_id, status = event.id, event.status
+        accepted = pipeline.accept(db, item)
+        event_id, status = accepted.id, accepted.status
     if status.value != "received":
         return status.value
     outcome = process_event(context.sessions, pipeline, event_id)

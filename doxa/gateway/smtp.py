@@ -161,8 +161,8 @@ class IntakeHandler:
 
     def _accept(self, item: Delivery) -> tuple[int, IntakeStatus]:
         with transaction(self.sessions) as db:
-            event = self.pipeline.accept(db, item)
-            return event.id, event.status
+            accepted = self.pipeline.accept(db, item)
+            return accepted.id, accepted.status
 
 
 class SmtpListener:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import smtplib
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -71,6 +72,15 @@ class TestAccepting:
         first, second = smtp.settle()
         assert first.status is IntakeStatus.TICKET_CREATED
         assert second.status is IntakeStatus.DUPLICATE and second.duplicate_of_id == first.id
+        assert len(smtp.tickets()) == 1
+
+    def test_same_message_delivered_concurrently_makes_one_ticket(self, smtp: Smtp) -> None:
+        raw = message(message_id="racing@example.org")
+        with ThreadPoolExecutor(6) as pool:
+            replies = list(pool.map(lambda _: smtp.send(raw), range(6)))
+        assert replies == [{}] * 6
+        statuses = sorted(e.status for e in smtp.settle())
+        assert statuses == [IntakeStatus.DUPLICATE] * 5 + [IntakeStatus.TICKET_CREATED]
         assert len(smtp.tickets()) == 1
 
     def test_mail_without_message_id_is_deduplicated_by_its_bytes(self, smtp: Smtp) -> None:

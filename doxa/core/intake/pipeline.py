@@ -19,7 +19,8 @@ from email.parser import BytesHeaderParser
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from doxa.core.config import Settings
@@ -61,6 +62,20 @@ class RawEvent:
 Normalizer = Callable[[RawEvent], InboundMessage]
 
 
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """What the edge needs to answer: the event's id and whether it still needs processing."""
+
+    id: int
+    status: IntakeStatus
+
+
+def _insert(db: Session) -> Any:
+    """The backend's INSERT, which knows ON CONFLICT (PostgreSQL and SQLite alike)."""
+    dialect = db.get_bind().dialect.name
+    return (pg_insert if dialect == "postgresql" else sqlite_insert)(IntakeEvent)
+
+
 def message_id_of(raw: bytes) -> str | None:
     """The Message-ID from the header block alone, for deduplication before a full parse."""
     head = raw[: raw.find(b"\r\n\r\n") + 4 or raw.find(b"\n\n") + 2 or 65536][:65536]
@@ -74,23 +89,37 @@ class Pipeline:
         self.settings = settings
         self.normalizers = dict(normalizers)
 
-    def accept(self, db: Session, item: Delivery) -> IntakeEvent:
-        """Store the raw input; a repeated delivery is recorded as a duplicate of the first."""
+    def accept(self, db: Session, item: Delivery) -> Accepted:
+        """Store the raw input; a repeated delivery is recorded as a duplicate of the first.
+
+        One INSERT .. ON CONFLICT DO NOTHING: the common case costs a single round trip
+        before the edge commits and answers.
+        """
         key = self._dedupe_key(item)
-        first = db.scalar(select(IntakeEvent).where(IntakeEvent.dedupe_key == key))
-        if first is None:
-            try:
-                with db.begin_nested():
-                    return self._store(db, item, key)
-            except IntegrityError:  # the same message, delivered concurrently
-                first = db.scalar(select(IntakeEvent).where(IntakeEvent.dedupe_key == key))
-                if first is None:
-                    raise
-        duplicate = self._store(db, item, None)
-        duplicate.status, duplicate.duplicate_of_id = IntakeStatus.DUPLICATE, first.id
-        duplicate.ticket_id, duplicate.processed_at = first.ticket_id, utcnow()
-        db.flush()
-        return duplicate
+        insert = _insert(db).values(**self._row(item), dedupe_key=key)
+        event_id = db.scalar(
+            insert.on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(IntakeEvent.id)
+        )
+        if event_id is not None:
+            return Accepted(event_id, IntakeStatus.RECEIVED)
+        first = db.execute(
+            select(IntakeEvent.id, IntakeEvent.ticket_id).where(IntakeEvent.dedupe_key == key)
+        ).one()
+        duplicate_id = db.execute(
+            _insert(db).values({
+                **self._row(item), "status": IntakeStatus.DUPLICATE, "duplicate_of_id": first.id,
+                "ticket_id": first.ticket_id, "processed_at": utcnow(),
+            }).returning(IntakeEvent.id)
+        ).scalar_one()  # fmt: skip
+        return Accepted(duplicate_id, IntakeStatus.DUPLICATE)
+
+    def _row(self, item: Delivery) -> dict[str, Any]:
+        return {
+            "channel": item.channel, "external_id": item.external_id,
+            "mailbox": self._mailbox(item.recipients), "envelope_from": item.envelope_from,
+            "envelope_to": list(item.recipients), "raw": item.raw, "raw_size": len(item.raw),
+            "extra": item.extra, "status": IntakeStatus.RECEIVED, "received_at": utcnow(),
+        }  # fmt: skip
 
     def _dedupe_key(self, item: Delivery) -> str:
         mailbox = self._mailbox(item.recipients) or ""
@@ -100,17 +129,6 @@ class Pipeline:
     def _mailbox(self, recipients: list[str]) -> str | None:
         boxes = sorted({box.address for r in recipients if (box := self.settings.mailbox(r))})
         return boxes[0] if boxes else None
-
-    def _store(self, db: Session, item: Delivery, key: str | None) -> IntakeEvent:
-        event = IntakeEvent(
-            channel=item.channel, external_id=item.external_id, dedupe_key=key,
-            mailbox=self._mailbox(item.recipients), envelope_from=item.envelope_from,
-            envelope_to=list(item.recipients), raw=item.raw, raw_size=len(item.raw),
-            extra=item.extra, status=IntakeStatus.RECEIVED,
-        )  # fmt: skip
-        db.add(event)
-        db.flush()
-        return event
 
     def load(self, db: Session, event_id: int) -> RawEvent | None:
         """The raw input of an event still waiting to be processed, else None."""
