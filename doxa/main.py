@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing as mp
 from collections.abc import AsyncIterator
+from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
@@ -34,7 +36,13 @@ class Runtime:
 
     def __init__(self, settings: Settings, context: Context) -> None:
         self.settings, self.context = settings, context
-        self.pipeline = build_pipeline(settings)
+        # Spawned, not forked: the server process has threads and open connections.
+        self.parsers = (
+            ProcessPoolExecutor(settings.parser_processes, mp_context=mp.get_context("spawn"))
+            if settings.parser_processes
+            else None
+        )
+        self.pipeline = build_pipeline(settings, parsers=self.parsers)
         self.outbox = OutboxRunner(Outbox(settings, context.sessions))
         self.worker = IntakeWorker(context.sessions, self.pipeline, after=self.outbox.kick)
         self.listener: SmtpListener | None = None
@@ -54,6 +62,8 @@ class Runtime:
             await self.listener.stop()
         await self.worker.stop()
         await self.outbox.stop()
+        if self.parsers is not None:
+            self.parsers.shutdown(cancel_futures=True)
 
 
 def create_app(settings: Settings, *, context: Context | None = None) -> FastAPI:
@@ -113,6 +123,7 @@ def bootstrap(context: Context) -> None:
             log.info("created the first admin %s", settings.doxa_admin_email)
 
 
-def build_pipeline(settings: Settings) -> Pipeline:
+def build_pipeline(settings: Settings, *, parsers: Executor | None = None) -> Pipeline:
     """The one ingestion path, with each channel's way of reading its raw input."""
-    return Pipeline(settings, {Channel.EMAIL: email_normalizer(settings.max_attachment_bytes)})
+    normalizers = {Channel.EMAIL: email_normalizer(settings.max_attachment_bytes)}
+    return Pipeline(settings, normalizers, parsers=parsers)

@@ -79,6 +79,7 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         "jwt_secret": secrets.token_urlsafe(48),
         "bcrypt_rounds": 4,
         "smtp_enabled": False,
+        "parser_processes": 0,  # in-thread; tests/gateway/test_smtp.py covers the process pool
         "support_addresses": "support@example.com,billing@example.com=billing",
         "_env_file": None,
     }

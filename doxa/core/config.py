@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     doxa_admin_email: str | None = None
     doxa_admin_password: str | None = None
     sender_hourly_limit: int = Field(20, ge=1)
+    # 0 parses on the intake worker's threads, in the server process.
+    parser_processes: int = Field(1, ge=0, le=64)
 
     @field_validator(
         "jwt_secret", "webhook_secret", "mailgun_signing_key", "postmark_inbound_user",

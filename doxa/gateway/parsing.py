@@ -14,6 +14,7 @@ import binascii
 import email
 import email.policy
 import email.utils
+import functools
 import hashlib
 import logging
 import mimetypes
@@ -504,10 +505,13 @@ def _safe_filename(name: str) -> str:
     return name[:200]
 
 
+def parse_event(event: RawEvent, *, max_attachment_bytes: int) -> InboundMessage:
+    return parse_email(event.raw, max_attachment_bytes=max_attachment_bytes)
+
+
 def email_normalizer(max_attachment_bytes: int) -> Callable[[RawEvent], InboundMessage]:
-    """The pipeline's normalizer for raw RFC 5322 bytes (SMTP and `doxa ingest`)."""
+    """The pipeline's normalizer for raw RFC 5322 bytes (SMTP and `doxa ingest`).
 
-    def normalize(event: RawEvent) -> InboundMessage:
-        return parse_email(event.raw, max_attachment_bytes=max_attachment_bytes)
-
-    return normalize
+    A partial of a module-level function, so it can run in a parser process.
+    """
+    return functools.partial(parse_event, max_attachment_bytes=max_attachment_bytes)

@@ -93,6 +93,16 @@ class TestAccepting:
         ]
 
 
+class TestParserProcess:
+    def test_messages_are_parsed_in_a_separate_process_as_configured(
+        self, start_smtp: StartSmtp
+    ) -> None:
+        smtp = start_smtp(parser_processes=1)
+        smtp.send(message("Parsed elsewhere", "Same result."))
+        assert smtp.settle()[0].status is IntakeStatus.TICKET_CREATED
+        assert smtp.messages(smtp.tickets()[0].id)[0].body == "Same result."
+
+
 class TestDataTransparency:
     @pytest.mark.parametrize("raw", [
         b"Subject: dots\r\n\r\n.leading dot\r\n..two dots\r\nend\r\n",

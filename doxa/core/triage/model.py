@@ -17,11 +17,11 @@ import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeAlias
 
 import joblib
 import numpy as np
 from numpy.typing import NDArray
-from scipy import sparse
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -32,7 +32,8 @@ from sklearn.svm import LinearSVC
 from doxa.core.errors import InvalidInput
 
 FIELDS = ("category", "priority")
-Matrix = sparse.csr_matrix
+# A scipy.sparse CSR matrix (scipy ships no type stubs).
+Matrix: TypeAlias = Any
 FloatArray = NDArray[np.float64]
 
 
@@ -63,6 +64,7 @@ class Design:
 
     c: float = 0.5
     balanced: bool = True
+    loss: str = "squared_hinge"
     word_ngrams: tuple[int, int] = (1, 2)
     char_ngrams: tuple[int, int] = (2, 5)
     max_features: int = 200_000
@@ -172,8 +174,11 @@ def train(
     texts = [_with_cues(example.text) for example in examples]
     if not texts:
         raise InvalidInput("no training examples")
-    vectorizer = _vectorizer(design)
-    features = vectorizer.fit_transform(texts).tocsr()
+    vectorizer = _vectorizer(design, min_df=2 if len(texts) >= 50 else 1)
+    try:
+        features = vectorizer.fit_transform(texts).tocsr()
+    except ValueError as exc:  # an empty vocabulary: no example has any word
+        raise InvalidInput(f"cannot train on these texts: {exc}") from None
     fields = {}
     for name in FIELDS:
         rows = [i for i, example in enumerate(examples) if example.label(name)]
@@ -188,7 +193,7 @@ def train(
     return TextClassifier(vectorizer, fields, version=f"tfidf-svm-{stamp}-{digest}")
 
 
-def _vectorizer(design: Design) -> FeatureUnion:
+def _vectorizer(design: Design, *, min_df: int) -> FeatureUnion:
     common = {"sublinear_tf": True, "lowercase": True, "dtype": np.float32}
     return FeatureUnion(
         [
@@ -197,7 +202,7 @@ def _vectorizer(design: Design) -> FeatureUnion:
                 TfidfVectorizer(
                     ngram_range=design.word_ngrams,
                     max_features=design.max_features // 2,
-                    token_pattern=r"(?u)\b\w+\b",
+                    token_pattern=r"(?u)\b\w+\b",  # noqa: S106 - a regex, not a secret
                     **common,
                 ),
             ),
@@ -207,7 +212,7 @@ def _vectorizer(design: Design) -> FeatureUnion:
                     analyzer="char_wb",
                     ngram_range=design.char_ngrams,
                     max_features=design.max_features // 2,
-                    min_df=2,
+                    min_df=min_df,
                     **common,
                 ),
             ),
@@ -235,6 +240,7 @@ def _svm(design: Design, seed: int) -> LinearSVC:
     return LinearSVC(
         C=design.c,
         class_weight="balanced" if design.balanced else None,
+        loss=design.loss,
         random_state=seed,
         max_iter=5000,
     )
@@ -314,8 +320,11 @@ def evaluate(
 
 
 def field_report(pairs: Sequence[tuple[str, str]]) -> dict[str, object]:
-    """Accuracy, macro-F1 over the true labels, and per-label precision/recall/F1/support."""
-    truth = sorted({true for true, _ in pairs})
+    """Accuracy, macro-F1 and per-label precision/recall/F1/support.
+
+    Macro-F1 averages over every label that is true or predicted (scikit-learn's convention).
+    """
+    truth = sorted({true for true, _ in pairs} | {guess for _, guess in pairs})
     per_label: dict[str, dict[str, float]] = {}
     for label in truth:
         tp = sum(1 for true, guess in pairs if true == label and guess == label)
