@@ -169,7 +169,7 @@ def message(subject: str = "Printer is broken", body: str = "It prints blank pag
     return "\r\n".join(lines) + "\r\n\r\n" + body + "\r\n"
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -181,7 +181,7 @@ class Sink:
     def __init__(self) -> None:
         self.received: list[EmailMessage] = []
         self.envelopes: list[tuple[str, list[str]]] = []
-        self.port = _free_port()
+        self.port = free_port()
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
 
     async def handle_DATA(self, server: object, session: object, envelope: Envelope) -> str:
