@@ -94,7 +94,7 @@ def create_app(settings: Settings, *, context: Context | None = None) -> FastAPI
     app.state.intake_worker = runtime.worker
     app.state.outbox = runtime.outbox
     app.state.smtp_server = runtime.listener
-    api = APIRouter(prefix="/api/v1")
+    api = APIRouter(prefix="/api/v1", responses=problems.RESPONSES)
     for module in (auth, users, tickets, attachments, intake):
         api.include_router(module.router)
     app.include_router(api)

@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -35,6 +36,35 @@ STATUS_OF: dict[type[DomainError], int] = {
     InvalidInput: 422,
     TooLarge: 413,
     Unavailable: 503,
+}
+
+
+class Problem(BaseModel):
+    """An error, as RFC 9457 describes it."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    request_id: str | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+def _documented(status: int, description: str) -> dict[str, Any]:
+    schema = {"$ref": "#/components/schemas/Problem"}
+    return {"model": Problem, "description": description,
+            "content": {"application/problem+json": {"schema": schema}}}  # fmt: skip
+
+
+# Declared once for every /api/v1 route, so clients and schema-driven tests see real errors.
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: _documented(401, "Missing, expired or invalid bearer token"),
+    403: _documented(403, "The caller's role may not do this"),
+    404: _documented(404, "Not found, or not visible to the caller"),
+    409: _documented(409, "Conflicts with the current state"),
+    413: _documented(413, "Request body over the limit"),
+    422: _documented(422, "Invalid input"),
+    503: _documented(503, "The database cannot be reached; retry"),
 }
 
 

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from doxa.core.context import Context
 from doxa.core.db import transaction
 from doxa.core.enums import Role
-from doxa.core.models import Attachment, Message, Ticket, User
+from doxa.core.models import Attachment, IntakeEvent, Message, Ticket, User
 from tests.conftest import AsUser, MakeTicket, MakeUser
 
 C, A, D = Role.CLIENT, Role.AGENT, Role.ADMIN
@@ -78,6 +78,9 @@ CASES = {
     "attachment on an internal note": Case(
         "GET", "/api/v1/attachments/{note_file}", roles(404, 200, 200)
     ),
+    "intake log": Case("GET", "/api/v1/intake", roles(403, 403, 200)),
+    "intake event": Case("GET", "/api/v1/intake/{event}", roles(403, 403, 200)),
+    "reprocess": Case("POST", "/api/v1/intake/{event}/reprocess", roles(403, 403, 202)),
     "register": Case(
         "POST",
         "/api/v1/auth/register",
@@ -85,6 +88,14 @@ CASES = {
         {"email": "fresh@example.com", "password": "long enough"},
     ),
 }
+
+
+def _failed_event(context: Context) -> int:
+    with transaction(context.sessions) as db:
+        event = IntakeEvent(channel="email", raw=b"junk", status="failed", error="InvalidInput")
+        db.add(event)
+        db.flush()
+        return event.id
 
 
 def _attach(context: Context, ticket: Ticket, *, internal: bool = False) -> int:
@@ -134,6 +145,7 @@ def test_role_matrix(
         "own_file": _attach(context, own),
         "other_file": _attach(context, other),
         "note_file": _attach(context, own, internal=True),
+        "event": _failed_event(context),
     }
     http = as_user(caller) if caller else client
     response = http.request(case.method, case.path.format(**ids), json=case.json)
