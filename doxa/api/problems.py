@@ -50,7 +50,7 @@ class Problem(BaseModel):
     errors: list[dict[str, Any]] | None = None
 
 
-def _documented(status: int, description: str) -> dict[str, Any]:
+def _documented(description: str) -> dict[str, Any]:
     schema = {"$ref": "#/components/schemas/Problem"}
     return {"model": Problem, "description": description,
             "content": {"application/problem+json": {"schema": schema}}}  # fmt: skip
@@ -58,13 +58,13 @@ def _documented(status: int, description: str) -> dict[str, Any]:
 
 # Declared once for every /api/v1 route, so clients and schema-driven tests see real errors.
 RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: _documented(401, "Missing, expired or invalid bearer token"),
-    403: _documented(403, "The caller's role may not do this"),
-    404: _documented(404, "Not found, or not visible to the caller"),
-    409: _documented(409, "Conflicts with the current state"),
-    413: _documented(413, "Request body over the limit"),
-    422: _documented(422, "Invalid input"),
-    503: _documented(503, "The database cannot be reached; retry"),
+    401: _documented("Missing, expired or invalid bearer token"),
+    403: _documented("The caller's role may not do this"),
+    404: _documented("Not found, or not visible to the caller"),
+    409: _documented("Conflicts with the current state"),
+    413: _documented("Request body over the limit"),
+    422: _documented("Invalid input"),
+    503: _documented("The database cannot be reached; retry"),
 }
 
 
