@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import smtplib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from email.message import EmailMessage
 
 import pytest
 import sqlalchemy as sa
@@ -13,6 +15,7 @@ from sqlalchemy.engine import URL
 
 from doxa.core.enums import IntakeStatus, Role, Status, ThreadedBy
 from doxa.core.intake.models import IntakeEvent
+from doxa.core.tickets.models import Attachment
 from tests.conftest import MakeUser
 from tests.gateway.conftest import Smtp, StartSmtp, message
 
@@ -281,3 +284,53 @@ def _database_refusing_connections(url: URL) -> Iterator[None]:
         with admin.connect() as connection:
             connection.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
         admin.dispose()
+
+
+def _rich_mail(*, big: int = 0) -> bytes:
+    mail = EmailMessage()
+    mail["From"], mail["To"] = "Zoë <zoe@example.org>", "support@example.com"
+    mail["Subject"] = "Café menu"
+    mail.set_content("<p>Hello <b>team</b><script>alert(1)</script></p>", subtype="html")
+    mail.add_attachment(b"%PDF-1.4 invoice", maintype="application", subtype="pdf",
+                        filename="facture été.pdf")  # fmt: skip
+    if big:
+        mail.add_attachment(b"x" * big, maintype="application", subtype="zip", filename="big.zip")
+    return mail.as_bytes()
+
+
+class TestContent:
+    def test_html_only_mail_becomes_text_and_stored_html_is_sanitized(self, smtp: Smtp) -> None:
+        smtp.send(_rich_mail())
+        smtp.settle()
+        ticket = smtp.tickets()[0]
+        first = smtp.messages(ticket.id)[0]
+        assert ticket.subject == "Café menu" and ticket.requester.full_name == "Zoë"
+        assert "Hello **team**" in first.body and "<script" not in (first.html or "")
+        assert "<b>team</b>" in (first.html or "")
+
+    def test_attachment_is_stored_with_its_metadata_and_downloads(
+        self, smtp: Smtp, make_user: MakeUser
+    ) -> None:
+        smtp.send(_rich_mail())
+        smtp.settle()
+        ticket = smtp.tickets()[0]
+        [attachment] = smtp.messages(ticket.id)[0].attachments
+        assert attachment.filename == "facture été.pdf" and attachment.size == 16
+        assert attachment.sha256 == hashlib.sha256(b"%PDF-1.4 invoice").hexdigest()
+        agent = {"Authorization": f"Bearer {smtp.context.tokens.issue(make_user(Role.AGENT).id)}"}
+        response = smtp.http.get(f"/api/v1/attachments/{attachment.id}", headers=agent)
+        assert response.content == b"%PDF-1.4 invoice"
+        assert response.headers["content-type"] == "application/pdf"
+        assert "facture%20%C3%A9t%C3%A9.pdf" in response.headers["content-disposition"]
+
+    def test_attachment_over_the_limit_keeps_metadata_and_a_note(
+        self, start_smtp: StartSmtp
+    ) -> None:
+        smtp = start_smtp(max_attachment_bytes=1024)
+        smtp.send(_rich_mail(big=5000))
+        smtp.settle()
+        first = smtp.messages(smtp.tickets()[0].id)[0]
+        big = next(a for a in first.attachments if a.filename == "big.zip")
+        assert big.size == 5000 and any("big.zip" in note for note in first.notes)
+        with smtp.context.sessions() as db:
+            assert db.get_one(Attachment, big.id).content is None
