@@ -12,7 +12,7 @@ from fastapi import APIRouter, FastAPI
 
 from doxa.api import docs, problems
 from doxa.api.middleware import BodyLimit, RequestId
-from doxa.api.routes import attachments, auth, health, intake, tickets, users
+from doxa.api.routes import attachments, auth, classifier, health, intake, tickets, users
 from doxa.core.config import Settings
 from doxa.core.context import Context
 from doxa.core.db import transaction
@@ -20,6 +20,7 @@ from doxa.core.enums import Channel
 from doxa.core.intake.pipeline import Pipeline
 from doxa.core.intake.worker import IntakeWorker
 from doxa.core.outbound import Outbox, OutboxRunner
+from doxa.core.triage.runner import TriageRunner
 from doxa.core.users import service as user_service
 from doxa.gateway.parsing import email_normalizer
 from doxa.gateway.smtp import IntakeHandler, SmtpListener
@@ -44,14 +45,21 @@ class Runtime:
         )
         self.pipeline = build_pipeline(settings, parsers=self.parsers)
         self.outbox = OutboxRunner(Outbox(settings, context.sessions))
-        self.worker = IntakeWorker(context.sessions, self.pipeline, after=self.outbox.kick)
+        self.triage = TriageRunner(settings, context.sessions, executor=self.parsers)
+        self.worker = IntakeWorker(context.sessions, self.pipeline, after=self._processed)
         self.listener: SmtpListener | None = None
         if settings.smtp_enabled:
             handler = IntakeHandler(settings, context.sessions, self.pipeline, self.worker)
             self.listener = SmtpListener(settings, handler)
 
+    def _processed(self) -> None:
+        """After an intake event: acknowledgments to send, maybe a new ticket to classify."""
+        self.outbox.kick()
+        self.triage.classify_soon()
+
     async def start(self) -> None:
         bootstrap(self.context)
+        await self.triage.start()
         await self.outbox.start()
         await self.worker.start()
         if self.listener is not None:
@@ -62,6 +70,7 @@ class Runtime:
             await self.listener.stop()
         await self.worker.stop()
         await self.outbox.stop()
+        await self.triage.stop()
         if self.parsers is not None:
             self.parsers.shutdown(cancel_futures=True)
 
@@ -93,9 +102,10 @@ def create_app(settings: Settings, *, context: Context | None = None) -> FastAPI
     app.state.pipeline = runtime.pipeline
     app.state.intake_worker = runtime.worker
     app.state.outbox = runtime.outbox
+    app.state.triage = runtime.triage
     app.state.smtp_server = runtime.listener
     api = APIRouter(prefix="/api/v1", responses=problems.RESPONSES)
-    for module in (auth, users, tickets, attachments, intake):
+    for module in (auth, users, tickets, attachments, intake, classifier):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(health.router)

@@ -80,6 +80,7 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         "bcrypt_rounds": 4,
         "smtp_enabled": False,
         "parser_processes": 0,  # in-thread; tests/gateway/test_smtp.py covers the process pool
+        "ai_provider": "none",  # tickets stay pending; tests/core/triage switch it on
         "support_addresses": "support@example.com,billing@example.com=billing",
         "_env_file": None,
     }

@@ -16,6 +16,7 @@ from doxa.core.intake.pipeline import Pipeline
 from doxa.core.intake.worker import IntakeWorker
 from doxa.core.outbound import OutboxRunner
 from doxa.core.schemas import MAX_ID
+from doxa.core.triage.runner import TriageRunner
 from doxa.core.users import service as users
 from doxa.core.users.models import User
 
@@ -84,6 +85,12 @@ def get_outbox(request: Request) -> OutboxRunner:
     return outbox
 
 
+def get_triage(request: Request) -> TriageRunner:
+    triage: TriageRunner = request.app.state.triage
+    return triage
+
+
+TriageDep = Annotated[TriageRunner, Depends(get_triage)]
 PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]
 WorkerDep = Annotated[IntakeWorker, Depends(get_worker)]
 OutboxDep = Annotated[OutboxRunner, Depends(get_outbox)]

@@ -56,13 +56,21 @@ class Settings(BaseSettings):
     doxa_admin_email: str | None = None
     doxa_admin_password: str | None = None
     sender_hourly_limit: int = Field(20, ge=1)
+    # "local": the trainable model; "openai": an OpenAI-compatible endpoint, local as fallback;
+    # "none": tickets stay pending (classification switched off).
+    ai_provider: Literal["local", "openai", "none"] = "local"
+    ai_base_url: str | None = None
+    ai_model: str = "gpt-4o-mini"
+    ai_api_key: str | None = None
+    ai_timeout_seconds: float = Field(10.0, gt=0, le=120)
     # 0 parses on the intake worker's threads, in the server process.
     parser_processes: int = Field(1, ge=0, le=64)
 
     @field_validator(
         "jwt_secret", "webhook_secret", "mailgun_signing_key", "postmark_inbound_user",
         "postmark_inbound_password", "sendgrid_inbound_user", "sendgrid_inbound_password",
-        "outbound_smtp_url", "doxa_admin_email", "doxa_admin_password", mode="before",
+        "outbound_smtp_url", "doxa_admin_email", "doxa_admin_password", "ai_base_url",
+        "ai_api_key", mode="before",
     )  # fmt: skip
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:

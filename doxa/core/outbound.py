@@ -173,12 +173,16 @@ class OutboxRunner:
     def __init__(self, outbox: Outbox, *, every: float = 15.0) -> None:
         self.outbox, self.every = outbox, every
         self._kick = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
 
     def kick(self) -> None:
-        self._kick.set()
+        """Ask for a run soon; safe from any thread."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._kick.set)
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         if self.outbox.relay is not None:
             self._task = asyncio.create_task(self._run())
 

@@ -44,7 +44,7 @@ def reprocess(
     service.get_event(db, event_id, actor=admin)
     event = pipeline.requeue(db, event_id)
 
-    async def submit() -> None:  # after the response, so after the commit
+    async def submit() -> None:  # after the response (so after the commit), on the loop
         worker.submit(event_id)
 
     background.add_task(submit)

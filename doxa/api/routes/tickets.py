@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Query
 
-from doxa.api.deps import ContextDep, CurrentUser, IdPath, OutboxDep, SessionDep
+from doxa.api.deps import ContextDep, CurrentUser, IdPath, OutboxDep, SessionDep, TriageDep
 from doxa.core.schemas import MAX_PAGE_SIZE, Page
 from doxa.core.tickets import messages, search, service
 from doxa.core.tickets.access import get_readable
@@ -22,9 +22,14 @@ router = APIRouter(prefix="/tickets", tags=["tickets"])
 
 
 @router.post("", status_code=201)
-def create_ticket(body: TicketCreate, db: SessionDep, me: CurrentUser) -> TicketRead:
+def create_ticket(
+    body: TicketCreate, db: SessionDep, me: CurrentUser, triage: TriageDep,
+    background: BackgroundTasks,
+) -> TicketRead:  # fmt: skip
     """Open a ticket; staff may open one on behalf of `requester_email`."""
-    return TicketRead.model_validate(service.open_ticket(db, body, actor=me))
+    ticket = service.open_ticket(db, body, actor=me)
+    background.add_task(triage.classify_soon, ticket.id)  # after the response, so after commit
+    return TicketRead.model_validate(ticket)
 
 
 @router.get("")
@@ -70,10 +75,7 @@ def post_message(
         relay_configured=context.settings.outbound_smtp_url is not None,
     )  # fmt: skip
 
-    async def send_soon() -> None:  # after the response, so after the commit
-        outbox.kick()
-
-    background.add_task(send_soon)
+    background.add_task(outbox.kick)  # after the response, so after the commit
     return MessageRead.model_validate(message)
 
 

@@ -50,7 +50,8 @@ def _open(
     box = settings.mailbox(event.mailbox) if event.mailbox else None
     ticket = Ticket(
         subject=msg.subject, channel=event.channel, requester=requester, mailbox=event.mailbox,
-        pinned_category=box.category if box else None, previous_ticket_id=previous and previous.id,
+        pinned_category=box.category if box else None, category=box.category if box else None,
+        previous_ticket_id=previous and previous.id,
         classification_state=ClassificationState.PENDING, meta=dict(event.extra.get("fields", {})),
         search_text=msg.subject,
     )  # fmt: skip

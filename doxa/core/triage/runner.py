@@ -1,0 +1,131 @@
+"""Background classification: kicked after each new ticket, and on a timer for anything left
+pending (a crash, a restart, a model that failed). Claims use FOR UPDATE SKIP LOCKED, so several
+processes sharing one PostgreSQL never classify one ticket twice."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from concurrent.futures import Executor
+
+import anyio
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+
+from doxa.core.config import Settings
+from doxa.core.db import transaction
+from doxa.core.errors import Conflict
+from doxa.core.triage import store
+from doxa.core.triage.llm import ChatClassifier
+from doxa.core.triage.model import TextClassifier
+from doxa.core.triage.models import ClassifierModel
+from doxa.core.triage.service import BATCH, Classifier, classify_pending
+from doxa.core.triage.training import retrain
+
+log = logging.getLogger(__name__)
+_SEED_LOCK_KEY = 0x0D0C5EED  # PostgreSQL advisory lock: one process trains the first model
+
+
+class TriageRunner:
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session], *,
+                 every: float = 30.0, executor: Executor | None = None) -> None:  # fmt: skip
+        self.settings, self.sessions, self.every = settings, sessions, every
+        self.executor = executor  # where retraining runs (a worker process), if anywhere
+        self.training = False
+        self._kick = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._lock = (
+            threading.Lock()
+        )  # one classifying thread per process (SQLite has no row locks)
+        self._chat: ChatClassifier | None = None
+        self._training_task: asyncio.Task[None] | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.settings.ai_provider != "none"
+
+    def classify_soon(self, ticket_id: int | None = None) -> None:
+        """Ask for a run soon, from any thread; every pending ticket is picked up, not just this."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._kick.set)
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        if self.enabled:
+            self._task = asyncio.create_task(self._run())
+
+    def retrain_soon(self) -> None:
+        """Start training a new version in the background; Conflict while one is training."""
+        if self.training or self._loop is None:
+            raise Conflict("a classifier is being trained already" if self.training
+                           else "the service is not running")  # fmt: skip
+        self.training = True
+        self._loop.call_soon_threadsafe(self._start_training)
+
+    def _start_training(self) -> None:
+        self._training_task = asyncio.create_task(self._train())
+
+    async def _train(self) -> None:
+        try:
+            row = await anyio.to_thread.run_sync(self._retrain)
+            log.info("classifier %s trained on %d examples", row.version, row.training_size)
+        except Exception:
+            log.exception("retraining failed; the previous version stays active")
+        finally:
+            self.training = False
+
+    def _retrain(self) -> ClassifierModel:
+        threshold = self.settings.ai_confidence_threshold
+        return retrain(self.sessions, threshold=threshold, executor=self.executor)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._chat is not None:
+            self._chat.close()
+
+    async def _run(self) -> None:
+        while True:  # the first pass, at start-up, takes what a crash left pending
+            self._kick.clear()
+            try:
+                await anyio.to_thread.run_sync(self.run_once)
+            except Exception:
+                log.exception("classification run failed; retrying later")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), self.every)
+
+    def run_once(self) -> int:
+        """Classify every pending ticket, in batches, each batch in its own transaction."""
+        total, threshold = 0, self.settings.ai_confidence_threshold
+        with self._lock:
+            while True:
+                with transaction(self.sessions) as db:
+                    done = classify_pending(db, lambda: self.model(db), threshold=threshold)
+                total += done
+                if done < BATCH:
+                    return total
+
+    def model(self, db: Session) -> Classifier:
+        local = self.local_model(db)
+        if self.settings.ai_provider != "openai" or not self.settings.ai_base_url:
+            return local
+        if self._chat is None:
+            self._chat = ChatClassifier(
+                base_url=self.settings.ai_base_url, model=self.settings.ai_model,
+                api_key=self.settings.ai_api_key, fallback=local,
+                timeout=self.settings.ai_timeout_seconds,
+            )  # fmt: skip
+        return self._chat
+
+    def local_model(self, db: Session) -> TextClassifier:
+        """The active model; the first process on a fresh database trains it from the seed set."""
+        model = store.load_active(db)
+        if model is not None:
+            return model
+        if db.get_bind().dialect.name == "postgresql":
+            db.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SEED_LOCK_KEY})
+        return store.ensure_model(db, threshold=self.settings.ai_confidence_threshold)

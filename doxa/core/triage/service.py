@@ -1,0 +1,97 @@
+"""Classifying tickets: claim pending ones, predict, apply when confident, else send to triage."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from doxa.core.enums import ClassificationState, Priority, Role
+from doxa.core.tickets.access import get_readable
+from doxa.core.tickets.models import Message, Ticket
+from doxa.core.tickets.service import record
+from doxa.core.triage.model import Prediction
+from doxa.core.users.models import User
+from doxa.core.users.service import require_role
+
+BATCH = 20
+MAX_ATTEMPTS = 3
+
+
+class Classifier(Protocol):
+    def predict(self, subject: str, body: str) -> Prediction: ...
+
+
+def classify_pending(
+    db: Session, classifier: Callable[[], Classifier], *, threshold: float, limit: int = BATCH
+) -> int:
+    """Classify up to `limit` pending tickets; rows other processes hold are skipped."""
+    query = (
+        select(Ticket)
+        .where(Ticket.classification_state == ClassificationState.PENDING)
+        .order_by(Ticket.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=Ticket)
+    )
+    tickets = list(db.scalars(query))
+    if tickets:
+        model = classifier()
+        for ticket in tickets:
+            classify(db, ticket, model, threshold=threshold)
+    db.flush()
+    return len(tickets)
+
+
+def classify(db: Session, ticket: Ticket, model: Classifier, *, threshold: float) -> None:
+    """Predict and apply; a failing model leaves the ticket for triage, never raises."""
+    ticket.classification_attempts += 1
+    try:
+        prediction = model.predict(ticket.subject, _first_body(db, ticket))
+    except Exception as exc:  # a broken model must not block intake or the queue
+        if ticket.classification_attempts >= MAX_ATTEMPTS:
+            ticket.classification_state = ClassificationState.FAILED
+        ticket.needs_triage = True
+        record(db, ticket, actor=None, field="classification", old=None, new=f"failed: {exc}"[:255])
+        return
+    apply(db, ticket, prediction, threshold=threshold)
+
+
+def apply(db: Session, ticket: Ticket, prediction: Prediction, *, threshold: float) -> None:
+    ticket.ai_category, ticket.ai_priority = prediction.category, Priority(prediction.priority)
+    ticket.ai_confidence = prediction.category_confidence
+    ticket.ai_priority_confidence = prediction.priority_confidence
+    ticket.ai_model_version = prediction.model_version
+    ticket.classification_state = ClassificationState.DONE
+    confident = prediction.category_confidence >= threshold
+    ticket.needs_triage = not confident
+    summary = f"{prediction.category}/{prediction.priority} at {prediction.category_confidence:.2f}"
+    record(db, ticket, actor=None, field="classification", old=None,
+           new=summary + ("" if confident else " (to triage)"))  # fmt: skip
+    if confident:
+        _set(db, ticket, "category", ticket.pinned_category or prediction.category)
+        _set(db, ticket, "priority", Priority(prediction.priority))
+
+
+def _set(db: Session, ticket: Ticket, field: str, value: object) -> None:
+    old = getattr(ticket, field)
+    if old != value:
+        setattr(ticket, field, value)
+        record(db, ticket, actor=None, field=field, old=old, new=value)
+
+
+def _first_body(db: Session, ticket: Ticket) -> str:
+    query = select(Message.body).where(Message.ticket_id == ticket.id).order_by(Message.id)
+    return db.scalar(query.limit(1)) or ""
+
+
+def reclassify(db: Session, ticket_id: int, model: Classifier, *, actor: User,
+               threshold: float) -> Ticket:  # fmt: skip
+    """Classify again now (staff): the answer replaces the suggestion."""
+    require_role(actor, Role.AGENT, Role.ADMIN)
+    ticket = get_readable(db, ticket_id, actor=actor, for_update=True)
+    ticket.classification_attempts = 0
+    classify(db, ticket, model, threshold=threshold)
+    db.flush()
+    return ticket

@@ -1,0 +1,48 @@
+"""Training a new model version: seed set + staff corrections (+ a user's file), off the
+request path; the new version becomes active for every process sharing the database."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import Executor
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from doxa.core.db import transaction
+from doxa.core.enums import Role
+from doxa.core.errors import NotFound
+from doxa.core.triage import store
+from doxa.core.triage.model import Example
+from doxa.core.triage.models import ClassifierModel
+from doxa.core.users.models import User
+from doxa.core.users.service import require_role
+
+
+def retrain(
+    sessions: sessionmaker[Session], *, threshold: float, extra: Sequence[Example] = (),
+    executor: Executor | None = None,
+) -> ClassifierModel:  # fmt: skip
+    """Train, evaluate on a hold-out share, save and activate; returns the new version."""
+    with transaction(sessions) as db:
+        examples = [*store.training_examples(db), *extra]
+    if executor is None:
+        model, evaluation = store.train_and_evaluate(examples, threshold=threshold)
+    else:  # in a worker process: training must not hold the API's GIL
+        future = executor.submit(store.train_and_evaluate, examples, threshold=threshold)
+        model, evaluation = future.result()
+    with transaction(sessions) as db:
+        return store.save_model(db, model, training_size=len(examples), evaluation=evaluation)
+
+
+def describe(db: Session, *, actor: User) -> dict[str, Any]:
+    """The active model: version, labels, training size, last evaluation."""
+    require_role(actor, Role.AGENT, Role.ADMIN)
+    row = db.scalar(select(ClassifierModel).where(ClassifierModel.is_active.is_(True)))
+    if row is None:
+        raise NotFound("no classifier has been trained yet")
+    return {
+        "version": row.version, "labels": row.labels, "training_size": row.training_size,
+        "evaluation": row.evaluation, "created_at": row.created_at,
+    }  # fmt: skip
