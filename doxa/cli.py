@@ -7,14 +7,19 @@ import getpass
 import logging
 import sys
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from doxa.core.config import ConfigError, Settings, load_settings
 from doxa.core.context import Context
 from doxa.core.db import transaction
 from doxa.core.enums import Role
 from doxa.core.errors import DomainError
+from doxa.core.triage import store
+from doxa.core.triage.data import read_examples
+from doxa.core.triage.model import Example, evaluate
+from doxa.core.triage.training import retrain
 from doxa.core.users import service as users
 from doxa.core.users.schemas import UserCreate
 
@@ -121,6 +126,55 @@ def reprocess(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if not outcomes["failed"] else 1
 
 
+def _examples(args: argparse.Namespace) -> list[Example]:
+    return read_examples(
+        args.data, text_columns=tuple(args.text_columns.split(",")),
+        category_column=args.category_column or None, priority_column=args.priority_column or None,
+    )  # fmt: skip
+
+
+def classifier_train(args: argparse.Namespace, settings: Settings) -> int:
+    extra = _examples(args)
+    context = Context.build(settings)
+    try:
+        row = retrain(context.sessions, threshold=settings.ai_confidence_threshold, extra=extra)
+    finally:
+        context.close()
+    print(f"trained and activated {row.version} on {row.training_size} examples "
+          f"(seed set + corrections + {len(extra)} from {args.data})")  # fmt: skip
+    _print_evaluation(row.evaluation)
+    return 0
+
+
+def classifier_eval(args: argparse.Namespace, settings: Settings) -> int:
+    examples = _examples(args)
+    context = Context.build(settings)
+    try:
+        with transaction(context.sessions) as db:
+            model = store.ensure_model(db, threshold=settings.ai_confidence_threshold)
+    finally:
+        context.close()
+    print(f"model {model.version} on {len(examples)} examples from {args.data}")
+    _print_evaluation(evaluate(model, examples, threshold=settings.ai_confidence_threshold))
+    return 0
+
+
+def _print_evaluation(report: Mapping[str, Any]) -> None:
+    for field in ("category", "priority"):
+        figures = report.get(field)
+        if not isinstance(figures, Mapping) or not figures.get("size"):
+            continue
+        print(f"\n{field}: accuracy {figures['accuracy']:.3f}, macro-F1 {figures['macro_f1']:.3f}")
+        print(f"  {'label':<20} {'precision':>9} {'recall':>7} {'f1':>6} {'support':>8}")
+        for label, row in figures["per_label"].items():
+            print(f"  {label:<20} {row['precision']:>9.3f} {row['recall']:>7.3f} "
+                  f"{row['f1']:>6.3f} {row['support']:>8}")  # fmt: skip
+    coverage = report.get("coverage")
+    if coverage is not None:
+        print(f"\nat threshold {report['threshold']}: coverage {coverage:.1%}, "
+              f"accuracy on that share {report.get('accuracy_at_threshold') or 0:.3f}")  # fmt: skip
+
+
 def _summary(title: str, outcomes: Counter[str]) -> None:
     print(title)
     for outcome, count in outcomes.most_common():
@@ -149,6 +203,19 @@ def parser() -> argparse.ArgumentParser:
     p = commands.add_parser("reprocess", help="run failed intake events again")
     p.add_argument("--failed", action="store_true", required=True, help="every failed event")
     p.set_defaults(run=reprocess)
+    classifier = commands.add_parser("classifier", help="train or evaluate the classifier")
+    actions = classifier.add_subparsers(dest="action", required=True)
+    verbs: list[tuple[str, Command, str]] = [
+        ("train", classifier_train, "train a new version on seed + corrections + FILE"),
+        ("eval", classifier_eval, "evaluate the active version on FILE"),
+    ]
+    for name, run, text in verbs:
+        p = actions.add_parser(name, help=text)
+        p.add_argument("--data", required=True, type=Path, help="labeled CSV (header) or JSONL")
+        p.add_argument("--text-columns", default="subject,body", help="joined as the text")
+        p.add_argument("--category-column", default="category", help="'' for none")
+        p.add_argument("--priority-column", default="priority", help="'' for none")
+        p.set_defaults(run=run)
     return root
 
 
