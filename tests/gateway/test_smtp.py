@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import smtplib
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -334,3 +335,21 @@ class TestContent:
         assert big.size == 5000 and any("big.zip" in note for note in first.notes)
         with smtp.context.sessions() as db:
             assert db.get_one(Attachment, big.id).content is None
+
+
+class TestClassificationOfMail:
+    def test_mail_is_classified_and_a_pinned_mailbox_category_wins(
+        self, start_smtp: StartSmtp
+    ) -> None:
+        smtp = start_smtp(ai_provider="local")
+        smtp.send(message("App crashes", "The app crashes on start since the update"))
+        smtp.send(message("App crashes too", "Crashes on start, error 500"),
+                  to="billing@example.com")  # fmt: skip
+        smtp.settle()
+        deadline = time.monotonic() + 30
+        while any(t.classification_state == "pending" for t in smtp.tickets()):
+            assert time.monotonic() < deadline, "mail was not classified"
+            time.sleep(0.05)
+        pinned, general = sorted(smtp.tickets(), key=lambda t: t.mailbox or "")
+        assert general.ai_category == pinned.ai_category == "bug"
+        assert general.category == "bug" and pinned.category == "billing"

@@ -37,9 +37,10 @@ class TriageRunner:
         self._kick = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
-        self._lock = (
-            threading.Lock()
-        )  # one classifying thread per process (SQLite has no row locks)
+        # One classifying thread per process (SQLite has no row locks to skip), and one
+        # thread training the first model.
+        self._lock = threading.Lock()
+        self._model_lock = threading.Lock()
         self._chat: ChatClassifier | None = None
         self._training_task: asyncio.Task[None] | None = None
 
@@ -122,10 +123,13 @@ class TriageRunner:
         return self._chat
 
     def local_model(self, db: Session) -> TextClassifier:
-        """The active model; the first process on a fresh database trains it from the seed set."""
+        """The active model; the first caller on a fresh database trains it from the seed set."""
         model = store.load_active(db)
         if model is not None:
             return model
-        if db.get_bind().dialect.name == "postgresql":
-            db.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SEED_LOCK_KEY})
-        return store.ensure_model(db, threshold=self.settings.ai_confidence_threshold)
+        # Trained and committed on its own: one thread per process, one process per database
+        # (an advisory lock on PostgreSQL), so concurrent first calls never train twice.
+        with self._model_lock, transaction(self.sessions) as own:
+            if own.get_bind().dialect.name == "postgresql":
+                own.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SEED_LOCK_KEY})
+            return store.ensure_model(own, threshold=self.settings.ai_confidence_threshold)

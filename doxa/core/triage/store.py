@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -11,7 +10,12 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from doxa.core.triage.data import seed_examples
-from doxa.core.triage.model import Example, TextClassifier, evaluate, train
+from doxa.core.triage.model import (
+    Example,
+    TextClassifier,
+    evaluate_out_of_fold,
+    train_out_of_fold,
+)
 from doxa.core.triage.models import ClassificationCorrection, ClassifierModel
 
 # Unpickled models by version. A version's blob never changes, so the cache cannot go stale;
@@ -99,21 +103,15 @@ def ensure_model(db: Session, *, threshold: float = 0.6) -> TextClassifier:
 
 
 def train_and_evaluate(
-    examples: list[Example], *, threshold: float, holdout: float = 0.2, seed: int = 0
+    examples: list[Example], *, threshold: float, seed: int = 0
 ) -> tuple[TextClassifier, dict[str, Any]]:
-    """Evaluate on a held-out share (trained on the rest), then train on everything.
+    """Train once on every example; evaluate on the out-of-fold guesses made while training.
 
-    The evaluation is honest about unseen tickets; the returned model uses every example.
+    Each guess comes from a fold model that did not see its example, so the evaluation is
+    honest about unseen tickets without a second training run on a held-out split.
     """
-    shuffled = list(examples)
-    random.Random(seed).shuffle(shuffled)  # noqa: S311 - a reproducible split, not a secret
-    cut = int(len(shuffled) * holdout)
-    evaluation: dict[str, Any] = {}
-    if cut >= 10:
-        trial = train(shuffled[cut:], seed=seed)
-        evaluation = evaluate(trial, shuffled[:cut], threshold=threshold)
-        evaluation["method"] = f"holdout {holdout:.0%} of {len(shuffled)} examples"
-    return train(examples, seed=seed), evaluation
+    trained = train_out_of_fold(examples, seed=seed)
+    return trained.model, evaluate_out_of_fold(trained, examples, threshold=threshold)
 
 
 def _remember(model: TextClassifier) -> None:

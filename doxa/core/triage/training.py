@@ -24,7 +24,7 @@ def retrain(
     sessions: sessionmaker[Session], *, threshold: float, extra: Sequence[Example] = (),
     executor: Executor | None = None,
 ) -> ClassifierModel:  # fmt: skip
-    """Train, evaluate on a hold-out share, save and activate; returns the new version."""
+    """Train once (evaluated out-of-fold), save and activate; returns the new version."""
     with transaction(sessions) as db:
         examples = [*store.training_examples(db), *extra]
     if executor is None:

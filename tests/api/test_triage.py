@@ -1,0 +1,152 @@
+"""Classification as users see it: tickets classified in the background, triage, learning."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from doxa.core.context import Context
+from doxa.core.enums import ClassificationState, Role
+from doxa.core.models import ClassificationCorrection, Ticket, TicketEvent
+from doxa.main import create_app
+from tests.conftest import MakeTicket, MakeUser, make_settings
+
+StartApp = Callable[..., TestClient]
+
+
+@pytest.fixture
+def start_app(clean: Context) -> Iterator[StartApp]:
+    """The real app with classification on (the suite's default is off)."""
+    with ExitStack() as stack:
+
+        def start(**overrides: object) -> TestClient:
+            values = {"ai_provider": "local", "jwt_secret": clean.settings.secret, **overrides}
+            settings = make_settings(clean.settings.database_url, **values)
+            app = create_app(settings, context=clean.__class__(
+                settings, clean.engine, clean.sessions, clean.passwords, clean.tokens))  # fmt: skip
+            return stack.enter_context(TestClient(app, raise_server_exceptions=False))
+
+        yield start
+
+
+def _settled(context: Context, count: int, timeout: float = 30) -> list[Ticket]:
+    deadline = time.monotonic() + timeout
+    while True:
+        with context.sessions() as db:
+            tickets = list(db.scalars(select(Ticket).order_by(Ticket.id)))
+        done = [t for t in tickets if t.classification_state is not ClassificationState.PENDING]
+        if len(done) >= count or time.monotonic() > deadline:
+            return tickets
+        time.sleep(0.05)
+
+
+def _auth(context: Context, user_id: int) -> dict[str, str]:
+    return {"Authorization": f"Bearer {context.tokens.issue(user_id)}"}
+
+
+class TestBackgroundClassification:
+    def test_new_ticket_is_classified_and_a_confident_answer_applied(
+        self, start_app: StartApp, clean: Context, make_user: MakeUser
+    ) -> None:
+        api = start_app()
+        me = _auth(clean, make_user().id)
+        api.post("/api/v1/tickets", headers=me, json={
+            "subject": "Charged twice for my subscription",
+            "body": "My credit card was billed two times this month, please refund one.",
+        })  # fmt: skip
+        [ticket] = _settled(clean, 1)
+        assert ticket.classification_state is ClassificationState.DONE
+        assert ticket.ai_category == "billing" and ticket.ai_model_version
+        assert ticket.ai_confidence is not None and 0 <= ticket.ai_confidence <= 1
+        assert ticket.category == "billing" and ticket.needs_triage is False
+
+    def test_below_the_threshold_goes_to_triage_with_the_suggestion_kept(
+        self, start_app: StartApp, clean: Context, make_user: MakeUser
+    ) -> None:
+        api = start_app(ai_confidence_threshold=1.0)
+        agent = _auth(clean, make_user(Role.AGENT).id)
+        api.post("/api/v1/tickets", headers=agent, json={"subject": "Hello", "body": "Question"})
+        [ticket] = _settled(clean, 1)
+        assert ticket.needs_triage and ticket.category is None and ticket.ai_category
+        queue = api.get("/api/v1/tickets", params={"needs_triage": True}, headers=agent).json()
+        assert [t["id"] for t in queue["items"]] == [ticket.id]
+
+    def test_tickets_left_pending_by_a_crash_are_classified_at_start(
+        self, start_app: StartApp, clean: Context, make_ticket: MakeTicket
+    ) -> None:
+        for _ in range(3):
+            make_ticket(subject="The app crashes", body="It crashes on start since the update")
+        start_app()
+        tickets = _settled(clean, 3)
+        assert {t.classification_state for t in tickets} == {ClassificationState.DONE}
+
+    def test_two_instances_never_classify_a_ticket_twice(
+        self, start_app: StartApp, clean: Context, make_ticket: MakeTicket
+    ) -> None:
+        if clean.engine.dialect.name != "postgresql":
+            pytest.skip("row claims across processes are a PostgreSQL feature (SKIP LOCKED)")
+        for n in range(60):
+            make_ticket(subject=f"Password reset {n}", body="I cannot log in to my account")
+        start_app(), start_app()
+        _settled(clean, 60)
+        with clean.sessions() as db:
+            per_ticket = db.execute(
+                select(TicketEvent.ticket_id, func.count()).where(
+                    TicketEvent.field == "classification").group_by(TicketEvent.ticket_id)
+            ).all()  # fmt: skip
+        assert len(per_ticket) == 60 and {count for _, count in per_ticket} == {1}
+
+
+class TestLearning:
+    def test_agent_correction_is_a_label_and_retraining_learns_from_it(
+        self, start_app: StartApp, clean: Context, make_user: MakeUser
+    ) -> None:
+        api = start_app()
+        agent, admin = (
+            _auth(clean, make_user(Role.AGENT).id),
+            _auth(clean, make_user(Role.ADMIN).id),
+        )
+        body = {"subject": "Charged twice", "body": "Billed two times, refund please"}
+        created = api.post("/api/v1/tickets", headers=agent, json=body).json()
+        _settled(clean, 1)
+        before = api.get("/api/v1/classifier", headers=agent).json()
+        api.patch(f"/api/v1/tickets/{created['id']}", headers=agent, json={"category": "account"})
+        with clean.sessions() as db:
+            [label] = db.scalars(select(ClassificationCorrection)).all()
+        assert (label.predicted, label.corrected) == ("billing", "account")
+        assert api.post("/api/v1/classifier/retrain", headers=admin).status_code == 202
+        after = _new_version(api, agent, before["version"])
+        assert after["training_size"] == before["training_size"] + 1
+
+    def test_retrain_is_for_admins_only(self, start_app: StartApp, clean: Context,
+                                        make_user: MakeUser) -> None:  # fmt: skip
+        api = start_app()
+        response = api.post(
+            "/api/v1/classifier/retrain", headers=_auth(clean, make_user(Role.AGENT).id)
+        )
+        assert response.status_code == 403
+
+    def test_classify_again_on_request(
+        self, start_app: StartApp, clean: Context, make_user: MakeUser, make_ticket: MakeTicket
+    ) -> None:
+        ticket = make_ticket(subject="Feature idea", body="Please add an export to CSV")
+        api = start_app()  # its start-up pass classifies what is pending
+        _settled(clean, 1)
+        response = api.post(f"/api/v1/tickets/{ticket.id}/classify",
+                            headers=_auth(clean, make_user(Role.AGENT).id))  # fmt: skip
+        assert response.status_code == 200 and response.json()["ai_category"] == "feature_request"
+
+
+def _new_version(api: TestClient, headers: dict[str, str], old: str) -> dict[str, object]:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        info = api.get("/api/v1/classifier", headers=headers).json()
+        if info["version"] != old and not info["training"]:
+            return dict(info)
+        time.sleep(0.1)
+    raise AssertionError("no new classifier version after retraining")
