@@ -31,6 +31,17 @@ from doxa.main import create_app
 from doxa.migrations import upgrade
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+EMAIL_CORPUS = SHARED / "corpus" / "emails"
+
+
+@pytest.fixture(scope="session")
+def corpus_dir() -> Path:
+    """The shared real-world email corpus; tests that need it skip where it is absent."""
+    if not (EMAIL_CORPUS / "INDEX.json").is_file():
+        pytest.skip(f"shared email corpus not found at {EMAIL_CORPUS} (../shared beside the repo)")
+    return EMAIL_CORPUS
+
+
 PASSWORD = "correct horse battery"
 BACKENDS = ["sqlite", "postgresql"]
 

@@ -10,6 +10,7 @@ from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session
 
 from doxa.core.context import Context
+from doxa.core.db import transaction
 from doxa.core.enums import Role
 from doxa.core.errors import PermissionDenied, Unauthenticated
 from doxa.core.intake.pipeline import Pipeline
@@ -34,13 +35,8 @@ ContextDep = Annotated[Context, Depends(get_context)]
 
 def get_db(context: ContextDep) -> Iterator[Session]:
     """One transaction per request, committed before the response is sent."""
-    with context.sessions() as session:
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
+    with transaction(context.sessions) as session:
+        yield session
 
 
 SessionDep = Annotated[Session, Depends(get_db, scope="function")]

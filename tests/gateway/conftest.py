@@ -30,9 +30,9 @@ from doxa.core.tickets.models import Message as TicketMessage
 from doxa.core.tickets.models import Ticket
 from doxa.gateway.parsing import parse_email
 from doxa.main import create_app
-from tests.conftest import make_settings
+from tests.conftest import EMAIL_CORPUS, make_settings
 
-CORPUS = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus" / "emails"
+CORPUS = EMAIL_CORPUS
 MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
 
 
@@ -42,15 +42,6 @@ class ParsedCorpus:
     messages: dict[str, InboundMessage]
     invalid: dict[str, str]  # path -> InvalidInput detail
     errors: dict[str, str]  # path -> any other exception (must stay empty)
-
-
-@pytest.fixture(scope="session")
-def corpus_dir() -> Path:
-    if not (CORPUS / "INDEX.json").is_file():
-        pytest.skip(
-            f"shared email corpus not found at {CORPUS} (expected ../shared next to the repo)"
-        )
-    return CORPUS
 
 
 @pytest.fixture(scope="session")

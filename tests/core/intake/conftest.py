@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from doxa.core.intake.inbound import InboundMessage
+from tests.conftest import EMAIL_CORPUS
 
-CORPUS = Path(__file__).resolve().parents[3] / ".." / "shared" / "corpus" / "emails"
-
-
-@pytest.fixture(scope="session")
-def corpus_dir() -> Path:
-    if not (CORPUS / "INDEX.json").is_file():
-        pytest.skip(
-            f"shared email corpus not found at {CORPUS} (expected ../shared next to the repo)"
-        )
-    return CORPUS
+CORPUS = EMAIL_CORPUS
 
 
 @pytest.fixture
