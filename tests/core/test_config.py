@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from doxa.core.config import ConfigError, Mailbox, load_settings
+from doxa.core.config import ConfigError, Mailbox, Settings, load_settings
 
 
 def settings(**values: object) -> object:
@@ -53,3 +55,13 @@ class TestSettings:
         assert len(loaded.jwt_secret or "") >= 32 and loaded.webhook_secret is None  # type: ignore[attr-defined]
         with pytest.raises(ConfigError, match=r"^JWT_SECRET: required"):
             settings(doxa_env="prod", jwt_secret="")
+
+    def test_env_example_lists_every_setting_with_a_comment(self) -> None:
+        example = (Path(__file__).parents[2] / ".env.example").read_text()
+        for name in Settings.model_fields:
+            assert f"{name.upper()}=" in example, name
+
+    def test_env_example_loads_as_valid_settings(self) -> None:
+        path = Path(__file__).parents[2] / ".env.example"
+        loaded = load_settings(_env_file=str(path), jwt_secret="x" * 40)
+        assert loaded.doxa_env == "dev"  # type: ignore[attr-defined]
