@@ -99,7 +99,7 @@ class DoxaSMTP(SMTP):
         except asyncio.LimitOverrunError:
             await self._drain()
             return None
-        bulk = first + rest[:-3]
+        bulk = first + memoryview(rest)[:-3]  # one copy of a message that may be 25 MiB
         if b"\n." in bulk:
             bulk = _STUFFED_DOT.sub(b"", bulk)
         return bytes(head) + bulk if head else bulk
