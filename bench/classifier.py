@@ -54,13 +54,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from doxa.core.triage.data import seed_examples  # noqa: E402
-from doxa.core.triage.model import (  # noqa: E402
-    Design,
-    Example,
-    TextClassifier,
-    field_report,
-    train,
-)
+from doxa.core.triage.evaluation import field_report  # noqa: E402
+from doxa.core.triage.model import Design, Example, TextClassifier, train  # noqa: E402
 from doxa.core.triage.store import train_and_evaluate  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpus" / "tickets"

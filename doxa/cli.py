@@ -18,7 +18,8 @@ from doxa.core.enums import Role
 from doxa.core.errors import DomainError
 from doxa.core.triage import store
 from doxa.core.triage.data import read_examples
-from doxa.core.triage.model import Example, evaluate
+from doxa.core.triage.evaluation import evaluate
+from doxa.core.triage.model import Example
 from doxa.core.triage.training import retrain
 from doxa.core.users import service as users
 from doxa.core.users.schemas import UserCreate

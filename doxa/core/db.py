@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -55,11 +57,54 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
         )
         event.listen(engine, "connect", _sqlite_pragmas)
+        _WriterGate().install(engine)
         return engine
     if "poolclass" not in kwargs:
         kwargs.setdefault("pool_size", 10)
         kwargs.setdefault("max_overflow", 20)
     return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 5}, **kwargs)
+
+
+class _WriterGate:
+    """One writing transaction at a time per process, queued in Python.
+
+    SQLite has a single write lock per file and makes waiters poll for it with sleeps of up
+    to 100 ms, which turns a busy moment into second-long stalls. Waiting on a Python lock
+    wakes the next writer the moment the previous one commits. Reads never wait (WAL).
+    """
+
+    _WRITES = ("insert", "update", "delete", "replace")
+
+    def __init__(self, timeout: float = 30.0) -> None:
+        self._lock = threading.Lock()
+        self._timeout = timeout
+
+    def install(self, engine: Engine) -> None:
+        event.listen(engine, "before_cursor_execute", self._before)
+        for name in ("commit", "rollback"):
+            event.listen(engine, name, self._release_connection)
+        for name in ("reset", "checkin", "invalidate"):
+            event.listen(engine.pool, name, self._release_record)
+
+    def _before(self, conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if conn.info.get("writer_gate") or not statement.lstrip()[:7].lower().startswith(
+            self._WRITES
+        ):
+            return
+        if not self._lock.acquire(timeout=self._timeout):
+            raise sqlite3.OperationalError("database is locked (writer gate timed out)")
+        conn.info["writer_gate"] = True
+
+    def _release_connection(self, conn: Any) -> None:
+        self._release(conn.info)
+
+    def _release_record(self, _dbapi: Any, record: Any, *_: Any) -> None:
+        if record is not None:
+            self._release(record.info)
+
+    def _release(self, info: dict[str, Any]) -> None:
+        if info.pop("writer_gate", False):
+            self._lock.release()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

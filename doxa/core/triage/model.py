@@ -6,36 +6,34 @@ probabilities, and the balancing makes them pessimistic on common labels; the co
 prediction therefore comes from a separate calibrator: a logistic regression fitted on
 out-of-fold scores that estimates "the predicted label is right". That is exactly what the
 threshold compares against: at confidence 0.8, about 8 tickets in 10 are labeled correctly.
+
+The text it reads is in `features`, the calibrator in `calibration`, its scoring in
+`evaluation`. Pickled models name the classes here: `TextClassifier` and `_FieldModel`
+must stay in this module.
 """
 
 from __future__ import annotations
 
 import hashlib
 import pickle
-import re
 import secrets
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
 
 import numpy as np
-from numpy.typing import NDArray
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 from sklearn.model_selection import KFold
 from sklearn.pipeline import FeatureUnion
 from sklearn.svm import LinearSVC
 
 from doxa.core.errors import InvalidInput
+from doxa.core.triage import calibration
+from doxa.core.triage.calibration import FloatArray, Matrix
+from doxa.core.triage.features import ticket_text, with_cues
 
 FIELDS = ("category", "priority")
-# A scipy.sparse CSR matrix (scipy ships no type stubs).
-Matrix: TypeAlias = Any
-FloatArray = NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -73,34 +71,6 @@ class Design:
     tol: float = 1e-2
 
 
-def ticket_text(subject: str, body: str) -> str:
-    return f"{subject}\n{body}"
-
-
-# Urgency cues in the shipped languages; the priority model sees them as extra tokens, so a
-# "server down, all users blocked" ticket weighs the same whichever words carry the urgency.
-_URGENT = re.compile(
-    r"\b(urgent\w*|asap|immediately|emergency|critical|outage|down|blocked|blocking|"
-    r"cannot|can't|unable|all users|everyone|production|dringend|sofort|ausfall|"
-    r"urgente|inmediato|caído|caida|bloqueado|bloqué|panne|immédiatement)\b",
-    re.IGNORECASE,
-)
-_RELAXED = re.compile(
-    r"\b(whenever|no rush|no hurry|when you have time|suggestion|idea|would be nice|"
-    r"curious|just wondering|keine eile|sin prisa|pas urgent)\b",
-    re.IGNORECASE,
-)
-
-
-def _with_cues(text: str) -> str:
-    cues = ["__urgent__"] * len(_URGENT.findall(text)) + ["__relaxed__"] * len(
-        _RELAXED.findall(text)
-    )
-    if text.count("!") >= 2:
-        cues.append("__exclaim__")
-    return text + "\n" + " ".join(cues)
-
-
 @dataclass
 class _FieldModel:
     """One field's classifier and its correctness calibrator."""
@@ -113,9 +83,9 @@ class _FieldModel:
         if self.svm is None:
             n = features.shape[0]
             return [self.labels[0]] * n, np.ones(n)
-        scores = _scores(self.svm, features, len(self.labels))
+        scores = calibration.decision_scores(self.svm, features, len(self.labels))
         chosen = scores.argmax(axis=1)
-        confidence = _confidence(self.calibrator, scores, chosen, len(self.labels))
+        confidence = calibration.confidence(self.calibrator, scores, chosen, len(self.labels))
         return [self.labels[i] for i in chosen], confidence
 
 
@@ -139,7 +109,7 @@ class TextClassifier:
         return self.predict_texts([ticket_text(subject, body) for subject, body in tickets])
 
     def predict_texts(self, texts: Sequence[str]) -> list[Prediction]:
-        features = self.vectorizer.transform([_with_cues(text) for text in texts])
+        features = self.vectorizer.transform([with_cues(text) for text in texts])
         category, category_conf = self.fields["category"].predict(features)
         priority, priority_conf = self.fields["priority"].predict(features)
         return [
@@ -204,7 +174,7 @@ def train_out_of_fold(
     the classifiers behind each guess never saw the example they guessed.
     """
     design = design or Design()
-    texts = [_with_cues(example.text) for example in examples]
+    texts = [with_cues(example.text) for example in examples]
     if not texts:
         raise InvalidInput("no training examples")
     vectorizer = _vectorizer(design, min_df=2 if len(texts) >= 50 else 1)
@@ -279,10 +249,10 @@ def _fit_field(
         if len(set(y[train_idx])) < 2:
             continue
         svm = _svm(design, seed).fit(features[train_idx], y[train_idx])
-        oof_scores[test_idx] = _scores(svm, features[test_idx], len(classes))
-    calibrator = _fit_calibrator(oof_scores, y, len(classes), seed)
+        oof_scores[test_idx] = calibration.decision_scores(svm, features[test_idx], len(classes))
+    calibrator = calibration.fit_calibrator(oof_scores, y, len(classes), seed)
     chosen = oof_scores.argmax(axis=1)
-    confidence = _confidence(calibrator, oof_scores, chosen, len(classes))
+    confidence = calibration.confidence(calibrator, oof_scores, chosen, len(classes))
     guesses = FieldGuesses(
         {row: (classes[c], float(p)) for row, c, p in zip(rows, chosen, confidence, strict=True)},
         folds=folds.get_n_splits(),
@@ -301,133 +271,3 @@ def _svm(design: Design, seed: int) -> LinearSVC:
         random_state=seed,
         max_iter=2000,
     )
-
-
-def _scores(svm: LinearSVC, features: Matrix, n_classes: int) -> FloatArray:
-    """Decision scores with one column per label, even if this SVM never saw some labels."""
-    raw = np.asarray(svm.decision_function(features), dtype=np.float64)
-    if raw.ndim == 1:  # binary: sklearn returns the positive class's score only
-        raw = np.column_stack([-raw, raw])
-    scores = np.full((features.shape[0], n_classes), -10.0)
-    scores[:, svm.classes_] = raw
-    return scores
-
-
-def _calibration_features(scores: FloatArray, chosen: NDArray[np.int64], n: int) -> FloatArray:
-    ordered = np.sort(scores, axis=1)
-    top = ordered[:, -1]
-    margin = top - ordered[:, -2]
-    onehot = np.eye(n)[chosen]
-    return np.column_stack([top, margin, np.minimum(margin, 1.0), onehot])
-
-
-def _fit_calibrator(
-    scores: FloatArray, y: NDArray[np.int64], n: int, seed: int
-) -> LogisticRegression | float:
-    chosen = scores.argmax(axis=1)
-    correct = (chosen == y).astype(int)
-    if correct.min() == correct.max():  # always right (or always wrong) out of fold
-        return float(correct.mean())
-    calibrator = LogisticRegression(C=1.0, max_iter=1000, random_state=seed)
-    with warnings.catch_warnings():
-        # lbfgs may stop a hair short on tiny seed sets; the fit is still usable.
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        calibrator.fit(_calibration_features(scores, chosen, n), correct)
-    return calibrator
-
-
-def _confidence(
-    calibrator: LogisticRegression | float,
-    scores: FloatArray,
-    chosen: NDArray[np.int64],
-    n: int,
-) -> FloatArray:
-    if isinstance(calibrator, float):
-        return np.full(len(chosen), calibrator)
-    probability = calibrator.predict_proba(_calibration_features(scores, chosen, n))[:, 1]
-    return np.asarray(probability, dtype=np.float64)
-
-
-def evaluate(
-    model: TextClassifier, examples: Sequence[Example], *, threshold: float
-) -> dict[str, object]:
-    """Accuracy, macro-F1 and a per-label table per field, and coverage vs. accuracy.
-
-    Coverage is the share of examples whose category confidence is at or above the threshold;
-    `accuracy_at_threshold` is the category accuracy on that share.
-    """
-    predictions = model.predict_texts([example.text for example in examples])
-    guesses = {
-        name: {
-            i: (getattr(prediction, name), getattr(prediction, f"{name}_confidence"))
-            for i, (example, prediction) in enumerate(zip(examples, predictions, strict=True))
-            if example.label(name)
-        }
-        for name in FIELDS
-    }
-    return _report(examples, guesses, threshold=threshold)
-
-
-def evaluate_out_of_fold(
-    trained: Trained, examples: Sequence[Example], *, threshold: float
-) -> dict[str, object]:
-    """`evaluate`'s report from the out-of-fold guesses on the examples `trained` was fit on."""
-    guesses = {name: trained.out_of_fold[name].guesses for name in FIELDS}
-    report = _report(examples, guesses, threshold=threshold)
-    folds = max(part.folds for part in trained.out_of_fold.values())
-    report["method"] = f"{folds}-fold out-of-fold on {len(examples)} examples"
-    return report
-
-
-def _report(
-    examples: Sequence[Example],
-    guesses: dict[str, dict[int, tuple[str, float]]],
-    *,
-    threshold: float,
-) -> dict[str, object]:
-    report: dict[str, object] = {"size": len(examples), "threshold": threshold}
-    for name in FIELDS:
-        report[name] = field_report(
-            [(str(examples[i].label(name)), label) for i, (label, _) in guesses[name].items()]
-        )
-    category = guesses["category"]
-    covered = [
-        examples[i].category == label
-        for i, (label, confidence) in category.items()
-        if confidence >= threshold
-    ]
-    report["coverage"] = len(covered) / len(category) if category else 0.0
-    report["accuracy_at_threshold"] = sum(covered) / len(covered) if covered else 0.0
-    return report
-
-
-def field_report(pairs: Sequence[tuple[str, str]]) -> dict[str, object]:
-    """Accuracy, macro-F1 and per-label precision/recall/F1/support.
-
-    Labels are every label that is true or predicted, so a label predicted but never true
-    counts in macro-F1 with F1 0 (and an undefined precision or recall counts as 0).
-    """
-    if not pairs:
-        return {"size": 0, "accuracy": 0.0, "macro_f1": 0.0, "per_label": {}}
-    truth = [true for true, _ in pairs]
-    guesses = [guess for _, guess in pairs]
-    labels = sorted(set(truth) | set(guesses))
-    precision, recall, f1, support = precision_recall_fscore_support(
-        truth, guesses, labels=labels, zero_division=0.0
-    )
-    # Plain floats and ints: the report is stored as JSON.
-    per_label = {
-        label: {
-            "precision": float(precision[i]), "recall": float(recall[i]),
-            "f1": float(f1[i]), "support": int(support[i]),
-        }
-        for i, label in enumerate(labels)
-    }  # fmt: skip
-    return {
-        "size": len(pairs),
-        "accuracy": float(accuracy_score(truth, guesses)),
-        "macro_f1": float(
-            f1_score(truth, guesses, labels=labels, average="macro", zero_division=0.0)
-        ),
-        "per_label": per_label,
-    }

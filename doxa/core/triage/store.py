@@ -10,12 +10,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from doxa.core.triage.data import seed_examples
-from doxa.core.triage.model import (
-    Example,
-    TextClassifier,
-    evaluate_out_of_fold,
-    train_out_of_fold,
-)
+from doxa.core.triage.evaluation import evaluate_out_of_fold
+from doxa.core.triage.model import Example, TextClassifier, train_out_of_fold
 from doxa.core.triage.models import ClassificationCorrection, ClassifierModel
 
 # Unpickled models by version. A version's blob never changes, so the cache cannot go stale;

@@ -1,0 +1,55 @@
+"""From / Sender / Reply-To -> who sent the message and who gets the answer."""
+
+from __future__ import annotations
+
+import email.utils
+import re
+from email.message import Message
+
+from doxa.gateway.mime.headers import decode_header, raw_values, single_line, undo_surrogates
+
+_ADDRESS = re.compile(r"^[^@\s<>()\[\],;:\"]+@[^@\s<>()\[\],;:\"]+$")
+_ADDRESS_SEARCH = re.compile(r"[^@\s<>()\[\],;:\"']+@[^@\s<>()\[\],;:\"']+\.[^@\s<>()\[\],;:\"']+")
+_DAEMON_LOCAL = re.compile(r"^(?:mailer-daemon|postmaster)$", re.IGNORECASE)
+
+
+def identity(message: Message, notes: list[str], hint: str | None) -> tuple[str, str | None, str]:
+    """(sender_email, sender_name, from_email): Reply-To wins over From for the answer."""
+    sender = (
+        _addresses(message, "from", hint) or _addresses(message, "sender", hint) or [("", "")]
+    )[0]
+    if not sender[1]:
+        notes.append("no valid From address")
+    chosen = (_addresses(message, "reply-to", hint) or [sender])[0]
+    name = chosen[0] or (sender[0] if chosen[1] == sender[1] else "")
+    return chosen[1], single_line(name) or None, sender[1]
+
+
+def _addresses(message: Message, name: str, hint: str | None) -> list[tuple[str, str]]:
+    """(display name, lower-cased address) pairs of a header, valid addresses only."""
+    values = [
+        undo_surrogates(value.replace("\r", "").replace("\n", ""), hint)
+        for value in raw_values(message, name)
+    ]
+    try:
+        pairs = email.utils.getaddresses(values)
+    except Exception:  # fall back to finding bare addresses below
+        pairs = []
+    found = [
+        (decode_header(n, hint).strip(), a.strip().lower())
+        for n, a in pairs
+        if _ADDRESS.match(a.strip())
+    ]
+    if not found:
+        found = [
+            ("", match.lower()) for value in values for match in _ADDRESS_SEARCH.findall(value)
+        ]
+    if not found:
+        # "From: MAILER-DAEMON" without a domain still names who sent it.
+        found = [
+            ("", x.strip().lower())
+            for n, a in pairs
+            for x in (a, n)
+            if _DAEMON_LOCAL.match(x.strip())
+        ]
+    return found
