@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import asynccontextmanager
@@ -39,10 +40,13 @@ class Runtime:
         self.settings, self.context = settings, context
         # Spawned, not forked: the server process has threads and open connections.
         self.parsers = (
-            ProcessPoolExecutor(settings.parser_processes, mp_context=mp.get_context("spawn"))
+            ProcessPoolExecutor(
+                settings.parser_processes, mp_context=mp.get_context("spawn"),
+                initializer=_background_priority,
+            )
             if settings.parser_processes
             else None
-        )
+        )  # fmt: skip
         self.pipeline = build_pipeline(settings, parsers=self.parsers)
         self.outbox = OutboxRunner(Outbox(settings, context.sessions))
         self.triage = TriageRunner(settings, context.sessions, executor=self.parsers)
@@ -131,6 +135,11 @@ def bootstrap(context: Context) -> None:
             )
         if admin is not None:
             log.info("created the first admin %s", settings.doxa_admin_email)
+
+
+def _background_priority() -> None:
+    """Parser processes yield the CPU to the server and the database: people wait on those."""
+    os.nice(10)
 
 
 def build_pipeline(settings: Settings, *, parsers: Executor | None = None) -> Pipeline:

@@ -64,6 +64,10 @@ class TestAccepting:
         assert code == 552 and text.startswith(b"5.3.4")
         assert smtp.settle() == []
 
+    def test_readyz_reports_the_listener(self, smtp: Smtp) -> None:
+        response = smtp.http.get("/readyz")
+        assert response.status_code == 200 and response.json()["checks"]["smtp"] == "ok"
+
     def test_size_is_advertised_in_ehlo(self, smtp: Smtp) -> None:
         with smtplib.SMTP("127.0.0.1", smtp.port) as client:
             client.ehlo()
