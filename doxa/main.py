@@ -62,7 +62,7 @@ class Runtime:
         self.triage.classify_soon()
 
     async def start(self) -> None:
-        bootstrap(self.context)
+        bootstrap(self.context, self.settings)
         await self.triage.start()
         await self.outbox.start()
         await self.worker.start()
@@ -122,9 +122,8 @@ def create_app(settings: Settings, *, context: Context | None = None) -> FastAPI
     return app
 
 
-def bootstrap(context: Context) -> None:
+def bootstrap(context: Context, settings: Settings) -> None:
     """Start-up work that must precede traffic: the first admin from the environment."""
-    settings = context.settings
     if settings.doxa_admin_email and settings.doxa_admin_password:
         with transaction(context.sessions) as db:
             admin = user_service.ensure_admin(

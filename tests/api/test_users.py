@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from doxa.core.context import Context
+from doxa.core.enums import Role
+from doxa.main import create_app
+from tests.conftest import AsUser, MakeUser, make_settings
+
+
+def _app_with_admin(clean: Context, password: str) -> TestClient:
+    settings = make_settings(clean.settings.database_url, doxa_admin_email="Boss@Example.com",
+                             doxa_admin_password=password)  # fmt: skip
+    return TestClient(create_app(settings, context=clean), raise_server_exceptions=False)
+
+
+class TestFirstAdmin:
+    def test_is_created_at_start_and_can_log_in(self, clean: Context) -> None:
+        with _app_with_admin(clean, "first password") as http:
+            login = {"username": "boss@example.com", "password": "first password"}
+            assert http.post("/api/v1/auth/login", data=login).status_code == 200
+
+    def test_is_not_reset_by_a_later_start(self, clean: Context) -> None:
+        with _app_with_admin(clean, "first password"):
+            pass
+        with _app_with_admin(clean, "other password") as http:
+            login = {"username": "boss@example.com", "password": "other password"}
+            assert http.post("/api/v1/auth/login", data=login).status_code == 401
+
+
+class TestAdministration:
+    def test_admin_lists_and_creates_users_of_any_role(
+        self, as_user: AsUser, make_user: MakeUser
+    ) -> None:
+        admin = as_user(make_user(Role.ADMIN))
+        body = {"email": "new@example.com", "password": "long enough", "role": "AGENT"}
+        created = admin.post("/api/v1/users", json=body)
+        assert created.status_code == 201 and created.json()["role"] == "AGENT"
+        emails = [u["email"] for u in admin.get("/api/v1/users").json()["items"]]
+        assert "new@example.com" in emails
+
+    def test_duplicate_email_gets_409(self, as_user: AsUser, make_user: MakeUser) -> None:
+        admin, existing = as_user(make_user(Role.ADMIN)), make_user()
+        body = {"email": existing.email, "password": "long enough", "role": "CLIENT"}
+        assert admin.post("/api/v1/users", json=body).status_code == 409
+
+    def test_the_last_active_admin_cannot_demote_or_deactivate_themselves(
+        self, as_user: AsUser, make_user: MakeUser
+    ) -> None:
+        me = make_user(Role.ADMIN)
+        admin = as_user(me)
+        assert admin.patch(f"/api/v1/users/{me.id}", json={"role": "AGENT"}).status_code == 409
+        assert admin.patch(f"/api/v1/users/{me.id}", json={"is_active": False}).status_code == 409
+
+    def test_unknown_user_gets_404(self, as_user: AsUser, make_user: MakeUser) -> None:
+        response = as_user(make_user(Role.ADMIN)).patch(
+            "/api/v1/users/999999", json={"full_name": "x"}
+        )
+        assert response.status_code == 404
