@@ -55,12 +55,19 @@ class TestKilledAfterAccepting:
         url = clean.settings.database_url
         server = _serve(url, *ports)
         accepted = []
-        with _processing_blocked(clean), smtplib.SMTP("127.0.0.1", ports[1], timeout=30) as client:
-            for n in range(20):
-                raw = message(f"kill test {n}", message_id=f"kill{n}@example.org")
-                client.sendmail("alice@example.org", ["support@example.com"], raw)
-                accepted.append(f"kill test {n}")
-            os.kill(server.pid, signal.SIGKILL)  # right after the last 250, mid-processing
+        try:
+            with (
+                _processing_blocked(clean),
+                smtplib.SMTP("127.0.0.1", ports[1], timeout=30) as client,
+            ):
+                for n in range(20):
+                    raw = message(f"kill test {n}", message_id=f"kill{n}@example.org")
+                    client.sendmail("alice@example.org", ["support@example.com"], raw)
+                    accepted.append(f"kill test {n}")
+                os.kill(server.pid, signal.SIGKILL)  # right after the last 250, mid-processing
+                server.wait(timeout=30)
+        finally:
+            server.kill()  # a no-op after the SIGKILL; stops it if sending failed
             server.wait(timeout=30)
         with clean.sessions() as db:
             assert len(list(db.scalars(select(IntakeEvent.id)))) == 20
