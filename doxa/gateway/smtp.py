@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 MAX_RECIPIENTS = 50
 # Commands a session may repeat before it is dropped (a crude brake on abusive clients).
-COMMAND_CALL_LIMIT = 100
+COMMAND_CALL_LIMIT = 1000
 TOO_BIG = "552 5.3.4 Message too big for system"
 RETRY_LATER = "451 4.3.0 Temporary failure storing the message, please retry"
 

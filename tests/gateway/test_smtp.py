@@ -17,6 +17,7 @@ from sqlalchemy.engine import URL
 from doxa.core.enums import IntakeStatus, Role, Status, ThreadedBy
 from doxa.core.intake.models import IntakeEvent
 from doxa.core.tickets.models import Attachment
+from doxa.gateway.smtp import COMMAND_CALL_LIMIT, MAX_RECIPIENTS
 from tests.conftest import MakeUser
 from tests.gateway.conftest import Smtp, StartSmtp, message
 
@@ -63,6 +64,24 @@ class TestAccepting:
             code, text = client.data(message(body="x" * 8000).encode())
         assert code == 552 and text.startswith(b"5.3.4")
         assert smtp.settle() == []
+
+    def test_one_connection_carries_many_messages(self, smtp: Smtp) -> None:
+        with smtplib.SMTP("127.0.0.1", smtp.port) as client:
+            for n in range(150):  # MTAs reuse connections; limits must not cut them off
+                client.sendmail("alice@example.org", ["support@example.com"], message(f"n{n}"))
+        assert len(smtp.settle()) == 150
+
+    def test_command_flood_is_cut_off(self, smtp: Smtp) -> None:
+        with smtplib.SMTP("127.0.0.1", smtp.port) as client:
+            codes = {client.noop()[0] for _ in range(COMMAND_CALL_LIMIT + 1)}
+        assert 421 in codes
+
+    def test_too_many_recipients_get_452(self, smtp: Smtp) -> None:
+        with smtplib.SMTP("127.0.0.1", smtp.port) as client:
+            client.ehlo()
+            client.mail("alice@example.org")
+            codes = [client.rcpt(f"support+{n}@example.com")[0] for n in range(MAX_RECIPIENTS + 1)]
+        assert codes[-1] == 452 and set(codes[:-1]) == {250}
 
     def test_readyz_reports_the_listener(self, smtp: Smtp) -> None:
         response = smtp.http.get("/readyz")
