@@ -224,6 +224,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # Alembic narrates its plugins and steps at INFO; our commands say what matters themselves.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # aiosmtpd logs every SMTP command at INFO, synchronously, on the loop the API shares.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     args = parser().parse_args(argv)
     try:
         settings = load_settings()
