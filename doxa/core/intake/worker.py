@@ -42,6 +42,7 @@ def process_event(
         if raw is None:
             return None  # processed already, or not ours
         msg = pipeline.normalize(raw)
+        del raw  # up to MAX_MESSAGE_BYTES: not kept alive while the message is stored
         with transaction(sessions) as db:
             event = pipeline.apply(db, event_id, msg)
             return event.status if event else None
