@@ -81,7 +81,10 @@ def _insert(db: Session) -> Any:
 
 def message_id_of(raw: bytes) -> str | None:
     """The Message-ID from the header block alone, for deduplication before a full parse."""
-    head = raw[: raw.find(b"\r\n\r\n") + 4 or raw.find(b"\n\n") + 2 or 65536][:65536]
+    end = raw.find(b"\r\n\r\n", 0, 65536)
+    if end < 0:
+        end = raw.find(b"\n\n", 0, 65536)
+    head = raw[: end if end >= 0 else 65536]
     value = BytesHeaderParser().parsebytes(head).get("message-id")
     cleaned = str(value or "").strip().strip("<>").strip()
     return cleaned[:900] or None
