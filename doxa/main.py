@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing as mp
 import os
@@ -17,9 +18,9 @@ from doxa.api.routes import attachments, auth, classifier, health, intake, ticke
 from doxa.core.config import Settings
 from doxa.core.context import Context
 from doxa.core.db import transaction
-from doxa.core.enums import Channel
+from doxa.core.enums import Channel, IntakeStatus
 from doxa.core.intake.pipeline import Pipeline
-from doxa.core.intake.worker import IntakeWorker
+from doxa.core.intake.worker import IntakeWorker, process_event
 from doxa.core.outbound import Outbox, OutboxRunner
 from doxa.core.triage.runner import TriageRunner
 from doxa.core.users import service as user_service
@@ -38,19 +39,18 @@ class Runtime:
 
     def __init__(self, settings: Settings, context: Context) -> None:
         self.settings, self.context = settings, context
-        # Spawned, not forked: the server process has threads and open connections.
-        self.parsers = (
-            ProcessPoolExecutor(
-                settings.parser_processes, mp_context=mp.get_context("spawn"),
-                initializer=_background_priority,
-            )
-            if settings.parser_processes
-            else None
-        )  # fmt: skip
-        self.pipeline = build_pipeline(settings, parsers=self.parsers)
+        self.parsers = _worker_processes(settings)
+        # On PostgreSQL the worker processes take whole events (load, parse, store), so intake's
+        # CPU stays off the API's GIL; on SQLite they only parse: writers from several
+        # processes would wait on SQLite's sleeping busy handler instead of our writer gate.
+        whole_events = self.parsers is not None and settings.database_url.startswith("postgresql")
+        self.pipeline = build_pipeline(settings, parsers=None if whole_events else self.parsers)
         self.outbox = OutboxRunner(Outbox(settings, context.sessions))
         self.triage = TriageRunner(settings, context.sessions, executor=self.parsers)
-        self.worker = IntakeWorker(context.sessions, self.pipeline, after=self._processed)
+        self.worker = IntakeWorker(
+            context.sessions, self.pipeline, after=self._processed,
+            process=functools.partial(_in_worker, self.parsers) if whole_events else None,
+        )  # fmt: skip
         self.listener: SmtpListener | None = None
         if settings.smtp_enabled:
             handler = IntakeHandler(settings, context.sessions, self.pipeline, self.worker)
@@ -136,9 +136,38 @@ def bootstrap(context: Context, settings: Settings) -> None:
             log.info("created the first admin %s", settings.doxa_admin_email)
 
 
-def _background_priority() -> None:
-    """Parser processes yield the CPU to the server and the database: people wait on those."""
-    os.nice(10)
+def _worker_processes(settings: Settings) -> ProcessPoolExecutor | None:
+    """Processes for intake and retraining; spawned, not forked (the server has threads)."""
+    if not settings.parser_processes:
+        return None
+    return ProcessPoolExecutor(
+        settings.parser_processes, mp_context=mp.get_context("spawn"),
+        initializer=_start_worker_process, initargs=(settings,),
+    )  # fmt: skip
+
+
+_WORKER: tuple[Context, Pipeline] | None = None
+
+
+def _start_worker_process(settings: Settings) -> None:
+    """In each worker process: yield the CPU to the server, and open its own database pool."""
+    global _WORKER
+    os.nice(10)  # people wait on the server and the database, not on background intake
+    _WORKER = (Context.build(settings), build_pipeline(settings))
+
+
+def _in_worker(pool: Executor | None, event_id: int) -> IntakeStatus | None:
+    """Hand one event to a worker process and wait (the waiting thread holds no GIL)."""
+    if pool is None:
+        raise RuntimeError("no worker processes")
+    return pool.submit(_process_in_worker, event_id).result()
+
+
+def _process_in_worker(event_id: int) -> IntakeStatus | None:
+    if _WORKER is None:
+        raise RuntimeError("worker process not initialised")
+    context, pipeline = _WORKER
+    return process_event(context.sessions, pipeline, event_id)
 
 
 def build_pipeline(settings: Settings, *, parsers: Executor | None = None) -> Pipeline:

@@ -121,7 +121,7 @@ class TestAccepting:
 
 
 class TestParserProcess:
-    def test_messages_are_parsed_in_a_separate_process_as_configured(
+    def test_messages_go_through_the_worker_processes_as_configured(
         self, start_smtp: StartSmtp
     ) -> None:
         smtp = start_smtp(parser_processes=1)

@@ -8,6 +8,7 @@ crash left behind.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from datetime import timedelta
@@ -66,8 +67,11 @@ class IntakeWorker:
 
     def __init__(self, sessions: sessionmaker[Session], pipeline: Pipeline, *,
                  concurrency: int = 2, sweep_every: float = 30.0,
-                 after: Callable[[], None] | None = None) -> None:  # fmt: skip
+                 after: Callable[[], None] | None = None,
+                 process: Callable[[int], IntakeStatus | None] | None = None) -> None:  # fmt: skip
         self.sessions, self.pipeline = sessions, pipeline
+        # How one event is processed: here by default, or handed to a worker process.
+        self.process = process or functools.partial(process_event, sessions, pipeline)
         self.after = after  # told after each event, e.g. so the outbox sends acknowledgments
         self.concurrency, self.sweep_every = concurrency, sweep_every
         self._queue: asyncio.Queue[int] = asyncio.Queue()
@@ -99,9 +103,7 @@ class IntakeWorker:
         while True:
             event_id = await self._queue.get()
             try:
-                await anyio.to_thread.run_sync(
-                    process_event, self.sessions, self.pipeline, event_id, limiter=self._limiter
-                )
+                await anyio.to_thread.run_sync(self.process, event_id, limiter=self._limiter)
                 self._retries.pop(event_id, None)
                 if self.after is not None:
                     self.after()
