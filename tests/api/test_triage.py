@@ -150,3 +150,18 @@ def _new_version(api: TestClient, headers: dict[str, str], old: str) -> dict[str
             return dict(info)
         time.sleep(0.1)
     raise AssertionError("no new classifier version after retraining")
+
+
+class TestFreshInstall:
+    def test_the_classifier_is_trained_from_the_seed_set_at_start(
+        self, start_app: StartApp, clean: Context, make_user: MakeUser
+    ) -> None:
+        api = start_app()
+        agent = _auth(clean, make_user(Role.AGENT).id)
+        deadline = time.monotonic() + 30
+        while (response := api.get("/api/v1/classifier", headers=agent)).status_code == 404:
+            assert time.monotonic() < deadline, "no model after start-up"
+            time.sleep(0.1)
+        info = response.json()
+        assert info["training_size"] >= 300 and "billing" in info["labels"]["category"]
+        assert info["evaluation"]["category"]["accuracy"] > 0.5

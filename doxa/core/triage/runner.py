@@ -90,6 +90,10 @@ class TriageRunner:
             self._chat.close()
 
     async def _run(self) -> None:
+        try:  # a fresh install trains its first model from the seed set now, not on demand
+            await anyio.to_thread.run_sync(self._ensure_model)
+        except Exception:
+            log.exception("could not load or train the classifier; retrying on the next run")
         while True:  # the first pass, at start-up, takes what a crash left pending
             self._kick.clear()
             try:
@@ -98,6 +102,10 @@ class TriageRunner:
                 log.exception("classification run failed; retrying later")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), self.every)
+
+    def _ensure_model(self) -> None:
+        with transaction(self.sessions) as db:
+            self.local_model(db)
 
     def run_once(self) -> int:
         """Classify every pending ticket, in batches, each batch in its own transaction."""
