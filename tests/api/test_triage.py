@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from dataclasses import replace
 
 import pytest
 from fastapi.testclient import TestClient
@@ -27,8 +28,7 @@ def start_app(clean: Context) -> Iterator[StartApp]:
         def start(**overrides: object) -> TestClient:
             values = {"ai_provider": "local", "jwt_secret": clean.settings.secret, **overrides}
             settings = make_settings(clean.settings.database_url, **values)
-            app = create_app(settings, context=clean.__class__(
-                settings, clean.engine, clean.sessions, clean.passwords, clean.tokens))  # fmt: skip
+            app = create_app(settings, context=replace(clean, settings=settings))
             return stack.enter_context(TestClient(app, raise_server_exceptions=False))
 
         yield start

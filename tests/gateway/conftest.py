@@ -20,6 +20,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from doxa.core.context import Context
 from doxa.core.enums import IntakeStatus
@@ -110,7 +111,8 @@ class Smtp:
 
     def tickets(self) -> list[Ticket]:
         with self.context.sessions() as db:
-            return list(db.scalars(select(Ticket).order_by(Ticket.id)))
+            query = select(Ticket).options(joinedload(Ticket.requester)).order_by(Ticket.id)
+            return list(db.scalars(query))
 
     def messages(self, ticket_id: int) -> list[TicketMessage]:
         with self.context.sessions() as db:

@@ -105,8 +105,10 @@ class Pipeline:
         One INSERT .. ON CONFLICT DO NOTHING: the common case costs a single round trip
         before the edge commits and answers.
         """
-        key = self._dedupe_key(item)
-        insert = _insert(db).values(**self._row(item), dedupe_key=key)
+        mailbox = self._mailbox(item.recipients)
+        key = self._dedupe_key(item, mailbox)
+        row = self._row(item, mailbox)
+        insert = _insert(db).values(**row, dedupe_key=key)
         event_id = db.scalar(
             insert.on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(IntakeEvent.id)
         )
@@ -117,24 +119,23 @@ class Pipeline:
         ).one()
         duplicate_id = db.execute(
             _insert(db).values({
-                **self._row(item), "status": IntakeStatus.DUPLICATE, "duplicate_of_id": first.id,
+                **row, "status": IntakeStatus.DUPLICATE, "duplicate_of_id": first.id,
                 "ticket_id": first.ticket_id, "processed_at": utcnow(),
             }).returning(IntakeEvent.id)
         ).scalar_one()  # fmt: skip
         return Accepted(duplicate_id, IntakeStatus.DUPLICATE)
 
-    def _row(self, item: Delivery) -> dict[str, Any]:
+    def _row(self, item: Delivery, mailbox: str | None) -> dict[str, Any]:
         return {
             "channel": item.channel, "external_id": item.external_id,
-            "mailbox": self._mailbox(item.recipients), "envelope_from": item.envelope_from,
+            "mailbox": mailbox, "envelope_from": item.envelope_from,
             "envelope_to": list(item.recipients), "raw": item.raw, "raw_size": len(item.raw),
             "extra": item.extra, "status": IntakeStatus.RECEIVED, "received_at": utcnow(),
         }  # fmt: skip
 
-    def _dedupe_key(self, item: Delivery) -> str:
-        mailbox = self._mailbox(item.recipients) or ""
+    def _dedupe_key(self, item: Delivery, mailbox: str | None) -> str:
         identity = item.external_id or hashlib.sha256(item.raw).hexdigest()
-        return hashlib.sha256(f"{item.channel}|{mailbox}|{identity}".encode()).hexdigest()
+        return hashlib.sha256(f"{item.channel}|{mailbox or ''}|{identity}".encode()).hexdigest()
 
     def _mailbox(self, recipients: list[str]) -> str | None:
         boxes = sorted({box.address for r in recipients if (box := self.settings.mailbox(r))})

@@ -1,22 +1,33 @@
-"""Who may see what: every ticket read starts from `readable_by`."""
+"""Who may see what: every ticket read starts from `readable_by`, every message read from
+`readable_messages`."""
 
 from __future__ import annotations
 
-from sqlalchemy import Select, select
+from sqlalchemy import ColumnElement, Select, select
 from sqlalchemy.orm import Session
 
 from doxa.core.enums import Role
 from doxa.core.errors import NotFound
-from doxa.core.tickets.models import Ticket
+from doxa.core.tickets.models import Message, Ticket
 from doxa.core.users.models import User
 
 
+def _ticket_rules(actor: User) -> list[ColumnElement[bool]]:
+    """Staff see every ticket; clients only those they requested."""
+    return [Ticket.requester_id == actor.id] if actor.role is Role.CLIENT else []
+
+
 def readable_by(actor: User) -> Select[Ticket]:
-    """Tickets the actor may see: staff see all, clients only those they requested."""
-    query = select(Ticket)
+    """Tickets the actor may see."""
+    return select(Ticket).where(*_ticket_rules(actor))
+
+
+def readable_messages(actor: User) -> Select[Message]:
+    """Messages the actor may see: on readable tickets, and never an internal note for clients."""
+    rules = _ticket_rules(actor)
     if actor.role is Role.CLIENT:
-        query = query.where(Ticket.requester_id == actor.id)
-    return query
+        rules.append(Message.internal.is_(False))
+    return select(Message).join(Ticket, Message.ticket_id == Ticket.id).where(*rules)
 
 
 def get_readable(db: Session, ticket_id: int, *, actor: User, for_update: bool = False) -> Ticket:

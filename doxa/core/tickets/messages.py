@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, undefer
 
-from doxa.core.enums import DeliveryState, Direction, Role, Status
+from doxa.core.enums import DeliveryState, Direction, Status
 from doxa.core.errors import NotFound, PermissionDenied
-from doxa.core.tickets.access import get_readable, readable_by
+from doxa.core.tickets.access import get_readable, readable_messages
 from doxa.core.tickets.models import Attachment, Message, Ticket
 from doxa.core.tickets.schemas import MessageCreate
 from doxa.core.tickets.service import add_text, record
@@ -16,10 +15,8 @@ from doxa.core.users.models import User
 
 def list_messages(db: Session, ticket_id: int, *, actor: User) -> list[Message]:
     """The conversation, oldest first; clients never see internal notes."""
-    get_readable(db, ticket_id, actor=actor)
-    query = select(Message).where(Message.ticket_id == ticket_id).order_by(Message.id)
-    if actor.role is Role.CLIENT:
-        query = query.where(Message.internal.is_(False))
+    get_readable(db, ticket_id, actor=actor)  # NotFound for a ticket the actor may not see
+    query = readable_messages(actor).where(Message.ticket_id == ticket_id).order_by(Message.id)
     return list(db.scalars(query))
 
 
@@ -67,15 +64,13 @@ def _follow_conversation(
 
 def get_attachment(db: Session, attachment_id: int, *, actor: User) -> Attachment:
     """An attachment with its bytes, if the actor may read the message it belongs to."""
-    visible = readable_by(actor).with_only_columns(Ticket.id).scalar_subquery()
     query = (
-        select(Attachment)
-        .join(Message, Attachment.message_id == Message.id)
-        .where(Attachment.id == attachment_id, Message.ticket_id.in_(visible))
+        readable_messages(actor)
+        .join(Attachment, Attachment.message_id == Message.id)
+        .where(Attachment.id == attachment_id)
+        .with_only_columns(Attachment)
         .options(undefer(Attachment.content))
     )
-    if actor.role is Role.CLIENT:
-        query = query.where(Message.internal.is_(False))
     attachment = db.scalar(query)
     if attachment is None:
         raise NotFound(f"attachment {attachment_id} not found")

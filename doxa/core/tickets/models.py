@@ -52,7 +52,7 @@ class Ticket(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
-    requester: Mapped[User] = relationship(foreign_keys=[requester_id], lazy="joined")
+    requester: Mapped[User] = relationship(foreign_keys=[requester_id])
     assignee: Mapped[User | None] = relationship(foreign_keys=[assignee_id])
 
     __table_args__ = (

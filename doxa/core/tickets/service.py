@@ -99,8 +99,10 @@ def update_ticket(db: Session, ticket_id: int, data: TicketUpdate, *, actor: Use
         _move(ticket, changes["status"], actor=actor)
     if "assignee_id" in changes:
         _check_assignee(db, changes["assignee_id"])
-    if changes.get("category") is not None and changes["category"] not in categories(db):
-        raise InvalidInput(f"category must be one of {', '.join(categories(db))}")
+    if changes.get("category") is not None:
+        known = categories(db)
+        if changes["category"] not in known:
+            raise InvalidInput(f"category must be one of {', '.join(known)}")
     for name in ("priority", "category"):
         if changes.get(name) is not None:
             _learn(db, ticket, name, changes[name], actor=actor)
@@ -141,9 +143,6 @@ def _learn(db: Session, ticket: Ticket, field: str, value: str, *, actor: User) 
         return
     if str(value) == str(predicted) and not ticket.needs_triage:
         return
-    first = db.scalar(
-        select(Message.body).where(Message.ticket_id == ticket.id).order_by(Message.id).limit(1)
-    )
     db.add(
         ClassificationCorrection(
             ticket_id=ticket.id,
@@ -151,10 +150,16 @@ def _learn(db: Session, ticket: Ticket, field: str, value: str, *, actor: User) 
             field=field,
             predicted=str(predicted),
             corrected=str(value),
-            text=f"{ticket.subject}\n{first or ''}",
+            text=f"{ticket.subject}\n{first_body(db, ticket.id)}",
             model_version=ticket.ai_model_version,
         )
     )
+
+
+def first_body(db: Session, ticket_id: int) -> str:
+    """The text that opened the ticket: what the classifier reads, with the subject."""
+    query = select(Message.body).where(Message.ticket_id == ticket_id).order_by(Message.id)
+    return db.scalar(query.limit(1)) or ""
 
 
 def list_events(db: Session, ticket_id: int, *, actor: User) -> list[TicketEvent]:

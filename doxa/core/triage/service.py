@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session
 
 from doxa.core.enums import ClassificationState, Priority, Role
 from doxa.core.tickets.access import get_readable
-from doxa.core.tickets.models import Message, Ticket
-from doxa.core.tickets.service import record
+from doxa.core.tickets.models import Ticket
+from doxa.core.tickets.service import first_body, record
 from doxa.core.triage.model import Prediction
 from doxa.core.users.models import User
 from doxa.core.users.service import require_role
@@ -48,7 +48,7 @@ def classify(db: Session, ticket: Ticket, model: Classifier, *, threshold: float
     """Predict and apply; a failing model leaves the ticket for triage, never raises."""
     ticket.classification_attempts += 1
     try:
-        prediction = model.predict(ticket.subject, _first_body(db, ticket))
+        prediction = model.predict(ticket.subject, first_body(db, ticket.id))
     except Exception as exc:  # a broken model must not block intake or the queue
         if ticket.classification_attempts >= MAX_ATTEMPTS:
             ticket.classification_state = ClassificationState.FAILED
@@ -79,11 +79,6 @@ def _set(db: Session, ticket: Ticket, field: str, value: object) -> None:
     if old != value:
         setattr(ticket, field, value)
         record(db, ticket, actor=None, field=field, old=old, new=value)
-
-
-def _first_body(db: Session, ticket: Ticket) -> str:
-    query = select(Message.body).where(Message.ticket_id == ticket.id).order_by(Message.id)
-    return db.scalar(query.limit(1)) or ""
 
 
 def reclassify(db: Session, ticket_id: int, model: Classifier, *, actor: User,
