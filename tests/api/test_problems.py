@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from doxa.core.context import Context
 from doxa.main import create_app
-from tests.conftest import AsUser, MakeUser
+from tests.conftest import AsUser, MakeUser, make_settings
 
 PROBLEM = "application/problem+json"
 
@@ -73,3 +76,25 @@ class TestProblems:
         assert _is_problem(response, 500)
         assert "secret internals" not in response.text and "Traceback" not in response.text
         assert response.json()["request_id"] == response.headers["x-request-id"]
+
+
+class TestDatabaseDown:
+    @pytest.fixture
+    def down(self, context: Context) -> Iterator[TestClient]:
+        settings = make_settings(
+            "postgresql://postgres@127.0.0.1:1/doxa", jwt_secret=context.settings.secret
+        )
+        app = create_app(settings)
+        with TestClient(app, raise_server_exceptions=False) as client:
+            yield client
+
+    def test_api_answers_503_problem_with_retry_after(
+        self, down: TestClient, context: Context
+    ) -> None:
+        token = context.tokens.issue(1)
+        response = down.get("/api/v1/tickets", headers={"Authorization": f"Bearer {token}"})
+        assert _is_problem(response, 503) and response.headers["retry-after"]
+
+    def test_readyz_says_not_ready(self, down: TestClient) -> None:
+        response = down.get("/readyz")
+        assert response.status_code == 503 and response.json()["checks"]["database"] != "ok"

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import datetime
+
 from fastapi.testclient import TestClient
 
 from doxa.core.enums import Role
@@ -94,6 +96,22 @@ class TestListTickets:
             "/api/v1/tickets", params={"priority": "high", "assignee_id": agent.id}
         )
         assert [t["id"] for t in response.json()["items"]] == [wanted.id]
+
+    def test_channel_and_requester_filters(
+        self, as_user: AsUser, make_user: MakeUser, make_ticket: MakeTicket
+    ) -> None:
+        requester = make_user()
+        wanted = make_ticket(requester, channel="email")
+        make_ticket(requester)
+        make_ticket(channel="email")
+        params = {"channel": "email", "requester_id": requester.id}
+        response = as_user(make_user(Role.AGENT)).get("/api/v1/tickets", params=params)
+        assert [t["id"] for t in response.json()["items"]] == [wanted.id]
+
+    def test_timestamps_carry_a_timezone(self, as_user: AsUser, make_user: MakeUser) -> None:
+        ticket = as_user(make_user()).post("/api/v1/tickets", json={"subject": "s", "body": "b"})
+        created = datetime.fromisoformat(ticket.json()["created_at"])
+        assert created.utcoffset() is not None
 
     def test_triage_queue_filter(
         self, as_user: AsUser, make_user: MakeUser, make_ticket: MakeTicket
