@@ -162,6 +162,7 @@ class TestFreshInstall:
         while (response := api.get("/api/v1/classifier", headers=agent)).status_code == 404:
             assert time.monotonic() < deadline, "no model after start-up"
             time.sleep(0.1)
+        assert response.status_code == 200, response.text
         info = response.json()
         assert info["training_size"] >= 300 and "billing" in info["labels"]["category"]
         assert info["evaluation"]["category"]["accuracy"] > 0.5

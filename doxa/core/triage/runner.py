@@ -76,7 +76,7 @@ class TriageRunner:
         except Exception:
             log.exception("retraining failed; the previous version stays active")
         finally:
-            self.training = False
+            self.training, self._training_task = False, None
 
     def _retrain(self) -> ClassifierModel:
         threshold = self.settings.ai_confidence_threshold
@@ -86,6 +86,8 @@ class TriageRunner:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        if self._training_task is not None:  # a thread cannot be cancelled: let it finish
+            await asyncio.gather(self._training_task, return_exceptions=True)
         if self._chat is not None:
             self._chat.close()
 
