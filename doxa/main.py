@@ -9,6 +9,7 @@ import os
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from fastapi import APIRouter, FastAPI
 
@@ -22,7 +23,7 @@ from doxa.core.enums import Channel, IntakeStatus
 from doxa.core.intake.pipeline import Pipeline
 from doxa.core.intake.worker import IntakeWorker, process_event
 from doxa.core.outbound import Outbox, OutboxRunner
-from doxa.core.triage.runner import TriageRunner
+from doxa.core.triage.runner import Triage, TriageRunner
 from doxa.core.users import service as user_service
 from doxa.gateway.parsing import email_normalizer
 from doxa.gateway.smtp import IntakeHandler, SmtpListener
@@ -40,13 +41,18 @@ class Runtime:
     def __init__(self, settings: Settings, context: Context) -> None:
         self.settings, self.context = settings, context
         self.parsers = _worker_processes(settings)
-        # On PostgreSQL the worker processes take whole events (load, parse, store), so intake's
-        # CPU stays off the API's GIL; on SQLite they only parse: writers from several
-        # processes would wait on SQLite's sleeping busy handler instead of our writer gate.
+        # On PostgreSQL the worker processes take whole events (load, parse, store) and classify
+        # new tickets, so that CPU stays off the API's GIL (measured: the model's predictions
+        # were the GIL's biggest holder under mail load). On SQLite they only parse: writers
+        # from several processes would wait on SQLite's sleeping busy handler instead of our
+        # writer gate.
         whole_events = self.parsers is not None and settings.database_url.startswith("postgresql")
         self.pipeline = build_pipeline(settings, parsers=None if whole_events else self.parsers)
         self.outbox = OutboxRunner(Outbox(settings, context.sessions))
-        self.triage = TriageRunner(settings, context.sessions, executor=self.parsers)
+        self.triage = TriageRunner(
+            settings, context.sessions, executor=self.parsers,
+            classify=functools.partial(_classify_in_worker, self.parsers) if whole_events else None,
+        )  # fmt: skip
         self.worker = IntakeWorker(
             context.sessions, self.pipeline, after=self._processed,
             process=functools.partial(_in_worker, self.parsers) if whole_events else None,
@@ -146,14 +152,28 @@ def _worker_processes(settings: Settings) -> ProcessPoolExecutor | None:
     )  # fmt: skip
 
 
-_WORKER: tuple[Context, Pipeline] | None = None
+@dataclass
+class _WorkerProcess:
+    context: Context
+    pipeline: Pipeline
+    triage: Triage
+
+
+_WORKER: _WorkerProcess | None = None
 
 
 def _start_worker_process(settings: Settings) -> None:
     """In each worker process: yield the CPU to the server, and open its own database pool."""
     global _WORKER
     os.nice(10)  # people wait on the server and the database, not on background intake
-    _WORKER = (Context.build(settings), build_pipeline(settings))
+    context = Context.build(settings)
+    _WORKER = _WorkerProcess(context, build_pipeline(settings), Triage(settings, context.sessions))
+
+
+def _worker() -> _WorkerProcess:
+    if _WORKER is None:
+        raise RuntimeError("worker process not initialised")
+    return _WORKER
 
 
 def _in_worker(pool: Executor | None, event_id: int) -> IntakeStatus | None:
@@ -164,10 +184,19 @@ def _in_worker(pool: Executor | None, event_id: int) -> IntakeStatus | None:
 
 
 def _process_in_worker(event_id: int) -> IntakeStatus | None:
-    if _WORKER is None:
-        raise RuntimeError("worker process not initialised")
-    context, pipeline = _WORKER
-    return process_event(context.sessions, pipeline, event_id)
+    worker = _worker()
+    return process_event(worker.context.sessions, worker.pipeline, event_id)
+
+
+def _classify_in_worker(pool: Executor | None) -> int:
+    """One classification pass in a worker process; the number of tickets classified."""
+    if pool is None:
+        raise RuntimeError("no worker processes")
+    return pool.submit(_classify_pending_in_worker).result()
+
+
+def _classify_pending_in_worker() -> int:
+    return _worker().triage.run_once()
 
 
 def build_pipeline(settings: Settings, *, parsers: Executor | None = None) -> Pipeline:

@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
-from doxa.core.enums import IntakeStatus, Role, Status, ThreadedBy
+from doxa.core.enums import ClassificationState, IntakeStatus, Role, Status, ThreadedBy
 from doxa.core.intake.models import IntakeEvent
 from doxa.core.tickets.models import Attachment
 from doxa.gateway.smtp import COMMAND_CALL_LIMIT, MAX_RECIPIENTS
@@ -128,6 +128,20 @@ class TestParserProcess:
         smtp.send(message("Parsed elsewhere", "Same result."))
         assert smtp.settle()[0].status is IntakeStatus.TICKET_CREATED
         assert smtp.messages(smtp.tickets()[0].id)[0].body == "Same result."
+
+    def test_new_tickets_are_classified_whichever_process_classifies(
+        self, start_smtp: StartSmtp
+    ) -> None:
+        # On PostgreSQL the worker process classifies; on SQLite the server's own thread does.
+        smtp = start_smtp(parser_processes=1, ai_provider="local")
+        smtp.send(message("Invoice charged twice", "We were billed twice for March."))
+        smtp.settle()
+        deadline = time.monotonic() + 60  # a fresh database trains its first model first
+        while (ticket := smtp.tickets()[0]).classification_state is ClassificationState.PENDING:
+            assert time.monotonic() < deadline, "the new ticket was never classified"
+            time.sleep(0.1)
+        assert ticket.classification_state is ClassificationState.DONE
+        assert ticket.ai_model_version is not None and ticket.category is not None
 
 
 class TestDataTransparency:

@@ -28,7 +28,7 @@ def create_ticket(
 ) -> TicketRead:  # fmt: skip
     """Open a ticket; staff may open one on behalf of `requester_email`."""
     ticket = service.open_ticket(db, body, actor=me)
-    background.add_task(triage.classify_soon, ticket.id)  # after the response, so after commit
+    background.add_task(triage.classify_soon)  # after the response, so after commit
     return TicketRead.model_validate(ticket)
 
 

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import Executor
 
 import anyio
@@ -28,27 +29,87 @@ log = logging.getLogger(__name__)
 _SEED_LOCK_KEY = 0x0D0C5EED  # PostgreSQL advisory lock: one process trains the first model
 
 
-class TriageRunner:
-    def __init__(self, settings: Settings, sessions: sessionmaker[Session], *,
-                 every: float = 30.0, executor: Executor | None = None) -> None:  # fmt: skip
-        self.settings, self.sessions, self.every = settings, sessions, every
-        self.executor = executor  # where retraining runs (a worker process), if anywhere
-        self.training = False
-        self._kick = asyncio.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task[None] | None = None
+class Triage:
+    """One process's classifier: the active model (or the chat model in front of it) and a pass
+    over every pending ticket. The server has one; so has each worker process."""
+
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session]) -> None:
+        self.settings, self.sessions = settings, sessions
         # One classifying thread per process (SQLite has no row locks to skip), and one
         # thread training the first model.
         self._lock = threading.Lock()
         self._model_lock = threading.Lock()
         self._chat: ChatClassifier | None = None
+
+    def close(self) -> None:
+        if self._chat is not None:
+            self._chat.close()
+
+    def ensure_model(self) -> None:
+        with transaction(self.sessions) as db:
+            self.local_model(db)
+
+    def run_once(self) -> int:
+        """Classify every pending ticket, in batches, each batch in its own transaction."""
+        total, threshold = 0, self.settings.ai_confidence_threshold
+        with self._lock:
+            while True:
+                with transaction(self.sessions) as db:
+                    done = classify_pending(db, lambda: self.model(db), threshold=threshold)
+                total += done
+                if done < BATCH:
+                    return total
+
+    def model(self, db: Session) -> Classifier:
+        local = self.local_model(db)
+        if self.settings.ai_provider != "openai" or not self.settings.ai_base_url:
+            return local
+        if self._chat is None:
+            self._chat = ChatClassifier(
+                base_url=self.settings.ai_base_url, model=self.settings.ai_model,
+                api_key=self.settings.ai_api_key, fallback=local,
+                timeout=self.settings.ai_timeout_seconds,
+            )  # fmt: skip
+        return self._chat
+
+    def local_model(self, db: Session) -> TextClassifier:
+        """The active model; the first caller on a fresh database trains it from the seed set."""
+        model = store.load_active(db)
+        if model is not None:
+            return model
+        # Trained and committed on its own: one thread per process, one process per database
+        # (an advisory lock on PostgreSQL), so concurrent first calls never train twice.
+        with self._model_lock, transaction(self.sessions) as own:
+            if own.get_bind().dialect.name == "postgresql":
+                own.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SEED_LOCK_KEY})
+            return store.ensure_model(own, threshold=self.settings.ai_confidence_threshold)
+
+
+class TriageRunner:
+    """Schedules classification: kicked after each new ticket, and on a timer.
+
+    `classify` is where a pass runs: by default on a thread of this process; the composition
+    root may send it to a worker process instead, so the model's CPU stays off the API's GIL.
+    """
+
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session], *,
+                 every: float = 30.0, executor: Executor | None = None,
+                 classify: Callable[[], int] | None = None) -> None:  # fmt: skip
+        self.settings, self.sessions, self.every = settings, sessions, every
+        self.executor = executor  # where retraining runs (a worker process), if anywhere
+        self.triage = Triage(settings, sessions)
+        self.classify = classify or self.triage.run_once
+        self.training = False
+        self._kick = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
         self._training_task: asyncio.Task[None] | None = None
 
     @property
     def enabled(self) -> bool:
         return self.settings.ai_provider != "none"
 
-    def classify_soon(self, ticket_id: int | None = None) -> None:
+    def classify_soon(self) -> None:
         """Ask for a run soon, from any thread; every pending ticket is picked up, not just this."""
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._kick.set)
@@ -88,58 +149,18 @@ class TriageRunner:
             await asyncio.gather(self._task, return_exceptions=True)
         if self._training_task is not None:  # a thread cannot be cancelled: let it finish
             await asyncio.gather(self._training_task, return_exceptions=True)
-        if self._chat is not None:
-            self._chat.close()
+        self.triage.close()
 
     async def _run(self) -> None:
         try:  # a fresh install trains its first model from the seed set now, not on demand
-            await anyio.to_thread.run_sync(self._ensure_model)
+            await anyio.to_thread.run_sync(self.triage.ensure_model)
         except Exception:
             log.exception("could not load or train the classifier; retrying on the next run")
         while True:  # the first pass, at start-up, takes what a crash left pending
             self._kick.clear()
             try:
-                await anyio.to_thread.run_sync(self.run_once)
+                await anyio.to_thread.run_sync(self.classify)
             except Exception:
                 log.exception("classification run failed; retrying later")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), self.every)
-
-    def _ensure_model(self) -> None:
-        with transaction(self.sessions) as db:
-            self.local_model(db)
-
-    def run_once(self) -> int:
-        """Classify every pending ticket, in batches, each batch in its own transaction."""
-        total, threshold = 0, self.settings.ai_confidence_threshold
-        with self._lock:
-            while True:
-                with transaction(self.sessions) as db:
-                    done = classify_pending(db, lambda: self.model(db), threshold=threshold)
-                total += done
-                if done < BATCH:
-                    return total
-
-    def model(self, db: Session) -> Classifier:
-        local = self.local_model(db)
-        if self.settings.ai_provider != "openai" or not self.settings.ai_base_url:
-            return local
-        if self._chat is None:
-            self._chat = ChatClassifier(
-                base_url=self.settings.ai_base_url, model=self.settings.ai_model,
-                api_key=self.settings.ai_api_key, fallback=local,
-                timeout=self.settings.ai_timeout_seconds,
-            )  # fmt: skip
-        return self._chat
-
-    def local_model(self, db: Session) -> TextClassifier:
-        """The active model; the first caller on a fresh database trains it from the seed set."""
-        model = store.load_active(db)
-        if model is not None:
-            return model
-        # Trained and committed on its own: one thread per process, one process per database
-        # (an advisory lock on PostgreSQL), so concurrent first calls never train twice.
-        with self._model_lock, transaction(self.sessions) as own:
-            if own.get_bind().dialect.name == "postgresql":
-                own.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SEED_LOCK_KEY})
-            return store.ensure_model(own, threshold=self.settings.ai_confidence_threshold)
