@@ -68,7 +68,7 @@ def _run(context: Context, pipeline: Pipeline, item: Delivery) -> str:
 
 def _dry_run(pipeline: Pipeline, item: Delivery) -> str:
     try:
-        msg = pipeline.normalize(RawEvent(0, item.channel, item.raw, {}))
+        msg = pipeline.normalize(RawEvent(0, item.channel, bytes(item.raw), {}))
     except InvalidInput:
         return "would fail: not an email"
     reason = loop_reason(msg, envelope_from=None)

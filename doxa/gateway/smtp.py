@@ -36,20 +36,21 @@ RETRY_LATER = "451 4.3.0 Temporary failure storing the message, please retry"
 
 
 _STUFFED_DOT = re.compile(rb"(?<=\n)\.")
+# The stream buffer's limit: DATA is taken in pieces of about this size, so the buffer holds at
+# most twice it (asyncio pauses reading beyond that), and longer command lines are refused.
+READ_LIMIT = 256 * 1024
 
 
 class DoxaSMTP(SMTP):
     """aiosmtpd's server with a bulk DATA reader.
 
     aiosmtpd reads DATA a line at a time in Python; with many clients that starves the event
-    loop the HTTP API shares. Here the body is found with one C-level scan for CRLF.CRLF.
+    loop the HTTP API shares. Here each piece of the body is scanned for CRLF.CRLF in C and
+    appended to one buffer: a 25 MiB message is held once, not once per copy that reading it
+    whole from the stream would make.
     """
 
-    def __init__(self, handler: Any, *, data_size_limit: int, **kwargs: Any) -> None:
-        # The stream buffer must hold a whole message for the bulk read; command lines stay
-        # capped by aiosmtpd's own command_size_limit.
-        self.line_length_limit = data_size_limit + 64 * 1024
-        super().__init__(handler, data_size_limit=data_size_limit, **kwargs)
+    line_length_limit = READ_LIMIT
 
     async def push(self, status: AnyStr) -> None:
         # aiosmtpd's size refusals carry no enhanced status code; the SPEC asks for 5.3.4.
@@ -68,54 +69,59 @@ class DoxaSMTP(SMTP):
             await self.push("501 5.5.4 Syntax: DATA")
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
-        body = await self._read_body()
-        if body is None or len(body) > (self.data_size_limit or len(body)):
+        body = await read_data(self._reader, self.data_size_limit or 0)
+        if body is None:
             self._set_post_data_state()  # type: ignore[no-untyped-call]
             await self.push(TOO_BIG)
             return
-        self.envelope.content = self.envelope.original_content = body
+        # A bytearray, typed by aiosmtpd as bytes: bytes(body) would copy up to 25 MiB.
+        self.envelope.content = self.envelope.original_content = body  # type: ignore[assignment]
         status = await self._call_handler_hook("DATA")
         self._set_post_data_state()  # type: ignore[no-untyped-call]
         await self.push(status)
 
-    async def _read_body(self) -> bytes | None:
-        """The unstuffed message, or None when it is over the size limit (then drained)."""
-        head = bytearray()
-        # Lines at the very start are looked at one by one while they are empty or begin with
-        # "." (the end may come right away); after that one C-level scan finds CRLF.CRLF.
-        while True:
-            first = await self._reader.readexactly(1)
-            if first == b"\r":
-                first += await self._reader.readexactly(1)
-                if first == b"\r\n":
-                    head += first
-                    continue
-            if first != b".":
-                break
-            line = await self._reader.readuntil(b"\r\n")
-            if line == b"\r\n":
-                return bytes(head)  # ".\r\n": the end
-            head += line  # a stuffed line, its first dot already consumed
-        try:
-            rest = await self._reader.readuntil(b"\r\n.\r\n")
-        except asyncio.LimitOverrunError:
-            await self._drain()
-            return None
-        bulk = first + memoryview(rest)[:-3]  # one copy of a message that may be 25 MiB
-        if b"\n." in bulk:
-            bulk = _STUFFED_DOT.sub(b"", bulk)
-        return bytes(head) + bulk if head else bulk
 
-    async def _drain(self) -> None:
-        """Discard the rest of an oversized message, up to its terminating dot."""
-        tail = b""
-        while True:
-            chunk = await self._reader.read(65536)
-            if not chunk:
-                raise ConnectionResetError("client went away during DATA")
-            if b"\r\n.\r\n" in tail + chunk:
-                return
-            tail = chunk[-4:]
+async def read_data(reader: asyncio.StreamReader, limit: int) -> bytearray | None:
+    """DATA up to the line ".", unstuffed; None when over `limit` bytes (then read to its end).
+
+    The stream's own limit sets the piece size: pieces are appended to one buffer as they
+    arrive, so the message is held once. The scan is for LF.CRLF and the CR before it is
+    checked in what was read, so a CRLF split between two pieces still ends the message.
+    """
+    body = bytearray()
+    first = await reader.readexactly(1)
+    if first == b".":  # the first line: the end right away, or a stuffed dot
+        first = await reader.readexactly(2)
+        if first == b"\r\n":
+            return body
+    body += first
+    too_big, before = False, first[-1:]  # the stream's byte before the next piece
+    while True:
+        try:
+            piece, found = await reader.readuntil(b"\n.\r\n"), True
+        except asyncio.LimitOverrunError as overrun:
+            piece, found = await reader.readexactly(overrun.consumed), False
+        end = found and (piece[-5:-4] if len(piece) > 4 else before) == b"\r"
+        if not too_big:
+            _append_unstuffed(body, piece[:-3] if end else piece, before)
+            if limit and len(body) > limit:
+                too_big, body = True, bytearray()  # read on to the end, storing nothing
+        if end:  # the line "." is dropped; the CRLF before it ends the message
+            return None if too_big else body
+        before = piece[-1:]
+
+
+def _append_unstuffed(body: bytearray, piece: bytes, before: bytes) -> None:
+    """Append a piece of DATA without the dot that starts a line (RFC 5321 4.5.2).
+
+    `before` is the stream's byte before the piece, not the body's last: that may be a LF
+    whose stuffed dot was just removed.
+    """
+    if piece[:1] == b"." and before == b"\n":
+        piece = piece[1:]
+    if b"\n." in piece:
+        piece = _STUFFED_DOT.sub(b"", piece)
+    body += piece
 
 
 class IntakeHandler:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import smtplib
 import time
@@ -17,7 +18,7 @@ from sqlalchemy.engine import URL
 from doxa.core.enums import ClassificationState, IntakeStatus, Role, Status, ThreadedBy
 from doxa.core.intake.models import IntakeEvent
 from doxa.core.tickets.models import Attachment
-from doxa.gateway.smtp import COMMAND_CALL_LIMIT, MAX_RECIPIENTS
+from doxa.gateway.smtp import COMMAND_CALL_LIMIT, MAX_RECIPIENTS, READ_LIMIT, read_data
 from tests.conftest import MakeUser
 from tests.gateway.conftest import Smtp, StartSmtp, message
 
@@ -64,6 +65,19 @@ class TestAccepting:
             code, text = client.data(message(body="x" * 8000).encode())
         assert code == 552 and text.startswith(b"5.3.4")
         assert smtp.settle() == []
+
+    def test_after_an_oversized_message_the_connection_takes_the_next_one(
+        self, start_smtp: StartSmtp
+    ) -> None:
+        smtp = start_smtp(max_message_bytes=100_000)
+        with smtplib.SMTP("127.0.0.1", smtp.port) as client:
+            client.ehlo()
+            client.mail("alice@example.org")
+            client.rcpt("support@example.com")
+            code, _ = client.data(message(body="x" * (4 * READ_LIMIT)).encode())
+            assert code == 552
+            client.sendmail("alice@example.org", ["support@example.com"], message("Small"))
+        assert [e.status for e in smtp.settle()] == [IntakeStatus.TICKET_CREATED]
 
     def test_one_connection_carries_many_messages(self, smtp: Smtp) -> None:
         with smtplib.SMTP("127.0.0.1", smtp.port) as client:
@@ -144,7 +158,64 @@ class TestParserProcess:
         assert ticket.ai_model_version is not None and ticket.category is not None
 
 
+def read_data_from(
+    stream: bytes, *, buffer: int, piece: int, limit: int = 0
+) -> tuple[bytearray | None, bytes]:
+    """What read_data makes of `stream` fed `piece` bytes at a time, and what it left unread."""
+
+    async def run() -> tuple[bytearray | None, bytes]:
+        reader = asyncio.StreamReader(limit=buffer)
+
+        async def feed() -> None:
+            for start in range(0, len(stream), piece):
+                reader.feed_data(stream[start : start + piece])
+                await asyncio.sleep(0)
+            reader.feed_eof()
+
+        feeding = asyncio.create_task(feed())
+        body = await read_data(reader, limit)
+        await feeding
+        return body, await reader.read()
+
+    return asyncio.run(run())
+
+
+class TestReadData:
+    @pytest.mark.parametrize(("stream", "body"), [
+        (b"Subject: a\r\n\r\nbody\r\n.\r\n", b"Subject: a\r\n\r\nbody\r\n"),
+        (b".\r\n", b""),
+        (b"..x\r\n.\r\n", b".x\r\n"),
+        (b"a\r\n..b\r\n.c\r\n...\r\n.\r\n", b"a\r\n.b\r\nc\r\n..\r\n"),
+        (b"\r\r\n.\r\n", b"\r\r\n"),
+        (b"\r\n\r\n.\r\n", b"\r\n\r\n"),
+        (b"end with a dot.\r\nbare\n.\r\nstill data\r\n.\r\n",
+         b"end with a dot.\r\nbare\n\r\nstill data\r\n"),
+    ])  # fmt: skip
+    def test_every_split_of_the_stream_gives_the_same_message(
+        self, stream: bytes, body: bytes
+    ) -> None:
+        # Tiny buffers and pieces put a piece boundary at every position of the stream.
+        for buffer in range(4, 12):
+            for piece in (1, 2, 3, 7, len(stream)):
+                got = read_data_from(stream + b"QUIT\r\n", buffer=buffer, piece=piece)
+                assert got == (body, b"QUIT\r\n"), (buffer, piece)
+
+    def test_over_the_limit_is_read_to_its_end_and_dropped(self) -> None:
+        stream = b"x" * 100 + b"\r\n.\r\nQUIT\r\n"
+        assert read_data_from(stream, buffer=8, piece=5, limit=50) == (None, b"QUIT\r\n")
+
+
 class TestDataTransparency:
+    def test_a_message_read_in_many_pieces_keeps_every_leading_dot(self, smtp: Smtp) -> None:
+        # Through the listener, several read pieces long (TestReadData tries every split).
+        lines = [b"." * (n % 3 + 1) + b"x" * (n % 97) for n in range(40_000)]
+        raw = b"Subject: dots\r\n\r\n" + b"\r\n".join(lines) + b"\r\n"
+        assert len(raw) > 4 * READ_LIMIT
+        smtp.send(raw)
+        [event] = smtp.settle()
+        with smtp.context.sessions() as db:
+            assert db.get_one(IntakeEvent, event.id).raw == raw
+
     @pytest.mark.parametrize("raw", [
         b"Subject: dots\r\n\r\n.leading dot\r\n..two dots\r\nend\r\n",
         b".starts with a dot\r\n\r\nbody\r\n",

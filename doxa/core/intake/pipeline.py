@@ -47,7 +47,7 @@ class Delivery:
     """One inbound submission as an edge received it, before any parsing."""
 
     channel: Channel
-    raw: bytes
+    raw: bytes | bytearray  # a bytearray from the SMTP edge, which builds the message in place
     recipients: list[str]
     envelope_from: str | None = None
     external_id: str | None = None  # Message-ID or Idempotency-Key, when known up front
@@ -79,7 +79,7 @@ def _insert(db: Session) -> Any:
     return (pg_insert if dialect == "postgresql" else sqlite_insert)(IntakeEvent)
 
 
-def message_id_of(raw: bytes) -> str | None:
+def message_id_of(raw: bytes | bytearray) -> str | None:
     """The Message-ID from the header block alone, for deduplication before a full parse."""
     end = raw.find(b"\r\n\r\n", 0, 65536)
     if end < 0:
