@@ -118,6 +118,18 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+# libpq keeps its send and receive buffers as large as the largest value it has moved, for the
+# life of the connection: one 25 MiB message would pin 25 MiB in each pooled connection it used.
+RECYCLE_AFTER_BYTES = 4 * 2**20
+
+
+def recycle_if_large(db: Session, size: int) -> None:
+    """Have the pool replace this session's PostgreSQL connection at its next use if it moved
+    `size` bytes."""
+    if size > RECYCLE_AFTER_BYTES and db.get_bind().dialect.name == "postgresql":
+        db.connection().connection.invalidate(soft=True)
+
+
 @contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session whose work is committed on success and rolled back on error (edges only)."""

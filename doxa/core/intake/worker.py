@@ -17,7 +17,7 @@ import anyio
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from doxa.core.db import transaction
+from doxa.core.db import recycle_if_large, transaction
 from doxa.core.enums import IntakeStatus
 from doxa.core.errors import DomainError
 from doxa.core.intake.pipeline import Pipeline
@@ -40,12 +40,15 @@ def process_event(
     try:
         with transaction(sessions) as db:
             raw = pipeline.load(db, event_id)
+            size = len(raw.raw) if raw else 0
+            recycle_if_large(db, size)
         if raw is None:
             return None  # processed already, or not ours
         msg = pipeline.normalize(raw)
         del raw  # up to MAX_MESSAGE_BYTES: not kept alive while the message is stored
         with transaction(sessions) as db:
             event = pipeline.apply(db, event_id, msg)
+            recycle_if_large(db, size)  # the attachments it stored are at most the message
             return event.status if event else None
     except (OperationalError, InterfaceError) as lost:
         raise DatabaseUnavailable(str(lost)) from lost
