@@ -597,19 +597,30 @@ class Report:
         }
 
 
-def run_bare(url: str, messages: list[Outgoing], clients: int, report: Report,
-             scratch: Path) -> None:  # fmt: skip
-    with bare_server(url, scratch / "bare-server.log") as port:
+def run_bare(url: str, messages: list[Outgoing], clients: int, report: Report, scratch: Path,
+             service: Service) -> None:  # fmt: skip
+    """The bare server takes the load while the probe times DOXA's API, idle in its own process:
+    the machine's share of the API's slowdown (clients, PostgreSQL and a server on 2 cores)."""
+    with bare_server(url, scratch / "bare-server.log") as port, api_probe(service) as samples:
+        time.sleep(IDLE_SECONDS)
+        started = time.monotonic()
         result = send_all(port, messages, clients)
+        sent = time.monotonic()
+    report.api("control_idle", probe_samples(samples, started - IDLE_SECONDS, started))
+    report.api("control_sending", probe_samples(samples, started, sent))
     report.smtp("bare", result)
     report.figures["bare_rows_stored"] = bare_rows(url)
 
 
-def run_doxa(service: Service, messages: list[Outgoing], clients: int, report: Report) -> None:
-    pid = service.process.pid
+def warm_up(service: Service, clients: int, report: Report) -> None:
+    """A few tickets first, so that the API's list is not empty when it is timed."""
     warmup = send_all(service.smtp_port, build_messages(WARMUP_MESSAGES, 0, seed=1), clients)
     wait_drained(service.http)
     report.figures["warmup_accepted"] = len(warmup.reply_ms)
+
+
+def run_doxa(service: Service, messages: list[Outgoing], clients: int, report: Report) -> None:
+    pid = service.process.pid
     with api_probe(service) as samples:
         idle = time.monotonic()
         time.sleep(IDLE_SECONDS)
@@ -653,8 +664,9 @@ def run(args: argparse.Namespace, scratch: Path) -> Report:
     size = sum(len(m.raw) for m in messages) / 2**20
     report = Report(backend, args.clients, args.messages, args.attachment_every, round(size, 1))
     Console().print(f"{len(messages)} messages, {size:.1f} MiB; bare server first, then DOXA")
-    run_bare(bare_url, messages, args.clients, report, scratch)
     with doxa_service(url, scratch, args.serve_command) as service:
+        warm_up(service, args.clients, report)
+        run_bare(bare_url, messages, args.clients, report, scratch, service)
         run_doxa(service, messages, args.clients, report)
         if args.big:
             run_big(service, report)
@@ -672,6 +684,7 @@ def run(args: argparse.Namespace, scratch: Path) -> Report:
 def verdicts(f: dict[str, Any]) -> list[tuple[str, str, bool]]:
     ratio = f["doxa_rate"] / f["bare_rate"]
     api_ratio = f["api_sending_p99_ms"] / f["api_idle_p99_ms"]
+    control = f["api_control_sending_p99_ms"] / f["api_control_idle_p99_ms"]
     p99 = f["doxa_reply_p99_ms"]
     tickets = f"{f['tickets']} / {f['expected_tickets']}"
     no_loss = f["tickets"] == f["expected_tickets"] == f.get("intake_ticket_created")
@@ -679,7 +692,11 @@ def verdicts(f: dict[str, Any]) -> list[tuple[str, str, bool]]:
     checks = [
         ("rate >= 50% of bare", f"{ratio:.0%}", ratio >= 0.5),
         ("SMTP reply p99 < 250 ms", f"{p99:.0f} ms", p99 < 250),
-        ("API p99 while sending < 2x idle", f"{api_ratio:.2f}x", api_ratio < 2),
+        (
+            "API p99 while sending < 2x idle",
+            f"{api_ratio:.2f}x (control {control:.2f}x)",
+            api_ratio < 2,
+        ),
         ("tickets = messages accepted", tickets, no_loss),
         ("nothing refused", refused, f["doxa_refused"] == f["bare_refused"] == 0),
     ]
@@ -718,6 +735,11 @@ def figures_table(report: Report) -> Table:
     for phase in ("idle", "sending", "draining"):
         label = f"GET /tickets p50 / p99 ms, {phase} (n={f[f'api_{phase}_requests']})"
         add(label, pair(f[f"api_{phase}_p50_ms"], f[f"api_{phase}_p99_ms"]), "")
+    for phase, label in (("idle", "idle"), ("sending", "the bare server takes the load")):
+        samples = f[f"api_control_{phase}_requests"]
+        add(f"  control: DOXA idle while {label} (n={samples})" if phase == "sending"
+            else f"  control: DOXA idle (n={samples})", "",
+            pair(f[f"api_control_{phase}_p50_ms"], f[f"api_control_{phase}_p99_ms"]))  # fmt: skip
     add("all processed, s after the first send", str(f["drain_s"]), "")
     add("  ... s after the last 250", str(f["drain_after_last_reply_s"]), "")
     add("processed messages/s", str(f["processed_rate"]), "")
