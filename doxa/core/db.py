@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import struct
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,7 +11,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import DateTime, Engine, LargeBinary, MetaData, create_engine, event, literal_column
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -119,15 +120,47 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
 
 # libpq keeps its send and receive buffers as large as the largest value it has moved, for the
-# life of the connection: one 25 MiB message would pin 25 MiB in each pooled connection it used.
-RECYCLE_AFTER_BYTES = 4 * 2**20
+# life of the connection. Values up to this size are sent as parameters (and may stay that
+# large in a pooled connection); larger ones are streamed, and a connection that read one back
+# is replaced rather than pooled.
+LARGE_VALUE_BYTES = 4 * 2**20
 
 
 def recycle_if_large(db: Session, size: int) -> None:
     """Have the pool replace this session's PostgreSQL connection at its next use if it moved
     `size` bytes."""
-    if size > RECYCLE_AFTER_BYTES and db.get_bind().dialect.name == "postgresql":
+    if size > LARGE_VALUE_BYTES and db.get_bind().dialect.name == "postgresql":
         db.connection().connection.invalidate(soft=True)
+
+
+_PIECE = 256 * 1024
+_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)  # flags, no extension
+
+
+def large_value(db: Session, data: bytes | bytearray) -> Any:
+    """`data` as a bytea value for one INSERT or UPDATE in this transaction.
+
+    A large value on PostgreSQL is streamed by COPY, in pieces, into a temporary table and given
+    back as a subquery on it; as a parameter libpq would copy it whole into its send buffer.
+    Anything else is returned as it is.
+    """
+    if len(data) <= LARGE_VALUE_BYTES or db.get_bind().dialect.name != "postgresql":
+        return data
+    driver = db.connection().connection.driver_connection
+    if driver is None:
+        return data
+    with driver.cursor() as cursor:
+        cursor.execute("CREATE TEMP TABLE IF NOT EXISTS doxa_upload (value bytea) ON COMMIT DROP")
+        # Stored uncompressed: it is compressed once, where it is copied to.
+        cursor.execute("ALTER TABLE doxa_upload ALTER COLUMN value SET STORAGE EXTERNAL")
+        cursor.execute("DELETE FROM doxa_upload")
+        with cursor.copy("COPY doxa_upload (value) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.write(_COPY_SIGNATURE + struct.pack("!hi", 1, len(data)))  # one field, its size
+            view = memoryview(data)
+            for start in range(0, len(view), _PIECE):
+                copy.write(view[start : start + _PIECE])
+            copy.write(struct.pack("!h", -1))  # the trailer
+    return literal_column("(SELECT value FROM doxa_upload)", LargeBinary)
 
 
 @contextmanager

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
 from doxa.core.config import Settings
-from doxa.core.db import recycle_if_large, transaction
+from doxa.core.db import transaction
 from doxa.core.enums import Channel, IntakeStatus
 from doxa.core.intake.pipeline import Delivery, Pipeline, message_id_of
 from doxa.core.intake.worker import IntakeWorker
@@ -171,7 +171,6 @@ class IntakeHandler:
     def _accept(self, item: Delivery) -> tuple[int, IntakeStatus]:
         with transaction(self.sessions) as db:
             accepted = self.pipeline.accept(db, item)
-            recycle_if_large(db, len(item.raw))
             return accepted.id, accepted.status
 
 

@@ -1,10 +1,19 @@
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
-from doxa.core.db import RECYCLE_AFTER_BYTES, make_engine, make_sessionmaker, recycle_if_large
+from doxa.core.db import (
+    LARGE_VALUE_BYTES,
+    large_value,
+    make_engine,
+    make_sessionmaker,
+    recycle_if_large,
+)
 
 
 def dbapi_connection_after(database_url: str, moved: int) -> tuple[Any, Any]:
@@ -30,9 +39,34 @@ def postgresql_url(database_url: str) -> str:
 
 class TestRecycleIfLarge:
     def test_a_connection_that_moved_a_large_value_is_replaced(self, postgresql_url: str) -> None:
-        first, second = dbapi_connection_after(postgresql_url, RECYCLE_AFTER_BYTES + 1)
+        first, second = dbapi_connection_after(postgresql_url, LARGE_VALUE_BYTES + 1)
         assert second is not first
 
     def test_other_connections_are_reused(self, postgresql_url: str) -> None:
-        first, second = dbapi_connection_after(postgresql_url, RECYCLE_AFTER_BYTES)
+        first, second = dbapi_connection_after(postgresql_url, LARGE_VALUE_BYTES)
         assert second is first
+
+
+BLOBS = sa.Table("blobs", sa.MetaData(), sa.Column("v", sa.LargeBinary))
+
+
+class TestLargeValue:
+    def test_large_values_are_stored_byte_for_byte(self, db: Session) -> None:
+        db.execute(sa.text("CREATE TEMP TABLE blobs (v bytea)" if is_postgresql(db)
+                           else "CREATE TEMP TABLE blobs (v blob)"))  # fmt: skip
+        values = [
+            os.urandom(LARGE_VALUE_BYTES + 1),
+            bytearray(os.urandom(2 * LARGE_VALUE_BYTES)),
+            b"small",
+        ]
+        for value in values:  # one after another in one transaction
+            db.execute(sa.insert(BLOBS).values(v=large_value(db, value)))
+        assert list(db.scalars(sa.select(BLOBS.c.v))) == [bytes(v) for v in values]
+
+    def test_on_postgresql_a_large_value_is_streamed_not_bound(self, db: Session) -> None:
+        value = large_value(db, os.urandom(LARGE_VALUE_BYTES + 1))
+        assert isinstance(value, (bytes, bytearray)) is not is_postgresql(db)
+
+
+def is_postgresql(db: Session) -> bool:
+    return db.get_bind().dialect.name == "postgresql"

@@ -26,7 +26,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from doxa.core.config import Settings
-from doxa.core.db import utcnow
+from doxa.core.db import large_value, utcnow
 from doxa.core.enums import Channel, IntakeStatus
 from doxa.core.errors import Conflict, InvalidInput, NotFound
 from doxa.core.intake import delivery
@@ -107,7 +107,7 @@ class Pipeline:
         """
         mailbox = self._mailbox(item.recipients)
         key = self._dedupe_key(item, mailbox)
-        row = self._row(item, mailbox)
+        row = self._row(item, mailbox) | {"raw": large_value(db, item.raw)}
         insert = _insert(db).values(**row, dedupe_key=key)
         event_id = db.scalar(
             insert.on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(IntakeEvent.id)

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from doxa.core.context import Context
-from doxa.core.db import transaction
+from doxa.core.db import LARGE_VALUE_BYTES, transaction
 from doxa.core.enums import Channel, IntakeStatus
 from doxa.core.intake.models import IntakeEvent
 from doxa.core.intake.pipeline import Delivery, message_id_of
@@ -82,3 +82,21 @@ def _auto_submitted(path: str) -> bool:
     flags = {e["path"]: e["auto_submitted"] for e in index}
     value = flags.get(path)
     return bool(value) and str(value).lower() != "no" and Path(path).suffix != ".json"
+
+
+class TestAccept:
+    def test_a_large_message_delivered_twice_is_stored_twice_as_one_message(
+        self, clean: Context
+    ) -> None:
+        pipeline = build_pipeline(clean.settings)
+        raw = b"Message-ID: <big@example.org>\r\nSubject: big\r\n\r\n" + b"x" * (
+            LARGE_VALUE_BYTES + 1
+        )
+        item = Delivery(Channel.EMAIL, raw, ["support@example.com"], None, message_id_of(raw))
+        accepted = []
+        for _ in range(2):
+            with transaction(clean.sessions) as db:
+                accepted.append(pipeline.accept(db, item))
+        assert [a.status for a in accepted] == [IntakeStatus.RECEIVED, IntakeStatus.DUPLICATE]
+        with clean.sessions() as db:
+            assert [db.get_one(IntakeEvent, a.id).raw for a in accepted] == [raw, raw]
