@@ -8,6 +8,7 @@ import multiprocessing as mp
 import os
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -20,8 +21,10 @@ from doxa.core.config import Settings
 from doxa.core.context import Context
 from doxa.core.db import transaction
 from doxa.core.enums import Channel, IntakeStatus
+from doxa.core.errors import InvalidInput
+from doxa.core.intake.inbound import InboundMessage
 from doxa.core.intake.pipeline import Pipeline
-from doxa.core.intake.worker import IntakeWorker, process_event
+from doxa.core.intake.worker import IntakeWorker, process_event, read_event
 from doxa.core.outbound import Outbox, OutboxRunner
 from doxa.core.triage.runner import Triage, TriageRunner
 from doxa.core.users import service as user_service
@@ -29,6 +32,7 @@ from doxa.gateway.parsing import email_normalizer
 from doxa.gateway.smtp import IntakeHandler, SmtpListener
 
 log = logging.getLogger(__name__)
+PARSE_TIMEOUT_SECONDS = 120  # a worker process busier than this with one message gives up on it
 
 DESCRIPTION = """Support tickets from email and web forms, classified by a local model.
 
@@ -43,20 +47,27 @@ class Runtime:
         self.parsers = _worker_processes(settings)
         # On PostgreSQL the worker processes take whole events (load, parse, store) and classify
         # new tickets, so that CPU stays off the API's GIL (measured: the model's predictions
-        # were the GIL's biggest holder under mail load). On SQLite they only parse: writers
-        # from several processes would wait on SQLite's sleeping busy handler instead of our
-        # writer gate.
-        whole_events = self.parsers is not None and settings.database_url.startswith("postgresql")
-        self.pipeline = build_pipeline(settings, parsers=None if whole_events else self.parsers)
+        # were the GIL's biggest holder under mail load). On SQLite they load and parse, and
+        # the server stores: writers from several processes would wait on SQLite's sleeping
+        # busy handler instead of our writer gate. Either way no raw message is loaded here.
+        pool = self.parsers
+        whole_events = pool is not None and settings.database_url.startswith("postgresql")
+        self.pipeline = build_pipeline(settings)
+        if pool is None:
+            process = None
+        elif whole_events:
+            process = functools.partial(_in_worker, pool)
+        else:
+            read = functools.partial(_read_in_worker, pool)
+            process = functools.partial(process_event, context.sessions, self.pipeline, read=read)
         self.outbox = OutboxRunner(Outbox(settings, context.sessions))
         self.triage = TriageRunner(
-            settings, context.sessions, executor=self.parsers,
-            classify=functools.partial(_classify_in_worker, self.parsers) if whole_events else None,
+            settings, context.sessions, executor=pool,
+            classify=functools.partial(_classify_in_worker, pool) if whole_events else None,
         )  # fmt: skip
         self.worker = IntakeWorker(
-            context.sessions, self.pipeline, after=self._processed,
-            process=functools.partial(_in_worker, self.parsers) if whole_events else None,
-        )  # fmt: skip
+            context.sessions, self.pipeline, after=self._processed, process=process
+        )
         self.listener: SmtpListener | None = None
         if settings.smtp_enabled:
             handler = IntakeHandler(settings, context.sessions, self.pipeline, self.worker)
@@ -188,6 +199,19 @@ def _process_in_worker(event_id: int) -> IntakeStatus | None:
     return process_event(worker.context.sessions, worker.pipeline, event_id)
 
 
+def _read_in_worker(pool: Executor, event_id: int) -> InboundMessage | None:
+    """Load and parse one event in a worker process (SQLite: the server stores the result)."""
+    try:
+        return pool.submit(_read_event_in_worker, event_id).result(PARSE_TIMEOUT_SECONDS)
+    except FuturesTimeout:
+        raise InvalidInput(f"parsing took over {PARSE_TIMEOUT_SECONDS} s") from None
+
+
+def _read_event_in_worker(event_id: int) -> InboundMessage | None:
+    worker = _worker()
+    return read_event(worker.context.sessions, worker.pipeline, event_id)
+
+
 def _classify_in_worker(pool: Executor | None) -> int:
     """One classification pass in a worker process; the number of tickets classified."""
     if pool is None:
@@ -199,7 +223,7 @@ def _classify_pending_in_worker() -> int:
     return _worker().triage.run_once()
 
 
-def build_pipeline(settings: Settings, *, parsers: Executor | None = None) -> Pipeline:
+def build_pipeline(settings: Settings) -> Pipeline:
     """The one ingestion path, with each channel's way of reading its raw input."""
     normalizers = {Channel.EMAIL: email_normalizer(settings.max_attachment_bytes)}
-    return Pipeline(settings, normalizers, parsers=parsers)
+    return Pipeline(settings, normalizers)

@@ -99,7 +99,9 @@ class _WriterGate:
     def _release_connection(self, conn: Any) -> None:
         self._release(conn.info)
 
-    def _release_record(self, _dbapi: Any, record: Any, *_: Any) -> None:
+    def _release_record(self, _dbapi: Any, record: Any, _detail: Any = None) -> None:
+        # Three named arguments: SQLAlchemy 2 calls a pool "reset" listener with two as legacy
+        # (and warns), "checkin" passes two, "invalidate" and "reset" three.
         if record is not None:
             self._release(record.info)
 

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -70,3 +72,24 @@ class TestLargeValue:
 
 def is_postgresql(db: Session) -> bool:
     return db.get_bind().dialect.name == "postgresql"
+
+
+class TestWriterGate:
+    def test_a_write_closed_without_commit_lets_the_next_writer_in(self, tmp_path: Path) -> None:
+        engine = make_engine(f"sqlite:///{tmp_path}/gate.db")
+        sessions = make_sessionmaker(engine)
+        try:
+            with sessions() as db:
+                db.execute(sa.text("CREATE TABLE t (a INTEGER)"))
+                db.commit()
+            with sessions() as db:  # the pool rolls this back; the gate must open with it
+                db.execute(sa.text("INSERT INTO t VALUES (1)"))
+            started = time.monotonic()
+            with sessions() as db:
+                db.execute(sa.text("INSERT INTO t VALUES (2)"))
+                db.commit()
+            assert time.monotonic() - started < 5
+            with sessions() as db:
+                assert db.scalars(sa.text("SELECT a FROM t")).all() == [2]
+        finally:
+            engine.dispose()

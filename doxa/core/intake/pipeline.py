@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
-from concurrent.futures import Executor
-from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import dataclass, field
 from datetime import timedelta
 from email.parser import BytesHeaderParser
@@ -28,7 +26,7 @@ from sqlalchemy.orm import Session
 from doxa.core.config import Settings
 from doxa.core.db import large_value, utcnow
 from doxa.core.enums import Channel, IntakeStatus
-from doxa.core.errors import Conflict, InvalidInput, NotFound
+from doxa.core.errors import Conflict, NotFound
 from doxa.core.intake import delivery
 from doxa.core.intake.inbound import InboundMessage, without_nul
 from doxa.core.intake.loops import loop_reason
@@ -37,7 +35,6 @@ from doxa.core.intake.threads import find_thread
 from doxa.core.tickets.models import Message
 
 MAX_ERROR_CHARS = 4000
-PARSE_TIMEOUT_SECONDS = 120
 # Statuses that count towards a sender's hourly allowance.
 _COUNTED = (IntakeStatus.TICKET_CREATED, IntakeStatus.FOLLOWUP, IntakeStatus.HELD)
 
@@ -91,13 +88,9 @@ def message_id_of(raw: bytes | bytearray) -> str | None:
 
 
 class Pipeline:
-    def __init__(self, settings: Settings, normalizers: Mapping[Channel, Normalizer], *,
-                 parsers: Executor | None = None) -> None:  # fmt: skip
+    def __init__(self, settings: Settings, normalizers: Mapping[Channel, Normalizer]) -> None:
         self.settings = settings
         self.normalizers = dict(normalizers)
-        # Parsing is pure CPU; in a process pool it neither holds the API's GIL nor grows
-        # the server's memory by the parser's copies of a large message.
-        self.parsers = parsers
 
     def accept(self, db: Session, item: Delivery) -> Accepted:
         """Store the raw input; a repeated delivery is recorded as a duplicate of the first.
@@ -149,13 +142,7 @@ class Pipeline:
         return RawEvent(event.id, event.channel, event.raw, dict(event.extra or {}))
 
     def normalize(self, raw: RawEvent) -> InboundMessage:
-        normalizer = self.normalizers[raw.channel]
-        if self.parsers is None:
-            return without_nul(normalizer(raw))
-        try:
-            return without_nul(self.parsers.submit(normalizer, raw).result(PARSE_TIMEOUT_SECONDS))
-        except FuturesTimeout:
-            raise InvalidInput(f"parsing took over {PARSE_TIMEOUT_SECONDS} s") from None
+        return without_nul(self.normalizers[raw.channel](raw))
 
     def apply(self, db: Session, event_id: int, msg: InboundMessage) -> IntakeEvent | None:
         """Decide what the message is and make it so; None when another worker got there first."""

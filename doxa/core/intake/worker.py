@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from doxa.core.db import recycle_if_large, transaction
 from doxa.core.enums import IntakeStatus
 from doxa.core.errors import DomainError
+from doxa.core.intake.inbound import InboundMessage
 from doxa.core.intake.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
@@ -30,25 +31,33 @@ class DatabaseUnavailable(Exception):
     """The event could not be processed because the database went away; retry it later."""
 
 
-def process_event(
-    sessions: sessionmaker[Session], pipeline: Pipeline, event_id: int
-) -> IntakeStatus | None:
+Reader = Callable[[int], InboundMessage | None]
+
+
+def read_event(sessions: sessionmaker[Session], pipeline: Pipeline,
+               event_id: int) -> InboundMessage | None:  # fmt: skip
+    """The event's raw input, loaded and normalized; None when it is processed already."""
+    with transaction(sessions) as db:
+        raw = pipeline.load(db, event_id)
+        recycle_if_large(db, len(raw.raw) if raw else 0)
+    return None if raw is None else pipeline.normalize(raw)
+
+
+def process_event(sessions: sessionmaker[Session], pipeline: Pipeline, event_id: int, *,
+                  read: Reader | None = None) -> IntakeStatus | None:  # fmt: skip
     """Run one event through the pipeline; a failure is recorded on the event, never raised.
 
-    Only a lost database raises (DatabaseUnavailable): the event stays `received` for a retry.
+    `read` loads and normalizes the event (here by default; the composition root may do it in
+    a worker process, so the raw message never enters this one). Only a lost database raises
+    (DatabaseUnavailable): the event stays `received` for a retry.
     """
     try:
-        with transaction(sessions) as db:
-            raw = pipeline.load(db, event_id)
-            size = len(raw.raw) if raw else 0
-            recycle_if_large(db, size)
-        if raw is None:
+        msg = read(event_id) if read else read_event(sessions, pipeline, event_id)
+        if msg is None:
             return None  # processed already, or not ours
-        msg = pipeline.normalize(raw)
-        del raw  # up to MAX_MESSAGE_BYTES: not kept alive while the message is stored
         with transaction(sessions) as db:
             event = pipeline.apply(db, event_id, msg)
-            recycle_if_large(db, size)  # the attachments it stored are at most the message
+            recycle_if_large(db, sum(a.size for a in msg.attachments))
             return event.status if event else None
     except (OperationalError, InterfaceError) as lost:
         raise DatabaseUnavailable(str(lost)) from lost
