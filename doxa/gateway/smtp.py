@@ -13,6 +13,7 @@ import re
 import socket
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, AnyStr
 
 import anyio
@@ -149,10 +150,8 @@ class IntakeHandler:
         raw = envelope.original_content or b""
         if len(raw) > self.settings.max_message_bytes:
             return TOO_BIG
-        item = Delivery(
-            channel=Channel.EMAIL, raw=raw, recipients=list(envelope.rcpt_tos),
-            envelope_from=envelope.mail_from, external_id=message_id_of(raw),
-        )  # fmt: skip
+        item = Delivery(channel=Channel.EMAIL, raw=raw, recipients=list(envelope.rcpt_tos),
+                        envelope_from=envelope.mail_from)  # fmt: skip
         self.in_flight += 1
         self.idle.clear()
         try:
@@ -169,6 +168,8 @@ class IntakeHandler:
         return f"250 2.0.0 Accepted as intake event {event_id}"
 
     def _accept(self, item: Delivery) -> tuple[int, IntakeStatus]:
+        # The header scan runs here, not on the listener's loop, which serves every session.
+        item = replace(item, external_id=message_id_of(item.raw))
         with transaction(self.sessions) as db:
             accepted = self.pipeline.accept(db, item)
             return accepted.id, accepted.status
