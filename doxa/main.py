@@ -51,7 +51,7 @@ class Runtime:
         # the server stores: writers from several processes would wait on SQLite's sleeping
         # busy handler instead of our writer gate. Either way no raw message is loaded here.
         pool = self.parsers
-        whole_events = pool is not None and settings.database_url.startswith("postgresql")
+        whole_events = pool is not None and settings.on_postgresql
         self.pipeline = build_pipeline(settings)
         if pool is None:
             process = None

@@ -134,6 +134,10 @@ class Settings(BaseSettings):
             raise ConfigError("JWT_SECRET: not set")
         return self.jwt_secret
 
+    @property
+    def on_postgresql(self) -> bool:
+        return self.database_url.startswith("postgresql")
+
     def mailbox(self, address: str) -> Mailbox | None:
         """The configured mailbox for an address, plus forms (`support+12@`) included."""
         local, _, domain = address.lower().partition("@")
