@@ -20,11 +20,15 @@ RUN pip install --no-cache-dir .
 # --- runtime: no compiler, no sources, an unprivileged user ---
 FROM python:3.11-slim
 
+# glibc otherwise raises its mmap threshold after the first large free and keeps later large
+# blocks (a 25 MiB message, its attachment) in the heap: measured, 79 MiB held after one such
+# message instead of 34.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PATH=/opt/venv/bin:$PATH \
     HTTP_HOST=0.0.0.0 \
-    SMTP_HOST=0.0.0.0
+    SMTP_HOST=0.0.0.0 \
+    MALLOC_MMAP_THRESHOLD_=1048576
 
 # /data is the working directory, so the SQLite default (sqlite:///./doxa.db) lands there
 # when DATABASE_URL is unset; mount a volume on it to keep that file.
