@@ -6,11 +6,12 @@ import functools
 import logging
 import multiprocessing as mp
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 from fastapi import APIRouter, FastAPI
 
@@ -33,6 +34,7 @@ from doxa.gateway.smtp import IntakeHandler, SmtpListener
 
 log = logging.getLogger(__name__)
 PARSE_TIMEOUT_SECONDS = 120  # a worker process busier than this with one message gives up on it
+T = TypeVar("T")
 
 DESCRIPTION = """Support tickets from email and web forms, classified by a local model.
 
@@ -51,20 +53,17 @@ class Runtime:
         # the server stores: writers from several processes would wait on SQLite's sleeping
         # busy handler instead of our writer gate. Either way no raw message is loaded here.
         pool = self.parsers
-        whole_events = pool is not None and settings.on_postgresql
         self.pipeline = build_pipeline(settings)
-        if pool is None:
-            process = None
-        elif whole_events:
-            process = functools.partial(_in_worker, pool)
-        else:
-            read = functools.partial(_read_in_worker, pool)
+        process: Callable[[int], IntakeStatus | None] | None = None
+        classify: Callable[[], int] | None = None
+        if pool is not None and settings.on_postgresql:
+            process = functools.partial(_in_worker, pool, _process_event)
+            classify = functools.partial(_in_worker, pool, _classify_pending)
+        elif pool is not None:
+            read = functools.partial(_in_worker, pool, _read_event, timeout=PARSE_TIMEOUT_SECONDS)
             process = functools.partial(process_event, context.sessions, self.pipeline, read=read)
         self.outbox = OutboxRunner(Outbox(settings, context.sessions))
-        self.triage = TriageRunner(
-            settings, context.sessions, executor=pool,
-            classify=functools.partial(_classify_in_worker, pool) if whole_events else None,
-        )  # fmt: skip
+        self.triage = TriageRunner(settings, context.sessions, executor=pool, classify=classify)
         self.worker = IntakeWorker(
             context.sessions, self.pipeline, after=self._processed, process=process
         )
@@ -187,39 +186,29 @@ def _worker() -> _WorkerProcess:
     return _WORKER
 
 
-def _in_worker(pool: Executor | None, event_id: int) -> IntakeStatus | None:
-    """Hand one event to a worker process and wait (the waiting thread holds no GIL)."""
-    if pool is None:
-        raise RuntimeError("no worker processes")
-    return pool.submit(_process_in_worker, event_id).result()
+def _in_worker(pool: Executor, call: Callable[..., T], *args: object,
+               timeout: float | None = None) -> T:  # fmt: skip
+    """Run `call` in a worker process and wait for it (the waiting thread holds no GIL)."""
+    try:
+        return pool.submit(call, *args).result(timeout)
+    except FuturesTimeout:
+        raise InvalidInput(f"gave up after {timeout} s in a worker process") from None
 
 
-def _process_in_worker(event_id: int) -> IntakeStatus | None:
+# What the worker processes run, each with that process's own context.
+
+
+def _process_event(event_id: int) -> IntakeStatus | None:
     worker = _worker()
     return process_event(worker.context.sessions, worker.pipeline, event_id)
 
 
-def _read_in_worker(pool: Executor, event_id: int) -> InboundMessage | None:
-    """Load and parse one event in a worker process (SQLite: the server stores the result)."""
-    try:
-        return pool.submit(_read_event_in_worker, event_id).result(PARSE_TIMEOUT_SECONDS)
-    except FuturesTimeout:
-        raise InvalidInput(f"parsing took over {PARSE_TIMEOUT_SECONDS} s") from None
-
-
-def _read_event_in_worker(event_id: int) -> InboundMessage | None:
+def _read_event(event_id: int) -> InboundMessage | None:
     worker = _worker()
     return read_event(worker.context.sessions, worker.pipeline, event_id)
 
 
-def _classify_in_worker(pool: Executor | None) -> int:
-    """One classification pass in a worker process; the number of tickets classified."""
-    if pool is None:
-        raise RuntimeError("no worker processes")
-    return pool.submit(_classify_pending_in_worker).result()
-
-
-def _classify_pending_in_worker() -> int:
+def _classify_pending() -> int:
     return _worker().triage.run_once()
 
 
