@@ -128,10 +128,14 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 LARGE_VALUE_BYTES = 4 * 2**20
 
 
+def is_postgresql(db: Session) -> bool:
+    return db.get_bind().dialect.name == "postgresql"
+
+
 def recycle_if_large(db: Session, size: int) -> None:
     """Have the pool replace this session's PostgreSQL connection at its next use if it moved
     `size` bytes."""
-    if size > LARGE_VALUE_BYTES and db.get_bind().dialect.name == "postgresql":
+    if size > LARGE_VALUE_BYTES and is_postgresql(db):
         db.connection().connection.invalidate(soft=True)
 
 
@@ -146,7 +150,7 @@ def large_value(db: Session, data: bytes | bytearray) -> Any:
     back as a subquery on it; as a parameter libpq would copy it whole into its send buffer.
     Anything else is returned as it is.
     """
-    if len(data) <= LARGE_VALUE_BYTES or db.get_bind().dialect.name != "postgresql":
+    if len(data) <= LARGE_VALUE_BYTES or not is_postgresql(db):
         return data
     driver = db.connection().connection.driver_connection
     if driver is None:

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from doxa.core.config import Settings
-from doxa.core.db import transaction, utcnow
+from doxa.core.db import is_postgresql, transaction, utcnow
 from doxa.core.enums import DeliveryState, Direction
 from doxa.core.errors import InvalidInput
 from doxa.core.intake.threads import SUBJECT_TOKEN
@@ -139,7 +139,7 @@ class Outbox:
             if message is None:
                 return False  # sent meanwhile, or another process holds it
             mail = compose(db, message, settings=self.settings)
-            if db.get_bind().dialect.name == "postgresql":
+            if is_postgresql(db):
                 return _deliver(relay, message, mail)  # the row lock spans the send
         # SQLite has one write lock for the whole file: never hold it across the network.
         # The process-wide lock keeps this process from sending the message twice.

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from doxa.core.db import (
     LARGE_VALUE_BYTES,
+    is_postgresql,
     large_value,
     make_engine,
     make_sessionmaker,
@@ -68,10 +69,6 @@ class TestLargeValue:
     def test_on_postgresql_a_large_value_is_streamed_not_bound(self, db: Session) -> None:
         value = large_value(db, os.urandom(LARGE_VALUE_BYTES + 1))
         assert isinstance(value, (bytes, bytearray)) is not is_postgresql(db)
-
-
-def is_postgresql(db: Session) -> bool:
-    return db.get_bind().dialect.name == "postgresql"
 
 
 class TestWriterGate:

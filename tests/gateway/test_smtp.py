@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
+from doxa.core.db import LARGE_VALUE_BYTES
 from doxa.core.enums import ClassificationState, IntakeStatus, Role, Status, ThreadedBy
 from doxa.core.intake.models import IntakeEvent
 from doxa.core.tickets.models import Attachment
@@ -355,6 +356,23 @@ class TestFaults:
         assert smtp.send(message("after")) == {}
         smtp.settle()
         assert sorted(t.subject for t in smtp.tickets()) == ["after", "before"]
+
+    def test_a_streamed_message_gets_451_while_the_database_is_gone_and_is_kept_whole_after(
+        self, smtp: Smtp
+    ) -> None:
+        if smtp.context.engine.dialect.name != "postgresql":
+            pytest.skip("needs a database server to take away")
+        raw = message("large", ("y" * 998 + "\r\n") * 4300).encode()
+        assert len(raw) > LARGE_VALUE_BYTES  # stored by COPY, not as a parameter
+        with _database_refusing_connections(smtp.context.engine.url):
+            with pytest.raises(smtplib.SMTPDataError) as refused:
+                smtp.send(raw)
+            assert refused.value.smtp_code == 451
+        assert smtp.send(raw) == {}
+        [event] = smtp.settle()
+        with smtp.context.sessions() as db:
+            assert db.get_one(IntakeEvent, event.id).raw == raw
+        assert [t.subject for t in smtp.tickets()] == ["large"]
 
     def test_unparseable_message_is_kept_failed_and_can_be_reprocessed(
         self, smtp: Smtp, make_user: MakeUser

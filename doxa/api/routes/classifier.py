@@ -46,6 +46,6 @@ def classify(
     """Classify the ticket again now; below the threshold it goes (back) to triage."""
     threshold = context.settings.ai_confidence_threshold
     ticket = service.reclassify(
-        db, ticket_id, triage.triage.model(db), actor=staff, threshold=threshold
+        db, ticket_id, triage.local.model(db), actor=staff, threshold=threshold
     )
     return TicketRead.model_validate(ticket)

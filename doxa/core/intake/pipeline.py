@@ -24,7 +24,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from doxa.core.config import Settings
-from doxa.core.db import large_value, utcnow
+from doxa.core.db import is_postgresql, large_value, utcnow
 from doxa.core.enums import Channel, IntakeStatus
 from doxa.core.errors import Conflict, NotFound
 from doxa.core.intake import delivery
@@ -72,8 +72,7 @@ class Accepted:
 
 def _insert(db: Session) -> Any:
     """The backend's INSERT, which knows ON CONFLICT (PostgreSQL and SQLite alike)."""
-    dialect = db.get_bind().dialect.name
-    return (pg_insert if dialect == "postgresql" else sqlite_insert)(IntakeEvent)
+    return (pg_insert if is_postgresql(db) else sqlite_insert)(IntakeEvent)
 
 
 def message_id_of(raw: bytes | bytearray) -> str | None:

@@ -7,6 +7,7 @@ import re
 from sqlalchemy import ColumnElement, Select, func, literal_column, text
 from sqlalchemy.orm import Session
 
+from doxa.core.db import is_postgresql
 from doxa.core.schemas import MAX_PAGE_SIZE, Page, decode_cursor, encode_cursor
 from doxa.core.tickets.access import readable_by
 from doxa.core.tickets.models import Ticket
@@ -62,7 +63,7 @@ def _matching(db: Session, query: Select[Ticket], q: str) -> Select[Ticket]:
 
 
 def _fts_condition(db: Session, terms: list[str]) -> ColumnElement[bool]:
-    if db.get_bind().dialect.name == "postgresql":
+    if is_postgresql(db):
         # The generated, GIN-indexed column the migration adds (not mapped: PostgreSQL only).
         vector: ColumnElement[str] = literal_column("ticket.search_vector")
         tsquery = func.to_tsquery(

@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from doxa.core.config import Settings
-from doxa.core.db import transaction
+from doxa.core.db import is_postgresql, transaction
 from doxa.core.errors import Conflict
 from doxa.core.triage import store
 from doxa.core.triage.llm import ChatClassifier
@@ -80,7 +80,7 @@ class Triage:
         # Trained and committed on its own: one thread per process, one process per database
         # (an advisory lock on PostgreSQL), so concurrent first calls never train twice.
         with self._model_lock, transaction(self.sessions) as own:
-            if own.get_bind().dialect.name == "postgresql":
+            if is_postgresql(own):
                 own.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SEED_LOCK_KEY})
             return store.ensure_model(own, threshold=self.settings.ai_confidence_threshold)
 
@@ -97,8 +97,8 @@ class TriageRunner:
                  classify: Callable[[], int] | None = None) -> None:  # fmt: skip
         self.settings, self.sessions, self.every = settings, sessions, every
         self.executor = executor  # where retraining runs (a worker process), if anywhere
-        self.triage = Triage(settings, sessions)
-        self.classify = classify or self.triage.run_once
+        self.local = Triage(settings, sessions)  # this process's classifier
+        self.classify = classify or self.local.run_once
         self.training = False
         self._kick = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -149,11 +149,11 @@ class TriageRunner:
             await asyncio.gather(self._task, return_exceptions=True)
         if self._training_task is not None:  # a thread cannot be cancelled: let it finish
             await asyncio.gather(self._training_task, return_exceptions=True)
-        self.triage.close()
+        self.local.close()
 
     async def _run(self) -> None:
         try:  # a fresh install trains its first model from the seed set now, not on demand
-            await anyio.to_thread.run_sync(self.triage.ensure_model)
+            await anyio.to_thread.run_sync(self.local.ensure_model)
         except Exception:
             log.exception("could not load or train the classifier; retrying on the next run")
         while True:  # the first pass, at start-up, takes what a crash left pending
