@@ -387,6 +387,7 @@ def upgrade() -> None:
     with op.batch_alter_table("attachment", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_attachment_message_id"), ["message_id"], unique=False)
     _create_search_index()
+    _compress_blobs_with_lz4()
 
 
 def downgrade() -> None:
@@ -467,3 +468,21 @@ def _drop_search_index() -> None:
         for name in ("ticket_fts_insert", "ticket_fts_delete", "ticket_fts_update"):
             op.execute(f"DROP TRIGGER IF EXISTS {name}")
         op.execute("DROP TABLE IF EXISTS ticket_fts")
+
+
+# PostgreSQL's default TOAST compression (pglz) cost about 3x the CPU of lz4 on the SMTP
+# benchmark's mail (1.29 s against 0.44 s for 400 messages, 60 MiB) while every SMTP commit
+# waits on it. A server built without lz4 keeps pglz.
+_LZ4_COLUMNS = (("intake_event", "raw"), ("attachment", "content"))
+
+
+def _compress_blobs_with_lz4() -> None:
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    for table, column in _LZ4_COLUMNS:
+        op.execute(f"""
+            DO $$ BEGIN
+                ALTER TABLE {table} ALTER COLUMN {column} SET COMPRESSION lz4;
+            EXCEPTION WHEN feature_not_supported THEN
+                RAISE NOTICE 'lz4 not supported here; {table}.{column} keeps the default';
+            END $$""")  # fmt: skip
