@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import secrets
 from dataclasses import dataclass
@@ -26,6 +27,15 @@ class ConfigError(Exception):
 class Mailbox:
     address: str
     category: str | None = None
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _comma_list(value: object) -> object:
+    if isinstance(value, str):
+        return tuple(filter(None, (part.strip() for part in value.split(","))))
+    return value
 
 
 class Settings(BaseSettings):
@@ -56,6 +66,12 @@ class Settings(BaseSettings):
     doxa_admin_email: str | None = None
     doxa_admin_password: str | None = None
     sender_hourly_limit: int = Field(20, ge=1)
+    # Trust (SPEC "Who wrote it"): an Authentication-Results header is believed only when its
+    # authserv-id is listed here and the message came from one of these relays.
+    trusted_authserv_ids: Annotated[tuple[str, ...], NoDecode] = ()
+    trusted_relays: Annotated[tuple[IPNetwork, ...], NoDecode] = ()
+    ack_hourly_limit_per_recipient: int = Field(3, ge=0)
+    ack_hourly_limit: int = Field(200, ge=0)
     # "local": the trainable model; "openai": an OpenAI-compatible endpoint, local as fallback;
     # "none": tickets stay pending (classification switched off).
     ai_provider: Literal["local", "openai", "none"] = "local"
@@ -76,6 +92,23 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         # `JWT_SECRET=` in a copied .env must mean "not set", never an empty signing key.
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("trusted_authserv_ids", mode="before")
+    @classmethod
+    def _parse_authserv_ids(cls, value: object) -> object:
+        value = _comma_list(value)
+        return tuple(str(v).lower() for v in value) if isinstance(value, tuple) else value
+
+    @field_validator("trusted_relays", mode="before")
+    @classmethod
+    def _parse_networks(cls, value: object) -> object:
+        value = _comma_list(value)
+        if not isinstance(value, tuple):
+            return value
+        try:
+            return tuple(ipaddress.ip_network(str(v), strict=False) for v in value)
+        except ValueError as exc:
+            raise ValueError(f"not an IP address or network: {exc}") from None
 
     @field_validator("support_addresses", mode="before")
     @classmethod

@@ -52,7 +52,11 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine tuned for the backend: WAL and foreign keys on SQLite, pre-ping on PostgreSQL."""
+    """An engine tuned for the backend: WAL and foreign keys on SQLite, pre-ping on PostgreSQL.
+
+    Parameters never reach a log or an error text: they carry mail bodies and addresses.
+    """
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs

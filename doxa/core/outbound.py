@@ -23,10 +23,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from doxa.core.config import Settings
-from doxa.core.db import is_postgresql, transaction, utcnow
+from doxa.core.db import is_postgresql, transaction
 from doxa.core.enums import DeliveryState, Direction
 from doxa.core.errors import InvalidInput
 from doxa.core.intake.threads import SUBJECT_TOKEN
+from doxa.core.message_ids import new_message_id
 from doxa.core.tickets.models import Message, Ticket
 
 log = logging.getLogger(__name__)
@@ -75,15 +76,13 @@ def compose(db: Session, message: Message, *, settings: Settings) -> EmailMessag
     mailbox = ticket.mailbox or settings.support_addresses[0].address
     local, _, domain = mailbox.partition("@")
     if message.message_id is None:
-        message.message_id = f"doxa.{ticket.id}.{message.id}.{utcnow():%Y%m%d%H%M%S}@{domain}"
+        message.message_id = new_message_id(settings.secret, ticket_id=ticket.id, domain=domain)
     earlier, answering = _earlier_ids(db, message)
     mail = EmailMessage()
     mail["From"] = formataddr(("Support", mailbox))
     mail["Reply-To"] = f"{local}+{ticket.id}@{domain}"  # threads even if headers are lost
     mail["To"] = ticket.requester.email
-    subject = ticket.subject
-    if not SUBJECT_TOKEN.search(subject):
-        subject = f"{ticket.reference} {subject}"
+    subject = outbound_subject(ticket)
     mail["Subject"] = subject if message.author_id is None else f"Re: {subject}"
     mail["Message-ID"] = f"<{message.message_id}>"
     mail["Date"] = format_datetime(message.created_at)
@@ -95,6 +94,13 @@ def compose(db: Session, message: Message, *, settings: Settings) -> EmailMessag
         mail["X-Auto-Response-Suppress"] = "All"
     mail.set_content(message.body)
     return mail
+
+
+def outbound_subject(ticket: Ticket) -> str:
+    """`[#id] subject`: this ticket's reference only, even if the customer's subject carried
+    another ticket's (a reply to it would otherwise thread there)."""
+    subject = " ".join(SUBJECT_TOKEN.sub(" ", ticket.subject).split())
+    return f"{ticket.reference} {subject}".strip()
 
 
 def _earlier_ids(db: Session, message: Message) -> tuple[list[str], str | None]:
@@ -127,7 +133,20 @@ class Outbox:
                     select(Message.id).where(Message.delivery_state == DeliveryState.QUEUED)
                     .order_by(Message.id).limit(limit)
                 ))  # fmt: skip
-            return sum(self._send_one(relay, message_id) for message_id in ids)
+            return sum(self._send_or_fail(relay, message_id) for message_id in ids)
+
+    def _send_or_fail(self, relay: Relay, message_id: int) -> bool:
+        """One message's fault stays with it: it is marked failed and the queue moves on."""
+        try:
+            return self._send_one(relay, message_id)
+        except Exception as exc:
+            log.warning("outbound message %s failed: %s", message_id, type(exc).__name__)
+            with transaction(self.sessions) as db:
+                message = db.get(Message, message_id)
+                if message is not None and message.delivery_state is DeliveryState.QUEUED:
+                    message.delivery_state = DeliveryState.FAILED
+                    message.delivery_error = f"cannot be composed or sent: {exc}"[:2000]
+            return False
 
     def _send_one(self, relay: Relay, message_id: int) -> bool:
         with transaction(self.sessions) as db:

@@ -28,6 +28,19 @@ def _no_nul(value: str) -> str:
 # Put it after StringConstraints: constraints placed after a validator are not applied.
 NoNul = AfterValidator(_no_nul)
 
+# Every separator str.splitlines() knows: any of them in a subject or a name would end up in a
+# mail header (header injection, or a message that cannot be composed at all).
+LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+def _one_line(value: str) -> str:
+    if not LINE_BREAKS.isdisjoint(value):
+        raise ValueError("must be a single line (no line breaks)")
+    return value
+
+
+OneLine = AfterValidator(_one_line)
+
 
 class Page(BaseModel, Generic[T]):
     items: list[T]

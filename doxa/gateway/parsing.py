@@ -17,7 +17,7 @@ from collections.abc import Callable
 from doxa.core.errors import InvalidInput
 from doxa.core.intake.inbound import InboundMessage
 from doxa.core.intake.pipeline import RawEvent
-from doxa.gateway.mime.addresses import identity
+from doxa.gateway.mime.addresses import copied, identity
 from doxa.gateway.mime.bodies import MAX_DEPTH, MAX_TEXT_CHARS, Body, texts, walk_safely
 from doxa.gateway.mime.charsets import decode_bytes
 from doxa.gateway.mime.headers import (
@@ -59,13 +59,14 @@ def parse_email(raw: bytes, *, max_attachment_bytes: int) -> InboundMessage:
     message, notes = load_message(raw)
     hint = charset_hint(message)
     body = Body(notes=notes)
-    sender_email, sender_name, from_email = identity(message, body.notes, hint)
+    sender_email, sender_name, reply_to = identity(message, body.notes, hint)
     walk_safely(message, body, max_attachment_bytes)
     plain, html = texts(body)
     return InboundMessage(
         sender_email=sender_email,
         sender_name=sender_name,
-        from_email=from_email,
+        reply_to=reply_to,
+        cc=copied(message, hint),
         subject=single_line(header(message, "subject", hint), MAX_SUBJECT_CHARS) or NO_SUBJECT,
         text=plain,
         html=html,

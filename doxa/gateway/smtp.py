@@ -158,8 +158,10 @@ class IntakeHandler:
         raw = envelope.original_content or b""
         if len(raw) > self.settings.max_message_bytes:
             return TOO_BIG
+        # The peer decides whether its Authentication-Results header is believed (TRUSTED_RELAYS).
+        peer = session.peer[0] if isinstance(session.peer, tuple) else None
         item = Delivery(channel=Channel.EMAIL, raw=raw, recipients=list(envelope.rcpt_tos),
-                        envelope_from=envelope.mail_from)  # fmt: skip
+                        envelope_from=envelope.mail_from, extra={"peer": peer})  # fmt: skip
         self.in_flight += 1
         self.idle.clear()
         try:

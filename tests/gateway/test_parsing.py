@@ -166,7 +166,7 @@ def _compare(
     found: list[str] = []
     if _norm(message.subject) != (_norm(subject) or "(no subject)"):
         found.append("subject")
-    if message.from_email != sender.lower():
+    if message.sender_email != sender.lower():
         found.append("from")
     ours = Counter(a.filename for a in message.attachments)
     named = Counter(name for name in names if name)
@@ -192,10 +192,10 @@ class TestParseEmailBasics:
                 "Date: Mon, 1 Jan 2024 10:00:00 +0000",
             )
         )
-        assert (msg.sender_email, msg.sender_name, msg.from_email) == (
+        assert (msg.sender_email, msg.sender_name, msg.reply_to) == (
             "alice@example.com",
             "Alice",
-            "alice@example.com",
+            None,
         )
         assert (msg.subject, msg.text, msg.html, msg.message_id) == (
             "Printer",
@@ -214,16 +214,26 @@ class TestParseEmailBasics:
         with pytest.raises(InvalidInput):
             parse(b"Just some words\nand more words\n")
 
-    def test_reply_to_wins_for_the_sender(self, parse: Parse) -> None:
+    def test_reply_to_never_becomes_the_author(self, parse: Parse) -> None:
         msg = parse(mail("Reply-To: Bob <BOB@Example.COM>", "Subject: x"))
-        assert (msg.sender_email, msg.sender_name, msg.from_email) == (
-            "bob@example.com",
-            "Bob",
+        assert (msg.sender_email, msg.sender_name, msg.reply_to) == (
             "alice@example.com",
+            "Alice",
+            "bob@example.com",
         )
 
-    def test_invalid_reply_to_falls_back_to_from(self, parse: Parse) -> None:
-        assert parse(mail("Reply-To: not an address")).sender_email == "alice@example.com"
+    def test_invalid_reply_to_is_ignored(self, parse: Parse) -> None:
+        msg = parse(mail("Reply-To: not an address"))
+        assert (msg.sender_email, msg.reply_to) == ("alice@example.com", None)
+
+    def test_cc_addresses_are_read_in_order_without_repeats(self, parse: Parse) -> None:
+        msg = parse(mail("Cc: Bob <BOB@x.test>, carol@y.test, bob@x.test", "Subject: x"))
+        assert msg.cc == ["bob@x.test", "carol@y.test"]
+
+    def test_topmost_authentication_results_is_kept_whole(self, parse: Parse) -> None:
+        top = "mx.ours.test; dkim=pass header.d=example.com; spf=pass " + "x" * 1500
+        msg = parse(mail(f"Authentication-Results: {top}", "Authentication-Results: forged; x"))
+        assert msg.headers["authentication-results"] == top
 
     def test_missing_from_is_noted(self, parse: Parse) -> None:
         msg = parse(b"Subject: hi\r\n\r\nbody\r\n")

@@ -99,6 +99,7 @@ def upgrade() -> None:
         sa.Column("mailbox", sa.String(length=320), nullable=True),
         sa.Column("pinned_category", sa.String(length=64), nullable=True),
         sa.Column("previous_ticket_id", sa.Integer(), nullable=True),
+        sa.Column("cc", sa.JSON(), nullable=False),
         sa.Column("needs_triage", sa.Boolean(), nullable=False),
         sa.Column(
             "classification_state",
@@ -252,6 +253,12 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("processed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("released_by_id", sa.Integer(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["released_by_id"],
+            ["user.id"],
+            name=op.f("fk_intake_event_released_by_id_user"),
+        ),
         sa.ForeignKeyConstraint(
             ["duplicate_of_id"],
             ["intake_event.id"],
@@ -361,6 +368,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_message")),
     )
     with op.batch_alter_table("message", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_message_direction_created_at"), ["direction", "created_at"], unique=False
+        )
         batch_op.create_index(batch_op.f("ix_message_message_id"), ["message_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_message_ticket_id"), ["ticket_id"], unique=False)
 
@@ -399,6 +409,7 @@ def downgrade() -> None:
     with op.batch_alter_table("message", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_message_ticket_id"))
         batch_op.drop_index(batch_op.f("ix_message_message_id"))
+        batch_op.drop_index(batch_op.f("ix_message_direction_created_at"))
 
     op.drop_table("message")
     with op.batch_alter_table("ticket_event", schema=None) as batch_op:

@@ -49,3 +49,24 @@ def reprocess(
 
     background.add_task(submit)
     return IntakeEventRead.model_validate(event)
+
+
+@router.post("/{event_id}/release", status_code=202)
+def release(
+    event_id: IdPath,
+    db: SessionDep,
+    admin: AdminUser,
+    pipeline: PipelineDep,
+    worker: WorkerDep,
+    background: BackgroundTasks,
+) -> IntakeEventRead:
+    """Process a held event as ordinary mail (a loop, rate or trust rule held a real
+    customer); poll it for the outcome."""
+    service.get_event(db, event_id, actor=admin)
+    event = pipeline.release(db, event_id, actor_id=admin.id)
+
+    async def submit() -> None:  # after the response (so after the commit), on the loop
+        worker.submit(event_id)
+
+    background.add_task(submit)
+    return IntakeEventRead.model_validate(event)

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from doxa.core.config import Settings
+from doxa.core.db import utcnow
 from doxa.core.enums import ClassificationState, DeliveryState, Direction, IntakeStatus, Status
-from doxa.core.intake.inbound import InboundMessage
+from doxa.core.intake.inbound import MAX_CC, InboundMessage
 from doxa.core.intake.models import IntakeEvent
 from doxa.core.intake.text import strip_reply
 from doxa.core.intake.threads import Thread
+from doxa.core.message_ids import new_message_id
 from doxa.core.tickets.models import Attachment, Message, Ticket
 from doxa.core.tickets.service import add_text, record
 from doxa.core.users import service as users
@@ -21,6 +24,12 @@ ACKNOWLEDGMENT = (
     "Thank you for your message. We have opened ticket {reference} and will answer soon.\n"
     "Please keep {reference} in the subject when you write about this request."
 )
+ACKNOWLEDGMENT_NOTE = "automatic acknowledgment"
+# Why an acknowledgment was recorded but not sent (Message.delivery_error).
+CAP = "cap"
+REPLY_TO_ELSEWHERE = "reply_to_elsewhere"
+# Acknowledgments that count towards the hourly caps: the ones that went, or were to go, out.
+_COUNTED_STATES = (DeliveryState.QUEUED, DeliveryState.SENT, DeliveryState.FAILED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,58 +39,108 @@ class Outcome:
 
 
 def deliver(
-    db: Session, event: IntakeEvent, msg: InboundMessage, thread: Thread, *, settings: Settings
+    db: Session,
+    event: IntakeEvent,
+    msg: InboundMessage,
+    thread: Thread,
+    *,
+    settings: Settings,
+    authenticated: bool = False,
+    notes: tuple[str, ...] = (),
 ) -> Outcome:
+    """A follow-up when a participant names an open ticket; otherwise a new ticket, linked to
+    the one named (closed, or not the author's to write into)."""
     ticket = thread.ticket
-    if ticket is not None and ticket.status is not Status.CLOSED:
-        _store(db, ticket, event, msg, body=strip_reply(msg.text) or msg.text, thread=thread)
+    if ticket is not None and thread.participant and ticket.status is not Status.CLOSED:
+        body = strip_reply(msg.text) or msg.text
+        _store(db, ticket, event, msg, body=body, thread=thread, notes=notes)
+        _copy(ticket, msg, settings=settings)
         _reopen(db, ticket)
         return Outcome(IntakeStatus.FOLLOWUP, ticket)
-    # A reply to a closed ticket starts a new one that points back to it.
-    new = _open(db, event, msg, settings=settings, previous=ticket)
+    new = _open(db, event, msg, settings=settings, previous=ticket, notes=notes)
+    _acknowledge(db, new, msg, settings=settings, authenticated=authenticated)
     return Outcome(IntakeStatus.TICKET_CREATED, new)
 
 
 def _open(
-    db: Session, event: IntakeEvent, msg: InboundMessage, *, settings: Settings,
+    db: Session,
+    event: IntakeEvent,
+    msg: InboundMessage,
+    *,
+    settings: Settings,
     previous: Ticket | None,
-) -> Ticket:  # fmt: skip
+    notes: tuple[str, ...],
+) -> Ticket:
     requester = users.requester_for(db, email=msg.sender_email, name=msg.sender_name)
     box = settings.mailbox(event.mailbox) if event.mailbox else None
     ticket = Ticket(
-        subject=msg.subject, channel=event.channel, requester=requester, mailbox=event.mailbox,
-        pinned_category=box.category if box else None, category=box.category if box else None,
+        subject=msg.subject,
+        channel=event.channel,
+        requester=requester,
+        mailbox=event.mailbox,
+        pinned_category=box.category if box else None,
+        category=box.category if box else None,
         previous_ticket_id=previous and previous.id,
-        classification_state=ClassificationState.PENDING, meta=dict(event.extra.get("fields", {})),
+        classification_state=ClassificationState.PENDING,
+        meta=dict(event.extra.get("fields", {})),
         search_text=msg.subject,
-    )  # fmt: skip
+        cc=[],
+    )
     db.add(ticket)
     db.flush()
-    _store(db, ticket, event, msg, body=msg.text, thread=None)
+    _store(db, ticket, event, msg, body=msg.text, thread=None, notes=notes)
+    _copy(ticket, msg, settings=settings)
     record(db, ticket, actor=None, field="created", old=None, new=ticket.status)
-    _acknowledge(db, ticket, msg, settings=settings)
     return ticket
 
 
+def _copy(ticket: Ticket, msg: InboundMessage, *, settings: Settings) -> None:
+    """Record the message's Cc: addresses as participants (never our own mailboxes)."""
+    known = set(ticket.cc or []) | {ticket.requester.email, msg.sender_email}
+    new = [a for a in msg.cc if a not in known and settings.mailbox(a) is None]
+    if new:
+        ticket.cc = [*(ticket.cc or []), *new][:MAX_CC]
+
+
 def _store(
-    db: Session, ticket: Ticket, event: IntakeEvent, msg: InboundMessage, *, body: str,
+    db: Session,
+    ticket: Ticket,
+    event: IntakeEvent,
+    msg: InboundMessage,
+    *,
+    body: str,
     thread: Thread | None,
-) -> Message:  # fmt: skip
+    notes: tuple[str, ...],
+) -> Message:
     author = users.requester_for(db, email=msg.sender_email, name=msg.sender_name)
     message = Message(
-        ticket_id=ticket.id, author_id=author.id, direction=Direction.IN, internal=False,
-        body=body, full_body=msg.text, html=msg.html, message_id=msg.message_id,
+        ticket_id=ticket.id,
+        author_id=author.id,
+        direction=Direction.IN,
+        internal=False,
+        body=body,
+        full_body=msg.text,
+        html=msg.html,
+        message_id=msg.message_id,
         in_reply_to=msg.in_reply_to[0] if msg.in_reply_to else None,
-        threaded_by=thread.rule if thread else "new", notes=list(msg.notes),
+        threaded_by=thread.rule if thread else "new",
+        notes=[*notes, *msg.notes],
         intake_event_id=event.id,
-    )  # fmt: skip
+    )
     add_text(db, ticket, message)
     for part in msg.attachments:
-        db.add(Attachment(
-            message_id=message.id, filename=part.filename, content_type=part.content_type,
-            size=part.size, sha256=part.sha256, content_id=part.content_id, inline=part.inline,
-            content=part.content,
-        ))  # fmt: skip
+        db.add(
+            Attachment(
+                message_id=message.id,
+                filename=part.filename,
+                content_type=part.content_type,
+                size=part.size,
+                sha256=part.sha256,
+                content_id=part.content_id,
+                inline=part.inline,
+                content=part.content,
+            )
+        )
     db.flush()
     return message
 
@@ -93,15 +152,57 @@ def _reopen(db: Session, ticket: Ticket) -> None:
         ticket.status = Status.OPEN
 
 
-def _acknowledge(db: Session, ticket: Ticket, msg: InboundMessage, *, settings: Settings) -> None:
-    """Record the automatic answer; it threads the customer's reply back by its Message-ID."""
+def _acknowledge(
+    db: Session, ticket: Ticket, msg: InboundMessage, *, settings: Settings, authenticated: bool
+) -> None:
+    """Record the automatic answer to the From: address; it threads the customer's reply back.
+
+    Whether it may go out is decided here, so DOXA cannot be made to mail third parties: a
+    Reply-To elsewhere (From: may be someone else's address) or an hourly cap stops it.
+    """
     domain = (ticket.mailbox or settings.support_addresses[0].address).rpartition("@")[2]
     body = ACKNOWLEDGMENT.format(reference=ticket.reference)
-    db.add(Message(
-        ticket_id=ticket.id, author_id=None, direction=Direction.OUT, internal=False,
-        body=body, full_body=body, message_id=f"doxa.{ticket.id}.{secrets.token_hex(8)}@{domain}",
-        in_reply_to=msg.message_id, notes=["automatic acknowledgment"],
-        delivery_state=DeliveryState.QUEUED if settings.outbound_smtp_url
-        else DeliveryState.NOT_SENT,
-    ))  # fmt: skip
+    held = _why_not_send(db, ticket, msg, settings=settings, authenticated=authenticated)
+    sendable = settings.outbound_smtp_url is not None and held is None
+    db.add(
+        Message(
+            ticket_id=ticket.id,
+            author_id=None,
+            direction=Direction.OUT,
+            internal=False,
+            body=body,
+            full_body=body,
+            message_id=new_message_id(settings.secret, ticket_id=ticket.id, domain=domain),
+            in_reply_to=msg.message_id,
+            notes=[ACKNOWLEDGMENT_NOTE],
+            delivery_state=DeliveryState.QUEUED if sendable else DeliveryState.NOT_SENT,
+            delivery_error=held,
+        )
+    )
     db.flush()
+
+
+def _why_not_send(
+    db: Session, ticket: Ticket, msg: InboundMessage, *, settings: Settings, authenticated: bool
+) -> str | None:
+    if msg.reply_to and msg.reply_to != msg.sender_email and not authenticated:
+        return REPLY_TO_ELSEWHERE
+    since = utcnow() - timedelta(hours=1)
+    acks = (
+        select(func.count())
+        .select_from(Message)
+        .where(
+            Message.direction == Direction.OUT,
+            Message.created_at >= since,
+            Message.author_id.is_(None),
+            Message.delivery_state.in_(_COUNTED_STATES),
+        )
+    )
+    if (db.scalar(acks) or 0) >= settings.ack_hourly_limit:
+        return CAP
+    mine = acks.join(Ticket, Ticket.id == Message.ticket_id).where(
+        Ticket.requester_id == ticket.requester_id
+    )
+    if (db.scalar(mine) or 0) >= settings.ack_hourly_limit_per_recipient:
+        return CAP
+    return None

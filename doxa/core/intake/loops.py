@@ -78,7 +78,7 @@ def _is_bounce(msg: InboundMessage) -> bool:
     # Anchored: a customer may well write "my parcel was undeliverable" mid-subject.
     if any(name in msg.headers for name in _BOUNCE_HEADERS) or _BOUNCE_SUBJECT.match(msg.subject):
         return True
-    return any(_DAEMON.match(address) for address in (msg.from_email, msg.sender_email))
+    return bool(_DAEMON.match(msg.sender_email))
 
 
 def _is_auto_reply(msg: InboundMessage) -> bool:

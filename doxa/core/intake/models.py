@@ -40,6 +40,8 @@ class IntakeEvent(Base):
     attempts: Mapped[int] = mapped_column(default=0)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # An admin vouched for a held message: it is processed without the hold rules.
+    released_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
 
     __table_args__ = (
         Index(None, "status", "id"),

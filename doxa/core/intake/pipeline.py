@@ -25,16 +25,18 @@ from sqlalchemy.orm import Session
 
 from doxa.core.config import Settings
 from doxa.core.db import is_postgresql, large_value, utcnow
-from doxa.core.enums import Channel, IntakeStatus
+from doxa.core.enums import Channel, IntakeStatus, ThreadedBy
 from doxa.core.errors import Conflict, NotFound
 from doxa.core.intake import delivery
-from doxa.core.intake.inbound import InboundMessage, without_nul
+from doxa.core.intake.inbound import InboundMessage, sanitized
 from doxa.core.intake.loops import loop_reason
 from doxa.core.intake.models import IntakeEvent
-from doxa.core.intake.threads import find_thread
+from doxa.core.intake.threads import Thread, find_thread
+from doxa.core.intake.trust import Assessment, assess
 from doxa.core.tickets.models import Message
 
 MAX_ERROR_CHARS = 4000
+NOT_A_PARTICIPANT = "not_a_participant"
 # Statuses that count towards a sender's hourly allowance.
 _COUNTED = (IntakeStatus.TICKET_CREATED, IntakeStatus.FOLLOWUP, IntakeStatus.HELD)
 
@@ -141,7 +143,7 @@ class Pipeline:
         return RawEvent(event.id, event.channel, event.raw, dict(event.extra or {}))
 
     def normalize(self, raw: RawEvent) -> InboundMessage:
-        return without_nul(self.normalizers[raw.channel](raw))
+        return sanitized(self.normalizers[raw.channel](raw))
 
     def apply(self, db: Session, event_id: int, msg: InboundMessage) -> IntakeEvent | None:
         """Decide what the message is and make it so; None when another worker got there first."""
@@ -149,15 +151,20 @@ class Pipeline:
             return None
         event = db.get_one(IntakeEvent, event_id)
         event.sender, event.processed_at = msg.sender_email or None, utcnow()
-        reason = self._hold_reason(db, event, msg)
+        trust = assess(db, event, msg, self.settings)
+        reason = None if event.released_by_id else self._hold_reason(db, event, msg, trust)
         if reason is not None:
             event.status, event.reason = IntakeStatus.HELD, reason
         elif self._seen(db, msg):
             event.status, event.reason = IntakeStatus.DUPLICATE, "message_id"
         else:
-            thread = find_thread(db, msg, recipients=event.envelope_to)
-            outcome = delivery.deliver(db, event, msg, thread, settings=self.settings)
+            thread = self._thread(db, event, msg)
+            outcome = delivery.deliver(
+                db, event, msg, thread, settings=self.settings,
+                authenticated=trust.authenticated, notes=trust.notes,
+            )  # fmt: skip
             event.status, event.ticket_id = outcome.status, outcome.ticket.id
+            event.reason = None if thread.participant else NOT_A_PARTICIPANT
         event.error = None
         db.flush()
         return event
@@ -173,14 +180,23 @@ class Pipeline:
         )
         return bool(getattr(claimed, "rowcount", 0) == 1)
 
-    def _hold_reason(self, db: Session, event: IntakeEvent, msg: InboundMessage) -> str | None:
+    def _thread(self, db: Session, event: IntakeEvent, msg: InboundMessage) -> Thread:
+        if event.channel is Channel.FORM:  # a typed address proves nothing: always a new ticket
+            return Thread(None, ThreadedBy.NEW)
+        return find_thread(db, msg, recipients=event.envelope_to, secret=self.settings.secret)
+
+    def _hold_reason(
+        self, db: Session, event: IntakeEvent, msg: InboundMessage, trust: Assessment
+    ) -> str | None:
         reason = loop_reason(msg, envelope_from=event.envelope_from)
         if reason is not None:
             return reason
-        if self.settings.mailbox(msg.sender_email) or self.settings.mailbox(msg.from_email):
+        if self.settings.mailbox(msg.sender_email):
             return "loop"  # mail from one of our own addresses
         if not msg.sender_email:
             return "no_sender"
+        if trust.hold is not None:
+            return trust.hold
         return "rate_limited" if self._over_rate(db, event, msg.sender_email) else None
 
     def _over_rate(self, db: Session, event: IntakeEvent, sender: str) -> bool:
@@ -217,6 +233,17 @@ class Pipeline:
         if event.status is not IntakeStatus.FAILED:
             raise Conflict(f"only failed events are reprocessed; this one is {event.status}")
         event.status, event.error = IntakeStatus.RECEIVED, None
+        db.flush()
+        return event
+
+    def release(self, db: Session, event_id: int, *, actor_id: int) -> IntakeEvent:
+        """Process a held event as ordinary mail: an admin says a hold rule was wrong."""
+        event = db.get(IntakeEvent, event_id)
+        if event is None:
+            raise NotFound(f"intake event {event_id} not found")
+        if event.status is not IntakeStatus.HELD:
+            raise Conflict(f"only held events are released; this one is {event.status}")
+        event.status, event.released_by_id = IntakeStatus.RECEIVED, actor_id
         db.flush()
         return event
 

@@ -25,3 +25,4 @@ class IntakeEventRead(BaseModel):
     attempts: int
     received_at: datetime
     processed_at: datetime | None
+    released_by_id: int | None

@@ -39,8 +39,18 @@ _STYLE_PROPERTIES = {
     "text-align", "text-decoration", "vertical-align", "white-space", "width", "height",
     "margin", "margin-left", "margin-right", "margin-top", "margin-bottom", "padding",
     "padding-left", "padding-right", "padding-top", "padding-bottom", "border",
-    "border-collapse", "line-height", "list-style-type", "display",
+    "border-collapse", "line-height", "list-style-type",
 }  # fmt: skip
+# Declarations that hide text from the agent while a filter or the classifier still reads it:
+# zero-size or transparent text, invisible boxes. Not "display", which is left out above.
+_HIDING = re.compile(
+    r"^(?:font-size\s*:\s*0*\.?0*(?:px|pt|em|rem|%)?|(?:color|background-color)\s*:\s*"
+    r"(?:transparent|rgba\([^)]*,\s*0*\.?0+\s*\)))\s*$",
+    re.IGNORECASE,
+)
+# An <img> in nh3's output: attributes are always double-quoted there.
+_IMG = re.compile(r"<img((?:\s+[a-z-]+=\"[^\"]*\")*)\s*/?>")
+_ATTRIBUTE = re.compile(r"([a-z-]+)=\"([^\"]*)\"")
 _URL_SCHEMES = set(nh3.ALLOWED_URL_SCHEMES) | {"cid"}
 
 _SUBJECT_PREFIX = re.compile(
@@ -72,19 +82,43 @@ def html_to_text(html: str) -> str:
 
 
 def sanitize_html(html: str) -> str:
-    """HTML safe to show an agent: allowlisted tags and styles, `cid:` images kept."""
+    """HTML safe to show an agent: allowlisted tags and styles, no hidden text, and `cid:`
+    images kept while remote images become a link (loading one tells the sender the mail was
+    read, and from where)."""
     try:
-        return nh3.clean(
+        clean = nh3.clean(
             html[:MAX_SANITIZE_CHARS],
             tags=_TAGS,
             clean_content_tags={"script", "style", "title", "head"},
             attributes=_ATTRIBUTES,
+            attribute_filter=_visible_only,
             url_schemes=_URL_SCHEMES,
             filter_style_properties=_STYLE_PROPERTIES,
             link_rel="noopener noreferrer nofollow",
         )
+        return _IMG.sub(_remote_image_placeholder, clean)
     except Exception:  # fall back to escaped text rather than raw HTML
         return html_lib.escape(html_to_text(html))
+
+
+def _visible_only(tag: str, attribute: str, value: str) -> str | None:
+    if attribute != "style":
+        return value
+    kept = [rule for rule in value.split(";") if rule.strip() and not _HIDING.match(rule.strip())]
+    return ";".join(kept) or None
+
+
+def _remote_image_placeholder(match: re.Match[str]) -> str:
+    attributes = dict(_ATTRIBUTE.findall(match.group(1)))
+    source = attributes.get("src", "")
+    if not source or source.lower().startswith("cid:"):
+        return match.group(0)
+    # Values come from nh3's output, so they are escaped already.
+    label = attributes.get("alt") or "image"
+    return (
+        f'<a href="{source}" class="doxa-remote-image" rel="noopener noreferrer nofollow">'
+        f"[remote image not loaded: {label}]</a>"
+    )
 
 
 def strip_reply(text: str) -> str:

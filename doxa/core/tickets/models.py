@@ -35,6 +35,9 @@ class Ticket(Base):
     pinned_category: Mapped[str | None] = mapped_column(String(64))
     # A reply to a closed ticket opens a new one that points back here.
     previous_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"))
+    # Addresses copied on the conversation (Cc: of the opening and participants' messages);
+    # they are participants and may write into the ticket by mail.
+    cc: Mapped[list[str]] = mapped_column(JSON, default=list)
     needs_triage: Mapped[bool] = mapped_column(default=False)
     classification_state: Mapped[ClassificationState] = mapped_column(
         str_enum(ClassificationState), default=ClassificationState.PENDING
@@ -94,6 +97,9 @@ class Message(Base):
     attachments: Mapped[list[Attachment]] = relationship(
         back_populates="message", lazy="selectin", order_by="Attachment.id"
     )
+
+    # For the hourly acknowledgment caps: outbound mail of the last hour.
+    __table_args__ = (Index(None, "direction", "created_at"),)
 
 
 class Attachment(Base):

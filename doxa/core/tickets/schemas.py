@@ -14,11 +14,11 @@ from doxa.core.enums import (
     Status,
     ThreadedBy,
 )
-from doxa.core.schemas import Id, NoNul
+from doxa.core.schemas import Id, NoNul, OneLine
 
 MAX_BODY_CHARS = 200_000
 Subject = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=998), NoNul
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=998), NoNul, OneLine
 ]
 Body = Annotated[str, StringConstraints(min_length=1, max_length=MAX_BODY_CHARS), NoNul]
 Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64), NoNul]
@@ -62,6 +62,7 @@ class TicketRead(BaseModel):
     requester_id: int
     assignee_id: int | None
     previous_ticket_id: int | None
+    cc: list[str] = Field(description="addresses copied on the conversation; they may write too")
     needs_triage: bool
     classification_state: ClassificationState
     ai_category: str | None

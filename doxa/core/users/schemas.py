@@ -7,7 +7,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, Str
 
 from doxa.core.auth import MAX_PASSWORD_BYTES
 from doxa.core.enums import Role
-from doxa.core.schemas import NoNul
+from doxa.core.schemas import NoNul, OneLine
 
 
 def _fits_bcrypt(password: str) -> str:
@@ -19,7 +19,7 @@ def _fits_bcrypt(password: str) -> str:
 Password = Annotated[
     str, Field(min_length=8, max_length=MAX_PASSWORD_BYTES), NoNul, AfterValidator(_fits_bcrypt)
 ]
-FullName = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200), NoNul]
+FullName = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200), NoNul, OneLine]
 
 
 class UserRead(BaseModel):

@@ -13,16 +13,25 @@ _ADDRESS_SEARCH = re.compile(r"[^@\s<>()\[\],;:\"']+@[^@\s<>()\[\],;:\"']+\.[^@\
 _DAEMON_LOCAL = re.compile(r"^(?:mailer-daemon|postmaster)$", re.IGNORECASE)
 
 
-def identity(message: Message, notes: list[str], hint: str | None) -> tuple[str, str | None, str]:
-    """(sender_email, sender_name, from_email): Reply-To wins over From for the answer."""
-    sender = (
+def identity(
+    message: Message, notes: list[str], hint: str | None
+) -> tuple[str, str | None, str | None]:
+    """(author address, author name, Reply-To address): From: is who wrote it.
+
+    Reply-To only says where answers should go; anyone can set it to anyone's address.
+    """
+    author = (
         _addresses(message, "from", hint) or _addresses(message, "sender", hint) or [("", "")]
     )[0]
-    if not sender[1]:
+    if not author[1]:
         notes.append("no valid From address")
-    chosen = (_addresses(message, "reply-to", hint) or [sender])[0]
-    name = chosen[0] or (sender[0] if chosen[1] == sender[1] else "")
-    return chosen[1], single_line(name) or None, sender[1]
+    reply_to = (_addresses(message, "reply-to", hint) or [("", "")])[0][1]
+    return author[1], single_line(author[0]) or None, reply_to or None
+
+
+def copied(message: Message, hint: str | None) -> list[str]:
+    """The Cc: addresses, lower-cased, in order, without repeats."""
+    return list(dict.fromkeys(address for _, address in _addresses(message, "cc", hint)))
 
 
 def _addresses(message: Message, name: str, hint: str | None) -> list[tuple[str, str]]:

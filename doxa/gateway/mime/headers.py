@@ -7,11 +7,13 @@ import binascii
 import re
 from email.message import Message
 
-from doxa.core.intake import loops
+from doxa.core.intake import loops, trust
 from doxa.gateway.mime.charsets import codec, decode_bytes
 
 MAX_HEADER_CHARS = 998
 MAX_IDS = 100
+# An Authentication-Results header with several results is often longer than one line may be.
+MAX_TRUST_HEADER_CHARS = 8000
 
 _MESSAGE_ID = re.compile(r"<([^<>\s]{1,998})>")
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([QqBb])\?(.*?)\?=")
@@ -110,10 +112,10 @@ def content_type(message: Message) -> str:
 def loop_headers(message: Message, hint: str | None) -> dict[str, str]:
     """The headers loop detection reads, decoded onto one line each."""
     headers: dict[str, str] = {}
-    for name in sorted(loops.HEADERS_READ):
+    for name in sorted(loops.HEADERS_READ | trust.HEADERS_READ):
         values = raw_values(message, name)
         if values:
-            headers[name] = single_line(decode_header(values[0], hint))
+            headers[name] = single_line(decode_header(values[0], hint), MAX_TRUST_HEADER_CHARS)
     return headers
 
 

@@ -46,7 +46,7 @@ def _load(raw: bytes) -> tuple[Message, list[str]]:
         if isinstance(parsed, Message):
             return parsed, []
     except Exception as exc:  # any failure falls back to the stdlib
-        log.info("mail-parser failed, falling back to the stdlib: %r", exc)
+        log.info("mail-parser failed (%s); falling back to the stdlib", type(exc).__name__)
     notes = ["mail-parser could not parse this message; parsed with the standard library"]
     for policy in (email.policy.default, email.policy.compat32):
         try:

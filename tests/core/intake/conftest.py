@@ -21,7 +21,6 @@ def make_message() -> Callable[..., InboundMessage]:
         values: dict[str, Any] = {
             "sender_email": "alice@example.com",
             "sender_name": "Alice",
-            "from_email": "alice@example.com",
             "subject": "Printer on fire",
             "text": "Hello, the printer is on fire.",
             "html": None,
