@@ -172,6 +172,10 @@ def _deliver(relay: Relay, message: Message, mail: EmailMessage) -> bool:
     except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused) as exc:
         message.delivery_state, message.delivery_error = DeliveryState.FAILED, str(exc)
         return False
+    except (smtplib.SMTPNotSupportedError, UnicodeError) as exc:
+        # e.g. a non-ASCII address and a relay without SMTPUTF8: no retry will change that.
+        message.delivery_state, message.delivery_error = DeliveryState.FAILED, str(exc)
+        return False
     except smtplib.SMTPResponseException as exc:
         permanent = exc.smtp_code >= 500
         message.delivery_error = f"{exc.smtp_code} {exc.smtp_error!r}"

@@ -2,13 +2,26 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import pytest
 from fastapi.testclient import TestClient
 
 from doxa.core.enums import Role
 from tests.conftest import AsUser, MakeTicket, MakeUser
 
+LINE_SEPARATORS = ["\n", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
+
 
 class TestCreateTicket:
+    @pytest.mark.parametrize("separator", LINE_SEPARATORS)
+    def test_line_break_in_the_subject_gets_422(
+        self, as_user: AsUser, make_user: MakeUser, separator: str
+    ) -> None:
+        response = as_user(make_user()).post(
+            "/api/v1/tickets", json={"subject": f"Hi{separator}Bcc: x@evil.test", "body": "y"}
+        )
+        assert response.status_code == 422
+        assert "single line" in response.json()["detail"]
+
     def test_client_opens_a_ticket_for_themselves(
         self, as_user: AsUser, make_user: MakeUser
     ) -> None:

@@ -57,3 +57,12 @@ class TestAdministration:
             "/api/v1/users/999999", json={"full_name": "x"}
         )
         assert response.status_code == 404
+
+
+class TestNames:
+    def test_line_break_in_a_full_name_gets_422(self, as_user: AsUser, make_user: MakeUser) -> None:
+        me = make_user(Role.ADMIN)
+        response = as_user(me).patch(
+            f"/api/v1/users/{me.id}", json={"full_name": "Eve\u2028Bcc: x@evil.test"}
+        )
+        assert response.status_code == 422

@@ -90,3 +90,17 @@ class TestWriterGate:
                 assert db.scalars(sa.text("SELECT a FROM t")).all() == [2]
         finally:
             engine.dispose()
+
+
+class TestParametersStayOutOfErrors:
+    def test_a_failed_statement_names_no_parameter(
+        self, database_url: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        engine = make_engine(database_url)
+        try:
+            with pytest.raises(sa.exc.DBAPIError) as failed, engine.connect() as connection:
+                statement = sa.text("SELECT CAST(:body AS INTEGER) / 0 FROM no_such_table")
+                connection.execute(statement, {"body": "the customer's secret text"})
+        finally:
+            engine.dispose()
+        assert "secret" not in str(failed.value) and "secret" not in caplog.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from doxa.core.enums import IntakeStatus, Role, ThreadedBy
+from doxa.core.tickets.models import Ticket
 from tests.conftest import MakeUser
 from tests.gateway.conftest import Sink, Smtp, StartSmtp, message
 
@@ -69,3 +70,85 @@ class TestStaffReply:
         smtp.settle()
         ack = smtp.messages(smtp.tickets()[0].id)[-1]
         assert ack.delivery_state == "queued"
+
+
+class TestNoSpamRelay:
+    def test_acknowledgments_per_recipient_stop_at_the_hourly_cap(
+        self, start_smtp: StartSmtp, sink: Sink
+    ) -> None:
+        smtp = start_smtp(outbound_smtp_url=sink.url, ack_hourly_limit_per_recipient=2)
+        for n in range(3):
+            smtp.send(message(f"Question {n}"))
+        smtp.settle()
+        sink.wait_for(2)
+        acks = [smtp.messages(t.id)[-1] for t in smtp.tickets()]
+        assert [(a.delivery_state, a.delivery_error) for a in acks][-1] == ("not_sent", "cap")
+        assert len(sink.received) == 2
+
+    def test_acknowledgments_in_all_stop_at_the_hourly_cap(
+        self, start_smtp: StartSmtp, sink: Sink
+    ) -> None:
+        smtp = start_smtp(outbound_smtp_url=sink.url, ack_hourly_limit=2)
+        for n in range(3):
+            smtp.send(message("Question", sender=f"person{n}@example.org"))
+        smtp.settle()
+        sink.wait_for(2)
+        assert smtp.messages(smtp.tickets()[-1].id)[-1].delivery_error == "cap"
+        assert len(sink.received) == 2
+
+    def test_acknowledgment_goes_to_the_from_address_even_with_a_reply_to_there(
+        self, start_smtp: StartSmtp, sink: Sink
+    ) -> None:
+        smtp = start_smtp(outbound_smtp_url=sink.url)
+        smtp.send(message("Hello", Reply_To="Alice <ALICE@example.org>"))
+        sink.wait_for(1)
+        assert sink.envelopes[0][1] == ["alice@example.org"]
+
+    def test_subject_with_another_tickets_token_carries_only_its_own(
+        self, start_smtp: StartSmtp, sink: Sink
+    ) -> None:
+        smtp = start_smtp(outbound_smtp_url=sink.url)
+        smtp.send(message("First"))
+        sink.wait_for(1)
+        smtp.send(message("Re: [#1] First", sender="bob@example.org"))
+        second = sink.wait_for(2)[1]
+        assert second["Subject"] == "[#2] Re: First"
+
+
+class TestOneBadMessage:
+    def _reply_to_both(self, smtp: Smtp, make_user: MakeUser) -> tuple[Ticket, Ticket]:
+        broken, fine = smtp.tickets()
+        agent = {"Authorization": f"Bearer {smtp.context.tokens.issue(make_user(Role.AGENT).id)}"}
+        for ticket in (broken, fine):
+            smtp.http.post(
+                f"/api/v1/tickets/{ticket.id}/messages", json={"body": "Reply"}, headers=agent
+            )
+        return broken, fine
+
+    def test_a_message_that_cannot_be_composed_fails_alone(
+        self, start_smtp: StartSmtp, sink: Sink, make_user: MakeUser
+    ) -> None:
+        smtp = start_smtp(outbound_smtp_url=sink.url)
+        smtp.send(message("Broken later", sender="carol@example.org"))
+        smtp.send(message("Fine"))
+        sink.wait_for(2)
+        with smtp.context.sessions.begin() as db:  # a row written before addresses were checked
+            db.get_one(Ticket, 1).requester.email = "carol@example.org\r\nBcc: x@example.net"
+        broken, fine = self._reply_to_both(smtp, make_user)
+        assert sink.wait_for(3)[2]["Subject"] == f"Re: [#{fine.id}] Fine"
+        failed = smtp.messages(broken.id)[-1]
+        assert failed.delivery_state == "failed" and "composed" in (failed.delivery_error or "")
+
+    def test_a_line_break_in_a_stored_subject_never_reaches_a_header(
+        self, start_smtp: StartSmtp, sink: Sink, make_user: MakeUser
+    ) -> None:
+        smtp = start_smtp(outbound_smtp_url=sink.url)
+        smtp.send(message("Broken later"))
+        smtp.send(message("Fine", sender="bob@example.org"))
+        sink.wait_for(2)
+        with smtp.context.sessions.begin() as db:  # a row written before subjects were checked
+            db.get_one(Ticket, 1).subject = "Line\r\nBcc: victim@example.net"
+        self._reply_to_both(smtp, make_user)
+        mails = sink.wait_for(4)
+        assert mails[2]["Subject"] == "Re: [#1] Line Bcc: victim@example.net"
+        assert "Bcc" not in mails[2] and all("victim" not in str(e) for e in sink.envelopes)

@@ -50,7 +50,10 @@ MAX_CC = 50
 # Format characters (bidirectional overrides and isolates, zero-width joiners): in a file name
 # they make "invoice\u202egpj.exe" show as "invoiceexe.jpg".
 _INVISIBLE = {"Cf", "Cc", "Zl", "Zp"}
-_MIME_TYPE = re.compile(r"^([a-z0-9][a-z0-9!#$&^_.+-]{0,126})/([a-z0-9][a-z0-9!#$&^_.+-]{0,126})")
+_MIME_TYPE = re.compile(
+    r"^\s*([a-z0-9][a-z0-9!#$&^_.+-]{0,126})\s*/\s*([a-z0-9][a-z0-9!#$&^_.+-]{0,126})"
+)
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
 
 
 def _s(value: str) -> str:
@@ -77,7 +80,7 @@ def safe_filename(name: str) -> str:
 
 def mime_type(value: str) -> str:
     """`type/subtype` only, lower-cased: parameters, folding and junk dropped."""
-    match = _MIME_TYPE.match("".join(value.split()).lower())
+    match = _MIME_TYPE.match(_FOLD.sub("", value[:1000]).lower())
     return f"{match.group(1)}/{match.group(2)}" if match else "application/octet-stream"
 
 
