@@ -8,6 +8,7 @@ from doxa.api.deps import AdminUser, IdPath, PipelineDep, SessionDep, WorkerDep
 from doxa.core.enums import Channel, IntakeStatus
 from doxa.core.intake import service
 from doxa.core.intake.schemas import IntakeEventRead
+from doxa.core.intake.worker import IntakeWorker
 from doxa.core.schemas import MAX_PAGE_SIZE, Page
 
 router = APIRouter(prefix="/intake", tags=["intake"])
@@ -43,11 +44,7 @@ def reprocess(
     """Run a failed event through the pipeline again (after a fix); poll it for the outcome."""
     service.get_event(db, event_id, actor=admin)
     event = pipeline.requeue(db, event_id)
-
-    async def submit() -> None:  # after the response (so after the commit), on the loop
-        worker.submit(event_id)
-
-    background.add_task(submit)
+    _process_after_response(background, worker, event_id)
     return IntakeEventRead.model_validate(event)
 
 
@@ -64,9 +61,14 @@ def release(
     customer); poll it for the outcome."""
     service.get_event(db, event_id, actor=admin)
     event = pipeline.release(db, event_id, actor_id=admin.id)
+    _process_after_response(background, worker, event_id)
+    return IntakeEventRead.model_validate(event)
 
+
+def _process_after_response(
+    background: BackgroundTasks, worker: IntakeWorker, event_id: int
+) -> None:
     async def submit() -> None:  # after the response (so after the commit), on the loop
         worker.submit(event_id)
 
     background.add_task(submit)
-    return IntakeEventRead.model_validate(event)

@@ -227,23 +227,24 @@ class Pipeline:
 
     def requeue(self, db: Session, event_id: int) -> IntakeEvent:
         """Mark a failed event for another run."""
-        event = db.get(IntakeEvent, event_id)
-        if event is None:
-            raise NotFound(f"intake event {event_id} not found")
-        if event.status is not IntakeStatus.FAILED:
-            raise Conflict(f"only failed events are reprocessed; this one is {event.status}")
-        event.status, event.error = IntakeStatus.RECEIVED, None
-        db.flush()
-        return event
+        return self._run_again(db, event_id, IntakeStatus.FAILED, "reprocessed")
 
     def release(self, db: Session, event_id: int, *, actor_id: int) -> IntakeEvent:
         """Process a held event as ordinary mail: an admin says a hold rule was wrong."""
+        event = self._run_again(db, event_id, IntakeStatus.HELD, "released")
+        event.released_by_id = actor_id  # apply() skips the hold rules for it
+        db.flush()
+        return event
+
+    def _run_again(
+        self, db: Session, event_id: int, expected: IntakeStatus, verb: str
+    ) -> IntakeEvent:
         event = db.get(IntakeEvent, event_id)
         if event is None:
             raise NotFound(f"intake event {event_id} not found")
-        if event.status is not IntakeStatus.HELD:
-            raise Conflict(f"only held events are released; this one is {event.status}")
-        event.status, event.released_by_id = IntakeStatus.RECEIVED, actor_id
+        if event.status is not expected:
+            raise Conflict(f"only {expected} events are {verb}; this one is {event.status}")
+        event.status, event.error = IntakeStatus.RECEIVED, None
         db.flush()
         return event
 
