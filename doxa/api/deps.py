@@ -19,7 +19,9 @@ from doxa.core.outbound import OutboxRunner
 from doxa.core.schemas import MAX_ID
 from doxa.core.triage.runner import TriageRunner
 from doxa.core.users import service as users
+from doxa.core.users.mail import AccountMailer
 from doxa.core.users.models import User
+from doxa.core.users.throttle import Throttle, client_network
 
 oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/login", auto_error=False)
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -83,3 +85,15 @@ TriageDep = Annotated[TriageRunner, Depends(_app_state("triage"))]
 PipelineDep = Annotated[Pipeline, Depends(_app_state("pipeline"))]
 WorkerDep = Annotated[IntakeWorker, Depends(_app_state("intake_worker"))]
 OutboxDep = Annotated[OutboxRunner, Depends(_app_state("outbox"))]
+ThrottleDep = Annotated[Throttle, Depends(_app_state("throttle"))]
+MailerDep = Annotated[AccountMailer, Depends(_app_state("account_mail"))]
+
+
+async def get_network(request: Request) -> str:
+    """The caller's network for throttling; X-Forwarded-For only from FORWARDED_ALLOW_IPS."""
+    forwarded = ",".join(request.headers.getlist("x-forwarded-for"))
+    peer = request.client.host if request.client else None
+    return client_network(peer, forwarded, request.app.state.trusted_proxies)
+
+
+NetworkDep = Annotated[str, Depends(get_network)]

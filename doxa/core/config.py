@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import secrets
 from dataclasses import dataclass
@@ -26,6 +27,9 @@ class ConfigError(Exception):
 class Mailbox:
     address: str
     category: str | None = None
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class Settings(BaseSettings):
@@ -56,6 +60,9 @@ class Settings(BaseSettings):
     doxa_admin_email: str | None = None
     doxa_admin_password: str | None = None
     sender_hourly_limit: int = Field(20, ge=1)
+    # Accounts (issue 8): where mailed links point, and the proxies whose X-Forwarded-For counts.
+    public_base_url: str = "http://127.0.0.1:8000"
+    forwarded_allow_ips: Annotated[tuple[IPNetwork, ...], NoDecode] = ()
     # "local": the trainable model; "openai": an OpenAI-compatible endpoint, local as fallback;
     # "none": tickets stay pending (classification switched off).
     ai_provider: Literal["local", "openai", "none"] = "local"
@@ -101,6 +108,25 @@ class Settings(BaseSettings):
             if parts.scheme not in ("smtp", "smtps", "smtp+starttls") or not parts.hostname:
                 raise ValueError("must look like smtp://host:port, smtp+starttls:// or smtps://")
         return value
+
+    @field_validator("forwarded_allow_ips", mode="before")
+    @classmethod
+    def _parse_networks(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        try:
+            items = filter(None, (part.strip() for part in value.split(",")))
+            return tuple(ipaddress.ip_network(item, strict=False) for item in items)
+        except ValueError as exc:
+            raise ValueError(f"a comma list of IP addresses or networks: {exc}") from None
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+            raise ValueError("must be an http:// or https:// URL without a query")
+        return value.rstrip("/")
 
     @field_validator("database_url")
     @classmethod
