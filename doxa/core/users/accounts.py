@@ -123,7 +123,7 @@ def verify_sign_up(db: Session, passwords: Passwords, *, token: str, password: s
     link = _redeem(db, TokenPurpose.VERIFY, token)
     user = find_by_email(db, link.email)
     if user is None:
-        user = User(email=link.email, full_name=link.full_name, role=Role.CLIENT)
+        user = User(email=link.email, full_name=link.full_name, role=Role.CLIENT, token_version=0)
         db.add(user)
     elif not user.is_active:
         raise PermissionDenied("this account is deactivated")

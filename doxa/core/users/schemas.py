@@ -53,6 +53,9 @@ class UserRead(BaseModel):
 class Registration(BaseModel):
     """A sign-up request: the password is chosen later, by whoever holds the mailbox."""
 
+    # A password here would be a client of the old contract; refuse it rather than drop it.
+    model_config = ConfigDict(extra="forbid")
+
     email: EmailStr
     full_name: FullName | None = None
 

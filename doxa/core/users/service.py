@@ -165,7 +165,7 @@ def ensure_admin(db: Session, passwords: Passwords, *, email: str, password: str
     if user is not None and (user.password_hash is not None or user.token_issued_at is not None):
         return AdminBootstrap.TAKEN
     if user is None:
-        user = User(email=email.strip().lower(), role=Role.ADMIN)
+        user = User(email=email.strip().lower(), role=Role.ADMIN, token_version=0)
         db.add(user)
         db.flush()
     user.role, user.is_active = Role.ADMIN, True
