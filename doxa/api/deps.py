@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Form, Path, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session
 
@@ -97,3 +98,35 @@ async def get_network(request: Request) -> str:
 
 
 NetworkDep = Annotated[str, Depends(get_network)]
+
+
+@dataclass(frozen=True, slots=True)
+class LoginForm:
+    username: str
+    password: str
+
+
+async def login_form(
+    username: Annotated[str, Form(max_length=320)],
+    password: Annotated[str, Form(max_length=1024)],
+    grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
+    scope: Annotated[str, Form(max_length=1024)] = "",
+) -> LoginForm:
+    """OAuth2's password form (Swagger's Authorize sends it), read on the event loop."""
+    return LoginForm(username, password)
+
+
+async def allowed_login(
+    form: Annotated[LoginForm, Depends(login_form)],
+    context: ContextDep,
+    throttle: ThrottleDep,
+    network: NetworkDep,
+) -> LoginForm:
+    """Refuse a throttled login, or one that would find the hashing pool full, on the event
+    loop: such a refusal takes no thread and no query, so a flood of them costs the API little
+    (bench/login_flood.py)."""
+    users.login_allowed(context.passwords, throttle, email=form.username, network=network)
+    return form
+
+
+LoginFormDep = Annotated[LoginForm, Depends(allowed_login)]

@@ -45,15 +45,22 @@ class HashPool:
         self._executor = ThreadPoolExecutor(
             workers, thread_name_prefix="bcrypt", initializer=_yield_cpu
         )
-        self._slots = threading.BoundedSemaphore(workers)
+        self._workers, self._busy, self._lock = workers, 0, threading.Lock()
+
+    def check(self) -> None:
+        """Refuse now if every worker is busy, before the caller does any other work."""
+        if self._busy >= self._workers:
+            raise TooManyRequests("too many password checks at once; retry shortly", retry_after=1)
 
     def run(self, call: Callable[..., T], *args: object) -> T:
-        if not self._slots.acquire(blocking=False):
-            raise TooManyRequests("too many password checks at once; retry shortly", retry_after=1)
+        with self._lock:
+            self.check()
+            self._busy += 1
         try:
             return self._executor.submit(call, *args).result()
         finally:
-            self._slots.release()
+            with self._lock:
+                self._busy -= 1
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -65,6 +72,10 @@ class Passwords:
         self._pool = HashPool(workers or default_hash_workers())
         # Verified when the user is unknown, so timing does not reveal which emails exist.
         self._dummy = self._context.hash("not-a-real-password")
+
+    def check_capacity(self) -> None:
+        """TooManyRequests while the hashing pool is full (a cheap refusal before a lookup)."""
+        self._pool.check()
 
     def hash(self, password: str) -> str:
         return self._pool.run(self._context.hash, password)

@@ -1,11 +1,16 @@
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter, BackgroundTasks
 
-from fastapi import APIRouter, BackgroundTasks, Depends
-from fastapi.security import OAuth2PasswordRequestForm
-
-from doxa.api.deps import ContextDep, CurrentUser, MailerDep, NetworkDep, SessionDep, ThrottleDep
+from doxa.api.deps import (
+    ContextDep,
+    CurrentUser,
+    LoginFormDep,
+    MailerDep,
+    NetworkDep,
+    SessionDep,
+    ThrottleDep,
+)
 from doxa.core.users import accounts
 from doxa.core.users import service as users
 from doxa.core.users.models import User
@@ -32,7 +37,7 @@ def _token_for(db: SessionDep, context: ContextDep, user: User) -> AccessToken:
 
 @router.post("/auth/login")
 def login(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    form: LoginFormDep,
     db: SessionDep,
     context: ContextDep,
     throttle: ThrottleDep,

@@ -28,6 +28,13 @@ def find_by_email(db: Session, email: str) -> User | None:
     return db.scalar(select(User).where(User.email == email.strip().lower()))
 
 
+def login_allowed(passwords: Passwords, throttle: Throttle, *, email: str, network: str) -> None:
+    """TooManyRequests for a login that would be refused anyway; no I/O, so the edge can ask
+    before it spends a thread or a query (authenticate asks again)."""
+    throttle.check_login(email, network)
+    passwords.check_capacity()
+
+
 def authenticate(
     db: Session,
     passwords: Passwords,
@@ -40,7 +47,7 @@ def authenticate(
     """The user these credentials name; failures count against the address and the network."""
     if "\x00" in email or len(email) > 320:
         raise Unauthenticated("wrong email or password")
-    throttle.check_login(email, network)  # before bcrypt: a refused attempt costs no hashing
+    login_allowed(passwords, throttle, email=email, network=network)  # before any bcrypt
     user = find_by_email(db, email)
     if not passwords.verify(password, user.password_hash if user else None) or user is None:
         throttle.login_failed(email, network)
