@@ -135,6 +135,7 @@ def db(clean: Context) -> Iterator[Session]:
 @pytest.fixture
 def client(app: FastAPI, clean: Context) -> Iterator[TestClient]:
     app.state.throttle.reset()  # the session's app keeps throttle state between tests
+    app.state.throttle.refusal_delay = 0.0  # tests/api/test_throttle.py checks the delay
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
 
@@ -218,6 +219,7 @@ def mail_client(clean: Context) -> MailClient:
         public_base_url="https://help.example.com",
     )
     app = create_app(settings, context=clean)
+    app.state.throttle.refusal_delay = 0.0  # tests/api/test_throttle.py checks the delay
 
     def client_from(address: str = "198.51.100.7") -> TestClient:
         return TestClient(app, client=(address, 40000), raise_server_exceptions=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -13,7 +14,7 @@ from sqlalchemy.orm import Session
 from doxa.core.context import Context
 from doxa.core.db import transaction
 from doxa.core.enums import Role
-from doxa.core.errors import PermissionDenied, Unauthenticated
+from doxa.core.errors import PermissionDenied, TooManyRequests, Unauthenticated
 from doxa.core.intake.pipeline import Pipeline
 from doxa.core.intake.worker import IntakeWorker
 from doxa.core.outbound import OutboxRunner
@@ -125,7 +126,13 @@ async def allowed_login(
     """Refuse a throttled login, or one that would find the hashing pool full, on the event
     loop: such a refusal takes no thread and no query, so a flood of them costs the API little
     (bench/login_flood.py)."""
-    users.login_allowed(context.passwords, throttle, email=form.username, network=network)
+    try:
+        users.login_allowed(context.passwords, throttle, email=form.username, network=network)
+    except TooManyRequests:
+        # The refusal waits (no thread, no CPU): a client that floods waits for each answer, so
+        # sixteen flooders send a few dozen requests a second instead of hundreds.
+        await asyncio.sleep(throttle.refusal_delay)
+        raise
     return form
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -63,6 +64,17 @@ class TestLoginFlood:
             _login(mail_client(f"2001:db8:1:2::{i + 1}"), user.email, "wrong guess!")
         assert _login(mail_client("2001:db8:1:2::ff"), user.email, PASSWORD).status_code == 429
         assert _login(mail_client("2001:db8:1:3::1"), user.email, PASSWORD).status_code == 200
+
+    def test_a_refused_login_is_answered_late_so_a_flood_slows_itself(
+        self, mail_client: MailClient, make_user: MakeUser
+    ) -> None:
+        user, http = make_user(), mail_client("203.0.113.66")
+        http.app.state.throttle.refusal_delay = 0.2  # type: ignore[attr-defined]
+        for _ in range(LIMIT):
+            _login(http, user.email, "wrong guess!")
+        started = time.monotonic()
+        assert _login(http, user.email, "wrong guess!").status_code == 429
+        assert time.monotonic() - started >= 0.2
 
 
 class TestForwardedFor:

@@ -74,7 +74,10 @@ class Throttle:
     MAIL_PER_ADDRESS = Limit(3, 60 * 60)
     MAIL_PER_NETWORK = Limit(20, 60 * 60)
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, *, refusal_delay: float = 0.5
+    ) -> None:
+        self.refusal_delay = refusal_delay  # how long an edge holds a refused login's answer
         self._login_address = SlidingWindow(self.FAILED_LOGINS_PER_ADDRESS, clock=clock)
         self._login_network = SlidingWindow(self.FAILED_LOGINS_PER_NETWORK, clock=clock)
         self._mail_address = SlidingWindow(self.MAIL_PER_ADDRESS, clock=clock)
