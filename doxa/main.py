@@ -17,7 +17,16 @@ from fastapi import APIRouter, FastAPI
 
 from doxa.api import docs, problems
 from doxa.api.middleware import BodyLimit, RequestId
-from doxa.api.routes import attachments, auth, classifier, health, intake, tickets, users
+from doxa.api.routes import (
+    account,
+    attachments,
+    auth,
+    classifier,
+    health,
+    intake,
+    tickets,
+    users,
+)
 from doxa.core.config import Settings
 from doxa.core.context import Context
 from doxa.core.db import transaction
@@ -29,6 +38,8 @@ from doxa.core.intake.worker import IntakeWorker, process_event, read_event
 from doxa.core.outbound import Outbox, OutboxRunner
 from doxa.core.triage.runner import Triage, TriageRunner
 from doxa.core.users import service as user_service
+from doxa.core.users.mail import AccountMailer
+from doxa.core.users.throttle import Throttle
 from doxa.gateway.parsing import email_normalizer
 from doxa.gateway.smtp import IntakeHandler, SmtpListener
 
@@ -124,11 +135,17 @@ def create_app(settings: Settings, *, context: Context | None = None) -> FastAPI
     app.state.outbox = runtime.outbox
     app.state.triage = runtime.triage
     app.state.smtp_server = runtime.listener
+    # Accounts: per-process throttle state, the account-mail sender, the proxies we believe.
+    app.state.throttle = Throttle()
+    app.state.account_mail = AccountMailer(settings, context.sessions)
+    app.state.trusted_proxies = settings.forwarded_allow_ips
     api = APIRouter(prefix="/api/v1", responses=problems.RESPONSES)
     for module in (auth, users, tickets, attachments, intake, classifier):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(health.router)
+    app.include_router(account.router)
+    account.keep_tokens_out_of_access_logs()
     docs.install(app)
     problems.install(app)
     app.add_middleware(
@@ -142,14 +159,20 @@ def bootstrap(context: Context, settings: Settings) -> None:
     """Start-up work that must precede traffic: the first admin from the environment."""
     if settings.doxa_admin_email and settings.doxa_admin_password:
         with transaction(context.sessions) as db:
-            admin = user_service.ensure_admin(
+            outcome = user_service.ensure_admin(
                 db,
                 context.passwords,
                 email=settings.doxa_admin_email,
                 password=settings.doxa_admin_password,
             )
-        if admin is not None:
+        if outcome is user_service.AdminBootstrap.CREATED:
             log.info("created the first admin %s", settings.doxa_admin_email)
+        elif outcome is user_service.AdminBootstrap.TAKEN:
+            log.warning(
+                "DOXA_ADMIN_EMAIL %s belongs to an account that has a password or has signed in: "
+                "no admin created (use `doxa create-user --role ADMIN` with another address)",
+                settings.doxa_admin_email,
+            )
 
 
 def _worker_processes(settings: Settings) -> ProcessPoolExecutor | None:

@@ -8,6 +8,7 @@ exercises them); each test starts from empty tables.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,7 +25,7 @@ from doxa.core.config import Settings, load_settings
 from doxa.core.context import Context
 from doxa.core.db import transaction
 from doxa.core.enums import Role
-from doxa.core.models import Base, Ticket, User
+from doxa.core.models import AccountMail, Base, Ticket, User
 from doxa.core.tickets import service as tickets
 from doxa.core.tickets.schemas import TicketCreate
 from doxa.main import create_app
@@ -133,6 +134,8 @@ def db(clean: Context) -> Iterator[Session]:
 
 @pytest.fixture
 def client(app: FastAPI, clean: Context) -> Iterator[TestClient]:
+    app.state.throttle.reset()  # the session's app keeps throttle state between tests
+    app.state.throttle.refusal_delay = 0.0  # tests/api/test_throttle.py checks the delay
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
 
@@ -190,10 +193,49 @@ def make_ticket(clean: Context, make_user: MakeUser) -> MakeTicket:
 
 @pytest.fixture
 def as_user(app: FastAPI, context: Context, clean: Context) -> AsUser:
+    app.state.throttle.reset()
+
     def client_for(user: User) -> TestClient:
-        token = context.tokens.issue(user.id)
+        token = context.tokens.issue(user.id, user.token_version)
         return TestClient(
             app, headers={"Authorization": f"Bearer {token}"}, raise_server_exceptions=False
         )
 
     return client_for
+
+
+# Accounts (issue 8): an app with a relay configured, so self-service answers; the relay at
+# port 1 refuses, so account mail stays queued in account_mail for tests to read the link.
+PROXY = "10.9.0.1"
+MailClient = Callable[..., TestClient]
+
+
+@pytest.fixture
+def mail_client(clean: Context) -> MailClient:
+    settings = make_settings(
+        clean.settings.database_url,
+        outbound_smtp_url="smtp://127.0.0.1:1",
+        forwarded_allow_ips=f"{PROXY},10.8.0.0/16",
+        public_base_url="https://help.example.com",
+    )
+    app = create_app(settings, context=clean)
+    app.state.throttle.refusal_delay = 0.0  # tests/api/test_throttle.py checks the delay
+
+    def client_from(address: str = "198.51.100.7") -> TestClient:
+        return TestClient(app, client=(address, 40000), raise_server_exceptions=False)
+
+    return client_from
+
+
+def mailed_token(context: Context, email: str) -> str:
+    """The token in the latest account mail to `email` (what the mailbox owner would click)."""
+    with context.sessions() as session:
+        mail = session.scalars(
+            sa.select(AccountMail)
+            .where(AccountMail.recipient == email)
+            .order_by(AccountMail.id.desc())
+        ).first()
+    assert mail is not None, f"no account mail to {email}"
+    found = re.search(r"token=([A-Za-z0-9_-]+)", mail.body)
+    assert found is not None
+    return found.group(1)

@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Form, Path, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session
 
 from doxa.core.context import Context
 from doxa.core.db import transaction
 from doxa.core.enums import Role
-from doxa.core.errors import PermissionDenied, Unauthenticated
+from doxa.core.errors import PermissionDenied, TooManyRequests, Unauthenticated
 from doxa.core.intake.pipeline import Pipeline
 from doxa.core.intake.worker import IntakeWorker
 from doxa.core.outbound import OutboxRunner
 from doxa.core.schemas import MAX_ID
 from doxa.core.triage.runner import TriageRunner
 from doxa.core.users import service as users
+from doxa.core.users.mail import AccountMailer
 from doxa.core.users.models import User
+from doxa.core.users.throttle import Throttle, client_network
 
 oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/login", auto_error=False)
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -83,3 +87,53 @@ TriageDep = Annotated[TriageRunner, Depends(_app_state("triage"))]
 PipelineDep = Annotated[Pipeline, Depends(_app_state("pipeline"))]
 WorkerDep = Annotated[IntakeWorker, Depends(_app_state("intake_worker"))]
 OutboxDep = Annotated[OutboxRunner, Depends(_app_state("outbox"))]
+ThrottleDep = Annotated[Throttle, Depends(_app_state("throttle"))]
+MailerDep = Annotated[AccountMailer, Depends(_app_state("account_mail"))]
+
+
+async def get_network(request: Request) -> str:
+    """The caller's network for throttling; X-Forwarded-For only from FORWARDED_ALLOW_IPS."""
+    forwarded = ",".join(request.headers.getlist("x-forwarded-for"))
+    peer = request.client.host if request.client else None
+    return client_network(peer, forwarded, request.app.state.trusted_proxies)
+
+
+NetworkDep = Annotated[str, Depends(get_network)]
+
+
+@dataclass(frozen=True, slots=True)
+class LoginForm:
+    username: str
+    password: str
+
+
+async def login_form(
+    username: Annotated[str, Form(max_length=320)],
+    password: Annotated[str, Form(max_length=1024)],
+    grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
+    scope: Annotated[str, Form(max_length=1024)] = "",
+) -> LoginForm:
+    """OAuth2's password form (Swagger's Authorize sends it), read on the event loop."""
+    return LoginForm(username, password)
+
+
+async def allowed_login(
+    form: Annotated[LoginForm, Depends(login_form)],
+    context: ContextDep,
+    throttle: ThrottleDep,
+    network: NetworkDep,
+) -> LoginForm:
+    """Refuse a throttled login, or one that would find the hashing pool full, on the event
+    loop: such a refusal takes no thread and no query, so a flood of them costs the API little
+    (bench/login_flood.py)."""
+    try:
+        users.login_allowed(context.passwords, throttle, email=form.username, network=network)
+    except TooManyRequests:
+        # The refusal waits (no thread, no CPU): a client that floods waits for each answer, so
+        # sixteen flooders send a few dozen requests a second instead of hundreds.
+        await asyncio.sleep(throttle.refusal_delay)
+        raise
+    return form
+
+
+LoginFormDep = Annotated[LoginForm, Depends(allowed_login)]

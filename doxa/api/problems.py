@@ -22,6 +22,7 @@ from doxa.core.errors import (
     NotFound,
     PermissionDenied,
     TooLarge,
+    TooManyRequests,
     Unauthenticated,
     Unavailable,
 )
@@ -36,6 +37,7 @@ STATUS_OF: dict[type[DomainError], int] = {
     InvalidInput: 422,
     TooLarge: 413,
     Unavailable: 503,
+    TooManyRequests: 429,
 }
 
 
@@ -64,6 +66,7 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     409: _documented("Conflicts with the current state"),
     413: _documented("Request body over the limit"),
     422: _documented("Invalid input"),
+    429: _documented("Too many attempts from this network or for this address; see Retry-After"),
     503: _documented("The database cannot be reached; retry"),
 }
 
@@ -86,6 +89,8 @@ def _domain(request: Request, exc: Exception) -> JSONResponse:
         return _unexpected(request, exc)
     status = STATUS_OF.get(type(exc), 400)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if isinstance(exc, TooManyRequests):
+        headers = {"Retry-After": str(exc.retry_after)}
     return problem(status, exc.detail, headers=headers)
 
 

@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     trusted_relays: Annotated[tuple[IPNetwork, ...], NoDecode] = ()
     ack_hourly_limit_per_recipient: int = Field(3, ge=0)
     ack_hourly_limit: int = Field(200, ge=0)
+    # Accounts (issue 8): where mailed links point, and the proxies whose X-Forwarded-For counts.
+    public_base_url: str = "http://127.0.0.1:8000"
+    forwarded_allow_ips: Annotated[tuple[IPNetwork, ...], NoDecode] = ()
     # "local": the trainable model; "openai": an OpenAI-compatible endpoint, local as fallback;
     # "none": tickets stay pending (classification switched off).
     ai_provider: Literal["local", "openai", "none"] = "local"
@@ -99,7 +102,7 @@ class Settings(BaseSettings):
         value = _comma_list(value)
         return tuple(str(v).lower() for v in value) if isinstance(value, tuple) else value
 
-    @field_validator("trusted_relays", mode="before")
+    @field_validator("trusted_relays", "forwarded_allow_ips", mode="before")
     @classmethod
     def _parse_networks(cls, value: object) -> object:
         value = _comma_list(value)
@@ -108,7 +111,7 @@ class Settings(BaseSettings):
         try:
             return tuple(ipaddress.ip_network(str(v), strict=False) for v in value)
         except ValueError as exc:
-            raise ValueError(f"not an IP address or network: {exc}") from None
+            raise ValueError(f"a comma list of IP addresses or networks: {exc}") from None
 
     @field_validator("support_addresses", mode="before")
     @classmethod
@@ -134,6 +137,14 @@ class Settings(BaseSettings):
             if parts.scheme not in ("smtp", "smtps", "smtp+starttls") or not parts.hostname:
                 raise ValueError("must look like smtp://host:port, smtp+starttls:// or smtps://")
         return value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+            raise ValueError("must be an http:// or https:// URL without a query")
+        return value.rstrip("/")
 
     @field_validator("database_url")
     @classmethod

@@ -34,3 +34,4 @@ class Context:
 
     def close(self) -> None:
         self.engine.dispose()
+        self.passwords.close()

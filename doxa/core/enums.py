@@ -72,3 +72,8 @@ class IntakeStatus(StrEnum):
 
 # The classifier's default labels; a retrained model may bring its own.
 DEFAULT_CATEGORIES = ("account", "billing", "bug", "feature_request", "general", "technical")
+
+
+class TokenPurpose(StrEnum):
+    VERIFY = "verify"
+    RESET = "reset"

@@ -41,3 +41,13 @@ class Unavailable(DomainError):
     """A dependency (database, relay) cannot be reached; the caller should retry."""
 
     title = "Service unavailable"
+
+
+class TooManyRequests(DomainError):
+    """Throttled, or the password hashing pool is full; the caller may retry after a while."""
+
+    title = "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = max(1, retry_after)

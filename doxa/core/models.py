@@ -4,9 +4,11 @@ from doxa.core.db import Base
 from doxa.core.intake.models import IntakeEvent
 from doxa.core.tickets.models import Attachment, Message, Ticket, TicketEvent
 from doxa.core.triage.models import ClassificationCorrection, ClassifierModel
-from doxa.core.users.models import User
+from doxa.core.users.models import AccountMail, AccountToken, User
 
 __all__ = [
+    "AccountMail",
+    "AccountToken",
     "Attachment",
     "Base",
     "ClassificationCorrection",

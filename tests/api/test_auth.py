@@ -5,6 +5,7 @@ import json
 from datetime import timedelta
 
 from fastapi.testclient import TestClient
+from jose import jwt
 
 from doxa.core.auth import Tokens
 from doxa.core.context import Context
@@ -110,33 +111,37 @@ class TestTokens:
         assert agent_client.get("/api/v1/users/me").json()["role"] == "CLIENT"
 
 
-class TestRegister:
-    def test_new_email_registers_as_client(self, client: TestClient) -> None:
-        response = client.post(
-            "/api/v1/auth/register", json={"email": "New@Example.com", "password": "long enough"}
-        )
-        assert response.status_code == 201
-        assert response.json()["role"] == "CLIENT" and response.json()["email"] == "new@example.com"
+class TestTokenVersion:
+    """A password change, reset or an admin's password change ends every earlier token."""
 
-    def test_email_seen_in_inbound_mail_takes_over_its_account(
-        self, client: TestClient, make_user: MakeUser, make_ticket: object
+    def test_token_from_before_an_admins_password_change_gets_401(
+        self, client: TestClient, as_user: AsUser, make_user: MakeUser
     ) -> None:
-        known = make_user(email="mailer@example.com", password=None)
-        response = client.post(
-            "/api/v1/auth/register", json={"email": "mailer@example.com", "password": "long enough"}
+        admin, agent = make_user(Role.ADMIN), make_user(Role.AGENT)
+        stolen = _login(client, agent.email)["access_token"]
+        bearer = {"Authorization": f"Bearer {stolen}"}
+        assert client.get("/api/v1/users/me", headers=bearer).status_code == 200
+        changed = as_user(admin).patch(
+            f"/api/v1/users/{agent.id}", json={"password": "a brand new secret"}
         )
-        assert response.json()["id"] == known.id
-        assert _login(client, "mailer@example.com", "long enough")["status"] == 200
+        assert changed.status_code == 200
+        assert client.get("/api/v1/users/me", headers=bearer).status_code == 401
+        assert _login(client, agent.email, "a brand new secret")["status"] == 200
 
-    def test_existing_account_gets_409(self, client: TestClient, make_user: MakeUser) -> None:
+    def test_admin_edit_without_a_password_keeps_tokens(
+        self, client: TestClient, as_user: AsUser, make_user: MakeUser
+    ) -> None:
+        admin, agent = make_user(Role.ADMIN), make_user(Role.AGENT)
+        token = _login(client, agent.email)["access_token"]
+        as_user(admin).patch(f"/api/v1/users/{agent.id}", json={"full_name": "Renamed"})
+        me = client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {token}"})
+        assert me.status_code == 200
+
+    def test_token_without_a_version_claim_gets_401(
+        self, client: TestClient, context: Context, make_user: MakeUser
+    ) -> None:
         user = make_user()
-        response = client.post(
-            "/api/v1/auth/register", json={"email": user.email, "password": "long enough"}
-        )
-        assert response.status_code == 409
-
-    def test_password_longer_than_bcrypt_reads_gets_422(self, client: TestClient) -> None:
-        response = client.post(
-            "/api/v1/auth/register", json={"email": "a@example.com", "password": "é" * 40}
-        )
-        assert response.status_code == 422
+        claims = {"sub": str(user.id), "iat": 1, "exp": 4_000_000_000, "typ": "access"}
+        token = jwt.encode(claims, context.settings.secret, algorithm="HS256")
+        me = client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {token}"})
+        assert me.status_code == 401

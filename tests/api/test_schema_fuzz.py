@@ -25,7 +25,8 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from doxa.core.context import Context
 from doxa.core.enums import Role
-from tests.conftest import MakeTicket, MakeUser
+from doxa.main import create_app
+from tests.conftest import MakeTicket, MakeUser, make_settings
 
 # The checks, chosen on purpose:
 # - not_a_server_error: the SPEC promises problem+json and never a 500 for bad input.
@@ -54,6 +55,16 @@ class FuzzSeed:
     headers: dict[str, str]
     admin_id: int
     spare_user_id: int
+
+
+@pytest.fixture
+def app(clean: Context) -> FastAPI:
+    """The app with a relay set, so sign-up and reset take their mail path (without one they
+    answer 503 by design, which not_a_server_error would report); the relay refuses."""
+    settings = make_settings(clean.settings.database_url, outbound_smtp_url="smtp://127.0.0.1:1")
+    fuzzed = create_app(settings, context=clean)
+    fuzzed.state.throttle.refusal_delay = 0.0
+    return fuzzed
 
 
 @pytest.fixture

@@ -1,11 +1,17 @@
 from __future__ import annotations
 
+import logging
+
+import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from doxa.core.context import Context
+from doxa.core.db import transaction, utcnow
 from doxa.core.enums import Role
+from doxa.core.models import User
 from doxa.main import create_app
-from tests.conftest import AsUser, MakeUser, make_settings
+from tests.conftest import PASSWORD, AsUser, MakeTicket, MakeUser, make_settings
 
 
 def _app_with_admin(clean: Context, password: str) -> TestClient:
@@ -26,6 +32,46 @@ class TestFirstAdmin:
         with _app_with_admin(clean, "other password") as http:
             login = {"username": "boss@example.com", "password": "other password"}
             assert http.post("/api/v1/auth/login", data=login).status_code == 401
+
+
+class TestFirstAdminNeverPromotesATakenAddress:
+    def test_an_account_someone_signed_up_and_uses_stays_a_client(
+        self, clean: Context, make_user: MakeUser, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        squatter = make_user(email="boss@example.com")  # signed up before the operator chose it
+        with TestClient(create_app(clean.settings, context=clean)) as http:
+            login = {"username": squatter.email, "password": PASSWORD}
+            token = http.post("/api/v1/auth/login", data=login).json()["access_token"]
+        with caplog.at_level(logging.WARNING), _app_with_admin(clean, "first password") as http:
+            bearer = {"Authorization": f"Bearer {token}"}
+            assert http.get("/api/v1/users/me", headers=bearer).json()["role"] == "CLIENT"
+            assert http.get("/api/v1/intake", headers=bearer).status_code == 403
+            login = {"username": "boss@example.com", "password": "first password"}
+            assert http.post("/api/v1/auth/login", data=login).status_code == 401
+        with clean.sessions() as db:
+            assert db.scalars(select(User).where(User.role == Role.ADMIN)).all() == []
+        taken = [r for r in caplog.records if "DOXA_ADMIN_EMAIL" in r.getMessage()]
+        assert len(taken) == 1 and "no admin created" in taken[0].getMessage()
+
+    def test_a_passwordless_account_that_was_issued_a_token_is_taken(
+        self, clean: Context, make_user: MakeUser
+    ) -> None:
+        user = make_user(email="boss@example.com", password=None)
+        with transaction(clean.sessions) as db:
+            db.get_one(User, user.id).token_issued_at = utcnow()
+        with _app_with_admin(clean, "first password"), clean.sessions() as db:
+            assert db.get_one(User, user.id).role is Role.CLIENT
+
+    def test_an_account_known_only_from_inbound_mail_becomes_the_admin(
+        self, clean: Context, make_user: MakeUser, make_ticket: MakeTicket
+    ) -> None:
+        inbound = make_user(email="boss@example.com", password=None)
+        make_ticket(inbound)
+        with _app_with_admin(clean, "first password") as http:
+            login = {"username": "boss@example.com", "password": "first password"}
+            token = http.post("/api/v1/auth/login", data=login).json()["access_token"]
+            me = http.get("/api/v1/users/me", headers={"Authorization": f"Bearer {token}"})
+        assert me.json()["id"] == inbound.id and me.json()["role"] == "ADMIN"
 
 
 class TestAdministration:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -64,4 +66,34 @@ class TestSettings:
     def test_env_example_loads_as_valid_settings(self) -> None:
         path = Path(__file__).parents[2] / ".env.example"
         loaded = load_settings(_env_file=str(path), jwt_secret="x" * 40)
-        assert loaded.doxa_env == "dev"  # type: ignore[attr-defined]
+        assert loaded.doxa_env == "prod"  # type: ignore[attr-defined]
+
+    def test_make_env_writes_a_prod_env_with_a_random_secret(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        root = Path(__file__).parents[2]
+        for name in ("JWT_SECRET", "DOXA_ENV"):
+            monkeypatch.delenv(name, raising=False)
+        for target in ("a.env", "b.env"):
+            subprocess.run(
+                [
+                    sys.executable,
+                    str(root / "scripts/make_env.py"),
+                    str(root / ".env.example"),
+                    str(tmp_path / target),
+                ],
+                check=True,
+                capture_output=True,
+            )
+        first, second = (load_settings(_env_file=str(tmp_path / t)) for t in ("a.env", "b.env"))
+        assert first.doxa_env == "prod" and first.jwt_secret != second.jwt_secret
+
+    def test_forwarded_allow_ips_takes_addresses_and_networks(self) -> None:
+        loaded = settings(doxa_env="dev", forwarded_allow_ips="10.0.0.1, 192.168.0.0/16")
+        assert [str(n) for n in loaded.forwarded_allow_ips] == ["10.0.0.1/32", "192.168.0.0/16"]  # type: ignore[attr-defined]
+        with pytest.raises(ConfigError, match=r"^FORWARDED_ALLOW_IPS:"):
+            settings(doxa_env="dev", forwarded_allow_ips="proxy.example.com")
+
+    def test_public_base_url_must_be_http(self) -> None:
+        with pytest.raises(ConfigError, match=r"^PUBLIC_BASE_URL:"):
+            settings(doxa_env="dev", public_base_url="javascript:alert(1)")

@@ -42,11 +42,69 @@ def upgrade() -> None:
         ),
         sa.Column("password_hash", sa.String(length=200), nullable=True),
         sa.Column("is_active", sa.Boolean(), nullable=False),
+        sa.Column("token_version", sa.Integer(), nullable=False),
+        sa.Column("token_issued_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_user")),
         sa.UniqueConstraint("email", name=op.f("uq_user_email")),
     )
+    # Accounts: mailed sign-up and reset tokens (hashed), and the mail that carries them.
+    op.create_table(
+        "account_token",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column(
+            "purpose",
+            sa.Enum("verify", "reset", name="tokenpurpose", native_enum=False, length=14),
+            nullable=False,
+        ),
+        sa.Column("email", sa.String(length=320), nullable=False),
+        sa.Column("full_name", sa.String(length=200), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_account_token")),
+        sa.UniqueConstraint("token_hash", name=op.f("uq_account_token_token_hash")),
+    )
+    with op.batch_alter_table("account_token", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_account_token_email_purpose"), ["email", "purpose"], unique=False
+        )
+    op.create_table(
+        "account_mail",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("token_id", sa.Integer(), nullable=True),
+        sa.Column("recipient", sa.String(length=320), nullable=False),
+        sa.Column("subject", sa.String(length=200), nullable=False),
+        sa.Column("body", sa.Text(), nullable=False),
+        sa.Column(
+            "delivery_state",
+            sa.Enum(
+                "queued",
+                "sent",
+                "failed",
+                "not_sent",
+                name="deliverystate",
+                native_enum=False,
+                length=16,
+            ),
+            nullable=False,
+        ),
+        sa.Column("delivery_error", sa.Text(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["token_id"],
+            ["account_token.id"],
+            name=op.f("fk_account_mail_token_id_account_token"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_account_mail")),
+    )
+    with op.batch_alter_table("account_mail", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_account_mail_delivery_state"), ["delivery_state"], unique=False
+        )
     op.create_table(
         "ticket",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -437,6 +495,14 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_ticket_assignee_id_id"))
 
     op.drop_table("ticket")
+    with op.batch_alter_table("account_mail", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_account_mail_delivery_state"))
+
+    op.drop_table("account_mail")
+    with op.batch_alter_table("account_token", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_account_token_email_purpose"))
+
+    op.drop_table("account_token")
     op.drop_table("user")
     op.drop_table("classifier_model")
 

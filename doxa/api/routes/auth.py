@@ -1,36 +1,136 @@
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter, BackgroundTasks
 
-from fastapi import APIRouter, Depends
-from fastapi.security import OAuth2PasswordRequestForm
-
-from doxa.api.deps import ContextDep, CurrentUser, SessionDep
+from doxa.api.deps import (
+    ContextDep,
+    CurrentUser,
+    LoginFormDep,
+    MailerDep,
+    NetworkDep,
+    SessionDep,
+    ThrottleDep,
+)
+from doxa.core.users import accounts
 from doxa.core.users import service as users
-from doxa.core.users.schemas import AccessToken, Registration, UserRead
+from doxa.core.users.models import User
+from doxa.core.users.schemas import (
+    Accepted,
+    AccessToken,
+    LinkPassword,
+    PasswordChange,
+    Registration,
+    ResetRequest,
+    UserRead,
+)
 
 router = APIRouter(tags=["auth"])
+MAILED = "if this address can have an account, a link is on its way to it"
 
 
-@router.post("/auth/login")
-def login(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()], db: SessionDep, context: ContextDep
-) -> AccessToken:
-    """Exchange an email (`username`) and password for a bearer token."""
-    user = users.authenticate(db, context.passwords, email=form.username, password=form.password)
+def _token_for(db: SessionDep, context: ContextDep, user: User) -> AccessToken:
     return AccessToken(
-        access_token=context.tokens.issue(user.id),
+        access_token=users.issue_token(db, context.tokens, user),
         expires_in=int(context.tokens.lifetime.total_seconds()),
     )
 
 
-@router.post("/auth/register", status_code=201)
-def register(body: Registration, db: SessionDep, context: ContextDep) -> UserRead:
-    """Sign up as a client; an address we know from inbound mail claims its tickets."""
-    return UserRead.model_validate(users.register(db, context.passwords, body))
+@router.post("/auth/login")
+def login(
+    form: LoginFormDep,
+    db: SessionDep,
+    context: ContextDep,
+    throttle: ThrottleDep,
+    network: NetworkDep,
+) -> AccessToken:
+    """Exchange an email (`username`) and password for a bearer token.
+
+    Failed attempts are throttled per (address, network) and per network: 429 with Retry-After.
+    """
+    user = users.authenticate(
+        db,
+        context.passwords,
+        throttle,
+        email=form.username,
+        password=form.password,
+        network=network,
+    )
+    return _token_for(db, context, user)
+
+
+@router.post("/auth/register", status_code=202)
+def register(
+    body: Registration,
+    db: SessionDep,
+    mailer: MailerDep,
+    throttle: ThrottleDep,
+    network: NetworkDep,
+    background: BackgroundTasks,
+) -> Accepted:
+    """Sign up as a client: a link to choose the password goes to the address.
+
+    The answer is the same whether or not the address has an account; nothing changes until
+    the mailed token comes back to `POST /auth/verify`. 503 when outbound mail is not set up.
+    """
+    accounts.request_sign_up(
+        db, mailer, throttle, email=body.email, full_name=body.full_name, network=network
+    )
+    background.add_task(mailer.send_queued)  # after the commit, off the answer's path
+    return Accepted(detail=MAILED)
+
+
+@router.post("/auth/verify")
+def verify(body: LinkPassword, db: SessionDep, context: ContextDep) -> UserRead:
+    """Choose the password with the token from a sign-up mail (once, before it expires)."""
+    user = accounts.verify_sign_up(db, context.passwords, token=body.token, password=body.password)
+    return UserRead.model_validate(user)
+
+
+@router.post("/auth/password-reset", status_code=202)
+def password_reset(
+    body: ResetRequest,
+    db: SessionDep,
+    mailer: MailerDep,
+    throttle: ThrottleDep,
+    network: NetworkDep,
+    background: BackgroundTasks,
+) -> Accepted:
+    """Mail a password reset link; the same answer whether or not the address has an account."""
+    accounts.request_reset(db, mailer, throttle, email=body.email, network=network)
+    background.add_task(mailer.send_queued)
+    return Accepted(detail=MAILED)
+
+
+@router.post("/auth/password-reset/confirm")
+def password_reset_confirm(body: LinkPassword, db: SessionDep, context: ContextDep) -> UserRead:
+    """Set a new password with the token from a reset mail; every earlier access token ends."""
+    user = accounts.reset_password(db, context.passwords, token=body.token, password=body.password)
+    return UserRead.model_validate(user)
 
 
 @router.get("/users/me", tags=["users"])
 def me(user: CurrentUser) -> UserRead:
     """The caller."""
     return UserRead.model_validate(user)
+
+
+@router.post("/users/me/password", tags=["users"])
+def change_password(
+    body: PasswordChange,
+    user: CurrentUser,
+    db: SessionDep,
+    context: ContextDep,
+    throttle: ThrottleDep,
+    network: NetworkDep,
+) -> AccessToken:
+    """Change one's password; every earlier token ends, and a new one comes back."""
+    accounts.change_password(
+        db,
+        context.passwords,
+        throttle,
+        user,
+        current=body.current_password,
+        new=body.new_password,
+        network=network,
+    )
+    return _token_for(db, context, user)

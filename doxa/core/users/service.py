@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from enum import StrEnum
+
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from doxa.core.auth import Passwords, Tokens
-from doxa.core.enums import Role
+from doxa.core.db import utcnow
+from doxa.core.enums import Role, TokenPurpose
 from doxa.core.errors import Conflict, NotFound, PermissionDenied, Unauthenticated
 from doxa.core.schemas import MAX_PAGE_SIZE, Page, decode_cursor, encode_cursor
-from doxa.core.users.models import User
-from doxa.core.users.schemas import Registration, UserCreate, UserRead, UserUpdate
+from doxa.core.users.models import AccountToken, User
+from doxa.core.users.schemas import UserCreate, UserRead, UserUpdate
+from doxa.core.users.throttle import Throttle
 
 
 def require_role(actor: User, *roles: Role) -> None:
@@ -24,38 +28,68 @@ def find_by_email(db: Session, email: str) -> User | None:
     return db.scalar(select(User).where(User.email == email.strip().lower()))
 
 
-def authenticate(db: Session, passwords: Passwords, *, email: str, password: str) -> User:
+def login_allowed(passwords: Passwords, throttle: Throttle, *, email: str, network: str) -> None:
+    """TooManyRequests for a login that would be refused anyway; no I/O, so the edge can ask
+    before it spends a thread or a query (authenticate asks again)."""
+    throttle.check_login(email, network)
+    passwords.check_capacity()
+
+
+def authenticate(
+    db: Session,
+    passwords: Passwords,
+    throttle: Throttle,
+    *,
+    email: str,
+    password: str,
+    network: str,
+) -> User:
+    """The user these credentials name; failures count against the address and the network."""
     if "\x00" in email or len(email) > 320:
         raise Unauthenticated("wrong email or password")
+    login_allowed(passwords, throttle, email=email, network=network)  # before any bcrypt
     user = find_by_email(db, email)
     if not passwords.verify(password, user.password_hash if user else None) or user is None:
+        throttle.login_failed(email, network)
         raise Unauthenticated("wrong email or password")
     if not user.is_active:
         raise Unauthenticated("this account is deactivated")
     return user
 
 
+def issue_token(db: Session, tokens: Tokens, user: User) -> str:
+    """An access token for the user; the account is marked as used (see ensure_admin)."""
+    user.token_issued_at = utcnow()
+    db.flush()
+    return tokens.issue(user.id, user.token_version)
+
+
 def user_for_token(db: Session, tokens: Tokens, token: str) -> User:
-    """The active user a token names, loaded afresh: role changes and deactivation apply at once."""
-    user = db.get(User, tokens.subject(token))
-    if user is None or not user.is_active:
+    """The active user a token names, loaded afresh: role changes and deactivation apply at once,
+    and a password change or reset (a new token version) ends every earlier token."""
+    claims = tokens.read(token)
+    user = db.get(User, claims.user_id)
+    if user is None or not user.is_active or user.token_version != claims.version:
         raise Unauthenticated("invalid token")
     return user
 
 
-def register(db: Session, passwords: Passwords, data: Registration) -> User:
-    """Self sign-up as a client; an email known only from inbound mail takes over its account."""
-    existing = find_by_email(db, data.email)
-    if existing is not None:
-        if existing.password_hash is not None or existing.role is not Role.CLIENT:
-            raise Conflict("an account with this email exists")
-        if not existing.is_active:
-            raise Conflict("this account is deactivated")
-        existing.password_hash = passwords.hash(data.password)
-        existing.full_name = data.full_name or existing.full_name
-        db.flush()
-        return existing
-    return add_user(db, passwords, UserCreate(**data.model_dump(), role=Role.CLIENT))
+def set_password(db: Session, passwords: Passwords, user: User, password: str) -> None:
+    """Set a password and end the user's earlier access tokens and outstanding mailed links."""
+    user.password_hash = passwords.hash(password)
+    user.token_version += 1
+    void_links(db, user.email)
+    db.flush()
+
+
+def void_links(db: Session, email: str, purpose: TokenPurpose | None = None) -> None:
+    """Mark the address's unused mailed tokens (of one purpose, or all) as used."""
+    query = update(AccountToken).where(
+        AccountToken.email == email.lower(), AccountToken.used_at.is_(None)
+    )
+    if purpose is not None:
+        query = query.where(AccountToken.purpose == purpose)
+    db.execute(query.values(used_at=utcnow()))
 
 
 def create_user(db: Session, passwords: Passwords, data: UserCreate, *, actor: User) -> User:
@@ -107,7 +141,7 @@ def update_user(
         if name in data.model_fields_set and getattr(data, name) is not None:
             setattr(user, name, getattr(data, name))
     if data.password is not None:
-        user.password_hash = passwords.hash(data.password)
+        set_password(db, passwords, user, data.password)
     db.flush()
     return user
 
@@ -120,18 +154,30 @@ def _keep_one_admin(db: Session, leaving: User) -> None:
         raise Conflict("the last active admin cannot be demoted or deactivated")
 
 
-def ensure_admin(db: Session, passwords: Passwords, *, email: str, password: str) -> User | None:
-    """Create the first admin at start-up, unless an admin exists already."""
+class AdminBootstrap(StrEnum):
+    CREATED = "created"
+    EXISTS = "exists"  # an admin exists already: nothing to do
+    TAKEN = "taken"  # the address belongs to an account someone controls: nothing created
+
+
+def ensure_admin(db: Session, passwords: Passwords, *, email: str, password: str) -> AdminBootstrap:
+    """Create the first admin at start-up, unless an admin exists already.
+
+    An account with that address that has a password, or was ever issued a token, is someone's:
+    it is never promoted. A passwordless account known only from inbound mail becomes the admin.
+    """
     if db.scalar(select(User.id).where(User.role == Role.ADMIN).limit(1)) is not None:
-        return None
+        return AdminBootstrap.EXISTS
     user = find_by_email(db, email)
+    if user is not None and (user.password_hash is not None or user.token_issued_at is not None):
+        return AdminBootstrap.TAKEN
     if user is None:
-        user = User(email=email.strip().lower(), role=Role.ADMIN)
+        user = User(email=email.strip().lower(), role=Role.ADMIN, token_version=0)
         db.add(user)
+        db.flush()
     user.role, user.is_active = Role.ADMIN, True
-    user.password_hash = passwords.hash(password)
-    db.flush()
-    return user
+    set_password(db, passwords, user, password)  # also voids sign-up links someone requested
+    return AdminBootstrap.CREATED
 
 
 def requester_for(db: Session, *, email: str, name: str | None) -> User:

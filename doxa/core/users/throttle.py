@@ -1,0 +1,154 @@
+"""Throttling of failed logins and account mail, per (address, client network) and per network.
+
+The state is in process memory (sliding windows): each server process counts on its own, and a
+restart forgets. Keys always include the client's network, so a flood from one network never
+locks the same address out from another; known and unknown addresses are counted alike.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from doxa.core.config import IPNetwork
+from doxa.core.errors import TooManyRequests
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    count: int
+    window: float  # seconds
+
+
+class SlidingWindow:
+    """At most `limit.count` hits per key in any `limit.window` seconds."""
+
+    def __init__(
+        self, limit: Limit, *, max_keys: int = 100_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limit, self.max_keys, self.clock = limit, max_keys, clock
+        self._hits: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def wait(self, key: str) -> float:
+        """Seconds until `key` may act again; 0 when it may now."""
+        with self._lock:
+            hits = self._hits.get(key)
+            if hits is None or len(hits) < self.limit.count:
+                return 0.0
+            return max(0.0, hits[0] + self.limit.window - self.clock())
+
+    def hit(self, key: str) -> None:
+        now = self.clock()
+        with self._lock:
+            hits = self._hits.get(key)
+            if hits is None:
+                if len(self._hits) >= self.max_keys:
+                    self._sweep(now)
+                hits = self._hits[key] = deque(maxlen=self.limit.count)
+            hits.append(now)
+
+    def _sweep(self, now: float) -> None:
+        # Memory stays bounded under a flood of new keys: the expired go first, then the oldest.
+        expired = [k for k, hits in self._hits.items() if hits[-1] + self.limit.window <= now]
+        for key in expired:
+            del self._hits[key]
+        for key in list(self._hits)[: max(0, len(self._hits) - self.max_keys // 2)]:
+            del self._hits[key]
+
+    def reset(self) -> None:
+        with self._lock:
+            self._hits.clear()
+
+
+class Throttle:
+    """The limits on failed logins and on sign-up and reset requests."""
+
+    FAILED_LOGINS_PER_ADDRESS = Limit(5, 15 * 60)
+    FAILED_LOGINS_PER_NETWORK = Limit(50, 15 * 60)
+    MAIL_PER_ADDRESS = Limit(3, 60 * 60)
+    MAIL_PER_NETWORK = Limit(20, 60 * 60)
+
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, *, refusal_delay: float = 0.5
+    ) -> None:
+        self.refusal_delay = refusal_delay  # how long an edge holds a refused login's answer
+        self._login_address = SlidingWindow(self.FAILED_LOGINS_PER_ADDRESS, clock=clock)
+        self._login_network = SlidingWindow(self.FAILED_LOGINS_PER_NETWORK, clock=clock)
+        self._mail_address = SlidingWindow(self.MAIL_PER_ADDRESS, clock=clock)
+        self._mail_network = SlidingWindow(self.MAIL_PER_NETWORK, clock=clock)
+
+    def check_login(self, email: str, network: str) -> None:
+        """Refuse before any password check while this pair or network has failed too often."""
+        _refuse(
+            max(self._login_address.wait(_pair(email, network)), self._login_network.wait(network)),
+            "too many failed logins",
+        )
+
+    def login_failed(self, email: str, network: str) -> None:
+        self._login_address.hit(_pair(email, network))
+        self._login_network.hit(network)
+
+    def request_mail(self, email: str, network: str) -> None:
+        """Count one sign-up or reset request; refuse it past the limits."""
+        pair = _pair(email, network)
+        _refuse(
+            max(self._mail_address.wait(pair), self._mail_network.wait(network)),
+            "too many sign-up or reset requests",
+        )
+        self._mail_address.hit(pair)
+        self._mail_network.hit(network)
+
+    def reset(self) -> None:
+        for window in (self._login_address, self._login_network):
+            window.reset()
+        for window in (self._mail_address, self._mail_network):
+            window.reset()
+
+
+def _pair(email: str, network: str) -> str:
+    return f"{email.strip().lower()}|{network}"
+
+
+def _refuse(wait: float, what: str) -> None:
+    if wait > 0:
+        seconds = math.ceil(wait)
+        raise TooManyRequests(f"{what}; retry in {seconds} s", retry_after=seconds)
+
+
+def client_network(
+    peer: str | None, forwarded_for: str | None, trusted: Sequence[IPNetwork]
+) -> str:
+    """The client's network: its IPv4 address or IPv6 /64.
+
+    `X-Forwarded-For` counts only when the peer is a trusted proxy; it is read from the right,
+    skipping further trusted proxies, so a client cannot choose its address by prepending one.
+    """
+    address = _ip(peer)
+    if address is None:
+        return peer or "unknown"  # not an IP (a test client, a Unix socket): itself
+    hops = [hop.strip() for hop in (forwarded_for or "").split(",") if hop.strip()]
+    while hops and any(address in network for network in trusted):
+        earlier = _ip(hops.pop())
+        if earlier is None:
+            break  # a malformed hop: the last proxy we trust is the best we know
+        address = earlier
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+def _ip(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    if not text:
+        return None
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None

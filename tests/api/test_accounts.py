@@ -1,0 +1,270 @@
+"""Accounts are proven by mail: sign-up, verification, password reset and change, from outside."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from doxa.core.context import Context
+from doxa.core.db import transaction, utcnow
+from doxa.core.enums import Role
+from doxa.core.models import AccountMail, AccountToken, User
+from tests.conftest import PASSWORD, MailClient, MakeTicket, MakeUser, mailed_token
+
+NEW = "a fresh long secret"
+
+
+def _login(http: TestClient, email: str, password: str) -> int:
+    form = {"username": email, "password": password}
+    return http.post("/api/v1/auth/login", data=form).status_code
+
+
+def _token(http: TestClient, email: str, password: str) -> str:
+    form = {"username": email, "password": password}
+    response = http.post("/api/v1/auth/login", data=form)
+    assert response.status_code == 200, response.text
+    return str(response.json()["access_token"])
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _users(context: Context, email: str) -> list[User]:
+    with context.sessions() as db:
+        return list(db.scalars(sa.select(User).where(User.email == email)))
+
+
+class TestSignUp:
+    def test_without_a_relay_self_sign_up_answers_503_saying_so(self, client: TestClient) -> None:
+        response = client.post("/api/v1/auth/register", json={"email": "a@example.com"})
+        assert response.status_code == 503
+        assert response.headers["content-type"] == "application/problem+json"
+        assert "OUTBOUND_SMTP_URL" in response.json()["detail"]
+
+    def test_answer_is_the_same_for_new_inbound_only_and_existing_addresses(
+        self, mail_client: MailClient, make_user: MakeUser
+    ) -> None:
+        http = mail_client()
+        known, inbound = make_user().email, make_user(password=None).email
+        answers = [
+            http.post("/api/v1/auth/register", json={"email": email})
+            for email in ("nobody@example.com", known, inbound)
+        ]
+        assert {a.status_code for a in answers} == {202}
+        assert len({a.text for a in answers}) == 1
+
+    def test_a_password_in_the_sign_up_body_is_refused(self, mail_client: MailClient) -> None:
+        body = {"email": "a@example.com", "password": "attacker chosen pw"}
+        assert mail_client().post("/api/v1/auth/register", json=body).status_code == 422
+
+    def test_attacker_registering_a_customers_address_never_gets_in_and_the_owner_does(
+        self, mail_client: MailClient, make_user: MakeUser, make_ticket: MakeTicket, clean: Context
+    ) -> None:
+        customer = make_user(email="customer@example.org", password=None)  # seen in inbound mail
+        ticket = make_ticket(customer, subject="My invoice")
+        attacker = mail_client("203.0.113.66")
+        signed = attacker.post("/api/v1/auth/register", json={"email": customer.email})
+        assert signed.status_code == 202 and "access_token" not in signed.text
+        for guess in ("", PASSWORD, NEW, "attacker chosen pw"):
+            assert _login(attacker, customer.email, guess) in (401, 422)
+        [account] = _users(clean, customer.email)
+        assert account.password_hash is None  # nothing changed before the link came back
+
+        owner = mail_client("198.51.100.20")
+        token = mailed_token(clean, customer.email)  # only the mailbox owner reads this
+        verified = owner.post("/api/v1/auth/verify", json={"token": token, "password": NEW})
+        assert verified.status_code == 200 and verified.json()["id"] == customer.id
+        tickets = owner.get("/api/v1/tickets", headers=_bearer(_token(owner, customer.email, NEW)))
+        assert [t["id"] for t in tickets.json()["items"]] == [ticket.id]
+
+    def test_new_address_has_no_account_until_the_link_comes_back(
+        self, mail_client: MailClient, clean: Context
+    ) -> None:
+        http = mail_client()
+        body = {"email": "New@Example.com", "full_name": "New Person"}
+        assert http.post("/api/v1/auth/register", json=body).status_code == 202
+        assert _users(clean, "new@example.com") == []
+        token = mailed_token(clean, "new@example.com")
+        created = http.post("/api/v1/auth/verify", json={"token": token, "password": NEW}).json()
+        assert created["role"] == "CLIENT" and created["full_name"] == "New Person"
+        assert _login(http, "new@example.com", NEW) == 200
+
+    def test_link_points_at_the_public_base_url(
+        self, mail_client: MailClient, clean: Context
+    ) -> None:
+        mail_client().post("/api/v1/auth/register", json={"email": "x@example.com"})
+        with clean.sessions() as db:
+            mail = db.scalars(sa.select(AccountMail)).one()
+        assert "https://help.example.com/account/verify?token=" in mail.body
+        assert mail.delivery_state == "queued"  # the test relay refuses: kept for a retry
+
+    def test_tokens_are_stored_hashed(self, mail_client: MailClient, clean: Context) -> None:
+        mail_client().post("/api/v1/auth/register", json={"email": "x@example.com"})
+        token = mailed_token(clean, "x@example.com")
+        with clean.sessions() as db:
+            stored = db.scalars(sa.select(AccountToken)).one()
+        assert token not in stored.token_hash and len(stored.token_hash) == 64
+
+    def test_replayed_verification_token_is_refused(
+        self, mail_client: MailClient, clean: Context
+    ) -> None:
+        http = mail_client()
+        http.post("/api/v1/auth/register", json={"email": "x@example.com"})
+        body = {"token": mailed_token(clean, "x@example.com"), "password": NEW}
+        assert http.post("/api/v1/auth/verify", json=body).status_code == 200
+        replay = http.post("/api/v1/auth/verify", json={**body, "password": "another long pw"})
+        assert replay.status_code == 422
+        assert replay.headers["content-type"] == "application/problem+json"
+        assert _login(http, "x@example.com", "another long pw") == 401
+
+    def test_expired_verification_token_is_refused(
+        self, mail_client: MailClient, clean: Context
+    ) -> None:
+        http = mail_client()
+        http.post("/api/v1/auth/register", json={"email": "x@example.com"})
+        token = mailed_token(clean, "x@example.com")
+        with transaction(clean.sessions) as db:
+            db.execute(sa.update(AccountToken).values(expires_at=utcnow() - timedelta(seconds=1)))
+        answer = http.post("/api/v1/auth/verify", json={"token": token, "password": NEW})
+        assert answer.status_code == 422
+        assert _users(clean, "x@example.com") == []
+
+    def test_a_second_sign_up_mail_voids_the_first(
+        self, mail_client: MailClient, clean: Context
+    ) -> None:
+        http = mail_client()
+        http.post("/api/v1/auth/register", json={"email": "x@example.com"})
+        first = mailed_token(clean, "x@example.com")
+        http.post("/api/v1/auth/register", json={"email": "x@example.com"})
+        second = mailed_token(clean, "x@example.com")
+        assert first != second
+        old = http.post("/api/v1/auth/verify", json={"token": first, "password": NEW})
+        assert old.status_code == 422
+        new = http.post("/api/v1/auth/verify", json={"token": second, "password": NEW})
+        assert new.status_code == 200
+
+    def test_an_address_with_a_password_gets_a_reset_link_and_keeps_its_password(
+        self, mail_client: MailClient, make_user: MakeUser, clean: Context
+    ) -> None:
+        user = make_user()
+        http = mail_client()
+        assert http.post("/api/v1/auth/register", json={"email": user.email}).status_code == 202
+        token = mailed_token(clean, user.email)
+        assert _login(http, user.email, PASSWORD) == 200
+        as_verify = http.post("/api/v1/auth/verify", json={"token": token, "password": NEW})
+        assert as_verify.status_code == 422  # a reset token is not a sign-up token
+        body = {"token": token, "password": NEW}
+        assert http.post("/api/v1/auth/password-reset/confirm", json=body).status_code == 200
+
+    def test_short_and_common_passwords_are_refused(
+        self, mail_client: MailClient, clean: Context
+    ) -> None:
+        http = mail_client()
+        http.post("/api/v1/auth/register", json={"email": "x@example.com"})
+        token = mailed_token(clean, "x@example.com")
+        for weak in ("short pw", "password123", "qwertyuiop"):
+            answer = http.post("/api/v1/auth/verify", json={"token": token, "password": weak})
+            assert answer.status_code == 422, weak
+        ok = http.post("/api/v1/auth/verify", json={"token": token, "password": NEW})
+        assert ok.status_code == 200  # a refused password leaves the token usable
+
+    def test_deactivated_account_is_not_revived_by_a_sign_up(
+        self, mail_client: MailClient, make_user: MakeUser, clean: Context
+    ) -> None:
+        user = make_user(password=None, active=False)
+        assert (
+            mail_client().post("/api/v1/auth/register", json={"email": user.email}).status_code
+            == 202
+        )
+        with clean.sessions() as db:
+            assert db.scalars(sa.select(AccountMail)).all() == []
+
+
+class TestPasswordReset:
+    def test_answers_202_alike_for_known_and_unknown_addresses(
+        self, mail_client: MailClient, make_user: MakeUser
+    ) -> None:
+        http = mail_client()
+        answers = [
+            http.post("/api/v1/auth/password-reset", json={"email": email})
+            for email in (make_user().email, "nobody@example.com")
+        ]
+        assert [a.status_code for a in answers] == [202, 202]
+        assert answers[0].text == answers[1].text
+
+    def test_reset_ends_every_earlier_token(
+        self, mail_client: MailClient, make_user: MakeUser, clean: Context
+    ) -> None:
+        user = make_user(Role.AGENT)
+        thief = mail_client("203.0.113.66")
+        stolen = _token(thief, user.email, PASSWORD)
+        owner = mail_client()
+        owner.post("/api/v1/auth/password-reset", json={"email": user.email})
+        body = {"token": mailed_token(clean, user.email), "password": NEW}
+        assert owner.post("/api/v1/auth/password-reset/confirm", json=body).status_code == 200
+        assert thief.get("/api/v1/users/me", headers=_bearer(stolen)).status_code == 401
+        assert _login(owner, user.email, PASSWORD) == 401
+        assert _login(owner, user.email, NEW) == 200
+
+    def test_reset_token_is_single_use(
+        self, mail_client: MailClient, make_user: MakeUser, clean: Context
+    ) -> None:
+        user, http = make_user(), mail_client()
+        http.post("/api/v1/auth/password-reset", json={"email": user.email})
+        body = {"token": mailed_token(clean, user.email), "password": NEW}
+        assert http.post("/api/v1/auth/password-reset/confirm", json=body).status_code == 200
+        again = {**body, "password": "attacker second pw"}
+        assert http.post("/api/v1/auth/password-reset/confirm", json=again).status_code == 422
+
+    def test_a_second_reset_mail_voids_the_first(
+        self, mail_client: MailClient, make_user: MakeUser, clean: Context
+    ) -> None:
+        user, http = make_user(), mail_client()
+        http.post("/api/v1/auth/password-reset", json={"email": user.email})
+        first = mailed_token(clean, user.email)
+        http.post("/api/v1/auth/password-reset", json={"email": user.email})
+        body = {"token": first, "password": NEW}
+        assert http.post("/api/v1/auth/password-reset/confirm", json=body).status_code == 422
+        body["token"] = mailed_token(clean, user.email)
+        assert http.post("/api/v1/auth/password-reset/confirm", json=body).status_code == 200
+
+    def test_without_a_relay_reset_answers_503(self, client: TestClient) -> None:
+        answer = client.post("/api/v1/auth/password-reset", json={"email": "a@example.com"})
+        assert answer.status_code == 503
+
+
+class TestPasswordChange:
+    def test_change_ends_earlier_tokens_and_returns_a_working_one(
+        self, mail_client: MailClient, make_user: MakeUser
+    ) -> None:
+        user, http = make_user(), mail_client()
+        old = _token(http, user.email, PASSWORD)
+        body = {"current_password": PASSWORD, "new_password": NEW}
+        changed = http.post("/api/v1/users/me/password", json=body, headers=_bearer(old))
+        assert changed.status_code == 200
+        assert http.get("/api/v1/users/me", headers=_bearer(old)).status_code == 401
+        fresh = changed.json()["access_token"]
+        assert http.get("/api/v1/users/me", headers=_bearer(fresh)).status_code == 200
+        assert _login(http, user.email, NEW) == 200
+
+    def test_wrong_current_password_gets_403_and_changes_nothing(
+        self, mail_client: MailClient, make_user: MakeUser
+    ) -> None:
+        user, http = make_user(), mail_client()
+        token = _token(http, user.email, PASSWORD)
+        body = {"current_password": "not my password", "new_password": NEW}
+        answer = http.post("/api/v1/users/me/password", json=body, headers=_bearer(token))
+        assert answer.status_code == 403
+        assert http.get("/api/v1/users/me", headers=_bearer(token)).status_code == 200
+
+    def test_common_new_password_gets_422(
+        self, mail_client: MailClient, make_user: MakeUser
+    ) -> None:
+        user, http = make_user(), mail_client()
+        token = _token(http, user.email, PASSWORD)
+        body = {"current_password": PASSWORD, "new_password": "1234567890"}
+        answer = http.post("/api/v1/users/me/password", json=body, headers=_bearer(token))
+        assert answer.status_code == 422
