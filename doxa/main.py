@@ -29,6 +29,7 @@ from doxa.core.intake.worker import IntakeWorker, process_event, read_event
 from doxa.core.outbound import Outbox, OutboxRunner
 from doxa.core.triage.runner import Triage, TriageRunner
 from doxa.core.users import service as user_service
+from doxa.gateway import webhooks
 from doxa.gateway.parsing import email_normalizer
 from doxa.gateway.smtp import IntakeHandler, SmtpListener
 
@@ -66,6 +67,9 @@ class Runtime:
         self.triage = TriageRunner(settings, context.sessions, executor=pool, classify=classify)
         self.worker = IntakeWorker(
             context.sessions, self.pipeline, after=self._processed, process=process
+        )
+        self.webhooks = webhooks.WebhookIntake(
+            settings, context.sessions, self.pipeline, self.worker.submit
         )
         self.listener: SmtpListener | None = None
         if settings.smtp_enabled:
@@ -124,10 +128,12 @@ def create_app(settings: Settings, *, context: Context | None = None) -> FastAPI
     app.state.outbox = runtime.outbox
     app.state.triage = runtime.triage
     app.state.smtp_server = runtime.listener
+    app.state.webhooks = runtime.webhooks
     api = APIRouter(prefix="/api/v1", responses=problems.RESPONSES)
     for module in (auth, users, tickets, attachments, intake, classifier):
         api.include_router(module.router)
     app.include_router(api)
+    app.include_router(webhooks.router, prefix="/api/v1")  # documents only its own answers
     app.include_router(health.router)
     docs.install(app)
     problems.install(app)
@@ -214,5 +220,12 @@ def _classify_pending() -> int:
 
 def build_pipeline(settings: Settings) -> Pipeline:
     """The one ingestion path, with each channel's way of reading its raw input."""
-    normalizers = {Channel.EMAIL: email_normalizer(settings.max_attachment_bytes)}
+    limit = settings.max_attachment_bytes
+    normalizers = {
+        Channel.EMAIL: email_normalizer(limit),
+        Channel.FORM: webhooks.form_normalizer(limit),
+        Channel.MAILGUN: webhooks.normalizer(webhooks.mailgun_message, limit),
+        Channel.SENDGRID: webhooks.normalizer(webhooks.sendgrid_message, limit),
+        Channel.POSTMARK: webhooks.normalizer(webhooks.postmark_message, limit),
+    }
     return Pipeline(settings, normalizers)

@@ -21,12 +21,14 @@ from doxa.core.errors import (
     InvalidInput,
     NotFound,
     PermissionDenied,
+    Rejected,
     TooLarge,
     Unauthenticated,
     Unavailable,
 )
 
 log = logging.getLogger(__name__)
+RETRY_AFTER_SECONDS = 5
 
 STATUS_OF: dict[type[DomainError], int] = {
     NotFound: 404,
@@ -34,6 +36,7 @@ STATUS_OF: dict[type[DomainError], int] = {
     Unauthenticated: 401,
     Conflict: 409,
     InvalidInput: 422,
+    Rejected: 422,
     TooLarge: 413,
     Unavailable: 503,
 }
@@ -86,6 +89,8 @@ def _domain(request: Request, exc: Exception) -> JSONResponse:
         return _unexpected(request, exc)
     status = STATUS_OF.get(type(exc), 400)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if isinstance(exc, Unavailable):  # the caller should come back, and be told when
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
     return problem(status, exc.detail, headers=headers)
 
 
@@ -113,7 +118,9 @@ def _database(request: Request, exc: Exception) -> JSONResponse:
     )
     if isinstance(exc, OperationalError | InterfaceError):
         return problem(
-            503, "the database cannot be reached; try again shortly", headers={"Retry-After": "5"}
+            503,
+            "the database cannot be reached; try again shortly",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
     return _unexpected(request, exc)
 

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from doxa.core.config import Settings
 from doxa.core.db import is_postgresql, large_value, utcnow
 from doxa.core.enums import Channel, IntakeStatus
-from doxa.core.errors import Conflict, NotFound
+from doxa.core.errors import Conflict, NotFound, Rejected
 from doxa.core.intake import delivery
 from doxa.core.intake.inbound import InboundMessage, without_nul
 from doxa.core.intake.loops import loop_reason
@@ -207,6 +207,19 @@ class Pipeline:
         event.status, event.processed_at = IntakeStatus.FAILED, utcnow()
         event.attempts += 1  # the failed run's own claim, if it got that far, was rolled back
         event.error = f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS]
+        db.flush()
+
+    def reject(self, db: Session, event_id: int, error: Rejected) -> None:
+        """Keep input that can never become a ticket, with the reason; it is never retried."""
+        event = db.get(IntakeEvent, event_id)
+        if event is None or event.status is not IntakeStatus.RECEIVED:
+            return
+        event.status, event.reason, event.processed_at = (
+            IntakeStatus.REJECTED,
+            error.reason,
+            utcnow(),
+        )
+        event.error = error.detail[:MAX_ERROR_CHARS]
         db.flush()
 
     def requeue(self, db: Session, event_id: int) -> IntakeEvent:
