@@ -24,13 +24,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from doxa.core.config import Settings
 from doxa.core.db import is_postgresql, transaction, utcnow
-from doxa.core.enums import DeliveryState, Direction
+from doxa.core.enums import Channel, DeliveryState, Direction
 from doxa.core.errors import InvalidInput
 from doxa.core.intake.threads import SUBJECT_TOKEN
 from doxa.core.tickets.models import Message, Ticket
 
 log = logging.getLogger(__name__)
 MAX_REFERENCES = 20
+FORM_ACKNOWLEDGMENT_SUBJECT = "We have received your request"
 _DEFAULT_PORTS = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
 
 
@@ -82,6 +83,9 @@ def compose(db: Session, message: Message, *, settings: Settings) -> EmailMessag
     mail["Reply-To"] = f"{local}+{ticket.id}@{domain}"  # threads even if headers are lost
     mail["To"] = ticket.requester.email
     subject = ticket.subject
+    if ticket.channel is Channel.FORM and message.author_id is None:
+        # Whoever typed someone else's address into a form must not choose what they are sent.
+        subject = FORM_ACKNOWLEDGMENT_SUBJECT
     if not SUBJECT_TOKEN.search(subject):
         subject = f"{ticket.reference} {subject}"
     mail["Subject"] = subject if message.author_id is None else f"Re: {subject}"

@@ -8,7 +8,14 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from doxa.core.config import Settings
-from doxa.core.enums import ClassificationState, DeliveryState, Direction, IntakeStatus, Status
+from doxa.core.enums import (
+    Channel,
+    ClassificationState,
+    DeliveryState,
+    Direction,
+    IntakeStatus,
+    Status,
+)
 from doxa.core.intake.inbound import InboundMessage
 from doxa.core.intake.models import IntakeEvent
 from doxa.core.intake.text import strip_reply
@@ -94,7 +101,11 @@ def _reopen(db: Session, ticket: Ticket) -> None:
 
 
 def _acknowledge(db: Session, ticket: Ticket, msg: InboundMessage, *, settings: Settings) -> None:
-    """Record the automatic answer; it threads the customer's reply back by its Message-ID."""
+    """Record the automatic answer; it threads the customer's reply back by its Message-ID.
+
+    A form's typed address is unproven: no answer unless FORM_ACKNOWLEDGE asks for one."""
+    if ticket.channel is Channel.FORM and not settings.form_acknowledge:
+        return
     domain = (ticket.mailbox or settings.support_addresses[0].address).rpartition("@")[2]
     body = ACKNOWLEDGMENT.format(reference=ticket.reference)
     db.add(Message(
