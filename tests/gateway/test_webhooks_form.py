@@ -35,8 +35,10 @@ class TestSignature:
         event_id = response.json()["intake_event_id"]
         [event] = hooks.settle()
         assert (event.id, event.channel, event.status) == (
-            event_id, Channel.FORM, IntakeStatus.TICKET_CREATED
-        )  # fmt: skip
+            event_id,
+            Channel.FORM,
+            IntakeStatus.TICKET_CREATED,
+        )
         [ticket] = hooks.tickets()
         assert ticket.channel is Channel.FORM and ticket.subject == "Order missing"
         assert ticket.requester.email == "carol@example.org"
@@ -214,9 +216,12 @@ class TestEncodings:
         parts = [("email", "erin@example.org"), ("subject", "Invoice"), ("message", "See file")]
         body = b"".join(
             b'--BOUNDARY\r\nContent-Disposition: form-data; name="%s"\r\n\r\n%s\r\n'
-            % (name.encode(), value.encode()) for name, value in parts
-        ) + (b'--BOUNDARY\r\nContent-Disposition: form-data; name="file"; filename="inv.pdf"\r\n'
-             b"Content-Type: application/pdf\r\n\r\n" + pdf + b"\r\n--BOUNDARY--\r\n")  # fmt: skip
+            % (name.encode(), value.encode())
+            for name, value in parts
+        ) + (
+            b'--BOUNDARY\r\nContent-Disposition: form-data; name="file"; filename="inv.pdf"\r\n'
+            b"Content-Type: application/pdf\r\n\r\n" + pdf + b"\r\n--BOUNDARY--\r\n"
+        )
         headers = signed(body, content_type="multipart/form-data; boundary=BOUNDARY")
         assert hooks.http.post(FORM, content=body, headers=headers).status_code == 202
         hooks.settle()
@@ -256,8 +261,10 @@ class TestAcknowledgment:
 class TestOpenApi:
     def test_every_answer_of_each_endpoint_is_documented(self, hooks: Smtp) -> None:
         paths = hooks.http.get("/openapi.json").json()["paths"]
-        codes = {p: set(paths[f"/api/v1/inbound/{p}"]["post"]["responses"]) for p in
-                 ("form", "mailgun", "sendgrid", "postmark")}  # fmt: skip
+        codes = {
+            p: set(paths[f"/api/v1/inbound/{p}"]["post"]["responses"])
+            for p in ("form", "mailgun", "sendgrid", "postmark")
+        }
         assert codes["form"] >= {"202", "401", "409", "413", "422", "503"}
         assert codes["mailgun"] >= {"200", "401", "406", "413", "503"}
         assert codes["postmark"] >= {"200", "401", "403", "413", "503"}

@@ -22,15 +22,17 @@ MAILGUN_KEY = "mailgun-key-for-tests"
 POSTMARK = ("postmark-user", "postmark-password")
 SENDGRID = ("sendgrid-user", "sendgrid-password")
 # Ours, plus the recipients of the corpus samples.
-MAILBOXES = ",".join([
-    "support@example.com",
-    "hook@sandboxdb91ab935a414789809f96c91229a0ee.mailgun.org",
-    "alice@sandbox085a3b878a964897b9b9efb2395a1f5a.mailgun.org",
-    "inbound@inbound.example.com",
-    "inbound@inbound.inbound.com",
-    "451d9b70cf9364d23ff6f9d51d870251569e@inbound.postmarkapp.com",
-    "api-hash@inbound.postmarkapp.com",
-])  # fmt: skip
+MAILBOXES = ",".join(
+    [
+        "support@example.com",
+        "hook@sandboxdb91ab935a414789809f96c91229a0ee.mailgun.org",
+        "alice@sandbox085a3b878a964897b9b9efb2395a1f5a.mailgun.org",
+        "inbound@inbound.example.com",
+        "inbound@inbound.inbound.com",
+        "451d9b70cf9364d23ff6f9d51d870251569e@inbound.postmarkapp.com",
+        "api-hash@inbound.postmarkapp.com",
+    ]
+)
 CONFIGURED: dict[str, object] = {
     "webhook_secret": SECRET,
     "mailgun_signing_key": MAILGUN_KEY,
@@ -55,23 +57,42 @@ def corpus(path: str) -> Path:
     return found
 
 
-def signed(body: bytes, *, timestamp: int | None = None, secret: str = SECRET,
-           content_type: str = "application/json", **headers: str) -> dict[str, str]:  # fmt: skip
+def signed(
+    body: bytes,
+    *,
+    timestamp: int | None = None,
+    secret: str = SECRET,
+    content_type: str = "application/json",
+    **headers: str,
+) -> dict[str, str]:
     """The headers a website's backend sends with a form post."""
     stamp = str(int(time.time()) if timestamp is None else timestamp)
     digest = hmac.new(secret.encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    return {"X-Doxa-Timestamp": stamp, "X-Doxa-Signature": f"sha256={digest}",
-            "Content-Type": content_type, **headers}  # fmt: skip
+    return {
+        "X-Doxa-Timestamp": stamp,
+        "X-Doxa-Signature": f"sha256={digest}",
+        "Content-Type": content_type,
+        **headers,
+    }
 
 
 def form_json(**fields: Any) -> bytes:
-    values = {"email": "carol@example.org", "name": "Carol", "subject": "Order missing",
-              "message": "My order ORD-7 never arrived."} | fields  # fmt: skip
+    values = {
+        "email": "carol@example.org",
+        "name": "Carol",
+        "subject": "Order missing",
+        "message": "My order ORD-7 never arrived.",
+    } | fields
     return json.dumps({k: v for k, v in values.items() if v is not None}).encode()
 
 
-def mailgun_signed(fields: dict[str, Any], *, timestamp: int | None = None,
-                   token: str | None = None, key: str = MAILGUN_KEY) -> dict[str, Any]:  # fmt: skip
+def mailgun_signed(
+    fields: dict[str, Any],
+    *,
+    timestamp: int | None = None,
+    token: str | None = None,
+    key: str = MAILGUN_KEY,
+) -> dict[str, Any]:
     """The fields with a fresh Mailgun signature (the samples' own keys are not public)."""
     stamp = str(int(time.time()) if timestamp is None else timestamp)
     token = token or secrets.token_hex(25)
