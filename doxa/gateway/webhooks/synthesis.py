@@ -33,10 +33,12 @@ _FOLD = re.compile(r"\r?\n[ \t]*|\r")
 def synthesize(
     headers: Iterable[tuple[str, str]], *, text: str, html: str | None, files: list[Upload]
 ) -> bytes:
+    kept = [(n, v) for n, v in headers if _NAME.match(n) and n.lower() not in _BODY_HEADERS]
+    if not text.strip() and not html and not any(n.lower() == "from" for n, _ in kept):
+        raise Rejected("the post holds no message: no From, no text", reason="no_message")
     lines = [
         f"{name}: {_FOLD.sub(' ', value).strip()}".encode("utf-8", errors="replace")
-        for name, value in headers
-        if _NAME.match(name) and name.lower() not in _BODY_HEADERS
+        for name, value in kept
     ]
     body = EmailMessage(policy=email.policy.SMTP)
     body.set_content(text, charset="utf-8", cte="base64")
