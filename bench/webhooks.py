@@ -47,8 +47,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
+import anyio
 import httpx
 import sqlalchemy as sa
+import uvicorn
+from fastapi import FastAPI, Request
 from sqlalchemy.engine import make_url
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -82,10 +85,6 @@ def recreate_database(url: str) -> None:
 
 
 def run_bare_server(url: str, port: int) -> None:
-    import anyio
-    import uvicorn
-    from fastapi import FastAPI, Request
-
     engine = sa.create_engine(sqlalchemy_url(url), pool_size=10, max_overflow=20)
     with engine.begin() as db:
         db.execute(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +44,17 @@ log = logging.getLogger(__name__)
 MAX_KEY_CHARS = 255
 PURGE_EVERY_SECONDS = 3600.0
 Headers = Mapping[str, str]
+
+
+Claims = Sequence[tuple[str, str]]  # (scope, key) pairs a post may use only once
+
+
+class Repeated(Exception):
+    """A key of this post was used before with the same body: `first` stored it."""
+
+    def __init__(self, first: int) -> None:
+        super().__init__(first)
+        self.first = first
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,18 +98,13 @@ class WebhookIntake:
                 "idempotency_key": idempotency_key or None,
             },
         )
-
-        def store(db: Session) -> Stored:
-            claims = [keys.claim(db, keys.SIGNATURE, signature, body_sha256=digest)]
-            if idempotency_key and claims[0].first is None:
-                claims.append(keys.claim(db, keys.IDEMPOTENCY, idempotency_key, body_sha256=digest))
-            first = next((c.first for c in claims if c.first is not None), None)
-            if first is not None:  # a replay or a retry: the first answer, nothing new
-                keys.link(db, claims, first)
-                return Stored(first, waiting=False)
-            return self._accept(db, item, claims)
-
-        return self._store(store)
+        claims = [(keys.SIGNATURE, signature)]
+        if idempotency_key:
+            claims.append((keys.IDEMPOTENCY, idempotency_key))
+        try:
+            return self._store(lambda db: self._accept(db, item, claims, digest))
+        except Repeated as repeat:  # a replay or a retry: the first answer, nothing new stored
+            return Stored(repeat.first, waiting=False)
 
     def mailgun(self, headers: Headers, raw: bytes) -> Stored:
         """A Mailgun route's post, signed with the domain's webhook signing key."""
@@ -114,18 +120,11 @@ class WebhookIntake:
         digest = hashlib.sha256(raw).hexdigest()
         item = self._delivery(Channel.MAILGUN, raw, headers, envelope, recipients)
 
-        def store(db: Session) -> Stored:
-            try:
-                claim = keys.claim(
-                    db, keys.MAILGUN_TOKEN, token[:MAX_KEY_CHARS], body_sha256=digest
-                )
-            except Conflict:
-                claim = keys.Claim(0, first=0)
-            if claim.first is not None:
-                raise Unauthenticated("this token was used before: a replayed request")
-            return self._accept(db, item, [claim])
-
-        return self._store(store)
+        claims = [(keys.MAILGUN_TOKEN, token[:MAX_KEY_CHARS])]
+        try:
+            return self._store(lambda db: self._accept(db, item, claims, digest))
+        except (Repeated, Conflict):
+            raise Unauthenticated("this token was used before: a replayed request") from None
 
     def postmark(self, headers: Headers, raw: bytes) -> Stored:
         """Postmark's inbound JSON, behind basic credentials in the webhook URL."""
@@ -140,7 +139,7 @@ class WebhookIntake:
             envelope = Envelope([], None, None)
         recipients = self._ours(envelope)
         item = self._delivery(Channel.POSTMARK, raw, headers, envelope, recipients)
-        return self._store(lambda db: self._accept(db, item, []))
+        return self._store(lambda db: self._accept(db, item))
 
     def sendgrid(self, headers: Headers, raw: bytes) -> Stored:
         """SendGrid Inbound Parse (parsed or raw), behind basic credentials in the URL."""
@@ -159,7 +158,7 @@ class WebhookIntake:
         item = self._delivery(
             Channel.SENDGRID, raw, headers, envelope, envelope.recipients, refused=refused
         )
-        return self._store(lambda db: self._accept(db, item, []))
+        return self._store(lambda db: self._accept(db, item))
 
     def _mailboxes(self, envelope: Envelope) -> list[str]:
         return [r for r in envelope.recipients if self.settings.mailbox(r)]
@@ -191,9 +190,12 @@ class WebhookIntake:
             extra={"content_type": headers.get("content-type"), **extra},
         )
 
-    def _accept(self, db: Session, item: Delivery, claims: list[keys.Claim]) -> Stored:
+    def _accept(self, db: Session, item: Delivery, claims: Claims = (), digest: str = "") -> Stored:
         accepted = self.pipeline.accept(db, item)
-        keys.link(db, claims, accepted.id)
+        for scope, key in claims:  # claimed after the insert: the common case, no replay, is cheap
+            first = keys.claim(db, scope, key, body_sha256=digest, event_id=accepted.id)
+            if first is not None:
+                raise Repeated(first)  # rolls back what this request stored
         if time.monotonic() >= self._purge_at:
             self._purge_at = time.monotonic() + PURGE_EVERY_SECONDS
             keys.purge(db)
