@@ -14,7 +14,9 @@ One run, in this order (the database is dropped and created afresh, loopback onl
 2. DOXA: `doxa migrate`, then `doxa serve` in a subprocess (free ports, WEBHOOK_SECRET set,
    a large SENDER_HOURLY_LIMIT), a short warm-up, then the same load on `/api/v1/inbound/form`.
 3. After the last 2xx, the database is polled until no intake event is `received`: the time
-   until every accepted post is processed (a ticket each).
+   until every accepted post is processed (a ticket each). `--hold-processing` locks the
+   ticket table while posting, so the sending phase measures accepting alone (processing
+   waits, using no CPU) and the drain all of the processing.
 
 Each of N client threads keeps one HTTP connection and posts its share of P JSON forms, signed
 as a website's backend signs them (HMAC-SHA256 of "<timestamp>.<body>"). Latency is one POST,
@@ -236,6 +238,22 @@ def post_all(url: str, bodies: list[bytes], clients: int) -> Load:
     return load
 
 
+@contextmanager
+def processing_held(url: str, *, hold: bool) -> Iterator[None]:
+    """With `hold`, lock the ticket table while posting: accepting only writes intake tables,
+    so the sending phase measures accepting alone and the drain all of the processing."""
+    if not hold:
+        yield
+        return
+    engine = sa.create_engine(sqlalchemy_url(url))
+    try:
+        with engine.connect() as db, db.begin():
+            db.execute(sa.text("LOCK TABLE ticket IN SHARE ROW EXCLUSIVE MODE"))
+            yield
+    finally:
+        engine.dispose()
+
+
 def percentile(samples: list[float], pct: float) -> float:
     ordered = sorted(samples)
     return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)] if ordered else 0.0
@@ -302,12 +320,14 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
         url = f"http://127.0.0.1:{port}/api/v1/inbound/form"
         post_all(url, warm, args.clients)
         drained_after(args.database_url, len(warm))
-        load = post_all(url, bodies, args.clients)
+        with processing_held(args.database_url, hold=args.hold_processing):
+            load = post_all(url, bodies, args.clients)
         done, outcomes = drained_after(args.database_url, len(warm) + args.posts)
     doxa_figures = summary(load, args.posts)
     return {
         "at": datetime.now(UTC).isoformat(timespec="seconds"), "clients": args.clients,
-        "cpus": os.cpu_count(), "bare": bare, "doxa": doxa_figures,
+        "cpus": os.cpu_count(), "hold_processing": args.hold_processing,
+        "bare": bare, "doxa": doxa_figures,
         "ratio": round(doxa_figures["rate"] / bare["rate"], 3),
         "drain_s": round(done - load.last_2xx, 2), "outcomes": outcomes,
     }  # fmt: skip
@@ -343,6 +363,11 @@ def main() -> None:
     parser.add_argument("--database-url", default=DEFAULT_URL)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--posts", type=int, default=2000)
+    parser.add_argument(
+        "--hold-processing",
+        action="store_true",
+        help="hold processing back while posting (accepting alone), then time the drain",
+    )
     parser.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -16,7 +16,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from doxa.core.db import is_postgresql, utcnow
+from doxa.core.db import utcnow
 from doxa.core.errors import Conflict
 from doxa.core.intake.models import IntakeKey
 
@@ -28,14 +28,9 @@ def claim(db: Session, scope: str, key: str, *, body_sha256: str, event_id: int)
     """Claim `key` in `scope` for `event_id`: None when it is new (or expired), else the event
     its first use stored, whose answer a repeat gets. The same key with another body is a
     Conflict. Claim after storing the event, and roll back when this returns an id."""
-    insert: Any = (pg_insert if is_postgresql(db) else sqlite_insert)(IntakeKey)
     row = {"scope": scope, "key": key, "body_sha256": body_sha256, "created_at": utcnow(),
            "intake_event_id": event_id}  # fmt: skip
-    new_id = db.scalar(
-        insert.values(**row)
-        .on_conflict_do_nothing(index_elements=["scope", "key"])
-        .returning(IntakeKey.id)
-    )
+    new_id = db.connection().execute(_claim_statement(db), row).scalar()
     if new_id is not None:
         return None
     old = db.execute(
@@ -48,6 +43,21 @@ def claim(db: Session, scope: str, key: str, *, body_sha256: str, event_id: int)
     if old.body_sha256 != body_sha256:
         raise Conflict(f"{scope} key already used with another body")
     return old.intake_event_id
+
+
+_CLAIM: dict[str, Any] = {}
+
+
+def _claim_statement(db: Session) -> Any:
+    """Built once per dialect, parameters bound at execution (cheaper than values() per call)."""
+    dialect = db.get_bind().dialect.name
+    if dialect not in _CLAIM:
+        table: Any = IntakeKey.__table__
+        insert = (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
+        _CLAIM[dialect] = insert.on_conflict_do_nothing(index_elements=["scope", "key"]).returning(
+            table.c.id
+        )
+    return _CLAIM[dialect]
 
 
 def purge(db: Session) -> int:
