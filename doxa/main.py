@@ -40,6 +40,7 @@ from doxa.core.triage.runner import Triage, TriageRunner
 from doxa.core.users import service as user_service
 from doxa.core.users.mail import AccountMailer
 from doxa.core.users.throttle import Throttle
+from doxa.gateway import webhooks
 from doxa.gateway.parsing import email_normalizer
 from doxa.gateway.smtp import IntakeHandler, SmtpListener
 
@@ -77,6 +78,9 @@ class Runtime:
         self.triage = TriageRunner(settings, context.sessions, executor=pool, classify=classify)
         self.worker = IntakeWorker(
             context.sessions, self.pipeline, after=self._processed, process=process
+        )
+        self.webhooks = webhooks.WebhookIntake(
+            settings, context.sessions, self.pipeline, self.worker.submit
         )
         self.listener: SmtpListener | None = None
         if settings.smtp_enabled:
@@ -139,10 +143,12 @@ def create_app(settings: Settings, *, context: Context | None = None) -> FastAPI
     app.state.throttle = Throttle()
     app.state.account_mail = AccountMailer(settings, context.sessions)
     app.state.trusted_proxies = settings.forwarded_allow_ips
+    app.state.webhooks = runtime.webhooks
     api = APIRouter(prefix="/api/v1", responses=problems.RESPONSES)
     for module in (auth, users, tickets, attachments, intake, classifier):
         api.include_router(module.router)
     app.include_router(api)
+    app.include_router(webhooks.router, prefix="/api/v1")  # documents only its own answers
     app.include_router(health.router)
     app.include_router(account.router)
     account.keep_tokens_out_of_access_logs()
@@ -237,5 +243,12 @@ def _classify_pending() -> int:
 
 def build_pipeline(settings: Settings) -> Pipeline:
     """The one ingestion path, with each channel's way of reading its raw input."""
-    normalizers = {Channel.EMAIL: email_normalizer(settings.max_attachment_bytes)}
+    limit = settings.max_attachment_bytes
+    normalizers = {
+        Channel.EMAIL: email_normalizer(limit),
+        Channel.FORM: webhooks.form_normalizer(limit),
+        Channel.MAILGUN: webhooks.normalizer(webhooks.mailgun_message, limit),
+        Channel.SENDGRID: webhooks.normalizer(webhooks.sendgrid_message, limit),
+        Channel.POSTMARK: webhooks.normalizer(webhooks.postmark_message, limit),
+    }
     return Pipeline(settings, normalizers)

@@ -94,6 +94,11 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         "parser_processes": 0,  # in-thread; tests/gateway/test_smtp.py covers the process pool
         "ai_provider": "none",  # tickets stay pending; tests/core/triage switch it on
         "support_addresses": "support@example.com,billing@example.com=billing",
+        # Webhook endpoints answer 503 until configured; configured, they answer 401 unsigned.
+        "webhook_secret": "test-webhook-secret",
+        "mailgun_signing_key": "test-mailgun-key",
+        **dict.fromkeys(("postmark_inbound_user", "sendgrid_inbound_user"), "inbound"),
+        **dict.fromkeys(("postmark_inbound_password", "sendgrid_inbound_password"), "test-pass"),
         "_env_file": None,
     }
     values.update(overrides)

@@ -21,6 +21,7 @@ from doxa.core.errors import (
     InvalidInput,
     NotFound,
     PermissionDenied,
+    Rejected,
     TooLarge,
     TooManyRequests,
     Unauthenticated,
@@ -28,6 +29,7 @@ from doxa.core.errors import (
 )
 
 log = logging.getLogger(__name__)
+RETRY_AFTER_SECONDS = 5
 
 STATUS_OF: dict[type[DomainError], int] = {
     NotFound: 404,
@@ -35,6 +37,7 @@ STATUS_OF: dict[type[DomainError], int] = {
     Unauthenticated: 401,
     Conflict: 409,
     InvalidInput: 422,
+    Rejected: 422,
     TooLarge: 413,
     Unavailable: 503,
     TooManyRequests: 429,
@@ -91,6 +94,8 @@ def _domain(request: Request, exc: Exception) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     if isinstance(exc, TooManyRequests):
         headers = {"Retry-After": str(exc.retry_after)}
+    elif isinstance(exc, Unavailable):  # the caller should come back, and be told when
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
     return problem(status, exc.detail, headers=headers)
 
 
@@ -118,7 +123,9 @@ def _database(request: Request, exc: Exception) -> JSONResponse:
     )
     if isinstance(exc, OperationalError | InterfaceError):
         return problem(
-            503, "the database cannot be reached; try again shortly", headers={"Retry-After": "5"}
+            503,
+            "the database cannot be reached; try again shortly",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
     return _unexpected(request, exc)
 

@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     postmark_inbound_password: str | None = None
     sendgrid_inbound_user: str | None = None
     sendgrid_inbound_password: str | None = None
+    form_acknowledge: bool = False  # web-form addresses are unproven: no mail unless asked
     outbound_smtp_url: str | None = None
     doxa_admin_email: str | None = None
     doxa_admin_password: str | None = None

@@ -37,6 +37,16 @@ class TooLarge(DomainError):
     title = "Payload too large"
 
 
+class Rejected(DomainError):
+    """Accepted input that can never become a ticket; kept in intake as `rejected`."""
+
+    title = "Rejected"
+
+    def __init__(self, detail: str, *, reason: str = "unusable") -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
 class Unavailable(DomainError):
     """A dependency (database, relay) cannot be reached; the caller should retry."""
 

@@ -1,7 +1,7 @@
 """Every table, imported in one place so Alembic and the tests see the whole metadata."""
 
 from doxa.core.db import Base
-from doxa.core.intake.models import IntakeEvent
+from doxa.core.intake.models import IntakeEvent, IntakeKey
 from doxa.core.tickets.models import Attachment, Message, Ticket, TicketEvent
 from doxa.core.triage.models import ClassificationCorrection, ClassifierModel
 from doxa.core.users.models import AccountMail, AccountToken, User
@@ -14,6 +14,7 @@ __all__ = [
     "ClassificationCorrection",
     "ClassifierModel",
     "IntakeEvent",
+    "IntakeKey",
     "Message",
     "Ticket",
     "TicketEvent",

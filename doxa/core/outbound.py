@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from doxa.core.config import Settings
 from doxa.core.db import is_postgresql, transaction
-from doxa.core.enums import DeliveryState, Direction
+from doxa.core.enums import Channel, DeliveryState, Direction
 from doxa.core.errors import InvalidInput
 from doxa.core.intake.threads import SUBJECT_TOKEN
 from doxa.core.message_ids import new_message_id
@@ -32,6 +32,7 @@ from doxa.core.tickets.models import Message, Ticket
 
 log = logging.getLogger(__name__)
 MAX_REFERENCES = 20
+FORM_ACKNOWLEDGMENT_SUBJECT = "We have received your request"
 _DEFAULT_PORTS = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
 
 
@@ -82,7 +83,7 @@ def compose(db: Session, message: Message, *, settings: Settings) -> EmailMessag
     mail["From"] = formataddr(("Support", mailbox))
     mail["Reply-To"] = f"{local}+{ticket.id}@{domain}"  # threads even if headers are lost
     mail["To"] = ticket.requester.email
-    subject = outbound_subject(ticket)
+    subject = outbound_subject(ticket, automatic=message.author_id is None)
     mail["Subject"] = subject if message.author_id is None else f"Re: {subject}"
     mail["Message-ID"] = f"<{message.message_id}>"
     mail["Date"] = format_datetime(message.created_at)
@@ -96,10 +97,13 @@ def compose(db: Session, message: Message, *, settings: Settings) -> EmailMessag
     return mail
 
 
-def outbound_subject(ticket: Ticket) -> str:
+def outbound_subject(ticket: Ticket, *, automatic: bool) -> str:
     """`[#id] subject`: this ticket's reference only, even if the customer's subject carried
     another ticket's (a reply to it would otherwise thread there)."""
     subject = " ".join(SUBJECT_TOKEN.sub(" ", ticket.subject).split())
+    if ticket.channel is Channel.FORM and automatic:
+        # Whoever typed someone else's address into a form must not choose what they are sent.
+        subject = FORM_ACKNOWLEDGMENT_SUBJECT
     return f"{ticket.reference} {subject}".strip()
 
 

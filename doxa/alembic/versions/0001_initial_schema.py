@@ -343,6 +343,26 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "intake_key",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("scope", sa.String(length=32), nullable=False),
+        sa.Column("key", sa.String(length=255), nullable=False),
+        sa.Column("body_sha256", sa.String(length=64), nullable=False),
+        sa.Column("intake_event_id", sa.Integer(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["intake_event_id"],
+            ["intake_event.id"],
+            name=op.f("fk_intake_key_intake_event_id_intake_event"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_intake_key")),
+        sa.UniqueConstraint("scope", "key", name=op.f("uq_intake_key_scope_key")),
+    )
+    with op.batch_alter_table("intake_key", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_intake_key_created_at"), ["created_at"], unique=False)
+
+    op.create_table(
         "ticket_event",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("ticket_id", sa.Integer(), nullable=False),
@@ -474,6 +494,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_ticket_event_ticket_id"))
 
     op.drop_table("ticket_event")
+    with op.batch_alter_table("intake_key", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_intake_key_created_at"))
+
+    op.drop_table("intake_key")
     with op.batch_alter_table("intake_event", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_intake_event_status_id"))
         batch_op.drop_index(batch_op.f("ix_intake_event_sender_received_at"))

@@ -10,7 +10,14 @@ from sqlalchemy.orm import Session
 
 from doxa.core.config import Settings
 from doxa.core.db import utcnow
-from doxa.core.enums import ClassificationState, DeliveryState, Direction, IntakeStatus, Status
+from doxa.core.enums import (
+    Channel,
+    ClassificationState,
+    DeliveryState,
+    Direction,
+    IntakeStatus,
+    Status,
+)
 from doxa.core.intake.inbound import MAX_CC, InboundMessage
 from doxa.core.intake.models import IntakeEvent
 from doxa.core.intake.text import strip_reply
@@ -158,8 +165,11 @@ def _acknowledge(
     """Record the automatic answer to the From: address; it threads the customer's reply back.
 
     Whether it may go out is decided here, so DOXA cannot be made to mail third parties: a
-    Reply-To elsewhere (From: may be someone else's address) or an hourly cap stops it.
+    Reply-To elsewhere (From: may be someone else's address) or an hourly cap stops it. A
+    form's typed address is unproven: no answer unless FORM_ACKNOWLEDGE asks for one.
     """
+    if ticket.channel is Channel.FORM and not settings.form_acknowledge:
+        return
     domain = (ticket.mailbox or settings.support_addresses[0].address).rpartition("@")[2]
     body = ACKNOWLEDGMENT.format(reference=ticket.reference)
     held = _why_not_send(db, ticket, msg, settings=settings, authenticated=authenticated)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, deferred, mapped_column
 
 from doxa.core.db import Base, UTCDateTime, str_enum, utcnow
@@ -47,3 +47,21 @@ class IntakeEvent(Base):
         Index(None, "status", "id"),
         Index(None, "sender", "received_at"),
     )
+
+
+class IntakeKey(Base):
+    """A key a webhook sender may use once: an Idempotency-Key, a form signature, a Mailgun
+    token. Unique per scope, so two racing requests with one key store one event."""
+
+    __tablename__ = "intake_key"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scope: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str] = mapped_column(String(255))
+    body_sha256: Mapped[str] = mapped_column(String(64))
+    intake_event_id: Mapped[int | None] = mapped_column(
+        ForeignKey("intake_event.id", ondelete="CASCADE")
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+    __table_args__ = (UniqueConstraint("scope", "key"),)

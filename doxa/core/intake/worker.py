@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from doxa.core.db import recycle_if_large, transaction
 from doxa.core.enums import IntakeStatus
-from doxa.core.errors import DomainError
+from doxa.core.errors import DomainError, Rejected
 from doxa.core.intake.inbound import InboundMessage
 from doxa.core.intake.pipeline import Pipeline
 
@@ -61,6 +61,14 @@ def process_event(sessions: sessionmaker[Session], pipeline: Pipeline, event_id:
             return event.status if event else None
     except (OperationalError, InterfaceError) as lost:
         raise DatabaseUnavailable(str(lost)) from lost
+    except Rejected as never:  # input that no retry can mend: kept, marked, not retried
+        log.warning("intake event %s rejected: %s", event_id, never)
+        try:
+            with transaction(sessions) as db:
+                pipeline.reject(db, event_id, never)
+        except (OperationalError, InterfaceError) as lost:
+            raise DatabaseUnavailable(str(lost)) from never
+        return IntakeStatus.REJECTED
     except Exception as exc:
         if isinstance(exc, DomainError):  # bad input, said in the error: no traceback needed
             log.warning("intake event %s failed: %s", event_id, exc)

@@ -1,0 +1,388 @@
+"""Webhook intake under load: signed form posts to `doxa serve`, next to a bare FastAPI endpoint.
+
+Usage::
+
+    python bench/webhooks.py                   # PostgreSQL at 127.0.0.1:5432, 16 clients
+    python bench/webhooks.py --clients 16 --posts 2000 \
+        --database-url postgresql://postgres@127.0.0.1:5432/doxa_bench_webhooks
+
+One run, in this order (the database is dropped and created afresh, loopback only):
+
+1. Bare baseline: `python bench/webhooks.py --bare-server` in a subprocess, a FastAPI app on
+   Uvicorn whose one endpoint reads the raw body, INSERTs it into a one-blob table and COMMITs
+   (SQLAlchemy + psycopg, a worker thread per request as DOXA does), then answers 202.
+2. DOXA: `doxa migrate`, then `doxa serve` in a subprocess (free ports, WEBHOOK_SECRET set,
+   a large SENDER_HOURLY_LIMIT), a short warm-up, then the same load on `/api/v1/inbound/form`.
+3. After the last 2xx, the database is polled until no intake event is `received`: the time
+   until every accepted post is processed (a ticket each). `--hold-processing` locks the
+   ticket table while posting, so the sending phase measures accepting alone (processing
+   waits, using no CPU) and the drain all of the processing.
+
+Each of N client threads keeps one HTTP connection and posts its share of P JSON forms, signed
+as a website's backend signs them (HMAC-SHA256 of "<timestamp>.<body>"). Latency is one POST,
+request written to response read; rate is posts over the sending phase's wall time. Any
+answer but 2xx counts as an error. The table is printed and appended as one JSON line to
+bench/results/webhooks-postgresql.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import json
+import math
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+
+import anyio
+import httpx
+import sqlalchemy as sa
+import uvicorn
+from fastapi import FastAPI, Request
+from sqlalchemy.engine import make_url
+
+RESULTS = Path(__file__).resolve().parent / "results"
+DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/doxa_bench_webhooks"
+SECRET = secrets.token_urlsafe(32)
+BARE_TABLE = "bench_bare_post"
+DRAIN_TIMEOUT = 300.0
+TARGETS = {"ratio": 0.70, "p99_ms": 100.0, "drain_s": 20.0}
+
+
+def sqlalchemy_url(url: str) -> str:
+    return "postgresql+psycopg://" + url.split("://", 1)[1]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def recreate_database(url: str) -> None:
+    target = make_url(sqlalchemy_url(url))
+    admin = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as db:
+        db.execute(sa.text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
+        db.execute(sa.text(f'CREATE DATABASE "{target.database}"'))
+    admin.dispose()
+
+
+# --- the bare server (subprocess mode) ---------------------------------------------------------
+
+
+def run_bare_server(url: str, port: int) -> None:
+    engine = sa.create_engine(sqlalchemy_url(url), pool_size=10, max_overflow=20)
+    with engine.begin() as db:
+        db.execute(
+            sa.text(f"CREATE TABLE IF NOT EXISTS {BARE_TABLE} (id serial PRIMARY KEY, body bytea)")
+        )
+    app = FastAPI()
+
+    def store(raw: bytes) -> int:
+        with engine.begin() as db:
+            insert = f"INSERT INTO {BARE_TABLE} (body) VALUES (:body) RETURNING id"  # noqa: S608
+            return int(db.execute(sa.text(insert), {"body": raw}).scalar_one())
+
+    @app.post("/bare", status_code=202)
+    async def bare(request: Request) -> dict[str, int]:
+        raw = await request.body()
+        return {"intake_event_id": await anyio.to_thread.run_sync(store, raw)}
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="info", proxy_headers=False)
+
+
+# --- servers under test ------------------------------------------------------------------------
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited with {process.returncode}:\n{log.read_text()[-2000:]}")
+        with suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        time.sleep(0.2)
+    raise SystemExit(f"{url} did not answer in 120 s")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=30)
+
+
+@contextmanager
+def server(
+    args: list[str], ready: str, log: Path, env: dict[str, str] | None = None
+) -> Iterator[None]:
+    with log.open("wb") as out:
+        process = subprocess.Popen(  # noqa: S603 - our own commands
+            args,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=log.parent,
+        )
+    try:
+        wait_ready(ready, process, log)
+        yield
+    finally:
+        stop(process)
+
+
+def doxa_env(url: str, http_port: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": url,
+        "DOXA_ENV": "dev",
+        "JWT_SECRET": secrets.token_urlsafe(48),
+        "HTTP_PORT": str(http_port),
+        "SMTP_PORT": str(free_port()),
+        "WEBHOOK_SECRET": SECRET,
+        "SENDER_HOURLY_LIMIT": "1000000",
+        "DOXA_ADMIN_EMAIL": "",
+        "SUPPORT_ADDRESSES": "support@example.com",
+    }
+
+
+def doxa(*command: str) -> list[str]:
+    installed = Path(sys.executable).with_name("doxa")
+    return (
+        [str(installed), *command]
+        if installed.exists()
+        else [sys.executable, "-m", "doxa.cli", *command]
+    )
+
+
+# --- load ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Load:
+    latencies_ms: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    started: float = 0.0
+    finished: float = 0.0
+    last_2xx: float = 0.0
+
+
+def form(index: int) -> bytes:
+    return json.dumps({
+        "email": f"visitor{index}@example.org", "name": f"Visitor {index}",
+        "subject": f"Question {index} about my order", "page": "/contact", "order": f"ORD-{index}",
+        "message": f"Hello, order ORD-{index} has not arrived yet. " * 8,
+    }).encode()  # fmt: skip
+
+
+def signed(body: bytes) -> dict[str, str]:
+    stamp = str(int(time.time()))
+    digest = hmac.new(SECRET.encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return {"Content-Type": "application/json", "X-Doxa-Timestamp": stamp,
+            "X-Doxa-Signature": f"sha256={digest}"}  # fmt: skip
+
+
+def client(
+    url: str, bodies: list[bytes], load: Load, lock: threading.Lock, start: threading.Barrier
+) -> None:
+    with httpx.Client(timeout=60) as http:
+        start.wait()
+        for body in bodies:
+            began = time.monotonic()
+            try:
+                response = http.post(url, content=body, headers=signed(body))
+                status = response.status_code
+            except httpx.HTTPError as exc:
+                status, response = 0, None
+                error = repr(exc)
+            ended = time.monotonic()
+            with lock:
+                load.latencies_ms.append((ended - began) * 1000)
+                if 200 <= status < 300:
+                    load.last_2xx = max(load.last_2xx, ended)
+                else:
+                    load.errors.append(f"{status} {response.text[:200] if response else error}")
+
+
+def post_all(url: str, bodies: list[bytes], clients: int) -> Load:
+    load, lock = Load(), threading.Lock()
+    start = threading.Barrier(clients + 1)
+    threads = [threading.Thread(target=client, args=(url, bodies[n::clients], load, lock, start))
+               for n in range(clients)]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    start.wait()
+    load.started = time.monotonic()
+    for thread in threads:
+        thread.join(600)
+    load.finished = time.monotonic()
+    return load
+
+
+@contextmanager
+def processing_held(url: str, *, hold: bool) -> Iterator[None]:
+    """With `hold`, lock the ticket table while posting: accepting only writes intake tables,
+    so the sending phase measures accepting alone and the drain all of the processing."""
+    if not hold:
+        yield
+        return
+    engine = sa.create_engine(sqlalchemy_url(url))
+    try:
+        with engine.connect() as db, db.begin():
+            db.execute(sa.text("LOCK TABLE ticket IN SHARE ROW EXCLUSIVE MODE"))
+            yield
+    finally:
+        engine.dispose()
+
+
+def percentile(samples: list[float], pct: float) -> float:
+    ordered = sorted(samples)
+    return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)] if ordered else 0.0
+
+
+def drained_after(url: str, expected: int) -> tuple[float, dict[str, int]]:
+    """Poll until every stored post is processed; the time that took and the outcomes."""
+    engine = sa.create_engine(sqlalchemy_url(url))
+    deadline = time.monotonic() + DRAIN_TIMEOUT
+    try:
+        while True:
+            with engine.connect() as db:
+                rows = db.execute(
+                    sa.text("SELECT status, count(*) FROM intake_event GROUP BY status")
+                )
+                counts = {str(s): int(n) for s, n in rows}
+                counts["tickets"] = int(db.scalar(sa.text("SELECT count(*) FROM ticket")) or 0)
+            if sum(v for k, v in counts.items() if k != "tickets") >= expected and not counts.get(
+                "received"
+            ):
+                return time.monotonic(), counts
+            if time.monotonic() > deadline:
+                return math.inf, counts
+            time.sleep(0.1)
+    finally:
+        engine.dispose()
+
+
+def summary(load: Load, posts: int) -> dict[str, Any]:
+    seconds = load.finished - load.started
+    return {
+        "posts": posts, "errors": len(load.errors), "first_errors": load.errors[:3],
+        "seconds": round(seconds, 2), "rate": round(posts / seconds, 1),
+        "p50_ms": round(percentile(load.latencies_ms, 50), 1),
+        "p99_ms": round(percentile(load.latencies_ms, 99), 1),
+        "max_ms": round(max(load.latencies_ms, default=0.0), 1),
+    }  # fmt: skip
+
+
+def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
+    bodies = [form(n) for n in range(args.posts)]
+    warm = [form(args.posts + n) for n in range(args.clients * 4)]
+    recreate_database(args.database_url)
+    port = free_port()
+    bare_args = [
+        sys.executable,
+        __file__,
+        "--bare-server",
+        "--port",
+        str(port),
+        "--database-url",
+        args.database_url,
+    ]
+    with server(bare_args, f"http://127.0.0.1:{port}/docs", scratch / "bare.log"):
+        post_all(f"http://127.0.0.1:{port}/bare", warm, args.clients)
+        bare = summary(post_all(f"http://127.0.0.1:{port}/bare", bodies, args.clients), args.posts)
+    subprocess.run(doxa("migrate"), env=doxa_env(args.database_url, 0), cwd=scratch, check=True,  # noqa: S603
+                   stdout=subprocess.DEVNULL)  # fmt: skip
+    port = free_port()
+    env = doxa_env(args.database_url, port)
+    with server(
+        doxa("serve", "--no-migrate"), f"http://127.0.0.1:{port}/readyz", scratch / "doxa.log", env
+    ):
+        url = f"http://127.0.0.1:{port}/api/v1/inbound/form"
+        post_all(url, warm, args.clients)
+        drained_after(args.database_url, len(warm))
+        with processing_held(args.database_url, hold=args.hold_processing):
+            load = post_all(url, bodies, args.clients)
+        done, outcomes = drained_after(args.database_url, len(warm) + args.posts)
+    doxa_figures = summary(load, args.posts)
+    return {
+        "at": datetime.now(UTC).isoformat(timespec="seconds"), "clients": args.clients,
+        "cpus": os.cpu_count(), "hold_processing": args.hold_processing,
+        "bare": bare, "doxa": doxa_figures,
+        "ratio": round(doxa_figures["rate"] / bare["rate"], 3),
+        "drain_s": round(done - load.last_2xx, 2), "outcomes": outcomes,
+    }  # fmt: skip
+
+
+def report(result: dict[str, Any]) -> None:
+    clients, posts = result["clients"], result["doxa"]["posts"]
+    print(f"\nwebhook intake, {clients} clients, {posts} signed forms, PostgreSQL")
+    print(f"{'':8} {'posts/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>7}")
+    for name in ("bare", "doxa"):
+        row = result[name]
+        cells = [row[k] for k in ("rate", "p50_ms", "p99_ms", "max_ms")]
+        print(
+            f"{name:8} {cells[0]:>9} {cells[1]:>8} {cells[2]:>8} {cells[3]:>8} {row['errors']:>7}"
+        )
+    ratio, drain = result["ratio"], result["drain_s"]
+    print(f"ratio {ratio:.0%} of bare; all processed {drain} s after the last 2xx")
+    print(f"outcomes: {result['outcomes']}")
+    checks = [
+        ("rate >= 70 % of bare", result["ratio"] >= TARGETS["ratio"]),
+        ("p99 < 100 ms", result["doxa"]["p99_ms"] < TARGETS["p99_ms"]),
+        ("no error", result["doxa"]["errors"] == 0),
+        ("processed within 20 s", result["drain_s"] <= TARGETS["drain_s"]),
+    ]
+    for name, ok in checks:
+        print(f"  {'PASS' if ok else 'FAIL'}  {name}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--database-url", default=DEFAULT_URL)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--posts", type=int, default=2000)
+    parser.add_argument(
+        "--hold-processing",
+        action="store_true",
+        help="hold processing back while posting (accepting alone), then time the drain",
+    )
+    parser.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if not args.database_url.startswith("postgresql://"):
+        raise SystemExit("--database-url: a postgresql:// URL (this benchmark is for PostgreSQL)")
+    if args.bare_server:
+        run_bare_server(args.database_url, args.port)
+        return
+    with tempfile.TemporaryDirectory(prefix="doxa-bench-webhooks-") as scratch:
+        result = run(args, Path(scratch))
+    report(result)
+    RESULTS.mkdir(exist_ok=True)
+    with (RESULTS / "webhooks-postgresql.jsonl").open("a") as sink:
+        sink.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""The webhook edge's accept step, per endpoint: authenticate, check, store the raw body, commit.
+
+The same contract as the SMTP edge: the raw body is committed to intake before any 2xx, and
+processing happens afterwards on the intake worker. A lost database is `Unavailable` (503 with
+Retry-After); the sender retries and nothing it was told was accepted is lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from doxa.core.config import Settings
+from doxa.core.db import transaction
+from doxa.core.enums import Channel, IntakeStatus
+from doxa.core.errors import (
+    Conflict,
+    InvalidInput,
+    PermissionDenied,
+    Rejected,
+    Unauthenticated,
+    Unavailable,
+)
+from doxa.core.intake import keys
+from doxa.core.intake.pipeline import Delivery, Pipeline
+from doxa.gateway.webhooks import auth
+from doxa.gateway.webhooks.bodies import read_form
+from doxa.gateway.webhooks.forms import form_post
+from doxa.gateway.webhooks.providers import (
+    Envelope,
+    mailgun_envelope,
+    postmark_envelope,
+    sendgrid_envelope,
+)
+
+log = logging.getLogger(__name__)
+MAX_KEY_CHARS = 255
+PURGE_EVERY_SECONDS = 3600.0
+Headers = Mapping[str, str]
+
+
+Claims = Sequence[tuple[str, str]]  # (scope, key) pairs a post may use only once
+
+
+class Repeated(Exception):
+    """A key of this post was used before with the same body: `first` stored it."""
+
+    def __init__(self, first: int) -> None:
+        super().__init__(first)
+        self.first = first
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """The event that answers the post, and whether it still waits to be processed."""
+
+    event_id: int
+    waiting: bool
+
+
+class WebhookIntake:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        pipeline: Pipeline,
+        submit: Callable[[int], object],
+    ) -> None:
+        self.settings, self.sessions, self.pipeline = settings, sessions, pipeline
+        self.submit = submit  # hands a stored event to the intake worker (on the app's loop)
+        self._purge_at = 0.0
+
+    def form(self, headers: Headers, raw: bytes) -> Stored:
+        """A signed form post; a repeated signature or Idempotency-Key gets the first answer."""
+        secret = auth.required(self.settings.webhook_secret, "WEBHOOK_SECRET")
+        signature = auth.form_signature(secret, headers, raw)
+        content_type = headers.get("content-type")
+        post = form_post(read_form(raw, content_type))
+        idempotency_key = headers.get("idempotency-key", "").strip()
+        if len(idempotency_key) > MAX_KEY_CHARS:
+            raise InvalidInput(f"Idempotency-Key: at most {MAX_KEY_CHARS} characters")
+        digest = hashlib.sha256(raw).hexdigest()
+        item = Delivery(
+            channel=Channel.FORM,
+            raw=raw,
+            recipients=[],
+            envelope_from=post.email,
+            extra={
+                "content_type": content_type,
+                "fields": post.metadata,
+                "idempotency_key": idempotency_key or None,
+            },
+        )
+        claims = [(keys.SIGNATURE, signature)]
+        if idempotency_key:
+            claims.append((keys.IDEMPOTENCY, idempotency_key))
+        try:
+            return self._store(lambda db: self._accept(db, item, claims, digest))
+        except Repeated as repeat:  # a replay or a retry: the first answer, nothing new stored
+            return Stored(repeat.first, waiting=False)
+
+    def mailgun(self, headers: Headers, raw: bytes) -> Stored:
+        """A Mailgun route's post, signed with the domain's webhook signing key."""
+        key = auth.required(self.settings.mailgun_signing_key, "MAILGUN_SIGNING_KEY")
+        try:
+            form = read_form(raw, headers.get("content-type"))
+        except InvalidInput as exc:
+            raise Unauthenticated(f"no readable Mailgun signature: {exc.detail}") from None
+        token = form.text("token")
+        auth.mailgun_signature(key, form.text("timestamp"), token, form.text("signature"))
+        envelope = mailgun_envelope(form)
+        recipients = self._ours(envelope)
+        digest = hashlib.sha256(raw).hexdigest()
+        item = self._delivery(Channel.MAILGUN, raw, headers, envelope, recipients)
+
+        claims = [(keys.MAILGUN_TOKEN, token[:MAX_KEY_CHARS])]
+        try:
+            return self._store(lambda db: self._accept(db, item, claims, digest))
+        except (Repeated, Conflict):
+            raise Unauthenticated("this token was used before: a replayed request") from None
+
+    def postmark(self, headers: Headers, raw: bytes) -> Stored:
+        """Postmark's inbound JSON, behind basic credentials in the webhook URL."""
+        user = auth.required(self.settings.postmark_inbound_user, "POSTMARK_INBOUND_USER")
+        password = auth.required(
+            self.settings.postmark_inbound_password, "POSTMARK_INBOUND_PASSWORD"
+        )
+        auth.basic_credentials(headers.get("authorization", ""), user, password)
+        try:
+            envelope = postmark_envelope(raw)
+        except Rejected:  # stored all the same, and kept as rejected (Postmark stops retrying)
+            envelope = Envelope([], None, None)
+        recipients = self._ours(envelope)
+        item = self._delivery(Channel.POSTMARK, raw, headers, envelope, recipients)
+        return self._store(lambda db: self._accept(db, item))
+
+    def sendgrid(self, headers: Headers, raw: bytes) -> Stored:
+        """SendGrid Inbound Parse (parsed or raw), behind basic credentials in the URL."""
+        user = auth.required(self.settings.sendgrid_inbound_user, "SENDGRID_INBOUND_USER")
+        password = auth.required(
+            self.settings.sendgrid_inbound_password, "SENDGRID_INBOUND_PASSWORD"
+        )
+        auth.basic_credentials(headers.get("authorization", ""), user, password)
+        try:
+            envelope = sendgrid_envelope(read_form(raw, headers.get("content-type")))
+        except InvalidInput:
+            envelope = Envelope([], None, None)
+        # SendGrid retries anything but 2xx for days and has no "stop" code: a post for an
+        # address that is not ours is kept, and rejected when it is processed.
+        refused = bool(envelope.recipients) and not self._mailboxes(envelope)
+        item = self._delivery(
+            Channel.SENDGRID, raw, headers, envelope, envelope.recipients, refused=refused
+        )
+        return self._store(lambda db: self._accept(db, item))
+
+    def _mailboxes(self, envelope: Envelope) -> list[str]:
+        return [r for r in envelope.recipients if self.settings.mailbox(r)]
+
+    def _ours(self, envelope: Envelope) -> list[str]:
+        """The post's recipients that are ours; PermissionDenied when it names only others."""
+        ours = self._mailboxes(envelope)
+        if envelope.recipients and not ours:
+            raise PermissionDenied(
+                f"no recipient of this post is one of our addresses: {envelope.recipients[:5]}"
+            )
+        return ours
+
+    @staticmethod
+    def _delivery(
+        channel: Channel,
+        raw: bytes,
+        headers: Headers,
+        envelope: Envelope,
+        recipients: list[str],
+        **extra: Any,
+    ) -> Delivery:
+        return Delivery(
+            channel=channel,
+            raw=raw,
+            recipients=recipients,
+            envelope_from=envelope.sender,
+            external_id=envelope.message_id,
+            extra={"content_type": headers.get("content-type"), **extra},
+        )
+
+    def _accept(self, db: Session, item: Delivery, claims: Claims = (), digest: str = "") -> Stored:
+        accepted = self.pipeline.accept(db, item)
+        for scope, key in claims:  # claimed after the insert: the common case, no replay, is cheap
+            first = keys.claim(db, scope, key, body_sha256=digest, event_id=accepted.id)
+            if first is not None:
+                raise Repeated(first)  # rolls back what this request stored
+        if time.monotonic() >= self._purge_at:
+            self._purge_at = time.monotonic() + PURGE_EVERY_SECONDS
+            keys.purge(db)
+        return Stored(accepted.id, waiting=accepted.status is IntakeStatus.RECEIVED)
+
+    def _store(self, work: Callable[[Session], Stored]) -> Stored:
+        try:
+            with transaction(self.sessions) as db:
+                return work(db)
+        except SQLAlchemyError as exc:
+            log.warning("could not store a webhook post: %s", exc.__class__.__name__)
+            raise Unavailable("could not store the post just now; retry shortly") from exc

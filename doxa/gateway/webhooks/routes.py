@@ -1,0 +1,165 @@
+"""`/inbound/*`: the HTTP front door, beside the SMTP listener, into the one pipeline.
+
+Each route reads the raw body (the body limit middleware has already refused an oversized one,
+by Content-Length or while counting the stream), hands it to `WebhookIntake` on a worker
+thread, and, once the body is committed, schedules processing and answers.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from doxa.core.errors import PermissionDenied
+from doxa.gateway.webhooks.intake import Stored, WebhookIntake
+
+router = APIRouter(prefix="/inbound", tags=["inbound"])
+
+
+class IntakeAccepted(BaseModel):
+    """The raw body is stored as this intake event (poll `/intake/{id}` as an admin)."""
+
+    intake_event_id: int
+
+
+async def _intake(request: Request) -> WebhookIntake:
+    intake: WebhookIntake = request.app.state.webhooks
+    return intake
+
+
+IntakeDep = Annotated[WebhookIntake, Depends(_intake)]
+
+
+def _problem(description: str) -> dict[str, Any]:
+    schema = {
+        "type": "object",
+        "required": ["type", "title", "status", "detail"],
+        "properties": {
+            "type": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+        },
+    }
+    return {"description": description, "content": {"application/problem+json": {"schema": schema}}}
+
+
+_TOO_LARGE = _problem("Body over MAX_MESSAGE_BYTES")
+_UNAVAILABLE = _problem(
+    "The endpoint's secret is not configured (the detail names the variable), or the body "
+    "could not be stored (database down): retry after Retry-After seconds"
+)
+_PROVIDER: dict[int | str, dict[str, Any]] = {
+    401: _problem("Wrong or missing credentials or signature; the provider retries"),
+    413: _TOO_LARGE,
+    503: _UNAVAILABLE,
+}
+_FORM_BODY = {
+    "type": "object",
+    "required": ["email", "subject", "message"],
+    "properties": {
+        "email": {"type": "string", "format": "email"},
+        "name": {"type": "string"},
+        "subject": {"type": "string"},
+        "message": {"type": "string"},
+    },
+    "additionalProperties": True,
+}
+_FORM_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "Other fields are kept as the ticket's metadata; multipart file parts "
+        "become attachments.",
+        "content": {
+            kind: {"schema": _FORM_BODY}
+            for kind in (
+                "application/json",
+                "application/x-www-form-urlencoded",
+                "multipart/form-data",
+            )
+        },
+    }
+}
+
+
+async def _run(request: Request, intake: WebhookIntake, accept: Any) -> Stored:
+    raw = await request.body()
+    stored: Stored = await anyio.to_thread.run_sync(accept, request.headers, raw)
+    if stored.waiting:  # committed: the worker may start on it
+        intake.submit(stored.event_id)
+    return stored
+
+
+@router.post(
+    "/form",
+    status_code=202,
+    openapi_extra=_FORM_DOC,
+    responses={
+        401: _problem("Missing, stale (over 300 s) or wrong signature"),
+        409: _problem("This Idempotency-Key was used with another body"),
+        413: _TOO_LARGE,
+        422: _problem("Malformed JSON, form or multipart body, or a required field missing"),
+        503: _UNAVAILABLE,
+    },
+)
+async def inbound_form(
+    request: Request,
+    intake: IntakeDep,
+    x_doxa_timestamp: Annotated[str | None, Header(description="Unix seconds")] = None,
+    x_doxa_signature: Annotated[
+        str | None,
+        Header(
+            description='"sha256=" + hex HMAC-SHA256 of "<timestamp>.<raw body>" with '
+            "WEBHOOK_SECRET"
+        ),
+    ] = None,
+    idempotency_key: Annotated[
+        str | None, Header(description="Repeat it with the same body for the first answer")
+    ] = None,
+) -> IntakeAccepted:
+    """A web form's post: a new ticket from the address typed into it.
+
+    The answer, and any repeat of it (same Idempotency-Key and body, or the same signature),
+    names the intake event that stored the post.
+    """
+    stored = await _run(request, intake, intake.form)
+    return IntakeAccepted(intake_event_id=stored.event_id)
+
+
+@router.post(
+    "/mailgun",
+    responses={**_PROVIDER, 406: _problem("The recipient is not ours; Mailgun stops retrying")},
+)
+async def inbound_mailgun(request: Request, intake: IntakeDep) -> IntakeAccepted:
+    """A Mailgun route's forward(), with or without `body-mime`; signed with
+    MAILGUN_SIGNING_KEY, each token accepted once."""
+    try:
+        stored = await _run(request, intake, intake.mailgun)
+    except PermissionDenied as exc:
+        return JSONResponse(  # type: ignore[return-value]
+            {"type": "about:blank", "title": "Not Acceptable", "status": 406, "detail": exc.detail},
+            status_code=406,
+            media_type="application/problem+json",
+        )
+    return IntakeAccepted(intake_event_id=stored.event_id)
+
+
+@router.post(
+    "/postmark",
+    responses={**_PROVIDER, 403: _problem("The recipient is not ours; Postmark stops retrying")},
+)
+async def inbound_postmark(request: Request, intake: IntakeDep) -> IntakeAccepted:
+    """Postmark's inbound JSON (with or without RawEmail), with basic credentials."""
+    stored = await _run(request, intake, intake.postmark)
+    return IntakeAccepted(intake_event_id=stored.event_id)
+
+
+@router.post("/sendgrid", responses=_PROVIDER)
+async def inbound_sendgrid(request: Request, intake: IntakeDep) -> IntakeAccepted:
+    """SendGrid Inbound Parse, parsed or raw, with basic credentials."""
+    stored = await _run(request, intake, intake.sendgrid)
+    return IntakeAccepted(intake_event_id=stored.event_id)
