@@ -12,9 +12,11 @@ from doxa.core.intake.models import IntakeEvent
 from doxa.core.tickets.models import Ticket
 from tests.conftest import MakeUser
 from tests.gateway.conftest import Sink, Smtp, StartSmtp, message
+from tests.gateway.webhook_support import form_json, signed, start_hooks
 
 CUSTOMER = "alice@example.org"
 STRANGER = "mallory@evil.test"
+FORM = "/api/v1/inbound/form"
 TRUSTED = {"trusted_authserv_ids": "mx.ours.test", "trusted_relays": "127.0.0.1"}
 
 
@@ -231,3 +233,23 @@ class TestHostileAttachments:
         response = smtp.http.get(f"/api/v1/attachments/{attachment.id}", headers=agent)
         assert response.status_code == 200 and response.content.startswith(b"MZ")
         assert "invoicegpj.exe" in response.headers["content-disposition"]
+
+
+class TestWebForms:
+    def test_a_form_naming_a_staff_address_is_held_as_spoofed(
+        self, start_smtp: StartSmtp, make_user: MakeUser
+    ) -> None:
+        hooks = start_hooks(start_smtp)
+        agent = make_user(Role.AGENT)
+        body = form_json(email=agent.email)
+        assert hooks.http.post(FORM, content=body, headers=signed(body)).status_code == 202
+        assert (_last(hooks).status, _last(hooks).reason) == (IntakeStatus.HELD, "spoofed")
+        assert hooks.tickets() == []
+
+    def test_a_form_never_threads_into_the_customers_ticket(self, start_smtp: StartSmtp) -> None:
+        hooks = start_hooks(start_smtp)
+        victim = _customer_ticket(hooks)
+        body = form_json(email=CUSTOMER, subject=f"Re: [#{victim.id}] My invoice")
+        hooks.http.post(FORM, content=body, headers=signed(body))
+        assert _last(hooks).status is IntakeStatus.TICKET_CREATED
+        assert hooks.tickets()[-1].id != victim.id and len(hooks.messages(victim.id)) == 2
