@@ -199,12 +199,17 @@ class Pipeline:
         query = select(Message.id).where(Message.message_id == msg.message_id).limit(1)
         return db.scalar(query) is not None
 
-    def fail(self, db: Session, event_id: int, error: BaseException) -> None:
-        """Keep the raw input with the reason it could not be processed, for reprocessing."""
+    def fail(
+        self, db: Session, event_id: int, error: BaseException, *, reason: str | None = None
+    ) -> None:
+        """Keep the raw input with the reason it could not be processed, for reprocessing.
+
+        Only an event still `received`: one that a killed worker committed stays as it is.
+        """
         event = db.get(IntakeEvent, event_id)
-        if event is None:
+        if event is None or event.status is not IntakeStatus.RECEIVED:
             return
-        event.status, event.processed_at = IntakeStatus.FAILED, utcnow()
+        event.status, event.processed_at, event.reason = IntakeStatus.FAILED, utcnow(), reason
         event.attempts += 1  # the failed run's own claim, if it got that far, was rolled back
         event.error = f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS]
         db.flush()
@@ -216,7 +221,7 @@ class Pipeline:
             raise NotFound(f"intake event {event_id} not found")
         if event.status is not IntakeStatus.FAILED:
             raise Conflict(f"only failed events are reprocessed; this one is {event.status}")
-        event.status, event.error = IntakeStatus.RECEIVED, None
+        event.status, event.error, event.reason = IntakeStatus.RECEIVED, None, None
         db.flush()
         return event
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import codecs
+
 # Labels mail clients write that Python does not know, or supersets that decode what the
 # label's strict codec rejects (WHATWG does the same for the web).
 _CHARSET_ALIASES = {
@@ -26,6 +28,9 @@ _CHARSET_ALIASES = {
     "windows-874": "cp874",
 }
 _UNKNOWN_CHARSETS = {"unknown-8bit", "x-unknown", "unknown", "default", "x-user-defined", "8bit"}
+# Python text codecs that no mail client writes, and whose decoders cost the square of the
+# input (punycode: a 1 MB body took minutes) or read escapes as code: read as unlabelled text.
+_NOT_MAIL_CHARSETS = {"punycode", "idna", "unicode_escape", "raw_unicode_escape"}
 
 
 def decode_bytes(data: bytes, charset: str | None, hint: str | None = None) -> str:
@@ -47,4 +52,10 @@ def codec(charset: str | None) -> str | None:
     label = charset.strip().strip("\"'").lower()
     if label in _UNKNOWN_CHARSETS:
         return None
-    return _CHARSET_ALIASES.get(label, label)
+    label = _CHARSET_ALIASES.get(label, label)
+    try:
+        if codecs.lookup(label).name.replace("-", "_") in _NOT_MAIL_CHARSETS:
+            return None
+    except LookupError:
+        return label  # unknown: the caller's decode attempt falls through to the next candidate
+    return label

@@ -1,0 +1,168 @@
+"""Mail built to hurt: every message costs bounded time and memory, and never stalls the next."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+
+from doxa.core.enums import IntakeStatus
+from doxa.core.intake.inbound import InboundMessage
+from doxa.core.intake.text import MAX_HTML_DEPTH, flatten_deep
+from doxa.gateway.mime.linear import decode_header
+from tests.gateway.conftest import StartSmtp, message
+
+Parse = Callable[..., InboundMessage]
+WORD = "=?utf-8?q?caf=C3=A9?="  # 21 bytes: 3 MB of them is 140,000 words
+
+
+def encoded_subject(words: int) -> bytes:
+    """A message whose subject is `words` encoded words, folded as a client would."""
+    subject = "\r\n ".join(" ".join([WORD] * 40) for _ in range(words // 40))
+    return message(subject, "the body survives").encode()
+
+
+def many_parts(count: int) -> bytes:
+    head = (
+        "From: a@example.org\r\nTo: support@example.com\r\nSubject: parts\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+    )
+    first = "--b\r\nContent-Type: text/plain\r\n\r\nthe text part\r\n"
+    part = "--b\r\nContent-Type: application/octet-stream\r\n\r\nx\r\n"
+    return (head + first + part * count + "--b--\r\n").encode()
+
+
+def html_only(html: str) -> bytes:
+    return message("html", html).replace("text/plain", "text/html").encode()
+
+
+def timed(call: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    call()
+    return time.perf_counter() - started
+
+
+class TestEncodedWords:
+    def test_decoding_time_grows_linearly_with_the_number_of_words(self) -> None:
+        small = " ".join([WORD] * 20_000)
+        large = " ".join([WORD] * 160_000)
+        decode_header(small)  # warm up
+        # Quadratic would be 64 times slower; allow generous noise on a shared machine.
+        assert timed(lambda: decode_header(large)) < 20 * timed(lambda: decode_header(small)) + 0.5
+
+    def test_a_3_mb_subject_without_the_header_limit_parses_in_seconds(self, parse: Parse) -> None:
+        raw = encoded_subject(140_000)
+        assert len(raw) > 3_000_000
+        elapsed = timed(lambda: parse(raw, max_header_bytes=len(raw) * 2))
+        assert elapsed < 20  # was minutes: the stdlib decoder mail-parser uses is quadratic
+
+    def test_a_3_mb_subject_is_cut_at_the_header_limit_and_noted(self, parse: Parse) -> None:
+        raw = encoded_subject(140_000)
+        started = time.perf_counter()
+        msg = parse(raw)
+        assert time.perf_counter() - started < 5
+        assert msg.subject.startswith("cafécafé")  # adjacent encoded words join
+        assert msg.text == "the body survives"
+        assert any("header block" in note and "262144" in note for note in msg.notes)
+
+
+class TestHeaderBlockLimit:
+    def test_fields_after_the_limit_are_not_processed(self, parse: Parse) -> None:
+        filler = "".join(f"X-Filler-{i}: {'y' * 60}\r\n" for i in range(100))
+        raw = f"From: a@example.org\r\n{filler}Subject: late\r\n\r\nbody\r\n"
+        msg = parse(raw, max_header_bytes=2048)
+        assert msg.subject == "(no subject)"
+        assert msg.sender_email == "a@example.org" and msg.text == "body"
+        assert any("header block" in note for note in msg.notes)
+
+    def test_a_header_block_under_the_limit_is_untouched(self, parse: Parse) -> None:
+        msg = parse(message("fine", "body"))
+        assert msg.subject == "fine" and not any("header block" in n for n in msg.notes)
+
+
+class TestMimePartLimit:
+    def test_150000_one_byte_parts_stop_at_the_limit_with_a_note(self, parse: Parse) -> None:
+        raw = many_parts(150_000)
+        started = time.perf_counter()
+        msg = parse(raw)
+        assert time.perf_counter() - started < 10
+        assert msg.text == "the text part"
+        assert 990 <= len(msg.attachments) < 1000
+        assert any("more than 1000 MIME parts" in note for note in msg.notes)
+
+    def test_a_smaller_limit_is_honoured(self, parse: Parse) -> None:
+        msg = parse(many_parts(50), max_mime_parts=10)
+        assert len(msg.attachments) < 10
+        assert any("more than 10 MIME parts" in note for note in msg.notes)
+
+    def test_lines_that_only_look_like_delimiters_do_not_count(self, parse: Parse) -> None:
+        body = "\r\n".join(["-- ", "--- a/file", "--not-a-boundary"] * 500)
+        msg = parse(message("patch", body), max_mime_parts=10)
+        assert not any("MIME parts" in note for note in msg.notes)
+        assert "--- a/file" in msg.text
+
+
+class TestNestedHtml:
+    @pytest.mark.parametrize("tag", ["div", "blockquote", "span", "table"])
+    def test_deep_nesting_is_flattened_and_the_text_kept(self, parse: Parse, tag: str) -> None:
+        depth = 100_000  # 1.2 MB of <blockquote>: under the 2 MB read of HTML bodies
+        html = f"<{tag}>" * depth + "deep text" + f"</{tag}>" * depth
+        started = time.perf_counter()
+        msg = parse(html_only(html))
+        assert time.perf_counter() - started < 10
+        assert "deep text" in msg.text
+        assert msg.html is not None and "deep text" in msg.html
+
+    def test_ordinary_nesting_is_left_alone(self) -> None:
+        html = "<div>" * 10 + "<p>one<p>two" + "</div>" * 10
+        assert flatten_deep(html) == html
+
+    def test_tags_past_the_depth_are_dropped_both_ways(self) -> None:
+        depth = MAX_HTML_DEPTH + 5
+        flat = flatten_deep("<b>" * depth + "x" + "</b>" * depth)
+        assert flat == "<b>" * MAX_HTML_DEPTH + "x" + "</b>" * MAX_HTML_DEPTH
+
+
+class TestCharsetsThatAreNotMail:
+    @pytest.mark.parametrize("charset", ["punycode", "idna", "unicode-escape"])
+    def test_a_body_labelled_with_a_non_mail_codec_is_read_as_text_quickly(
+        self, parse: Parse, charset: str
+    ) -> None:
+        raw = message("label", "a" * 1_000_000 + " done").replace("utf-8", charset)
+        started = time.perf_counter()
+        msg = parse(raw)
+        assert time.perf_counter() - started < 5
+        assert msg.text.endswith(" done")
+
+
+class TestSlowMessageDoesNotStallOthers:
+    """One worker process, a tiny PROCESSING_TIMEOUT_SECONDS, and a message that needs longer."""
+
+    def test_the_slow_event_fails_with_reason_timeout_and_the_next_gets_its_ticket(
+        self, start_smtp: StartSmtp
+    ) -> None:
+        smtp = start_smtp(parser_processes=1, processing_timeout_seconds=0.5)
+        # 2 MB of HTML-only mail: html2text alone needs several seconds for it.
+        smtp.send(html_only("<p>slow" * 300_000))
+        sent = time.monotonic()
+        smtp.send(message("Ordinary", "Just a question."))
+        while not [t for t in smtp.tickets() if t.subject == "Ordinary"]:
+            assert time.monotonic() - sent < 15, "the ordinary message waited behind the slow one"
+            time.sleep(0.1)
+        slow, ordinary = smtp.settle()
+        assert (slow.status, slow.reason) == (IntakeStatus.FAILED, "timeout")
+        assert slow.error is not None and "replaced" in slow.error
+        assert ordinary.status is IntakeStatus.TICKET_CREATED
+
+    def test_hostile_shapes_are_processed_in_bounded_time_and_the_next_flows_on(
+        self, start_smtp: StartSmtp
+    ) -> None:
+        smtp = start_smtp(parser_processes=1, processing_timeout_seconds=30)
+        for raw in (encoded_subject(140_000), many_parts(150_000)):
+            smtp.send(raw)
+        sent = time.monotonic()
+        smtp.send(message("Ordinary", "Just a question."))
+        events = smtp.settle(timeout=60)
+        assert time.monotonic() - sent < 30
+        assert [e.status for e in events] == [IntakeStatus.TICKET_CREATED] * 3
