@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import resource
+import socket
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 
+from doxa.core.db import LARGE_VALUE_BYTES
 from doxa.core.enums import IntakeStatus
 from doxa.core.intake.inbound import InboundMessage
+from doxa.core.intake.models import IntakeEvent
 from doxa.core.intake.text import MAX_HTML_DEPTH, flatten_deep
 from doxa.gateway.mime.linear import decode_header
-from tests.gateway.conftest import StartSmtp, message
+from doxa.gateway.smtp import (
+    READ_LIMIT,
+    RESERVED_DESCRIPTORS,
+    SPOOL_BYTES,
+    LoopErrorLog,
+    Spool,
+    read_data,
+    session_limit,
+)
+from tests.gateway.conftest import Smtp, StartSmtp, message
 
 Parse = Callable[..., InboundMessage]
 WORD = "=?utf-8?q?caf=C3=A9?="  # 21 bytes: 3 MB of them is 140,000 words
@@ -166,3 +183,109 @@ class TestSlowMessageDoesNotStallOthers:
         events = smtp.settle(timeout=60)
         assert time.monotonic() - sent < 30
         assert [e.status for e in events] == [IntakeStatus.TICKET_CREATED] * 3
+
+
+def banner(sock: socket.socket) -> bytes:
+    sock.settimeout(10)
+    return sock.recv(100)
+
+
+@contextmanager
+def idle_sessions(port: int, count: int) -> Iterator[list[socket.socket]]:
+    opened = [socket.create_connection(("127.0.0.1", port)) for _ in range(count)]
+    try:
+        yield opened
+    finally:
+        for sock in opened:
+            sock.close()
+
+
+class TestConnectionPressure:
+    def test_sessions_over_the_per_client_limit_get_421_and_are_closed(
+        self, start_smtp: StartSmtp
+    ) -> None:
+        smtp = start_smtp(smtp_max_connections_per_client=2)
+        with idle_sessions(smtp.port, 2) as held:
+            assert [banner(s)[:3] for s in held] == [b"220", b"220"]
+            with idle_sessions(smtp.port, 1) as [refused]:
+                assert banner(refused) == b"421 4.7.0 Too many connections, try again later\r\n"
+                assert refused.recv(100) == b""  # closed by the server
+            held[0].close()
+            deadline = time.monotonic() + 5
+            while True:  # the released place is free again
+                with idle_sessions(smtp.port, 1) as [again]:
+                    if banner(again).startswith(b"220"):
+                        break
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+
+    def test_a_flood_of_idle_connections_leaves_the_api_and_other_mail_working(
+        self, start_smtp: StartSmtp
+    ) -> None:
+        smtp = start_smtp(smtp_max_connections=40, smtp_max_connections_per_client=1000)
+        with idle_sessions(smtp.port, 300) as flood:
+            answers = Counter(banner(s)[:3] for s in flood)
+            assert answers == {b"220": 40, b"421": 260}
+            assert smtp.http.get("/healthz").status_code == 200
+            assert smtp.http.get("/readyz").status_code == 200
+        smtp.send(message("After the flood"))
+        assert [e.status for e in smtp.settle()] == [IntakeStatus.TICKET_CREATED]
+
+    def test_data_beyond_1_mib_is_spooled_to_disk_while_it_arrives(self) -> None:
+        async def unfinished() -> tuple[bool, int]:
+            reader = asyncio.StreamReader(limit=READ_LIMIT)
+            reader.feed_data(b"x" * 3 * SPOOL_BYTES)  # no end of data yet
+            spool = Spool()
+            reading = asyncio.create_task(read_data(reader, 0, spool))
+            await asyncio.sleep(0.2)
+            try:
+                return spool.on_disk, spool.size
+            finally:
+                reading.cancel()
+                spool.close()
+
+        on_disk, size = asyncio.run(unfinished())
+        assert on_disk and size > 2 * SPOOL_BYTES  # the reader keeps a few bytes back
+
+    def test_a_small_message_stays_in_memory(self) -> None:
+        spool = Spool()
+        spool.write(b"small")
+        assert not spool.on_disk and spool.read() == b"small"
+        spool.close()
+
+    def test_a_spooled_message_over_the_copy_threshold_is_stored_byte_exact(
+        self, smtp: Smtp
+    ) -> None:
+        noise = bytes(range(256)).replace(b"\n", b"").replace(b"\r", b"")
+        lines = [b"." + noise[i % 200 :] + b"\r" for i in range(30_000)]  # dots, bare CRs
+        raw = b"Subject: spooled\r\n\r\n" + b"\r\n".join(lines) + b"\r\n"
+        assert len(raw) > LARGE_VALUE_BYTES
+        smtp.send(raw)
+        [event] = smtp.settle()
+        with smtp.context.sessions() as db:
+            assert db.get_one(IntakeEvent, event.id).raw == raw
+
+    def test_the_descriptor_limit_keeps_a_reserve_for_the_api(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(resource, "getrlimit", lambda _: (1024, 1024))
+        assert session_limit(200) == 200
+        assert session_limit(5000) == 1024 - RESERVED_DESCRIPTORS
+
+
+class TestLoopErrorLog:
+    def test_a_storm_of_accept_errors_logs_one_line_per_period(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        handler = LoopErrorLog(period=60)
+        loop = asyncio.new_event_loop()
+        error = {"message": "socket.accept() out of system resource", "exception": OSError(24)}
+        with caplog.at_level(logging.ERROR, logger="doxa.gateway.smtp"):
+            for _ in range(10_000):
+                handler(loop, error)
+        loop.close()
+        assert len(caplog.records) == 1
+        handler.period = 0
+        with caplog.at_level(logging.ERROR, logger="doxa.gateway.smtp"):
+            handler(loop, error)
+        assert "9999 more like it" in caplog.records[-1].getMessage()
