@@ -28,7 +28,7 @@ from doxa.core.db import is_postgresql, large_value, utcnow
 from doxa.core.enums import Channel, IntakeStatus
 from doxa.core.errors import Conflict, NotFound
 from doxa.core.intake import delivery
-from doxa.core.intake.inbound import InboundMessage, without_nul
+from doxa.core.intake.inbound import ADDRESS_CHARS, InboundMessage, storable, storable_text
 from doxa.core.intake.loops import loop_reason
 from doxa.core.intake.models import IntakeEvent
 from doxa.core.intake.threads import find_thread
@@ -75,6 +75,11 @@ def _insert(db: Session) -> Any:
     return (pg_insert if is_postgresql(db) else sqlite_insert)(IntakeEvent)
 
 
+def _bounded(address: str | None) -> str | None:
+    """An envelope address that fits its column; a longer one is no address (RFC 5321: 256)."""
+    return address if address is None or len(address) <= ADDRESS_CHARS else None
+
+
 def message_id_of(raw: bytes | bytearray) -> str | None:
     """The Message-ID from the header block alone, for deduplication before a full parse."""
     end = raw.find(b"\r\n\r\n", 0, 65536)
@@ -82,7 +87,7 @@ def message_id_of(raw: bytes | bytearray) -> str | None:
         end = raw.find(b"\n\n", 0, 65536)
     head = raw[: end if end >= 0 else 65536]
     value = BytesHeaderParser().parsebytes(head).get("message-id")
-    cleaned = str(value or "").strip().strip("<>").strip()
+    cleaned = storable_text(str(value or "")).strip().strip("<>").strip()
     return cleaned[:900] or None
 
 
@@ -120,7 +125,7 @@ class Pipeline:
     def _row(self, item: Delivery, mailbox: str | None) -> dict[str, Any]:
         return {
             "channel": item.channel, "external_id": item.external_id,
-            "mailbox": mailbox, "envelope_from": item.envelope_from,
+            "mailbox": mailbox, "envelope_from": _bounded(item.envelope_from),
             "envelope_to": list(item.recipients), "raw": item.raw, "raw_size": len(item.raw),
             "extra": item.extra, "status": IntakeStatus.RECEIVED, "received_at": utcnow(),
         }  # fmt: skip
@@ -141,7 +146,7 @@ class Pipeline:
         return RawEvent(event.id, event.channel, event.raw, dict(event.extra or {}))
 
     def normalize(self, raw: RawEvent) -> InboundMessage:
-        return without_nul(self.normalizers[raw.channel](raw))
+        return storable(self.normalizers[raw.channel](raw))
 
     def apply(self, db: Session, event_id: int, msg: InboundMessage) -> IntakeEvent | None:
         """Decide what the message is and make it so; None when another worker got there first."""

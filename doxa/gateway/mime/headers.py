@@ -8,7 +8,7 @@ import re
 from email.message import Message
 
 from doxa.core.intake import loops
-from doxa.gateway.mime.charsets import codec, decode_bytes
+from doxa.gateway.mime.charsets import codec, decode_bytes, without_surrogates
 
 MAX_HEADER_CHARS = 998
 MAX_IDS = 100
@@ -92,7 +92,10 @@ def undo_surrogates(value: str, hint: str | None = None) -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        return decode_bytes(value.encode("utf-8", "surrogateescape"), None, hint)
+        try:
+            return decode_bytes(value.encode("utf-8", "surrogateescape"), None, hint)
+        except UnicodeEncodeError:  # a surrogate that is no escaped byte
+            return without_surrogates(value)
     return value
 
 
