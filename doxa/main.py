@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import functools
 import logging
-import multiprocessing as mp
-import os
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import Executor, ProcessPoolExecutor
-from concurrent.futures import TimeoutError as FuturesTimeout
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import TypeVar
 
 from fastapi import APIRouter, FastAPI
 
@@ -31,22 +25,19 @@ from doxa.core.config import Settings
 from doxa.core.context import Context
 from doxa.core.db import transaction
 from doxa.core.enums import Channel, IntakeStatus
-from doxa.core.errors import InvalidInput
-from doxa.core.intake.inbound import InboundMessage
 from doxa.core.intake.pipeline import Pipeline
-from doxa.core.intake.worker import IntakeWorker, process_event, read_event
+from doxa.core.intake.worker import IntakeWorker, process_elsewhere, process_event
 from doxa.core.outbound import Outbox, OutboxRunner
-from doxa.core.triage.runner import Triage, TriageRunner
+from doxa.core.triage.runner import TriageRunner
 from doxa.core.users import service as user_service
 from doxa.core.users.mail import AccountMailer
 from doxa.core.users.throttle import Throttle
 from doxa.gateway import webhooks
 from doxa.gateway.parsing import email_normalizer
 from doxa.gateway.smtp import IntakeHandler, SmtpListener
+from doxa.workers import classify_in_worker, process_in_worker, read_in_worker, worker_processes
 
 log = logging.getLogger(__name__)
-PARSE_TIMEOUT_SECONDS = 120  # a worker process busier than this with one message gives up on it
-T = TypeVar("T")
 
 DESCRIPTION = """Support tickets from email and web forms, classified by a local model.
 
@@ -58,7 +49,7 @@ class Runtime:
 
     def __init__(self, settings: Settings, context: Context) -> None:
         self.settings, self.context = settings, context
-        self.parsers = _worker_processes(settings)
+        self.parsers = worker_processes(settings, build_pipeline)
         # On PostgreSQL the worker processes take whole events (load, parse, store) and classify
         # new tickets, so that CPU stays off the API's GIL (measured: the model's predictions
         # were the GIL's biggest holder under mail load). On SQLite they load and parse, and
@@ -68,11 +59,14 @@ class Runtime:
         self.pipeline = build_pipeline(settings)
         process: Callable[[int], IntakeStatus | None] | None = None
         classify: Callable[[], int] | None = None
+        # Each event gets PROCESSING_TIMEOUT_SECONDS in its process, which is then replaced.
+        deadline = settings.processing_timeout_seconds
         if pool is not None and settings.on_postgresql:
-            process = functools.partial(_in_worker, pool, _process_event)
-            classify = functools.partial(_in_worker, pool, _classify_pending)
+            run = functools.partial(pool.run, process_in_worker, timeout=deadline)
+            process = functools.partial(process_elsewhere, context.sessions, self.pipeline, run)
+            classify = functools.partial(pool.run, classify_in_worker)
         elif pool is not None:
-            read = functools.partial(_in_worker, pool, _read_event, timeout=PARSE_TIMEOUT_SECONDS)
+            read = functools.partial(pool.run, read_in_worker, timeout=deadline)
             process = functools.partial(process_event, context.sessions, self.pipeline, read=read)
         self.outbox = OutboxRunner(Outbox(settings, context.sessions))
         self.triage = TriageRunner(settings, context.sessions, executor=pool, classify=classify)
@@ -181,71 +175,15 @@ def bootstrap(context: Context, settings: Settings) -> None:
             )
 
 
-def _worker_processes(settings: Settings) -> ProcessPoolExecutor | None:
-    """Processes for intake and retraining; spawned, not forked (the server has threads)."""
-    if not settings.parser_processes:
-        return None
-    return ProcessPoolExecutor(
-        settings.parser_processes, mp_context=mp.get_context("spawn"),
-        initializer=_start_worker_process, initargs=(settings,),
-    )  # fmt: skip
-
-
-@dataclass
-class _WorkerProcess:
-    context: Context
-    pipeline: Pipeline
-    triage: Triage
-
-
-_WORKER: _WorkerProcess | None = None
-
-
-def _start_worker_process(settings: Settings) -> None:
-    """In each worker process: yield the CPU to the server, and open its own database pool."""
-    global _WORKER
-    os.nice(10)  # people wait on the server and the database, not on background intake
-    context = Context.build(settings)
-    _WORKER = _WorkerProcess(context, build_pipeline(settings), Triage(settings, context.sessions))
-
-
-def _worker() -> _WorkerProcess:
-    if _WORKER is None:
-        raise RuntimeError("worker process not initialised")
-    return _WORKER
-
-
-def _in_worker(pool: Executor, call: Callable[..., T], *args: object,
-               timeout: float | None = None) -> T:  # fmt: skip
-    """Run `call` in a worker process and wait for it (the waiting thread holds no GIL)."""
-    try:
-        return pool.submit(call, *args).result(timeout)
-    except FuturesTimeout:
-        raise InvalidInput(f"gave up after {timeout} s in a worker process") from None
-
-
-# What the worker processes run, each with that process's own context.
-
-
-def _process_event(event_id: int) -> IntakeStatus | None:
-    worker = _worker()
-    return process_event(worker.context.sessions, worker.pipeline, event_id)
-
-
-def _read_event(event_id: int) -> InboundMessage | None:
-    worker = _worker()
-    return read_event(worker.context.sessions, worker.pipeline, event_id)
-
-
-def _classify_pending() -> int:
-    return _worker().triage.run_once()
-
-
 def build_pipeline(settings: Settings) -> Pipeline:
     """The one ingestion path, with each channel's way of reading its raw input."""
     limit = settings.max_attachment_bytes
     normalizers = {
-        Channel.EMAIL: email_normalizer(limit),
+        Channel.EMAIL: email_normalizer(
+            limit,
+            max_header_bytes=settings.max_header_bytes,
+            max_mime_parts=settings.max_mime_parts,
+        ),
         Channel.FORM: webhooks.form_normalizer(limit),
         Channel.MAILGUN: webhooks.normalizer(webhooks.mailgun_message, limit),
         Channel.SENDGRID: webhooks.normalizer(webhooks.sendgrid_message, limit),

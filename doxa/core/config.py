@@ -85,6 +85,12 @@ class Settings(BaseSettings):
     ai_timeout_seconds: float = Field(10.0, gt=0, le=120)
     # 0 parses on the intake worker's threads, in the server process.
     parser_processes: int = Field(1, ge=0, le=64)
+    # Hostile input: what one message or one client may cost.
+    max_header_bytes: int = Field(262_144, ge=1024)
+    max_mime_parts: int = Field(1000, ge=1)
+    processing_timeout_seconds: float = Field(60.0, gt=0, le=3600)
+    smtp_max_connections: int = Field(200, ge=1)
+    smtp_max_connections_per_client: int = Field(20, ge=1)
 
     @field_validator(
         "jwt_secret", "webhook_secret", "mailgun_signing_key", "postmark_inbound_user",

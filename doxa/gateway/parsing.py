@@ -32,7 +32,7 @@ from doxa.gateway.mime.headers import (
     loop_headers,
     single_line,
 )
-from doxa.gateway.mime.loading import load_message
+from doxa.gateway.mime.loading import MAX_HEADER_BYTES, MAX_PARTS, load_message
 
 __all__ = [
     "MAX_DEPTH",
@@ -52,11 +52,17 @@ MAX_SUBJECT_CHARS = 998
 NO_SUBJECT = "(no subject)"
 
 
-def parse_email(raw: bytes, *, max_attachment_bytes: int) -> InboundMessage:
+def parse_email(
+    raw: bytes,
+    *,
+    max_attachment_bytes: int,
+    max_header_bytes: int = MAX_HEADER_BYTES,
+    max_mime_parts: int = MAX_PARTS,
+) -> InboundMessage:
     """Parse one RFC 5322 message; only input that is not an email raises `InvalidInput`."""
     if not raw.strip():
         raise InvalidInput("empty message")
-    message, notes = load_message(raw)
+    message, notes = load_message(raw, max_header_bytes=max_header_bytes, max_parts=max_mime_parts)
     hint = charset_hint(message)
     body = Body(notes=notes)
     sender_email, sender_name, reply_to = identity(message, body.notes, hint)
@@ -81,13 +87,23 @@ def parse_email(raw: bytes, *, max_attachment_bytes: int) -> InboundMessage:
     )
 
 
-def parse_event(event: RawEvent, *, max_attachment_bytes: int) -> InboundMessage:
-    return parse_email(event.raw, max_attachment_bytes=max_attachment_bytes)
+def parse_event(event: RawEvent, **limits: int) -> InboundMessage:
+    return parse_email(event.raw, **limits)
 
 
-def email_normalizer(max_attachment_bytes: int) -> Callable[[RawEvent], InboundMessage]:
+def email_normalizer(
+    max_attachment_bytes: int,
+    *,
+    max_header_bytes: int = MAX_HEADER_BYTES,
+    max_mime_parts: int = MAX_PARTS,
+) -> Callable[[RawEvent], InboundMessage]:
     """The pipeline's normalizer for raw RFC 5322 bytes (SMTP and `doxa ingest`).
 
     A partial of a module-level function, so it can run in a parser process.
     """
-    return functools.partial(parse_event, max_attachment_bytes=max_attachment_bytes)
+    return functools.partial(
+        parse_event,
+        max_attachment_bytes=max_attachment_bytes,
+        max_header_bytes=max_header_bytes,
+        max_mime_parts=max_mime_parts,
+    )

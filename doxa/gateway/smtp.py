@@ -10,11 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import resource
 import socket
+import tempfile
 import threading
+import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, AnyStr
+from typing import IO, Any, AnyStr
 
 import anyio
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -41,6 +45,15 @@ ACCEPT_THREADS = 1
 COMMAND_CALL_LIMIT = 1000
 TOO_BIG = "552 5.3.4 Message too big for system"
 RETRY_LATER = "451 4.3.0 Temporary failure storing the message, please retry"
+TOO_MANY = b"421 4.7.0 Too many connections, try again later\r\n"
+# DATA beyond this is written to a temporary file while it arrives: sessions that stall in
+# DATA hold disk, not memory (16 sessions holding 20 MiB each added 360 MB before).
+SPOOL_BYTES = 1024 * 1024
+# File descriptors kept for the API, the database pools, worker pipes and files whatever the
+# SMTP sessions do: 1,100 idle connections against a limit of 1,024 took /healthz down.
+RESERVED_DESCRIPTORS = 256
+# One line per kind of event-loop error (accept failing for want of descriptors) per period.
+LOOP_ERROR_LOG_SECONDS = 10.0
 
 
 _STUFFED_DOT = re.compile(rb"(?<=\n)\.")
@@ -60,6 +73,35 @@ class DoxaSMTP(SMTP):
 
     line_length_limit = READ_LIMIT
 
+    def __init__(self, handler: IntakeHandler, *, gate: SessionGate, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self.gate, self.client, self.admitted = gate, "", False
+
+    def _create_envelope(self) -> SpooledEnvelope:
+        return SpooledEnvelope()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if not self.admitted:  # not a STARTTLS upgrade of an admitted session
+            peer = transport.get_extra_info("peername")
+            self.client = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+            if not self.gate.admit(self.client):
+                if isinstance(transport, asyncio.WriteTransport):
+                    transport.write(TOO_MANY)
+                transport.close()
+                return
+            self.admitted = True
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if not self.admitted:
+            return  # refused at connection_made: aiosmtpd never started this session
+        self.admitted = False
+        self.gate.release(self.client)
+        envelope = self.envelope
+        if isinstance(envelope, SpooledEnvelope):
+            envelope.discard()
+        super().connection_lost(error)
+
     async def push(self, status: AnyStr) -> None:
         # aiosmtpd's size refusals carry no enhanced status code; the SPEC asks for 5.3.4.
         if isinstance(status, str) and status.startswith("552 Error"):
@@ -77,32 +119,81 @@ class DoxaSMTP(SMTP):
             await self.push("501 5.5.4 Syntax: DATA")
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
-        body = await read_data(self._reader, self.data_size_limit or 0)
-        if body is None:
-            self._set_post_data_state()  # type: ignore[no-untyped-call]
-            await self.push(TOO_BIG)
-            return
-        # A bytearray, typed by aiosmtpd as bytes: bytes(body) would copy up to 25 MiB.
-        self.envelope.content = self.envelope.original_content = body  # type: ignore[assignment]
-        status = await self._call_handler_hook("DATA")
+        envelope = self.envelope
+        if not isinstance(envelope, SpooledEnvelope):  # _create_envelope makes every one
+            raise TypeError("DoxaSMTP sessions carry a SpooledEnvelope")
+        envelope.spool = Spool()
+        try:
+            if not await read_data(self._reader, self.data_size_limit or 0, envelope.spool):
+                self._set_post_data_state()  # type: ignore[no-untyped-call]
+                await self.push(TOO_BIG)
+                return
+            status = await self._call_handler_hook("DATA")
+        finally:
+            envelope.discard()
         self._set_post_data_state()  # type: ignore[no-untyped-call]
         await self.push(status)
 
 
-async def read_data(reader: asyncio.StreamReader, limit: int) -> bytearray | None:
-    """DATA up to the line ".", unstuffed; None when over `limit` bytes (then read to its end).
+class Spool:
+    """One message's DATA as it arrives: in memory up to `SPOOL_BYTES`, then in a temporary file."""
 
-    The stream's own limit sets the piece size: pieces are appended to one buffer as they
-    arrive, so the message is held once. The scan is for LF.CRLF and the CR before it is
-    checked in what was read, so a CRLF split between two pieces still ends the message.
+    def __init__(self) -> None:
+        self.file: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.file.write(data)
+        self.size += len(data)
+
+    def clear(self) -> None:
+        self.file.seek(0)
+        self.file.truncate()
+        self.size = 0
+
+    def read(self) -> bytearray:
+        """The whole message, read into one buffer (held once, only while it is stored)."""
+        data = bytearray(self.size)
+        self.file.seek(0)
+        self.file.readinto(data)  # type: ignore[attr-defined]
+        return data
+
+    @property
+    def on_disk(self) -> bool:
+        return bool(getattr(self.file, "_rolled", False))
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class SpooledEnvelope(Envelope):
+    """aiosmtpd's envelope with the message data in a `Spool` instead of a bytes value."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spool: Spool | None = None
+
+    def discard(self) -> None:
+        if self.spool is not None:
+            self.spool.close()
+            self.spool = None
+
+
+async def read_data(reader: asyncio.StreamReader, limit: int, spool: Spool) -> bool:
+    """DATA up to the line ".", unstuffed, into `spool`; False when over `limit` bytes (then it
+    is read to its end and dropped).
+
+    The stream's own limit sets the piece size: pieces are written to the spool as they
+    arrive, so the message is held once, on disk past `SPOOL_BYTES`. The scan is for LF.CRLF
+    and the CR before it is checked in what was read, so a CRLF split between two pieces still
+    ends the message.
     """
-    body = bytearray()
     first = await reader.readexactly(1)
     if first == b".":  # the first line: the end right away, or a stuffed dot
         first = await reader.readexactly(2)
         if first == b"\r\n":
-            return body
-    body += first
+            return True
+    spool.write(first)
     too_big, before = False, first[-1:]  # the stream's byte before the next piece
     while True:
         try:
@@ -111,16 +202,17 @@ async def read_data(reader: asyncio.StreamReader, limit: int) -> bytearray | Non
             piece, found = await reader.readexactly(overrun.consumed), False
         end = found and (piece[-5:-4] if len(piece) > 4 else before) == b"\r"
         if not too_big:
-            _append_unstuffed(body, piece[:-3] if end else piece, before)
-            if limit and len(body) > limit:
-                too_big, body = True, bytearray()  # read on to the end, storing nothing
+            spool.write(_unstuffed(piece[:-3] if end else piece, before))
+            if limit and spool.size > limit:
+                too_big = True  # read on to the end, storing nothing
+                spool.clear()
         if end:  # the line "." is dropped; the CRLF before it ends the message
-            return None if too_big else body
+            return not too_big
         before = piece[-1:]
 
 
-def _append_unstuffed(body: bytearray, piece: bytes, before: bytes) -> None:
-    """Append a piece of DATA without the dot that starts a line (RFC 5321 4.5.2).
+def _unstuffed(piece: bytes, before: bytes) -> bytes:
+    """A piece of DATA without the dot that starts a line (RFC 5321 4.5.2).
 
     `before` is the stream's byte before the piece, not the body's last: that may be a LF
     whose stuffed dot was just removed.
@@ -129,7 +221,84 @@ def _append_unstuffed(body: bytearray, piece: bytes, before: bytes) -> None:
         piece = piece[1:]
     if b"\n." in piece:
         piece = _STUFFED_DOT.sub(b"", piece)
-    body += piece
+    return piece
+
+
+class SessionGate:
+    """Counts open sessions, in all and per client address; refuses those over either limit."""
+
+    def __init__(self, total: int, per_client: int) -> None:
+        self.total, self.per_client = total, per_client
+        self.open: Counter[str] = Counter()
+        self.count = 0
+
+    def admit(self, client: str) -> bool:
+        if self.count >= self.total or self.open[client] >= self.per_client:
+            return False
+        self.count += 1
+        self.open[client] += 1
+        return True
+
+    def release(self, client: str) -> None:
+        self.count -= 1
+        self.open[client] -= 1
+        if self.open[client] <= 0:
+            del self.open[client]
+
+
+def session_limit(wanted: int) -> int:
+    """`wanted`, or fewer if the descriptor limit would leave the API less than its reserve.
+
+    The soft limit is raised to the hard one first, as far as the system allows.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = 1_048_576 if hard == resource.RLIM_INFINITY else hard
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    allowed = max(1, soft - RESERVED_DESCRIPTORS)
+    if allowed < wanted:
+        log.warning(
+            "SMTP_MAX_CONNECTIONS=%d lowered to %d: the process may open %d files and %d stay "
+            "reserved for the API",
+            wanted,
+            allowed,
+            soft,
+            RESERVED_DESCRIPTORS,
+        )
+    return min(wanted, allowed)
+
+
+class LoopErrorLog:
+    """The SMTP loop's exception handler: one line per kind of error per period, with a count.
+
+    When descriptors run out, asyncio reports every failed accept; unthrottled that was
+    140,000 lines in 20 s.
+    """
+
+    def __init__(self, period: float = LOOP_ERROR_LOG_SECONDS) -> None:
+        self.period = period
+        self.last: dict[str, float] = {}
+        self.suppressed: Counter[str] = Counter()
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        kind = str(context.get("message", "event loop error"))
+        now = time.monotonic()
+        if now - self.last.get(kind, -self.period) < self.period:
+            self.suppressed[kind] += 1
+            return
+        self.last[kind] = now
+        more = self.suppressed.pop(kind, 0)
+        exc = context.get("exception")
+        log.error(
+            "SMTP listener: %s%s%s",
+            kind,
+            f": {exc!r}" if exc else "",
+            f" ({more} more like it in the last {self.period:g} s)" if more else "",
+        )
 
 
 class IntakeHandler:
@@ -155,18 +324,20 @@ class IntakeHandler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        raw = envelope.original_content or b""
-        if len(raw) > self.settings.max_message_bytes:
+        spool = envelope.spool if isinstance(envelope, SpooledEnvelope) else None
+        if spool is None:  # DoxaSMTP always spools; refuse rather than store something else
+            return RETRY_LATER
+        if spool.size > self.settings.max_message_bytes:
             return TOO_BIG
         # The peer decides whether its Authentication-Results header is believed (TRUSTED_RELAYS).
         peer = session.peer[0] if isinstance(session.peer, tuple) else None
-        item = Delivery(channel=Channel.EMAIL, raw=raw, recipients=list(envelope.rcpt_tos),
+        item = Delivery(channel=Channel.EMAIL, raw=b"", recipients=list(envelope.rcpt_tos),
                         envelope_from=envelope.mail_from, extra={"peer": peer})  # fmt: skip
         self.in_flight += 1
         self.idle.clear()
         try:
             event_id, status = await anyio.to_thread.run_sync(
-                self._accept, item, limiter=self.accepting
+                self._accept, item, spool, limiter=self.accepting
             )
         except Exception:
             log.exception("could not store a message from %s", envelope.mail_from)
@@ -179,9 +350,11 @@ class IntakeHandler:
             self.submit(event_id)
         return f"250 2.0.0 Accepted as intake event {event_id}"
 
-    def _accept(self, item: Delivery) -> tuple[int, IntakeStatus]:
-        # The header scan runs here, not on the listener's loop, which serves every session.
-        item = replace(item, external_id=message_id_of(item.raw))
+    def _accept(self, item: Delivery, spool: Spool) -> tuple[int, IntakeStatus]:
+        # Read and scanned here, not on the listener's loop, which serves every session; and
+        # only as many messages are in memory at once as there are accepting threads.
+        raw = spool.read()
+        item = replace(item, raw=raw, external_id=message_id_of(raw))
         with transaction(self.sessions) as db:
             accepted = self.pipeline.accept(db, item)
             return accepted.id, accepted.status
@@ -197,6 +370,9 @@ class SmtpListener:
 
     def __init__(self, settings: Settings, handler: IntakeHandler) -> None:
         self.settings, self.handler = settings, handler
+        self.gate = SessionGate(
+            session_limit(settings.smtp_max_connections), settings.smtp_max_connections_per_client
+        )
         self.server: asyncio.Server | None = None
         self.hostname = socket.gethostname()  # once: aiosmtpd would resolve it per connection
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -220,6 +396,7 @@ class SmtpListener:
 
     def _run(self, ready: threading.Event) -> None:
         loop = self._loop = asyncio.new_event_loop()
+        loop.set_exception_handler(LoopErrorLog())
         try:
             host, port = self.settings.smtp_host, self.settings.smtp_port
             self.server = loop.run_until_complete(loop.create_server(self._protocol, host, port))
@@ -236,9 +413,9 @@ class SmtpListener:
 
     def _protocol(self) -> DoxaSMTP:
         return DoxaSMTP(
-            self.handler, data_size_limit=self.settings.max_message_bytes, enable_SMTPUTF8=True,
-            hostname=self.hostname, ident="DOXA ESMTP", command_call_limit=COMMAND_CALL_LIMIT,
-            timeout=120, loop=asyncio.get_running_loop(),
+            self.handler, gate=self.gate, data_size_limit=self.settings.max_message_bytes,
+            enable_SMTPUTF8=True, hostname=self.hostname, ident="DOXA ESMTP",
+            command_call_limit=COMMAND_CALL_LIMIT, timeout=120, loop=asyncio.get_running_loop(),
         )  # fmt: skip
 
     @property

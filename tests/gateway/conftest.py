@@ -65,10 +65,10 @@ def parse() -> Callable[..., InboundMessage]:
     """Parse raw bytes (or text, encoded as UTF-8) with the production limit unless given."""
 
     def _parse(
-        raw: bytes | str, *, max_attachment_bytes: int = MAX_ATTACHMENT_BYTES
+        raw: bytes | str, *, max_attachment_bytes: int = MAX_ATTACHMENT_BYTES, **limits: int
     ) -> InboundMessage:
         data = raw.encode() if isinstance(raw, str) else raw
-        return parse_email(data, max_attachment_bytes=max_attachment_bytes)
+        return parse_email(data, max_attachment_bytes=max_attachment_bytes, **limits)
 
     return _parse
 

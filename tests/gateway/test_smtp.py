@@ -19,7 +19,7 @@ from doxa.core.db import LARGE_VALUE_BYTES
 from doxa.core.enums import ClassificationState, IntakeStatus, Role, Status, ThreadedBy
 from doxa.core.intake.models import IntakeEvent
 from doxa.core.tickets.models import Attachment
-from doxa.gateway.smtp import COMMAND_CALL_LIMIT, MAX_RECIPIENTS, READ_LIMIT, read_data
+from doxa.gateway.smtp import COMMAND_CALL_LIMIT, MAX_RECIPIENTS, READ_LIMIT, Spool, read_data
 from tests.conftest import MakeUser
 from tests.gateway.conftest import Smtp, StartSmtp, message
 
@@ -175,9 +175,13 @@ def read_data_from(
             reader.feed_eof()
 
         feeding = asyncio.create_task(feed())
-        body = await read_data(reader, limit)
-        await feeding
-        return body, await reader.read()
+        spool = Spool()
+        try:
+            complete = await read_data(reader, limit, spool)
+            await feeding
+            return (spool.read() if complete else None), await reader.read()
+        finally:
+            spool.close()
 
     return asyncio.run(run())
 

@@ -44,29 +44,50 @@ class InboundMessage:
     cc: list[str] = field(default_factory=list)  # lower-cased Cc: addresses
 
 
-MAX_FILENAME_CHARS = 255
-MAX_CONTENT_TYPE_CHARS = 255
+# Column lengths of what an inbound message fills (tests/core/intake/test_inbound.py checks
+# them against the models).
+ADDRESS_CHARS = 320  # user.email, intake_event.sender / envelope_from
+NAME_CHARS = 200  # user.full_name
+ID_CHARS = 998  # message.message_id / in_reply_to, attachment.content_id
+SUBJECT_CHARS = 998  # ticket.subject
+FILENAME_CHARS = 255  # attachment.filename
+TYPE_CHARS = 255  # attachment.content_type
 MAX_CC = 50
-# Format characters (bidirectional overrides and isolates, zero-width joiners): in a file name
-# they make "invoice\u202egpj.exe" show as "invoiceexe.jpg".
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# Format characters (bidirectional overrides and isolates, zero-width joiners) and controls:
+# in a file name they make "invoice\u202egpj.exe" show as "invoiceexe.jpg".
 _INVISIBLE = {"Cf", "Cc", "Zl", "Zp"}
 _MIME_TYPE = re.compile(
-    r"^\s*([a-z0-9][a-z0-9!#$&^_.+-]{0,126})\s*/\s*([a-z0-9][a-z0-9!#$&^_.+-]{0,126})"
+    r"^\s*([a-z0-9][a-z0-9!#$&^_.+-]{0,126})\s*/\s*([a-z0-9][a-z0-9!#$&^_.+-]{0,126})(?=[\s;]|$)"
 )
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 
 
-def _s(value: str) -> str:
-    return value.replace("\x00", "")
+def storable_text(value: str, limit: int | None = None) -> str:
+    """`value` without NUL and lone surrogates, cut to `limit` characters."""
+    if _UNSTORABLE.search(value):
+        # NUL: PostgreSQL text cannot hold it; a lone surrogate: no UTF-8 database can.
+        value = _UNSTORABLE.sub(lambda m: "" if m.group() == "\x00" else "\ufffd", value)
+    return value[:limit] if limit is not None else value
 
 
-def _opt(value: str | None) -> str | None:
-    return None if value is None else _s(value)
+_s = storable_text
 
 
-def one_line(value: str) -> str:
+def _opt(value: str | None, limit: int | None = None) -> str | None:
+    return None if value is None else (_s(value, limit) or None)
+
+
+def one_line(value: str, limit: int | None = None) -> str:
     """Text for a header or a name: every line separator `str.splitlines` knows becomes a space."""
-    return " ".join(_s(value).split())
+    return " ".join(_s(value).split())[:limit]
+
+
+def _address(value: str, what: str, notes: list[str]) -> str:
+    if len(value) <= ADDRESS_CHARS:
+        return _s(value)
+    notes.append(f"{what} address of {len(value)} characters is not an address; ignored")
+    return ""
 
 
 def _visible(value: str) -> str:
@@ -74,8 +95,15 @@ def _visible(value: str) -> str:
 
 
 def safe_filename(name: str) -> str:
-    """A file name that shows what it is: no control or bidirectional formatting characters."""
-    return one_line(_visible(name))[:MAX_FILENAME_CHARS] or "attachment"
+    """A file name that shows what it is and fits its column (the extension kept)."""
+    filename = one_line(_visible(name)) or "attachment"
+    if len(filename) > FILENAME_CHARS:
+        stem, dot, extension = filename.rpartition(".")
+        keep = extension[:16] if dot else ""
+        filename = (stem or filename)[: FILENAME_CHARS - len(keep) - 1] + (
+            f".{keep}" if keep else ""
+        )
+    return filename
 
 
 def mime_type(value: str) -> str:
@@ -84,32 +112,36 @@ def mime_type(value: str) -> str:
     return f"{match.group(1)}/{match.group(2)}" if match else "application/octet-stream"
 
 
-def sanitized(msg: InboundMessage) -> InboundMessage:
-    """Whatever channel it came from: no NUL (PostgreSQL text cannot hold one), one-line subject
-    and name (a line break there would break the outbound headers), harmless attachment names."""
-    attachments = [
-        replace(
-            part,
-            filename=safe_filename(part.filename),
-            content_type=mime_type(part.content_type),
-            content_id=_opt(part.content_id),
-        )
-        for part in msg.attachments
-    ]
+def _attachment(part: InboundAttachment) -> InboundAttachment:
+    return replace(
+        part,
+        filename=safe_filename(part.filename),
+        content_type=mime_type(part.content_type),
+        content_id=_opt(part.content_id, ID_CHARS),
+    )
+
+
+def storable(msg: InboundMessage) -> InboundMessage:
+    """The message as every database stores it and every header can carry it, whatever the edge
+    made of hostile input: no NUL or lone surrogate, no value longer than its column (an
+    over-long address is no address, and says so in a note), a one-line subject and name (a
+    line break there would break outbound headers), harmless attachment names and types."""
+    notes = [_s(v) for v in msg.notes]
+    reply_to = _address(msg.reply_to, "Reply-To", notes) if msg.reply_to else ""
     return replace(
         msg,
-        sender_email=_s(msg.sender_email),
-        sender_name=one_line(msg.sender_name) or None if msg.sender_name else None,
-        subject=one_line(msg.subject),
+        sender_email=_address(msg.sender_email, "sender", notes),
+        sender_name=one_line(msg.sender_name, NAME_CHARS) or None if msg.sender_name else None,
+        subject=one_line(msg.subject, SUBJECT_CHARS),
         text=_s(msg.text),
         html=_opt(msg.html),
-        message_id=_opt(msg.message_id),
+        message_id=_opt(msg.message_id, ID_CHARS),
         date=_opt(msg.date),
-        in_reply_to=[_s(v) for v in msg.in_reply_to],
-        references=[_s(v) for v in msg.references],
+        in_reply_to=[_s(v, ID_CHARS) for v in msg.in_reply_to],
+        references=[_s(v, ID_CHARS) for v in msg.references],
         headers={_s(k): _s(v) for k, v in msg.headers.items()},
-        notes=[_s(v) for v in msg.notes],
-        reply_to=_opt(msg.reply_to),
-        cc=[_s(v) for v in msg.cc][:MAX_CC],
-        attachments=attachments,
+        reply_to=reply_to or None,
+        cc=[a for a in (_address(v, "Cc", notes) for v in msg.cc[:MAX_CC]) if a],
+        attachments=[_attachment(a) for a in msg.attachments],
+        notes=notes,
     )

@@ -28,7 +28,7 @@ from doxa.core.db import is_postgresql, large_value, utcnow
 from doxa.core.enums import Channel, IntakeStatus, ThreadedBy
 from doxa.core.errors import Conflict, NotFound, Rejected
 from doxa.core.intake import delivery
-from doxa.core.intake.inbound import InboundMessage, sanitized
+from doxa.core.intake.inbound import ADDRESS_CHARS, InboundMessage, storable, storable_text
 from doxa.core.intake.loops import loop_reason
 from doxa.core.intake.models import IntakeEvent
 from doxa.core.intake.threads import Thread, find_thread
@@ -93,6 +93,11 @@ def _accept_statement(db: Session) -> Any:
     return _ACCEPT[dialect]
 
 
+def _bounded(address: str | None) -> str | None:
+    """An envelope address that fits its column; a longer one is no address (RFC 5321: 256)."""
+    return address if address is None or len(address) <= ADDRESS_CHARS else None
+
+
 def message_id_of(raw: bytes | bytearray) -> str | None:
     """The Message-ID from the header block alone, for deduplication before a full parse."""
     end = raw.find(b"\r\n\r\n", 0, 65536)
@@ -100,7 +105,7 @@ def message_id_of(raw: bytes | bytearray) -> str | None:
         end = raw.find(b"\n\n", 0, 65536)
     head = raw[: end if end >= 0 else 65536]
     value = BytesHeaderParser().parsebytes(head).get("message-id")
-    cleaned = str(value or "").strip().strip("<>").strip()
+    cleaned = storable_text(str(value or "")).strip().strip("<>").strip()
     return cleaned[:900] or None
 
 
@@ -144,7 +149,7 @@ class Pipeline:
     def _row(self, item: Delivery, mailbox: str | None) -> dict[str, Any]:
         return {
             "channel": item.channel, "external_id": item.external_id,
-            "mailbox": mailbox, "envelope_from": item.envelope_from,
+            "mailbox": mailbox, "envelope_from": _bounded(item.envelope_from),
             "envelope_to": list(item.recipients), "raw": item.raw, "raw_size": len(item.raw),
             "extra": item.extra, "status": IntakeStatus.RECEIVED, "received_at": utcnow(),
         }  # fmt: skip
@@ -165,7 +170,7 @@ class Pipeline:
         return RawEvent(event.id, event.channel, event.raw, dict(event.extra or {}))
 
     def normalize(self, raw: RawEvent) -> InboundMessage:
-        return sanitized(self.normalizers[raw.channel](raw))
+        return storable(self.normalizers[raw.channel](raw))
 
     def apply(self, db: Session, event_id: int, msg: InboundMessage) -> IntakeEvent | None:
         """Decide what the message is and make it so; None when another worker got there first."""
@@ -237,12 +242,17 @@ class Pipeline:
         query = select(Message.id).where(Message.message_id == msg.message_id).limit(1)
         return db.scalar(query) is not None
 
-    def fail(self, db: Session, event_id: int, error: BaseException) -> None:
-        """Keep the raw input with the reason it could not be processed, for reprocessing."""
+    def fail(
+        self, db: Session, event_id: int, error: BaseException, *, reason: str | None = None
+    ) -> None:
+        """Keep the raw input with the reason it could not be processed, for reprocessing.
+
+        Only an event still `received`: one that a killed worker committed stays as it is.
+        """
         event = db.get(IntakeEvent, event_id)
-        if event is None:
+        if event is None or event.status is not IntakeStatus.RECEIVED:
             return
-        event.status, event.processed_at = IntakeStatus.FAILED, utcnow()
+        event.status, event.processed_at, event.reason = IntakeStatus.FAILED, utcnow(), reason
         event.attempts += 1  # the failed run's own claim, if it got that far, was rolled back
         event.error = f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS]
         db.flush()
@@ -279,7 +289,7 @@ class Pipeline:
             raise NotFound(f"intake event {event_id} not found")
         if event.status is not expected:
             raise Conflict(f"only {expected} events are {verb}; this one is {event.status}")
-        event.status, event.error = IntakeStatus.RECEIVED, None
+        event.status, event.error, event.reason = IntakeStatus.RECEIVED, None, None
         db.flush()
         return event
 

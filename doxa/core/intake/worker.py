@@ -31,6 +31,16 @@ class DatabaseUnavailable(Exception):
     """The event could not be processed because the database went away; retry it later."""
 
 
+class WorkerLost(Exception):
+    """The process working on the event ended before it answered (killed, out of memory)."""
+
+
+class ProcessingTimeout(WorkerLost):
+    """The event ran past PROCESSING_TIMEOUT_SECONDS; the process working on it was replaced."""
+
+    reason = "timeout"
+
+
 Reader = Callable[[int], InboundMessage | None]
 
 
@@ -70,16 +80,37 @@ def process_event(sessions: sessionmaker[Session], pipeline: Pipeline, event_id:
             raise DatabaseUnavailable(str(lost)) from never
         return IntakeStatus.REJECTED
     except Exception as exc:
-        if isinstance(exc, DomainError):  # bad input, said in the error: no traceback needed
+        if isinstance(exc, DomainError | WorkerLost):  # said in the error: no traceback needed
             log.warning("intake event %s failed: %s", event_id, exc)
         else:
             log.exception("intake event %s failed", event_id)
-        try:
-            with transaction(sessions) as db:
-                pipeline.fail(db, event_id, exc)
-        except (OperationalError, InterfaceError) as lost:
-            raise DatabaseUnavailable(str(lost)) from exc
-        return IntakeStatus.FAILED
+        return _record_failure(sessions, pipeline, event_id, exc)
+
+
+def process_elsewhere(
+    sessions: sessionmaker[Session],
+    pipeline: Pipeline,
+    run: Callable[[int], IntakeStatus | None],
+    event_id: int,
+) -> IntakeStatus | None:
+    """`process_event` run by `run` in a worker process; when that process gives up on the event
+    (PROCESSING_TIMEOUT_SECONDS, or it died), the failure is recorded from here."""
+    try:
+        return run(event_id)
+    except WorkerLost as exc:
+        log.warning("intake event %s failed: %s", event_id, exc)
+        return _record_failure(sessions, pipeline, event_id, exc)
+
+
+def _record_failure(
+    sessions: sessionmaker[Session], pipeline: Pipeline, event_id: int, exc: BaseException
+) -> IntakeStatus:
+    try:
+        with transaction(sessions) as db:
+            pipeline.fail(db, event_id, exc, reason=getattr(exc, "reason", None))
+    except (OperationalError, InterfaceError) as lost:
+        raise DatabaseUnavailable(str(lost)) from exc
+    return IntakeStatus.FAILED
 
 
 class IntakeWorker:

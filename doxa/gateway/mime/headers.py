@@ -8,7 +8,7 @@ import re
 from email.message import Message
 
 from doxa.core.intake import loops, trust
-from doxa.gateway.mime.charsets import codec, decode_bytes
+from doxa.gateway.mime.charsets import codec, decode_bytes, without_surrogates
 
 MAX_HEADER_CHARS = 998
 MAX_IDS = 100
@@ -94,7 +94,10 @@ def undo_surrogates(value: str, hint: str | None = None) -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        return decode_bytes(value.encode("utf-8", "surrogateescape"), None, hint)
+        try:
+            return decode_bytes(value.encode("utf-8", "surrogateescape"), None, hint)
+        except UnicodeEncodeError:  # a surrogate that is no escaped byte
+            return without_surrogates(value)
     return value
 
 

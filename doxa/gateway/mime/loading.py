@@ -16,21 +16,71 @@ from email.parser import BytesHeaderParser
 import mailparser
 
 from doxa.core.errors import InvalidInput
+from doxa.gateway.mime import linear
 
 log = logging.getLogger(__name__)
+linear.install()
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _HEADER_LINE = re.compile(rb"^[!-9;-~]{1,76}[ \t]*:")
 _OBSOLETE_COLON = re.compile(rb"^([!-9;-~]{1,76})[ \t]+:", re.MULTILINE)
+_BOUNDARY = re.compile(rb'boundary\s*=\s*(?:"([^"\r\n]{1,200})"|([^\s;"]{1,200}))', re.IGNORECASE)
+# An opening delimiter line (a closing one ends in "--", which is then not a known boundary).
+_DELIMITER = re.compile(rb"^--([^\r\n]{1,210})", re.MULTILINE)
+MAX_HEADER_BYTES = 262_144
+MAX_PARTS = 1000
 
 
-def load_message(raw: bytes) -> tuple[Message, list[str]]:
-    """The message tree and notes on how it was read; `InvalidInput` if it has no headers."""
-    raw = _fix_line_endings(raw)
+def load_message(
+    raw: bytes, *, max_header_bytes: int = MAX_HEADER_BYTES, max_parts: int = MAX_PARTS
+) -> tuple[Message, list[str]]:
+    """The message tree and notes on how it was read; `InvalidInput` if it has no headers.
+
+    Only the first `max_header_bytes` of the header block and the first `max_parts` MIME parts
+    are parsed (each with a note): the raw message is kept whole in intake, and the cost of one
+    message stays bounded whatever its shape.
+    """
+    raw, limited = _bounded(_fix_line_endings(raw), max_header_bytes, max_parts)
     message, notes = _load(raw)
     if len(message) == 0 or _lost_headers(message):
         message, notes = _load_recovered(raw, message)
-    return message, notes
+    return message, [*limited, *notes]
+
+
+def _bounded(raw: bytes, max_header_bytes: int, max_parts: int) -> tuple[bytes, list[str]]:
+    notes: list[str] = []
+    end = _HEADER_END.search(raw)
+    head_size = end.start() if end else len(raw)
+    if head_size > max_header_bytes:
+        cut = raw.rfind(b"\n", max_header_bytes // 2, max_header_bytes)
+        cut = cut if cut > 0 else max_header_bytes
+        raw = raw[:cut].rstrip(b"\r\n") + (raw[end.start() :] if end else b"\n\n")
+        notes.append(
+            f"header block of {head_size} bytes is over the limit of {max_header_bytes}: "
+            "fields beyond it were not processed (the raw message keeps them)"
+        )
+    parts_end = _part_limit(raw, max_parts)
+    if parts_end is not None:
+        raw = raw[:parts_end]
+        notes.append(
+            f"more than {max_parts} MIME parts: parts after the first {max_parts} were not "
+            "processed (the raw message keeps them)"
+        )
+    return raw, notes
+
+
+def _part_limit(raw: bytes, max_parts: int) -> int | None:
+    """Where the delimiter line of part number `max_parts` + 1 starts, if there is one."""
+    if raw.count(b"\n--") < max_parts:
+        return None  # fewer delimiter-like lines than the limit: nothing to count
+    boundaries = {a or b for a, b in _BOUNDARY.findall(raw)}
+    opened = 1  # the message itself
+    for line in _DELIMITER.finditer(raw):
+        if line.group(1).rstrip(b" \t\r") in boundaries:
+            opened += 1
+            if opened > max_parts:
+                return line.start()
+    return None
 
 
 def _fix_line_endings(raw: bytes) -> bytes:

@@ -1,0 +1,212 @@
+"""Worker processes beside the server: intake and retraining off its GIL, each call with a deadline.
+
+`concurrent.futures.ProcessPoolExecutor` cannot stop one call: a message that parses for minutes
+keeps its process, and with one process every later message waits behind it. Here each process
+serves one call at a time over its own pipe; a call past its deadline has its process killed and
+replaced, and only that call fails (`ProcessingTimeout`), so the rest flow on.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any, TypeVar
+
+from doxa.core.config import Settings
+from doxa.core.context import Context
+from doxa.core.enums import IntakeStatus
+from doxa.core.intake.inbound import InboundMessage
+from doxa.core.intake.pipeline import Pipeline
+from doxa.core.intake.worker import ProcessingTimeout, WorkerLost, process_event, read_event
+from doxa.core.triage.runner import Triage
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+_STARTED = "started"
+
+
+@dataclass(slots=True, eq=False)  # compared (and hashed) by identity
+class _Worker:
+    process: BaseProcess
+    pipe: Connection
+    started: bool = False  # its start-up is done: a deadline counts only the call itself
+
+
+class WorkerPool(Executor):
+    """`size` spawned processes (not forked: the server has threads), one call at a time each."""
+
+    def __init__(self, size: int, initializer: Callable[..., None], *initargs: object) -> None:
+        self._context = mp.get_context("spawn")
+        self._start_args = (initializer, initargs)
+        self._idle: queue.Queue[_Worker] = queue.Queue()
+        self._workers: set[_Worker] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+        for _ in range(size):
+            self._idle.put(self._spawn())
+
+    def _spawn(self) -> _Worker:
+        parent, child = self._context.Pipe()
+        process = self._context.Process(
+            target=_serve, args=(child, *self._start_args), name="doxa-worker", daemon=True
+        )
+        process.start()
+        child.close()
+        worker = _Worker(process, parent)
+        with self._lock:
+            self._workers.add(worker)
+        return worker
+
+    def run(self, call: Callable[..., T], *args: object, timeout: float | None = None) -> T:
+        """`call(*args)` in a free worker process; past `timeout` seconds the process is replaced
+        and `ProcessingTimeout` raised. The waiting thread holds no GIL."""
+        worker = self._checkout()
+        try:
+            if not worker.started:
+                worker.started = worker.pipe.recv() == _STARTED
+            worker.pipe.send((call, args))
+            if not worker.pipe.poll(timeout):
+                raise ProcessingTimeout(
+                    f"still running after {timeout:g} s; its process was replaced"
+                )
+            ok, value = worker.pipe.recv()
+        except ProcessingTimeout:
+            self._replace(worker)
+            raise
+        except (EOFError, OSError) as lost:
+            worker.process.join(1)  # its exit code, once it is reaped
+            code = worker.process.exitcode
+            self._replace(worker)
+            raise WorkerLost(
+                f"the worker process ended during the call (exit code {code})"
+            ) from lost
+        self._idle.put(worker)
+        if not ok:
+            raise value
+        return value  # type: ignore[no-any-return]
+
+    def _checkout(self) -> _Worker:
+        while True:
+            try:
+                return self._idle.get(timeout=1.0)
+            except queue.Empty:
+                if self._closed:
+                    raise WorkerLost("the worker processes are shut down") from None
+
+    def _replace(self, worker: _Worker) -> None:
+        _end(worker)
+        with self._lock:
+            self._workers.discard(worker)
+            if self._closed:
+                return
+        self._idle.put(self._spawn())
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        """For retraining: the call runs without a deadline, waited for on a thread of its own."""
+        future: Future[T] = Future()
+
+        def wait() -> None:
+            try:
+                future.set_result(self.run(_call_with, fn, args, kwargs))
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        threading.Thread(target=wait, name="doxa-worker-call", daemon=True).start()
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            self._closed = True
+            workers = list(self._workers)
+        for worker in workers:
+            _end(worker)
+
+
+def _call_with(fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
+    return fn(*args, **kwargs)
+
+
+def _end(worker: _Worker) -> None:
+    worker.process.kill()
+    worker.process.join(5)
+    worker.pipe.close()
+
+
+def _serve(
+    pipe: Connection, initializer: Callable[..., None], initargs: tuple[object, ...]
+) -> None:
+    """A worker process's loop: one call in, its result (or its exception) out."""
+    initializer(*initargs)
+    pipe.send(_STARTED)
+    while True:
+        try:
+            call, args = pipe.recv()
+        except (EOFError, OSError):
+            return  # the server is gone
+        try:
+            pipe.send((True, call(*args)))
+        except BaseException as exc:
+            try:
+                pipe.send((False, exc))
+            except Exception:  # an exception that does not pickle still reports its text
+                pipe.send((False, RuntimeError(f"{type(exc).__name__}: {exc}")))
+
+
+def worker_processes(
+    settings: Settings, build_pipeline: Callable[[Settings], Pipeline]
+) -> WorkerPool | None:
+    """The processes for intake and retraining (`PARSER_PROCESSES`; 0: none)."""
+    if not settings.parser_processes:
+        return None
+    return WorkerPool(settings.parser_processes, _start_worker_process, settings, build_pipeline)
+
+
+@dataclass
+class _WorkerProcess:
+    context: Context
+    pipeline: Pipeline
+    triage: Triage
+
+
+_WORKER: _WorkerProcess | None = None
+
+
+def _start_worker_process(
+    settings: Settings, build_pipeline: Callable[[Settings], Pipeline]
+) -> None:
+    """In each worker process: yield the CPU to the server, and open its own database pool."""
+    global _WORKER
+    os.nice(10)  # people wait on the server and the database, not on background intake
+    context = Context.build(settings)
+    _WORKER = _WorkerProcess(context, build_pipeline(settings), Triage(settings, context.sessions))
+
+
+def _worker() -> _WorkerProcess:
+    if _WORKER is None:
+        raise RuntimeError("worker process not initialised")
+    return _WORKER
+
+
+# What the worker processes run, each with that process's own context.
+
+
+def process_in_worker(event_id: int) -> IntakeStatus | None:
+    worker = _worker()
+    return process_event(worker.context.sessions, worker.pipeline, event_id)
+
+
+def read_in_worker(event_id: int) -> InboundMessage | None:
+    worker = _worker()
+    return read_event(worker.context.sessions, worker.pipeline, event_id)
+
+
+def classify_in_worker() -> int:
+    return _worker().triage.run_once()

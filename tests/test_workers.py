@@ -1,0 +1,68 @@
+"""The worker processes: a call past its deadline loses its process, and only that call fails."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from doxa.core.intake.worker import ProcessingTimeout, WorkerLost
+from doxa.workers import WorkerPool
+
+
+def _ready() -> None:
+    """The worker processes' start-up in these tests: nothing to open."""
+
+
+def _pid_after(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def _fail() -> None:
+    raise ValueError("bad input")
+
+
+def _die() -> None:
+    os._exit(3)
+
+
+@pytest.fixture
+def pool() -> Iterator[WorkerPool]:
+    workers = WorkerPool(1, _ready)
+    yield workers
+    workers.shutdown()
+
+
+class TestWorkerPool:
+    def test_a_call_returns_its_result_from_another_process(self, pool: WorkerPool) -> None:
+        assert pool.run(_pid_after, 0, timeout=30) != os.getpid()
+
+    def test_an_exception_in_the_call_is_raised_here_and_the_process_is_kept(
+        self, pool: WorkerPool
+    ) -> None:
+        first = pool.run(_pid_after, 0, timeout=30)
+        with pytest.raises(ValueError, match="bad input"):
+            pool.run(_fail, timeout=30)
+        assert pool.run(_pid_after, 0, timeout=30) == first
+
+    def test_a_call_past_its_deadline_is_stopped_and_the_next_runs_in_a_new_process(
+        self, pool: WorkerPool
+    ) -> None:
+        first = pool.run(_pid_after, 0, timeout=30)
+        started = time.monotonic()
+        with pytest.raises(ProcessingTimeout) as timed_out:
+            pool.run(_pid_after, 600, timeout=0.5)
+        assert timed_out.value.reason == "timeout"
+        assert time.monotonic() - started < 10
+        assert pool.run(_pid_after, 0, timeout=60) != first
+
+    def test_a_process_that_dies_fails_only_its_call(self, pool: WorkerPool) -> None:
+        with pytest.raises(WorkerLost, match="exit code 3"):
+            pool.run(_die, timeout=30)
+        assert pool.run(_pid_after, 0, timeout=60) > 0
+
+    def test_submit_runs_without_a_deadline_for_retraining(self, pool: WorkerPool) -> None:
+        assert pool.submit(_pid_after, 0.2).result(60) != os.getpid()
