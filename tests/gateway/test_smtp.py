@@ -151,7 +151,7 @@ class TestParserProcess:
         # On PostgreSQL the worker process classifies; on SQLite the server's own thread does.
         smtp = start_smtp(parser_processes=1, ai_provider="local")
         smtp.send(message("Invoice charged twice", "We were billed twice for March."))
-        smtp.settle()
+        smtp.settle(timeout=60)  # a fresh worker process imports the parser and the model first
         deadline = time.monotonic() + 60  # a fresh database trains its first model first
         while (ticket := smtp.tickets()[0]).classification_state is ClassificationState.PENDING:
             assert time.monotonic() < deadline, "the new ticket was never classified"
