@@ -24,6 +24,7 @@ from doxa.core.triage.training import retrain
 from doxa.core.users import service as users
 from doxa.core.users.schemas import UserCreate
 
+EX_TEMPFAIL = 75  # sysexits(3): an MTA keeps the message and retries
 Command = Callable[[argparse.Namespace, Settings], int]
 
 
@@ -94,6 +95,11 @@ def ingest(args: argparse.Namespace, settings: Settings) -> int:
     from doxa.gateway.files import ingest as ingest_files
     from doxa.main import build_pipeline
 
+    if _piped(args):
+        return ingest_stdin(args, settings)
+    if args.sender is not None or args.recipient is not None:
+        print("error: --sender and --recipient go with `doxa ingest -` only", file=sys.stderr)
+        return 2
     context = Context.build(settings)
     to = args.to or settings.support_addresses[0].address
     try:
@@ -104,6 +110,33 @@ def ingest(args: argparse.Namespace, settings: Settings) -> int:
         context.close()
     _summary("dry run: nothing stored" if args.dry_run else "ingested", outcomes)
     return 0
+
+
+def _piped(args: argparse.Namespace) -> bool:
+    return [str(p) for p in args.paths] == ["-"]
+
+
+def ingest_stdin(args: argparse.Namespace, settings: Settings) -> int:
+    """One message from an MTA's pipe transport; exit 0 stored, 65 refused, 75 retry later."""
+    from doxa.gateway import pipe
+    from doxa.main import build_pipeline
+
+    if args.recipient is None or args.sender is None:
+        print("error: `doxa ingest -` needs --sender and --recipient", file=sys.stderr)
+        return pipe.EX_TEMPFAIL  # a transport set up wrongly: keep the mail until it is fixed
+    context = Context.build(settings)
+    try:
+        result = pipe.deliver(
+            context,
+            build_pipeline(settings),
+            sys.stdin.buffer,
+            sender=args.sender,
+            recipient=args.recipient,
+        )
+    finally:
+        context.close()
+    print(result.detail, file=sys.stdout if result.code == pipe.EX_OK else sys.stderr)
+    return result.code
 
 
 def reprocess(args: argparse.Namespace, settings: Settings) -> int:
@@ -200,6 +233,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", type=Path)
     p.add_argument("--to", help="mailbox they were sent to (default: the first support address)")
     p.add_argument("--dry-run", action="store_true", help="parse and classify, store nothing")
+    p.add_argument("--sender", help="with `-`: the envelope sender (Postfix: ${sender})")
+    p.add_argument("--recipient", help="with `-`: the envelope recipient (Postfix: ${recipient})")
     p.set_defaults(run=ingest)
     p = commands.add_parser("reprocess", help="run failed intake events again")
     p.add_argument("--failed", action="store_true", required=True, help="every failed event")
@@ -229,16 +264,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     # aiosmtpd logs every SMTP command at INFO, synchronously, on the loop the API shares.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     args = parser().parse_args(argv)
+    # Behind an MTA's pipe every failure of ours is temporary: the MTA keeps the mail and retries.
+    piped = args.command == "ingest" and _piped(args)
     try:
         settings = load_settings()
         run: Command = args.run
         return run(args, settings)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
+        return EX_TEMPFAIL if piped else 2
     except (DomainError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return EX_TEMPFAIL if piped else 1
 
 
 if __name__ == "__main__":

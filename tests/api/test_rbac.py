@@ -42,6 +42,8 @@ CASES = {
         roles(403, 403, 201),
         {"email": "new@example.com", "password": "long enough", "role": "AGENT"},
     ),
+    "read a user": Case("GET", "/api/v1/users/{someone}", roles(403, 200, 200)),
+    "read an unknown user": Case("GET", "/api/v1/users/999999", roles(403, 404, 404)),
     "change user": Case(
         "PATCH", "/api/v1/users/{someone}", roles(403, 403, 200), {"full_name": "N"}
     ),
