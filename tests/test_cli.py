@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from doxa.cli import main
+from doxa.core.config import Settings
 from doxa.core.context import Context
 from doxa.core.enums import IntakeStatus
 from doxa.core.intake.models import IntakeEvent
@@ -70,6 +71,22 @@ class TestIngest:
         with env.sessions() as db:
             assert db.scalar(select(IntakeEvent.id)) is None
 
+    def test_summary_names_failed_and_held_files_and_empty_files_are_skipped(
+        self, env: Context, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        (tmp_path / "good.eml").write_text(message("Fine", message_id="good@example.org"))
+        (tmp_path / "junk.eml").write_bytes(b"\x00\x01 not mail at all")
+        (tmp_path / "ooo.eml").write_text(message("Away", Auto_Submitted="auto-replied"))
+        (tmp_path / "empty.eml").write_bytes(b"")
+        assert main(["ingest", str(tmp_path)]) == 0
+        out = capsys.readouterr().out
+        assert f"{tmp_path}/junk.eml: failed: InvalidInput" in out
+        assert f"{tmp_path}/ooo.eml: held: auto_reply" in out
+        assert f"{tmp_path}/empty.eml: skipped_empty" in out and "good.eml" not in out
+        with env.sessions() as db:
+            statuses = sorted(db.scalars(select(IntakeEvent.status)))
+        assert statuses == [IntakeStatus.FAILED, IntakeStatus.HELD, IntakeStatus.TICKET_CREATED]
+
     def test_missing_path_is_a_one_line_error(
         self, env: Context, capsys: pytest.CaptureFixture[str]
     ) -> None:
@@ -104,7 +121,47 @@ class TestCreateUser:
         assert env.passwords.verify("a good password", user.password_hash)
 
 
+class TestServe:
+    def test_host_and_ports_on_the_command_line_win_over_the_environment(
+        self, env: Context, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        seen: list[Settings] = []
+        monkeypatch.setenv("HTTP_PORT", "8123")
+        monkeypatch.setattr("doxa.cli.serve", lambda args, settings: seen.append(settings) or 0)
+        assert main(["serve", "--host", "127.0.0.2", "--port", "9001", "--smtp-port", "2601"]) == 0
+        assert (seen[0].http_host, seen[0].http_port, seen[0].smtp_port) == (
+            "127.0.0.2",
+            9001,
+            2601,
+        )
+
+    def test_a_bad_port_is_a_configuration_error(
+        self, env: Context, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        assert main(["serve", "--port", "70000"]) == 2
+        assert capsys.readouterr().err.startswith("configuration error: HTTP_PORT")
+
+
 class TestInstalledCommand:
+    def test_version(self) -> None:
+        result = subprocess.run([DOXA, "--version"], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0 and result.stdout.strip() == "doxa 0.1.0"
+
+    def test_help_imports_neither_the_web_app_nor_scikit_learn(self) -> None:
+        probe = (
+            "import sys\n"
+            "from doxa.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "heavy = ('sklearn', 'fastapi', 'starlette', 'uvicorn', 'doxa.main', 'doxa.api')\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules if m.startswith(heavy)}))\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0, result.stderr
+        assert "usage: doxa" in result.stdout
+        assert result.stdout.strip().splitlines()[-1] == "[]"
+
     def test_migrate_works_from_any_directory(self, tmp_path: Path) -> None:
         environment = {
             **os.environ,

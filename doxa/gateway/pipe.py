@@ -15,11 +15,13 @@ from typing import BinaryIO
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from doxa.core.config import Settings
 from doxa.core.context import Context
 from doxa.core.db import transaction
 from doxa.core.enums import Channel, IntakeStatus
 from doxa.core.intake.pipeline import Delivery, Pipeline, message_id_of
 from doxa.core.intake.worker import DatabaseUnavailable, process_event
+from doxa.gateway.parsing import email_normalizer
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,12 @@ class PipeResult:
 
     code: int
     detail: str
+
+
+def email_pipeline(settings: Settings) -> Pipeline:
+    """The pipeline with the email channel only: what a piped message needs, without
+    importing the web app for each message (main.build_pipeline is the whole set)."""
+    return Pipeline(settings, {Channel.EMAIL: email_normalizer(settings.max_attachment_bytes)})
 
 
 def read_limited(stream: BinaryIO, limit: int) -> bytes | None:
