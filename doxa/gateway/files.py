@@ -67,16 +67,20 @@ def ingest(context: Context, pipeline: Pipeline, paths: list[Path], *, to: str,
     # Log lines (a failed event's warning) are printed above the bar, not through it.
     with logging_redirect_tqdm():
         for where, raw in tqdm(list(raw_messages(paths)), unit="msg", desc="ingesting"):
-            if not raw.strip():
-                outcome, why = "skipped_empty", "empty file"
-            else:
-                item = Delivery(Channel.EMAIL, raw, [to], None, message_id_of(raw))
-                run = _dry_run(pipeline, item) if dry_run else _run(context, pipeline, item)
-                outcome, why = run
+            outcome, why = _one(context, pipeline, raw, to=to, dry_run=dry_run)
             report.outcomes[outcome] += 1
             if outcome in NOTABLE or outcome.startswith(("would fail", "would hold")):
                 report.notable.append((where, f"{outcome}: {why}" if why else outcome))
     return report
+
+
+def _one(
+    context: Context, pipeline: Pipeline, raw: bytes, *, to: str, dry_run: bool
+) -> tuple[str, str | None]:
+    if not raw.strip():
+        return "skipped_empty", None
+    item = Delivery(Channel.EMAIL, raw, [to], None, message_id_of(raw))
+    return _dry_run(pipeline, item) if dry_run else _run(context, pipeline, item)
 
 
 def _run(context: Context, pipeline: Pipeline, item: Delivery) -> tuple[str, str | None]:
