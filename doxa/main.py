@@ -15,9 +15,11 @@ from typing import TypeVar
 
 from fastapi import APIRouter, FastAPI
 
+from doxa import metrics
 from doxa.api import docs, problems
-from doxa.api.middleware import BodyLimit, RequestId
+from doxa.api.middleware import BodyLimit, RequestId, RequestMetrics
 from doxa.api.routes import attachments, auth, classifier, health, intake, tickets, users
+from doxa.api.routes import metrics as metrics_route
 from doxa.core.config import Settings
 from doxa.core.context import Context
 from doxa.core.db import transaction
@@ -67,6 +69,9 @@ class Runtime:
         self.worker = IntakeWorker(
             context.sessions, self.pipeline, after=self._processed, process=process
         )
+        # Timed and counted here, around the work, so the domain's services stay free of metrics.
+        self.worker.process = metrics.timed_intake(self.worker.process)
+        self.triage.classify = metrics.timed_classification(self.triage.classify)
         self.listener: SmtpListener | None = None
         if settings.smtp_enabled:
             handler = IntakeHandler(settings, context.sessions, self.pipeline, self.worker)
@@ -129,12 +134,14 @@ def create_app(settings: Settings, *, context: Context | None = None) -> FastAPI
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(health.router)
+    app.include_router(metrics_route.router)
     docs.install(app)
     problems.install(app)
     app.add_middleware(
         BodyLimit, default=settings.max_api_body_bytes, inbound=settings.max_message_bytes
     )
     app.add_middleware(RequestId)
+    app.add_middleware(RequestMetrics)  # outermost: the time includes every other layer
     return app
 
 

@@ -83,6 +83,7 @@ CASES = {
     "intake log": Case("GET", "/api/v1/intake", roles(403, 403, 200)),
     "intake event": Case("GET", "/api/v1/intake/{event}", roles(403, 403, 200)),
     "reprocess": Case("POST", "/api/v1/intake/{event}/reprocess", roles(403, 403, 202)),
+    "metrics from another host": Case("GET", "/metrics", roles(403, 403, 200)),
     "register": Case(
         "POST",
         "/api/v1/auth/register",
