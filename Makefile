@@ -5,7 +5,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test lint typecheck pytest migrate bench clean
+.PHONY: help run test lint typecheck pytest migrate bench clean
+.DEFAULT_GOAL := help
+
+help: ## list these targets
+	@echo "DOXA: make TARGET"
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z.]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo "Variables: TEST_DATABASE_URL (tests on PostgreSQL too), DOXA_CORPUS (the real-world"
+	@echo "corpus, default ../shared/corpus), PYTEST_ARGS (e.g. PYTEST_ARGS='-k smtp -x')."
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -19,28 +26,28 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python scripts/make_env.py .env.example .env
 
 # A fixed glibc mmap threshold, as in the Dockerfile: large messages' memory goes back to the OS.
-run: $(STAMP) .env
+run: $(STAMP) .env ## install, write .env, migrate, start doxa serve (HTTP 8000, SMTP 2525)
 	$(BIN)/doxa migrate
 	MALLOC_MMAP_THRESHOLD_=1048576 $(BIN)/doxa serve --no-migrate
 
-migrate: $(STAMP) .env
+migrate: $(STAMP) .env ## upgrade the database schema
 	$(BIN)/doxa migrate
 
-lint: $(STAMP)
+lint: $(STAMP) ## ruff (lint and format check) and import-linter
 	$(BIN)/ruff check doxa tests bench scripts
 	$(BIN)/ruff format --check doxa tests bench scripts
 	$(BIN)/lint-imports
 
-typecheck: $(STAMP)
+typecheck: $(STAMP) ## mypy --strict
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) ## the test suite only
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test: lint typecheck pytest
+test: lint typecheck pytest ## lint, typecheck and the whole test suite
 
-bench: $(STAMP)
+bench: $(STAMP) ## API speed benchmark (prints figures)
 	$(BIN)/python bench/api.py
 
-clean:
+clean: ## remove .venv and tool caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -58,7 +58,7 @@ from doxa.core.triage.evaluation import field_report  # noqa: E402
 from doxa.core.triage.model import Design, Example, TextClassifier, train  # noqa: E402
 from doxa.core.triage.store import train_and_evaluate  # noqa: E402
 
-CORPUS = ROOT.parent / "shared" / "corpus" / "tickets"
+CORPUS = Path(os.environ.get("DOXA_CORPUS") or ROOT.parent / "shared" / "corpus") / "tickets"
 RESULTS = ROOT / "bench" / "results" / "classifier.jsonl"
 THRESHOLD = 0.6
 LATENCY_SAMPLE = 200

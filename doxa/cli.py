@@ -1,4 +1,8 @@
-"""The `doxa` command: serve, migrate, create-user (intake and classifier commands join here)."""
+"""The `doxa` command: serve, migrate, create-user, ingest, reprocess, classifier.
+
+Each command imports what it uses when it runs: `doxa --help` and the MTA's `doxa ingest -`
+must not pay for the web app or scikit-learn (a second or more to import).
+"""
 
 from __future__ import annotations
 
@@ -9,22 +13,16 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from doxa.core.config import ConfigError, Settings, load_settings
-from doxa.core.context import Context
-from doxa.core.db import transaction
 from doxa.core.enums import Role
-from doxa.core.errors import DomainError
-from doxa.core.triage import store
-from doxa.core.triage.data import read_examples
-from doxa.core.triage.evaluation import evaluate
-from doxa.core.triage.model import Example
-from doxa.core.triage.training import retrain
-from doxa.core.users import service as users
-from doxa.core.users.schemas import UserCreate
 
-Command = Callable[[argparse.Namespace, Settings], int]
+if TYPE_CHECKING:
+    from doxa.core.config import Settings
+    from doxa.core.triage.model import Example
+
+EX_TEMPFAIL = 75  # sysexits(3): an MTA keeps the message and retries
+Command = Callable[[argparse.Namespace, "Settings"], int]
 
 
 def serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -70,6 +68,11 @@ def migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def create_user(args: argparse.Namespace, settings: Settings) -> int:
+    from doxa.core.context import Context
+    from doxa.core.db import transaction
+    from doxa.core.users import service as users
+    from doxa.core.users.schemas import UserCreate
+
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
@@ -91,22 +94,61 @@ def create_user(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def ingest(args: argparse.Namespace, settings: Settings) -> int:
+    if _piped(args):
+        return ingest_stdin(args, settings)
+    from doxa.core.context import Context
     from doxa.gateway.files import ingest as ingest_files
     from doxa.main import build_pipeline
 
+    if args.sender is not None or args.recipient is not None:
+        print("error: --sender and --recipient go with `doxa ingest -` only", file=sys.stderr)
+        return 2
     context = Context.build(settings)
     to = args.to or settings.support_addresses[0].address
     try:
-        outcomes = ingest_files(
+        report = ingest_files(
             context, build_pipeline(settings), args.paths, to=to, dry_run=args.dry_run
         )
     finally:
         context.close()
-    _summary("dry run: nothing stored" if args.dry_run else "ingested", outcomes)
+    _summary("dry run: nothing stored" if args.dry_run else "ingested", report.outcomes)
+    if report.notable:
+        print("to look at:")
+        for where, outcome in report.notable:
+            print(f"  {where}: {outcome}")
     return 0
 
 
+def _piped(args: argparse.Namespace) -> bool:
+    return [str(p) for p in args.paths] == ["-"]
+
+
+def ingest_stdin(args: argparse.Namespace, settings: Settings) -> int:
+    """One message from an MTA's pipe transport; exit 0 stored, 65 refused, 75 retry later."""
+    from doxa.core.context import Context
+    from doxa.gateway import pipe
+
+    if args.recipient is None or args.sender is None:
+        print("error: `doxa ingest -` needs --sender and --recipient", file=sys.stderr)
+        return pipe.EX_TEMPFAIL  # a transport set up wrongly: keep the mail until it is fixed
+    context = Context.build(settings)
+    try:
+        result = pipe.deliver(
+            context,
+            pipe.email_pipeline(settings),
+            sys.stdin.buffer,
+            sender=args.sender,
+            recipient=args.recipient,
+        )
+    finally:
+        context.close()
+    print(result.detail, file=sys.stdout if result.code == pipe.EX_OK else sys.stderr)
+    return result.code
+
+
 def reprocess(args: argparse.Namespace, settings: Settings) -> int:
+    from doxa.core.context import Context
+    from doxa.core.db import transaction
     from doxa.core.intake import service as intake
     from doxa.core.intake.worker import process_event
     from doxa.main import build_pipeline
@@ -128,6 +170,8 @@ def reprocess(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _examples(args: argparse.Namespace) -> list[Example]:
+    from doxa.core.triage.data import read_examples
+
     return read_examples(
         args.data, text_columns=tuple(args.text_columns.split(",")),
         category_column=args.category_column or None, priority_column=args.priority_column or None,
@@ -135,6 +179,9 @@ def _examples(args: argparse.Namespace) -> list[Example]:
 
 
 def classifier_train(args: argparse.Namespace, settings: Settings) -> int:
+    from doxa.core.context import Context
+    from doxa.core.triage.training import retrain
+
     extra = _examples(args)
     context = Context.build(settings)
     try:
@@ -148,6 +195,11 @@ def classifier_train(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def classifier_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from doxa.core.context import Context
+    from doxa.core.db import transaction
+    from doxa.core.triage import store
+    from doxa.core.triage.evaluation import evaluate
+
     examples = _examples(args)
     context = Context.build(settings)
     try:
@@ -185,9 +237,13 @@ def _summary(title: str, outcomes: Counter[str]) -> None:
 
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="doxa", description="DOXA support-ticketing backend")
+    root.add_argument("--version", action="version", version=f"doxa {_version()}")
     commands = root.add_subparsers(dest="command", required=True)
     p = commands.add_parser("serve", help="run the HTTP API and the SMTP listener")
     p.add_argument("--no-migrate", action="store_true", help="do not upgrade the schema first")
+    p.add_argument("--host", dest="http_host", help="HTTP address (default: HTTP_HOST)")
+    p.add_argument("--port", dest="http_port", type=int, help="HTTP port (default: HTTP_PORT)")
+    p.add_argument("--smtp-port", dest="smtp_port", type=int, help="default: SMTP_PORT")
     p.set_defaults(run=serve)
     commands.add_parser("migrate", help="upgrade the database schema").set_defaults(run=migrate)
     p = commands.add_parser("create-user", help="create a user (password prompted)")
@@ -200,6 +256,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", type=Path)
     p.add_argument("--to", help="mailbox they were sent to (default: the first support address)")
     p.add_argument("--dry-run", action="store_true", help="parse and classify, store nothing")
+    p.add_argument("--sender", help="with `-`: the envelope sender (Postfix: ${sender})")
+    p.add_argument("--recipient", help="with `-`: the envelope recipient (Postfix: ${recipient})")
     p.set_defaults(run=ingest)
     p = commands.add_parser("reprocess", help="run failed intake events again")
     p.add_argument("--failed", action="store_true", required=True, help="every failed event")
@@ -220,6 +278,22 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
+def _overrides(args: argparse.Namespace) -> dict[str, object]:
+    """Settings given on the command line (`serve --host/--port/--smtp-port`) win over the
+    environment, and are validated the same way."""
+    names = ("http_host", "http_port", "smtp_port")
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("doxa")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -229,16 +303,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     # aiosmtpd logs every SMTP command at INFO, synchronously, on the loop the API shares.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     args = parser().parse_args(argv)
+    from doxa.core.config import ConfigError, load_settings
+    from doxa.core.errors import DomainError
+
+    # Behind an MTA's pipe every failure of ours is temporary: the MTA keeps the mail and retries.
+    piped = args.command == "ingest" and _piped(args)
     try:
-        settings = load_settings()
+        settings = load_settings(**_overrides(args))
         run: Command = args.run
         return run(args, settings)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
+        return EX_TEMPFAIL if piped else 2
     except (DomainError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return EX_TEMPFAIL if piped else 1
 
 
 if __name__ == "__main__":

@@ -9,8 +9,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
+from doxa import metrics
 from doxa.api import docs, problems
-from doxa.api.middleware import BodyLimit, RequestId
+from doxa.api.middleware import BodyLimit, RequestId, RequestMetrics
 from doxa.api.routes import (
     account,
     attachments,
@@ -21,6 +22,7 @@ from doxa.api.routes import (
     tickets,
     users,
 )
+from doxa.api.routes import metrics as metrics_route
 from doxa.core.config import Settings
 from doxa.core.context import Context
 from doxa.core.db import transaction
@@ -33,7 +35,7 @@ from doxa.core.users import service as user_service
 from doxa.core.users.mail import AccountMailer
 from doxa.core.users.throttle import Throttle
 from doxa.gateway import webhooks
-from doxa.gateway.parsing import email_normalizer
+from doxa.gateway.parsing import configured_email_normalizer
 from doxa.gateway.smtp import IntakeHandler, SmtpListener
 from doxa.workers import classify_in_worker, process_in_worker, read_in_worker, worker_processes
 
@@ -76,6 +78,9 @@ class Runtime:
         self.webhooks = webhooks.WebhookIntake(
             settings, context.sessions, self.pipeline, self.worker.submit
         )
+        # Timed and counted here, around the work, so the domain's services stay free of metrics.
+        self.worker.process = metrics.timed_intake(self.worker.process)
+        self.triage.classify = metrics.timed_classification(self.triage.classify)
         self.listener: SmtpListener | None = None
         if settings.smtp_enabled:
             handler = IntakeHandler(settings, context.sessions, self.pipeline, self.worker)
@@ -146,12 +151,14 @@ def create_app(settings: Settings, *, context: Context | None = None) -> FastAPI
     app.include_router(health.router)
     app.include_router(account.router)
     account.keep_tokens_out_of_access_logs()
+    app.include_router(metrics_route.router)
     docs.install(app)
     problems.install(app)
     app.add_middleware(
         BodyLimit, default=settings.max_api_body_bytes, inbound=settings.max_message_bytes
     )
     app.add_middleware(RequestId)
+    app.add_middleware(RequestMetrics)  # outermost: the time includes every other layer
     return app
 
 
@@ -179,11 +186,7 @@ def build_pipeline(settings: Settings) -> Pipeline:
     """The one ingestion path, with each channel's way of reading its raw input."""
     limit = settings.max_attachment_bytes
     normalizers = {
-        Channel.EMAIL: email_normalizer(
-            limit,
-            max_header_bytes=settings.max_header_bytes,
-            max_mime_parts=settings.max_mime_parts,
-        ),
+        Channel.EMAIL: configured_email_normalizer(settings),
         Channel.FORM: webhooks.form_normalizer(limit),
         Channel.MAILGUN: webhooks.normalizer(webhooks.mailgun_message, limit),
         Channel.SENDGRID: webhooks.normalizer(webhooks.sendgrid_message, limit),

@@ -32,14 +32,17 @@ from doxa.main import create_app
 from doxa.migrations import upgrade
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-EMAIL_CORPUS = SHARED / "corpus" / "emails"
+# The real-world corpus (emails/, tickets/, webhooks/): ../shared/corpus beside the repo, or
+# wherever DOXA_CORPUS points.
+CORPUS_ROOT = Path(os.environ.get("DOXA_CORPUS") or SHARED / "corpus")
+EMAIL_CORPUS = CORPUS_ROOT / "emails"
 
 
 @pytest.fixture(scope="session")
 def corpus_dir() -> Path:
     """The shared real-world email corpus; tests that need it skip where it is absent."""
     if not (EMAIL_CORPUS / "INDEX.json").is_file():
-        pytest.skip(f"shared email corpus not found at {EMAIL_CORPUS} (../shared beside the repo)")
+        pytest.skip(f"email corpus not found at {EMAIL_CORPUS} (../shared/corpus or DOXA_CORPUS)")
     return EMAIL_CORPUS
 
 

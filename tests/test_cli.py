@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from doxa.cli import main
+from doxa.core.config import Settings
 from doxa.core.context import Context
 from doxa.core.enums import IntakeStatus
 from doxa.core.intake.models import IntakeEvent
@@ -70,6 +71,22 @@ class TestIngest:
         with env.sessions() as db:
             assert db.scalar(select(IntakeEvent.id)) is None
 
+    def test_summary_names_failed_and_held_files_and_empty_files_are_skipped(
+        self, env: Context, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        (tmp_path / "good.eml").write_text(message("Fine", message_id="good@example.org"))
+        (tmp_path / "junk.eml").write_bytes(b"\x00\x01 not mail at all")
+        (tmp_path / "ooo.eml").write_text(message("Away", Auto_Submitted="auto-replied"))
+        (tmp_path / "empty.eml").write_bytes(b"")
+        assert main(["ingest", str(tmp_path)]) == 0
+        out = capsys.readouterr().out
+        assert f"{tmp_path}/junk.eml: failed: InvalidInput" in out
+        assert f"{tmp_path}/ooo.eml: held: auto_reply" in out
+        assert f"{tmp_path}/empty.eml: skipped_empty" in out and "good.eml" not in out
+        with env.sessions() as db:
+            statuses = sorted(db.scalars(select(IntakeEvent.status)))
+        assert statuses == [IntakeStatus.FAILED, IntakeStatus.HELD, IntakeStatus.TICKET_CREATED]
+
     def test_missing_path_is_a_one_line_error(
         self, env: Context, capsys: pytest.CaptureFixture[str]
     ) -> None:
@@ -104,7 +121,47 @@ class TestCreateUser:
         assert env.passwords.verify("a good password", user.password_hash)
 
 
+class TestServe:
+    def test_host_and_ports_on_the_command_line_win_over_the_environment(
+        self, env: Context, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        seen: list[Settings] = []
+        monkeypatch.setenv("HTTP_PORT", "8123")
+        monkeypatch.setattr("doxa.cli.serve", lambda args, settings: seen.append(settings) or 0)
+        assert main(["serve", "--host", "127.0.0.2", "--port", "9001", "--smtp-port", "2601"]) == 0
+        assert (seen[0].http_host, seen[0].http_port, seen[0].smtp_port) == (
+            "127.0.0.2",
+            9001,
+            2601,
+        )
+
+    def test_a_bad_port_is_a_configuration_error(
+        self, env: Context, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        assert main(["serve", "--port", "70000"]) == 2
+        assert capsys.readouterr().err.startswith("configuration error: HTTP_PORT")
+
+
 class TestInstalledCommand:
+    def test_version(self) -> None:
+        result = subprocess.run([DOXA, "--version"], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0 and result.stdout.strip() == "doxa 0.1.0"
+
+    def test_help_imports_neither_the_web_app_nor_scikit_learn(self) -> None:
+        probe = (
+            "import sys\n"
+            "from doxa.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "heavy = ('sklearn', 'fastapi', 'starlette', 'uvicorn', 'doxa.main', 'doxa.api')\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules if m.startswith(heavy)}))\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0, result.stderr
+        assert "usage: doxa" in result.stdout
+        assert result.stdout.strip().splitlines()[-1] == "[]"
+
     def test_migrate_works_from_any_directory(self, tmp_path: Path) -> None:
         environment = {
             **os.environ,
@@ -118,9 +175,101 @@ class TestInstalledCommand:
 
     def test_bad_setting_stops_with_one_line_naming_it(self, tmp_path: Path) -> None:
         environment = {**os.environ, "DOXA_ENV": "prod", "JWT_SECRET": "short"}
-        result = subprocess.run([DOXA, "migrate"], cwd=tmp_path, env=environment,
-                                capture_output=True, text=True, timeout=120)  # fmt: skip
+        result = subprocess.run(
+            [DOXA, "migrate"],
+            cwd=tmp_path,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert result.returncode == 2
         assert result.stderr.strip().splitlines() == [
             "configuration error: JWT_SECRET: must be a random value of at least 32 characters"
         ]
+
+
+def _pipe(
+    env: dict[str, str],
+    raw: bytes,
+    *,
+    sender: str = "alice@example.org",
+    recipient: str = "support@example.com",
+) -> subprocess.CompletedProcess[bytes]:
+    """What Postfix's pipe transport does: the message on stdin, the envelope as arguments."""
+    command = [DOXA, "ingest", "-", "--sender", sender, "--recipient", recipient]
+    return subprocess.run(command, input=raw, env=env, capture_output=True, timeout=120)
+
+
+class TestIngestPipe:
+    @pytest.fixture
+    def environment(self, clean: Context) -> dict[str, str]:
+        return {
+            **os.environ,
+            "DATABASE_URL": clean.settings.database_url,
+            "DOXA_ENV": "dev",
+            "SUPPORT_ADDRESSES": "support@example.com,billing@example.com=billing",
+            "MAX_MESSAGE_BYTES": "4096",
+        }
+
+    def test_piped_message_becomes_a_ticket_and_a_plus_address_follows_up(
+        self, clean: Context, environment: dict[str, str]
+    ) -> None:
+        first = _pipe(environment, message("VPN down", message_id="pipe-1@example.org").encode())
+        assert first.returncode == 0, first.stderr
+        with clean.sessions() as db:
+            ticket = db.scalars(select(Ticket)).one()
+        follow_up = message(f"Re: {ticket.subject}", "Still down.", message_id="pipe-2@example.org")
+        second = _pipe(
+            environment, follow_up.encode(), recipient=f"support+{ticket.id}@example.com"
+        )
+        assert second.returncode == 0, second.stderr
+        with clean.sessions() as db:
+            events = list(db.scalars(select(IntakeEvent).order_by(IntakeEvent.id)))
+            assert len(list(db.scalars(select(Ticket.id)))) == 1
+        assert [e.status for e in events] == [IntakeStatus.TICKET_CREATED, IntakeStatus.FOLLOWUP]
+        assert events[1].ticket_id == ticket.id
+
+    def test_pinned_mailbox_and_a_repeated_delivery(
+        self, clean: Context, environment: dict[str, str]
+    ) -> None:
+        raw = message("Invoice twice", message_id="pipe-3@example.org").encode()
+        assert _pipe(environment, raw, recipient="billing@example.com").returncode == 0
+        assert _pipe(environment, raw, recipient="billing@example.com").returncode == 0
+        with clean.sessions() as db:
+            ticket = db.scalars(select(Ticket)).one()
+            statuses = sorted(db.scalars(select(IntakeEvent.status)))
+        assert ticket.mailbox == "billing@example.com" and ticket.pinned_category == "billing"
+        assert statuses == [IntakeStatus.DUPLICATE, IntakeStatus.TICKET_CREATED]
+
+    def test_null_sender_is_held_as_a_bounce(
+        self, clean: Context, environment: dict[str, str]
+    ) -> None:
+        raw = message("Question about my order")  # only the empty envelope sender says bounce
+        result = _pipe(environment, raw.encode(), sender="")
+        assert result.returncode == 0, result.stderr
+        with clean.sessions() as db:
+            event = db.scalars(select(IntakeEvent)).one()
+            assert db.scalar(select(Ticket.id)) is None
+        assert event.status is IntakeStatus.HELD and event.reason == "bounce"
+
+    def test_foreign_recipient_and_oversized_message_exit_65(
+        self, clean: Context, environment: dict[str, str]
+    ) -> None:
+        foreign = _pipe(environment, message().encode(), recipient="someone@elsewhere.example")
+        too_big = _pipe(environment, message(body="x" * 8000).encode())
+        assert (foreign.returncode, too_big.returncode) == (65, 65)
+        assert b"no such mailbox" in foreign.stderr and b"too big" in too_big.stderr
+        with clean.sessions() as db:
+            assert db.scalar(select(IntakeEvent.id)) is None
+
+    def test_database_away_exits_75_so_the_mta_retries(self, tmp_path: Path) -> None:
+        closed = {
+            **os.environ,
+            "DOXA_ENV": "dev",
+            "SUPPORT_ADDRESSES": "support@example.com",
+            "DATABASE_URL": "postgresql+psycopg://doxa@127.0.0.1:9/doxa",
+        }
+        assert _pipe(closed, message().encode()).returncode == 75
+        missing = {**closed, "DATABASE_URL": f"sqlite:///{tmp_path}/no/such/dir/doxa.db"}
+        assert _pipe(missing, message().encode()).returncode == 75

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -81,6 +82,31 @@ def _requires(*roles: Role) -> object:
 
 StaffUser = Annotated[User, _requires(Role.AGENT, Role.ADMIN)]
 AdminUser = Annotated[User, _requires(Role.ADMIN)]
+
+
+def metrics_reader(
+    request: Request,
+    db: SessionDep,
+    context: ContextDep,
+    token: Annotated[str | None, Depends(oauth2)],
+) -> None:
+    """/metrics: a scraper on this host, or an admin's token. A request relayed by a proxy on
+    this host (it names the client it forwards) is not taken for a local one."""
+    if _from_loopback(request):
+        return
+    if not token:
+        raise Unauthenticated("metrics are open to this host and to admins' tokens only")
+    if users.user_for_token(db, context.tokens, token).role is not Role.ADMIN:
+        raise PermissionDenied("requires role ADMIN")
+
+
+def _from_loopback(request: Request) -> bool:
+    if "x-forwarded-for" in request.headers or "forwarded" in request.headers:
+        return False
+    try:
+        return request.client is not None and ipaddress.ip_address(request.client.host).is_loopback
+    except ValueError:
+        return False
 
 
 TriageDep = Annotated[TriageRunner, Depends(_app_state("triage"))]

@@ -11,7 +11,7 @@ from fastapi.openapi.docs import (
     get_swagger_ui_html,
     get_swagger_ui_oauth2_redirect_html,
 )
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 ASSETS = Path(fastapi_offline.__file__).parent / "static"
@@ -21,6 +21,11 @@ PREFIX = "/docs-assets"
 def install(app: FastAPI) -> None:
     app.mount(PREFIX, StaticFiles(directory=ASSETS), name="docs-assets")
     openapi_url = app.openapi_url or "/openapi.json"
+
+    @app.get("/", include_in_schema=False)
+    def home() -> RedirectResponse:
+        """DOXA is an API without a web UI: Swagger is the way in."""
+        return RedirectResponse("/docs")
 
     @app.get("/docs", include_in_schema=False)
     def swagger() -> HTMLResponse:

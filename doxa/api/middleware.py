@@ -1,12 +1,16 @@
-"""ASGI middleware: a request id on every response, and a cap on request bodies."""
+"""ASGI middleware: a request id on every response, request latency for /metrics, and a cap
+on request bodies."""
 
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from doxa import metrics
 
 
 class RequestId:
@@ -26,6 +30,51 @@ class RequestId:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+class RequestMetrics:
+    """Times every request by its route template (`/api/v1/tickets/{ticket_id}`, never the
+    path itself, so ids do not multiply the series) and final status."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started, status = time.perf_counter(), 500  # 500: an exception escaped the app
+        path = scope["path"]  # before routing, which may rewrite it for a mounted app
+
+        async def send_seen(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_seen)
+        finally:
+            route = _template(path, scope.get("path_params")) if "route" in scope else "unmatched"
+            metrics.http_request(scope["method"], route, status, time.perf_counter() - started)
+
+
+def _template(path: str, params: dict[str, object] | None) -> str:
+    """The path with each parameter's value put back as `{name}`: `/api/v1/tickets/{ticket_id}`.
+
+    Built from the matched parameters, since a route included through a prefixed router knows
+    only its own part of the path."""
+    segments, tails = path.split("/"), []
+    for name, value in (params or {}).items():
+        text = str(value)
+        if "/" in text:  # a {name:path} parameter takes the rest of the path
+            tails.append((text, name))
+        else:
+            segments = [f"{{{name}}}" if seg == text else seg for seg in segments]
+    template = "/".join(segments)
+    for text, name in tails:
+        template = template.removesuffix(text) + f"{{{name}}}"
+    return template
 
 
 class BodyLimit:

@@ -19,7 +19,7 @@ from email.utils import format_datetime, formataddr
 from urllib.parse import unquote, urlsplit
 
 import anyio
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from doxa.core.config import Settings
@@ -116,6 +116,12 @@ def _earlier_ids(db: Session, message: Message) -> tuple[list[str], str | None]:
     rows = [(mid, direction) for mid, direction in db.execute(query) if mid]
     answering = next((mid for mid, d in reversed(rows) if d is Direction.IN), None)
     return [mid for mid, _ in rows], answering
+
+
+def queued_count(db: Session) -> int:
+    """How many outbound messages wait for the relay (the outbox's depth)."""
+    query = select(func.count()).where(Message.delivery_state == DeliveryState.QUEUED)
+    return db.scalar(query) or 0
 
 
 class Outbox:

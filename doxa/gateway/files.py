@@ -6,15 +6,18 @@ from __future__ import annotations
 import mailbox
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from doxa.core.context import Context
 from doxa.core.db import transaction
 from doxa.core.enums import Channel
 from doxa.core.errors import InvalidInput
 from doxa.core.intake.loops import loop_reason
+from doxa.core.intake.models import IntakeEvent
 from doxa.core.intake.pipeline import Delivery, Pipeline, RawEvent, message_id_of
 from doxa.core.intake.worker import process_event
 
@@ -46,30 +49,61 @@ def _is_mbox(path: Path) -> bool:
         return handle.read(5) == b"From "
 
 
+# Outcomes a person should look at, each named with where the message came from.
+NOTABLE = ("failed", "held", "rejected", "skipped_empty")
+
+
+@dataclass
+class Report:
+    outcomes: Counter[str] = field(default_factory=Counter)
+    notable: list[tuple[str, str]] = field(default_factory=list)  # (where, outcome and why)
+
+
 def ingest(context: Context, pipeline: Pipeline, paths: list[Path], *, to: str,
-           dry_run: bool = False) -> Counter[str]:  # fmt: skip
-    """Feed every message through the pipeline (or only parse it); count the outcomes."""
-    outcomes: Counter[str] = Counter()
-    for _, raw in tqdm(list(raw_messages(paths)), unit="msg", desc="ingesting"):
-        item = Delivery(Channel.EMAIL, raw, [to], None, message_id_of(raw))
-        outcomes[_dry_run(pipeline, item) if dry_run else _run(context, pipeline, item)] += 1
-    return outcomes
+           dry_run: bool = False) -> Report:  # fmt: skip
+    """Feed every message through the pipeline (or only parse it); count the outcomes and name
+    the files that failed or were held. Empty files are skipped: there is nothing to keep."""
+    report = Report()
+    # Log lines (a failed event's warning) are printed above the bar, not through it.
+    with logging_redirect_tqdm():
+        for where, raw in tqdm(list(raw_messages(paths)), unit="msg", desc="ingesting"):
+            outcome, why = _one(context, pipeline, raw, to=to, dry_run=dry_run)
+            report.outcomes[outcome] += 1
+            if outcome in NOTABLE or outcome.startswith(("would fail", "would hold")):
+                report.notable.append((where, f"{outcome}: {why}" if why else outcome))
+    return report
 
 
-def _run(context: Context, pipeline: Pipeline, item: Delivery) -> str:
+def _one(
+    context: Context, pipeline: Pipeline, raw: bytes, *, to: str, dry_run: bool
+) -> tuple[str, str | None]:
+    if not raw.strip():
+        return "skipped_empty", None
+    item = Delivery(Channel.EMAIL, raw, [to], None, message_id_of(raw))
+    return _dry_run(pipeline, item) if dry_run else _run(context, pipeline, item)
+
+
+def _run(context: Context, pipeline: Pipeline, item: Delivery) -> tuple[str, str | None]:
+    """The outcome, and for a held or failed message the reason or error recorded on it."""
     with transaction(context.sessions) as db:
         accepted = pipeline.accept(db, item)
         event_id, status = accepted.id, accepted.status
     if status.value != "received":
-        return status.value
+        return status.value, None
     outcome = process_event(context.sessions, pipeline, event_id)
-    return outcome.value if outcome else "skipped"
+    if outcome is None:
+        return "skipped", None
+    if outcome.value not in NOTABLE:
+        return outcome.value, None
+    with context.sessions() as db:
+        event = db.get(IntakeEvent, event_id)
+        return outcome.value, (event.reason or event.error) if event else None
 
 
-def _dry_run(pipeline: Pipeline, item: Delivery) -> str:
+def _dry_run(pipeline: Pipeline, item: Delivery) -> tuple[str, str | None]:
     try:
         msg = pipeline.normalize(RawEvent(0, item.channel, bytes(item.raw), {}))
     except InvalidInput:
-        return "would fail: not an email"
+        return "would fail: not an email", None
     reason = loop_reason(msg, envelope_from=None)
-    return f"would hold: {reason}" if reason else "would be a ticket or follow-up"
+    return (f"would hold: {reason}", None) if reason else ("would be a ticket or follow-up", None)

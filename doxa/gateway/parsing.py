@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
+from doxa.core.config import Settings
 from doxa.core.errors import InvalidInput
 from doxa.core.intake.inbound import InboundMessage
 from doxa.core.intake.pipeline import RawEvent
@@ -106,4 +107,13 @@ def email_normalizer(
         max_attachment_bytes=max_attachment_bytes,
         max_header_bytes=max_header_bytes,
         max_mime_parts=max_mime_parts,
+    )
+
+
+def configured_email_normalizer(settings: Settings) -> Callable[[RawEvent], InboundMessage]:
+    """The email normalizer with the limits the settings name (every caller builds it here)."""
+    return email_normalizer(
+        settings.max_attachment_bytes,
+        max_header_bytes=settings.max_header_bytes,
+        max_mime_parts=settings.max_mime_parts,
     )

@@ -25,6 +25,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
+from doxa import metrics
 from doxa.core.config import Settings
 from doxa.core.db import transaction
 from doxa.core.enums import Channel, IntakeStatus
@@ -103,6 +104,7 @@ class DoxaSMTP(SMTP):
         super().connection_lost(error)
 
     async def push(self, status: AnyStr) -> None:
+        metrics.smtp_reply(status)
         # aiosmtpd's size refusals carry no enhanced status code; the SPEC asks for 5.3.4.
         if isinstance(status, str) and status.startswith("552 Error"):
             await super().push(TOO_BIG)
@@ -328,6 +330,7 @@ class IntakeHandler:
         if spool is None:  # DoxaSMTP always spools; refuse rather than store something else
             return RETRY_LATER
         if spool.size > self.settings.max_message_bytes:
+            metrics.intake_received("email", "too_big")
             return TOO_BIG
         # The peer decides whether its Authentication-Results header is believed (TRUSTED_RELAYS).
         peer = session.peer[0] if isinstance(session.peer, tuple) else None
@@ -341,11 +344,13 @@ class IntakeHandler:
             )
         except Exception:
             log.exception("could not store a message from %s", envelope.mail_from)
+            metrics.intake_received("email", "unavailable")
             return RETRY_LATER
         finally:
             self.in_flight -= 1
             if not self.in_flight:
                 self.idle.set()
+        metrics.intake_received("email", status.value)
         if status is IntakeStatus.RECEIVED:
             self.submit(event_id)
         return f"250 2.0.0 Accepted as intake event {event_id}"

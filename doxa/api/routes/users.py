@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from doxa.api.deps import AdminUser, ContextDep, IdPath, SessionDep
+from doxa.api.deps import AdminUser, ContextDep, IdPath, SessionDep, StaffUser
 from doxa.core.schemas import MAX_PAGE_SIZE, Page
 from doxa.core.users import service as users
 from doxa.core.users.schemas import UserCreate, UserRead, UserUpdate
@@ -38,3 +38,9 @@ def update_user(
     """Change a user's name, role, password or deactivate them (their tokens stop at once)."""
     user = users.update_user(db, context.passwords, user_id, body, actor=admin)
     return UserRead.model_validate(user)
+
+
+@router.get("/{user_id}")
+def get_user(user_id: IdPath, db: SessionDep, staff: StaffUser) -> UserRead:
+    """One user (agents and admins): who a requester or an author is."""
+    return UserRead.model_validate(users.get_user(db, user_id, actor=staff))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy.orm import Session, undefer
+from sqlalchemy.orm import Session, selectinload, undefer
 
 from doxa.core.enums import DeliveryState, Direction, Status
 from doxa.core.errors import NotFound, PermissionDenied
@@ -16,7 +16,12 @@ from doxa.core.users.models import User
 def list_messages(db: Session, ticket_id: int, *, actor: User) -> list[Message]:
     """The conversation, oldest first; clients never see internal notes."""
     get_readable(db, ticket_id, actor=actor)  # NotFound for a ticket the actor may not see
-    query = readable_messages(actor).where(Message.ticket_id == ticket_id).order_by(Message.id)
+    query = (
+        readable_messages(actor)
+        .where(Message.ticket_id == ticket_id)
+        .order_by(Message.id)
+        .options(selectinload(Message.author))
+    )
     return list(db.scalars(query))
 
 

@@ -97,6 +97,7 @@ class Message(Base):
     attachments: Mapped[list[Attachment]] = relationship(
         back_populates="message", lazy="selectin", order_by="Attachment.id"
     )
+    author: Mapped[User | None] = relationship(foreign_keys=[author_id])
 
     # For the hourly acknowledgment caps: outbound mail of the last hour.
     __table_args__ = (Index(None, "direction", "created_at"),)

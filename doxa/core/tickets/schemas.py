@@ -11,6 +11,7 @@ from doxa.core.enums import (
     DeliveryState,
     Direction,
     Priority,
+    Role,
     Status,
     ThreadedBy,
 )
@@ -49,6 +50,20 @@ class TicketFilters(BaseModel):
     q: Annotated[str, StringConstraints(max_length=200), NoNul] | None = None
 
 
+class PersonRead(BaseModel):
+    """Who a requester is, embedded so an agent never has to look an id up."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    email: str
+    full_name: str | None
+
+
+class AuthorRead(PersonRead):
+    role: Role
+
+
 class TicketRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -60,6 +75,7 @@ class TicketRead(BaseModel):
     category: str | None
     channel: Channel
     requester_id: int
+    requester: PersonRead
     assignee_id: int | None
     previous_ticket_id: int | None
     cc: list[str] = Field(description="addresses copied on the conversation; they may write too")
@@ -96,6 +112,7 @@ class MessageRead(BaseModel):
     id: int
     ticket_id: int
     author_id: int | None
+    author: AuthorRead | None = Field(description="null for automatic mail")
     direction: Direction
     internal: bool
     body: str

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from sqlalchemy import ColumnElement, Select, func, literal_column, text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from doxa.core.db import is_postgresql
 from doxa.core.schemas import MAX_PAGE_SIZE, Page, decode_cursor, encode_cursor
@@ -46,6 +46,7 @@ def list_tickets(
     after = decode_cursor(cursor)
     if after is not None:
         query = query.where(Ticket.id < after)
+    query = query.options(selectinload(Ticket.requester))  # one query for a page's requesters
     rows = list(db.scalars(query.order_by(Ticket.id.desc()).limit(limit + 1)))
     page = rows[:limit]
     return Page(

@@ -127,6 +127,15 @@ def list_users(db: Session, *, actor: User, cursor: str | None, limit: int) -> P
     )
 
 
+def get_user(db: Session, user_id: int, *, actor: User) -> User:
+    """One user, for staff: agents need to know who a requester is."""
+    require_role(actor, Role.AGENT, Role.ADMIN)
+    user = db.get(User, user_id)
+    if user is None:
+        raise NotFound(f"user {user_id} not found")
+    return user
+
+
 def update_user(
     db: Session, passwords: Passwords, user_id: int, data: UserUpdate, *, actor: User
 ) -> User:

@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Response
+
+from doxa import metrics
+from doxa.api.deps import SessionDep, metrics_reader
+from doxa.core.outbound import queued_count
+
+router = APIRouter(tags=["health"])
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    dependencies=[Depends(metrics_reader)],
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+)
+def scrape(db: SessionDep) -> Response:
+    """Prometheus metrics: intake by channel and outcome, SMTP replies by code, webhook answers,
+    processing and classification latency, outbox depth, HTTP latency by route. Open to
+    loopback clients and to an admin's bearer token."""
+    body = metrics.render(outbox_depth=queued_count(db))
+    return Response(body, media_type=metrics.CONTENT_TYPE_LATEST)
