@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from datetime import timedelta
 
+import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
@@ -13,8 +16,9 @@ from doxa.core.enums import Channel, Role
 from doxa.core.intake.pipeline import Delivery, message_id_of
 from doxa.core.intake.worker import process_event
 from doxa.core.models import AccountMail, AccountToken, IntakeEvent, User
-from doxa.main import build_pipeline
-from tests.conftest import PASSWORD, MailClient, MakeUser, mailed_token
+from doxa.main import build_pipeline, create_app
+from tests.conftest import PASSWORD, MailClient, MakeUser, mailed_token, make_settings
+from tests.gateway.conftest import Sink
 
 NEW = "a fresh long secret"
 
@@ -65,7 +69,7 @@ class TestSignUp:
         assert "OUTBOUND_SMTP_URL" in response.json()["detail"]
 
     def test_answer_is_the_same_for_new_inbound_only_and_existing_addresses(
-        self, mail_client: MailClient, make_user: MakeUser
+        self, mail_client: MailClient, make_user: MakeUser, clean: Context
     ) -> None:
         http = mail_client()
         known, inbound = make_user().email, make_user(password=None).email
@@ -75,6 +79,11 @@ class TestSignUp:
         ]
         assert {a.status_code for a in answers} == {202}
         assert len({a.text for a in answers}) == 1
+        # Similar timing: each address costs the same work, one link and one mail.
+        with clean.sessions() as db:
+            mails = db.scalars(sa.select(AccountMail.recipient)).all()
+            links = db.scalars(sa.select(AccountToken.email)).all()
+        assert sorted(mails) == sorted(links) == sorted(["nobody@example.com", known, inbound])
 
     def test_a_password_in_the_sign_up_body_is_refused(self, mail_client: MailClient) -> None:
         body = {"email": "a@example.com", "password": "attacker chosen pw"}
@@ -288,3 +297,42 @@ class TestPasswordChange:
         body = {"current_password": PASSWORD, "new_password": "1234567890"}
         answer = http.post("/api/v1/users/me/password", json=body, headers=_bearer(token))
         assert answer.status_code == 422
+
+
+@pytest.fixture
+def relay() -> Iterator[Sink]:
+    sink = Sink()
+    sink.controller.start()
+    yield sink
+    sink.controller.stop()
+
+
+class TestAccountMail:
+    def test_link_reaches_a_real_relay_and_is_blanked_from_the_stored_mail(
+        self, clean: Context, relay: Sink
+    ) -> None:
+        settings = make_settings(clean.settings.database_url, outbound_smtp_url=relay.url)
+        http = TestClient(create_app(settings, context=clean), raise_server_exceptions=False)
+        assert (
+            http.post("/api/v1/auth/register", json={"email": "x@example.com"}).status_code == 202
+        )
+        [mail] = relay.wait_for(1)
+        assert mail["To"] == "x@example.com" and mail["Auto-Submitted"] == "auto-generated"
+        found = re.search(r"/account/verify\?token=([A-Za-z0-9_-]+)", mail.get_content())
+        assert found is not None
+        with clean.sessions() as db:
+            stored = db.scalars(sa.select(AccountMail)).one()
+        assert stored.delivery_state == "sent" and found.group(1) not in stored.body
+        body = {"token": found.group(1), "password": NEW}
+        assert http.post("/api/v1/auth/verify", json=body).status_code == 200
+
+    def test_relay_down_keeps_mail_queued_and_tries_it_once_per_run(
+        self, mail_client: MailClient, clean: Context
+    ) -> None:
+        http = mail_client()
+        for i in range(3):
+            http.post("/api/v1/auth/register", json={"email": f"x{i}@example.com"})
+        with clean.sessions() as db:
+            mails = db.scalars(sa.select(AccountMail).order_by(AccountMail.id)).all()
+        assert [m.delivery_state for m in mails] == ["queued"] * 3
+        assert mails[0].delivery_error and not mails[2].delivery_error  # the run stopped early
