@@ -70,7 +70,7 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     413: _documented("Request body over the limit"),
     422: _documented("Invalid input"),
     429: _documented("Too many attempts from this network or for this address; see Retry-After"),
-    503: _documented("The database cannot be reached; retry"),
+    503: _documented("The database cannot be reached (retry), or a needed service is not set up"),
 }
 
 

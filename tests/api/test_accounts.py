@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from datetime import timedelta
 
+import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from doxa.core.context import Context
 from doxa.core.db import transaction, utcnow
-from doxa.core.enums import Role
-from doxa.core.models import AccountMail, AccountToken, User
-from tests.conftest import PASSWORD, MailClient, MakeTicket, MakeUser, mailed_token
+from doxa.core.enums import Channel, Role
+from doxa.core.intake.pipeline import Delivery, message_id_of
+from doxa.core.intake.worker import process_event
+from doxa.core.models import AccountMail, AccountToken, IntakeEvent, User
+from doxa.main import build_pipeline, create_app
+from tests.conftest import PASSWORD, MailClient, MakeUser, mailed_token, make_settings
+from tests.gateway.conftest import Sink
 
 NEW = "a fresh long secret"
 
@@ -32,6 +39,23 @@ def _bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+def _mail_in(context: Context, sender: str, subject: str) -> int:
+    """Deliver one email through the intake pipeline, as SMTP would; the new ticket's id."""
+    raw = (
+        f"From: Customer <{sender}>\r\nTo: support@example.com\r\nSubject: {subject}\r\n"
+        f"Message-ID: <{subject.replace(' ', '.')}@example.org>\r\n\r\nPlease help.\r\n"
+    ).encode()
+    pipeline = build_pipeline(context.settings)
+    item = Delivery(Channel.EMAIL, raw, ["support@example.com"], None, message_id_of(raw))
+    with transaction(context.sessions) as db:
+        event_id = pipeline.accept(db, item).id
+    process_event(context.sessions, pipeline, event_id)
+    with context.sessions() as db:
+        ticket_id = db.get_one(IntakeEvent, event_id).ticket_id
+    assert ticket_id is not None
+    return ticket_id
+
+
 def _users(context: Context, email: str) -> list[User]:
     with context.sessions() as db:
         return list(db.scalars(sa.select(User).where(User.email == email)))
@@ -45,7 +69,7 @@ class TestSignUp:
         assert "OUTBOUND_SMTP_URL" in response.json()["detail"]
 
     def test_answer_is_the_same_for_new_inbound_only_and_existing_addresses(
-        self, mail_client: MailClient, make_user: MakeUser
+        self, mail_client: MailClient, make_user: MakeUser, clean: Context
     ) -> None:
         http = mail_client()
         known, inbound = make_user().email, make_user(password=None).email
@@ -55,30 +79,35 @@ class TestSignUp:
         ]
         assert {a.status_code for a in answers} == {202}
         assert len({a.text for a in answers}) == 1
+        # Similar timing: each address costs the same work, one link and one mail.
+        with clean.sessions() as db:
+            mails = db.scalars(sa.select(AccountMail.recipient)).all()
+            links = db.scalars(sa.select(AccountToken.email)).all()
+        assert sorted(mails) == sorted(links) == sorted(["nobody@example.com", known, inbound])
 
     def test_a_password_in_the_sign_up_body_is_refused(self, mail_client: MailClient) -> None:
         body = {"email": "a@example.com", "password": "attacker chosen pw"}
         assert mail_client().post("/api/v1/auth/register", json=body).status_code == 422
 
     def test_attacker_registering_a_customers_address_never_gets_in_and_the_owner_does(
-        self, mail_client: MailClient, make_user: MakeUser, make_ticket: MakeTicket, clean: Context
+        self, mail_client: MailClient, clean: Context
     ) -> None:
-        customer = make_user(email="customer@example.org", password=None)  # seen in inbound mail
-        ticket = make_ticket(customer, subject="My invoice")
+        ticket_id = _mail_in(clean, "customer@example.org", "My invoice")  # the only trace
         attacker = mail_client("203.0.113.66")
-        signed = attacker.post("/api/v1/auth/register", json={"email": customer.email})
+        signed = attacker.post("/api/v1/auth/register", json={"email": "customer@example.org"})
         assert signed.status_code == 202 and "access_token" not in signed.text
         for guess in ("", PASSWORD, NEW, "attacker chosen pw"):
-            assert _login(attacker, customer.email, guess) in (401, 422)
-        [account] = _users(clean, customer.email)
+            assert _login(attacker, "customer@example.org", guess) in (401, 422)
+        [account] = _users(clean, "customer@example.org")
         assert account.password_hash is None  # nothing changed before the link came back
 
         owner = mail_client("198.51.100.20")
-        token = mailed_token(clean, customer.email)  # only the mailbox owner reads this
+        token = mailed_token(clean, "customer@example.org")  # only the mailbox owner reads it
         verified = owner.post("/api/v1/auth/verify", json={"token": token, "password": NEW})
-        assert verified.status_code == 200 and verified.json()["id"] == customer.id
-        tickets = owner.get("/api/v1/tickets", headers=_bearer(_token(owner, customer.email, NEW)))
-        assert [t["id"] for t in tickets.json()["items"]] == [ticket.id]
+        assert verified.status_code == 200 and verified.json()["id"] == account.id
+        bearer = _bearer(_token(owner, "customer@example.org", NEW))
+        tickets = owner.get("/api/v1/tickets", headers=bearer)
+        assert [t["id"] for t in tickets.json()["items"]] == [ticket_id]
 
     def test_new_address_has_no_account_until_the_link_comes_back(
         self, mail_client: MailClient, clean: Context
@@ -268,3 +297,42 @@ class TestPasswordChange:
         body = {"current_password": PASSWORD, "new_password": "1234567890"}
         answer = http.post("/api/v1/users/me/password", json=body, headers=_bearer(token))
         assert answer.status_code == 422
+
+
+@pytest.fixture
+def relay() -> Iterator[Sink]:
+    sink = Sink()
+    sink.controller.start()
+    yield sink
+    sink.controller.stop()
+
+
+class TestAccountMail:
+    def test_link_reaches_a_real_relay_and_is_blanked_from_the_stored_mail(
+        self, clean: Context, relay: Sink
+    ) -> None:
+        settings = make_settings(clean.settings.database_url, outbound_smtp_url=relay.url)
+        http = TestClient(create_app(settings, context=clean), raise_server_exceptions=False)
+        assert (
+            http.post("/api/v1/auth/register", json={"email": "x@example.com"}).status_code == 202
+        )
+        [mail] = relay.wait_for(1)
+        assert mail["To"] == "x@example.com" and mail["Auto-Submitted"] == "auto-generated"
+        found = re.search(r"/account/verify\?token=([A-Za-z0-9_-]+)", mail.get_content())
+        assert found is not None
+        with clean.sessions() as db:
+            stored = db.scalars(sa.select(AccountMail)).one()
+        assert stored.delivery_state == "sent" and found.group(1) not in stored.body
+        body = {"token": found.group(1), "password": NEW}
+        assert http.post("/api/v1/auth/verify", json=body).status_code == 200
+
+    def test_relay_down_keeps_mail_queued_and_tries_it_once_per_run(
+        self, mail_client: MailClient, clean: Context
+    ) -> None:
+        http = mail_client()
+        for i in range(3):
+            http.post("/api/v1/auth/register", json={"email": f"x{i}@example.com"})
+        with clean.sessions() as db:
+            mails = db.scalars(sa.select(AccountMail).order_by(AccountMail.id)).all()
+        assert [m.delivery_state for m in mails] == ["queued"] * 3
+        assert mails[0].delivery_error and not mails[2].delivery_error  # the run stopped early

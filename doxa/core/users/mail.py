@@ -68,16 +68,22 @@ class AccountMailer:
                     AccountMail.delivery_state == DeliveryState.QUEUED
                 )
                 ids = list(db.scalars(query.order_by(AccountMail.id).limit(limit)))
-            return sum(self._send_one(self.relay, mail_id) for mail_id in ids)
+            sent = 0
+            for mail_id in ids:
+                state = self._send_one(self.relay, mail_id)
+                if state is DeliveryState.QUEUED:
+                    break  # the relay is down: the rest would fail alike; retried next time
+                sent += state is DeliveryState.SENT
+            return sent
 
-    def _send_one(self, relay: Relay, mail_id: int) -> bool:
+    def _send_one(self, relay: Relay, mail_id: int) -> DeliveryState | None:
         with transaction(self.sessions) as db:
             query = select(AccountMail).where(
                 AccountMail.id == mail_id, AccountMail.delivery_state == DeliveryState.QUEUED
             )
             mail = db.scalar(query.with_for_update(skip_locked=True))
             if mail is None:
-                return False
+                return None
             message = self._compose(mail)
             if is_postgresql(db):
                 return _deliver(relay, mail, message)  # the row lock spans the send
@@ -97,7 +103,7 @@ class AccountMailer:
         return message
 
 
-def _deliver(relay: Relay, mail: AccountMail, message: EmailMessage) -> bool:
+def _deliver(relay: Relay, mail: AccountMail, message: EmailMessage) -> DeliveryState:
     try:
         relay.send(message)
     except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused) as exc:
@@ -109,4 +115,4 @@ def _deliver(relay: Relay, mail: AccountMail, message: EmailMessage) -> bool:
         mail.delivery_state, mail.delivery_error = DeliveryState.SENT, None
     if mail.delivery_state is not DeliveryState.QUEUED:
         mail.body = _TOKEN.sub("token=(sent)", mail.body)
-    return mail.delivery_state is DeliveryState.SENT
+    return mail.delivery_state
