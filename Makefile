@@ -22,8 +22,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Standard library only: works before any virtual environment exists (the Docker path needs it).
 .env:
-	$(BIN)/python scripts/make_env.py .env.example .env
+	$(PYTHON) scripts/make_env.py .env.example .env || python3 scripts/make_env.py .env.example .env
 
 # A fixed glibc mmap threshold, as in the Dockerfile: large messages' memory goes back to the OS.
 run: $(STAMP) .env ## install, write .env, migrate, start doxa serve (HTTP 8000, SMTP 2525)

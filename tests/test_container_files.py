@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -67,3 +68,19 @@ class TestContainerFiles:
         compose = _compose()
         volume = compose["services"]["db"]["volumes"][0].split(":")[0]
         assert volume in compose["volumes"]
+
+    def test_dependencies_are_installed_before_the_code_is_copied(self) -> None:
+        build_stage = DOCKERFILE.split("FROM ", 2)[1]
+        installs_dependencies = build_stage.index("-r requirements.txt")
+        assert build_stage.index("COPY pyproject.toml") < installs_dependencies
+        assert installs_dependencies < build_stage.index("COPY . .")
+        assert "--no-deps ." in build_stage
+
+    def test_make_env_needs_no_virtual_environment(self, tmp_path: Path) -> None:
+        for name in ("Makefile", ".env.example", "scripts/make_env.py"):
+            (tmp_path / name).parent.mkdir(exist_ok=True)
+            (tmp_path / name).write_text((ROOT / name).read_text())
+        done = subprocess.run(["make", "-s", ".env"], cwd=tmp_path, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert not (tmp_path / ".venv").exists()
+        assert re.search(r"^JWT_SECRET=\S{32,}$", (tmp_path / ".env").read_text(), re.MULTILINE)
