@@ -125,6 +125,7 @@ def create_app(settings: Settings, *, context: Context | None = None) -> FastAPI
                 context.close()
 
     app = FastAPI(
+        generate_unique_id_function=docs.operation_id,
         title="DOXA",
         version="0.1.0",
         description=DESCRIPTION,

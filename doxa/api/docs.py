@@ -12,10 +12,21 @@ from fastapi.openapi.docs import (
     get_swagger_ui_oauth2_redirect_html,
 )
 from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
 ASSETS = Path(fastapi_offline.__file__).parent / "static"
 PREFIX = "/docs-assets"
+
+
+def operation_id(route: APIRoute) -> str:
+    """`tickets-list`, `users-get`, `auth-login`: what a generated client names its methods.
+
+    The tag, then the function's name without the words that repeat the tag."""
+    tag = str(route.tags[-1]) if route.tags else "api"
+    repeated = {tag, tag.removesuffix("s")}
+    words = [word for word in route.name.split("_") if word not in repeated]
+    return "-".join([tag, *words]) if words else tag
 
 
 def install(app: FastAPI) -> None:

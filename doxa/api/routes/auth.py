@@ -108,13 +108,13 @@ def password_reset_confirm(body: LinkPassword, db: SessionDep, context: ContextD
     return UserRead.model_validate(user)
 
 
-@router.get("/users/me", tags=["users"])
+@router.get("/users/me")
 def me(user: CurrentUser) -> UserRead:
     """The caller."""
     return UserRead.model_validate(user)
 
 
-@router.post("/users/me/password", tags=["users"])
+@router.post("/users/me/password")
 def change_password(
     body: PasswordChange,
     user: CurrentUser,

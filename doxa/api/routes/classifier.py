@@ -39,7 +39,7 @@ def retrain(admin: AdminUser, triage: TriageDep) -> RetrainAccepted:
     return RetrainAccepted()
 
 
-@router.post("/tickets/{ticket_id}/classify", tags=["tickets"])
+@router.post("/tickets/{ticket_id}/classify")
 def classify(
     ticket_id: IdPath, db: SessionDep, staff: StaffUser, triage: TriageDep, context: ContextDep
 ) -> TicketRead:
