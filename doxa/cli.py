@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import logging
 import sys
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from doxa import logs
 from doxa.core.enums import Role
 
 if TYPE_CHECKING:
@@ -54,6 +54,7 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
         host=settings.http_host,
         port=settings.http_port,
         log_level="info",
+        log_config=logs.config(settings.log_format),
         proxy_headers=False,
     )
     return 0
@@ -295,13 +296,7 @@ def _version() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # Alembic narrates its plugins and steps at INFO; our commands say what matters themselves.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    # aiosmtpd logs every SMTP command at INFO, synchronously, on the loop the API shares.
-    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    logs.configure()
     args = parser().parse_args(argv)
     from doxa.core.config import ConfigError, load_settings
     from doxa.core.errors import DomainError
@@ -310,6 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     piped = args.command == "ingest" and _piped(args)
     try:
         settings = load_settings(**_overrides(args))
+        logs.configure(settings.log_format)
         run: Command = args.run
         return run(args, settings)
     except ConfigError as exc:

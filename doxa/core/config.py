@@ -76,6 +76,7 @@ class Settings(BaseSettings):
     # Accounts (issue 8): where mailed links point, and the proxies whose X-Forwarded-For counts.
     public_base_url: str = "http://127.0.0.1:8000"
     forwarded_allow_ips: Annotated[tuple[IPNetwork, ...], NoDecode] = ()
+    log_format: Literal["plain", "json"] = "plain"
     # "local": the trainable model; "openai": an OpenAI-compatible endpoint, local as fallback;
     # "none": tickets stay pending (classification switched off).
     ai_provider: Literal["local", "openai", "none"] = "local"

@@ -197,6 +197,9 @@ def _deliver(relay: Relay, message: Message, mail: EmailMessage) -> bool:
         message.delivery_error = str(exc)
         return False
     message.delivery_state, message.delivery_error = DeliveryState.SENT, None
+    log.info(
+        "outbound message %s of ticket %s sent to %s", message.id, message.ticket_id, mail["To"]
+    )
     return True
 
 
