@@ -13,7 +13,7 @@ from tqdm import tqdm
 from doxa.core.context import Context
 from doxa.core.db import transaction
 from doxa.core.enums import Channel
-from doxa.core.errors import InvalidInput
+from doxa.core.intake.inbound import NotAMessage
 from doxa.core.intake.loops import loop_reason
 from doxa.core.intake.pipeline import Delivery, Pipeline, RawEvent, message_id_of
 from doxa.core.intake.worker import process_event
@@ -69,7 +69,7 @@ def _run(context: Context, pipeline: Pipeline, item: Delivery) -> str:
 def _dry_run(pipeline: Pipeline, item: Delivery) -> str:
     try:
         msg = pipeline.normalize(RawEvent(0, item.channel, bytes(item.raw), {}))
-    except InvalidInput:
-        return "would fail: not an email"
+    except NotAMessage as never:
+        return f"would be rejected: {never.reason}"
     reason = loop_reason(msg, envelope_from=None)
     return f"would hold: {reason}" if reason else "would be a ticket or follow-up"

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
+from sqlalchemy import select
 
 from doxa.core.context import Context
 from doxa.core.db import LARGE_VALUE_BYTES, transaction
@@ -26,6 +27,7 @@ from doxa.core.intake.models import IntakeEvent
 from doxa.core.intake.pipeline import Delivery, message_id_of
 from doxa.core.intake.text import MAX_HTML_DEPTH, flatten_deep
 from doxa.core.intake.worker import process_event
+from doxa.core.tickets.models import Attachment
 from doxa.gateway.mime.linear import decode_header
 from doxa.gateway.smtp import (
     READ_LIMIT,
@@ -390,3 +392,55 @@ class TestEveryValueStores:
         raw = hostile_headers(name, f"{local}@example.org", subject, ctype, filename, message_id)
         event = store(clean, raw)
         assert event.status is not IntakeStatus.FAILED, event.error
+
+
+# A compound file; ending in CRLF, as whatever SMTP carries does.
+OUTLOOK_MSG = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(range(256)) * 40 + b"\r\n"
+
+
+class TestNoHeaderBlock:
+    """Data without headers is never `failed`: a ticket from the envelope sender, or rejected."""
+
+    def test_a_bare_body_over_smtp_is_a_ticket_from_the_envelope_sender_with_a_note(
+        self, smtp: Smtp
+    ) -> None:
+        smtp.send("Hello,\r\n\r\nmy printer is broken again.\r\n", sender="Bob@Example.org")
+        [event] = smtp.settle()
+        assert event.status is IntakeStatus.TICKET_CREATED and event.sender == "bob@example.org"
+        [ticket] = smtp.tickets()
+        assert ticket.requester.email == "bob@example.org" and ticket.subject == "(no subject)"
+        [msg] = [m for m in smtp.messages(ticket.id) if m.direction == "in"]
+        assert "printer is broken" in msg.body
+        assert any("no header block" in note for note in msg.notes)
+
+    def test_an_outlook_msg_file_sent_as_data_becomes_an_attachment(self, smtp: Smtp) -> None:
+        smtp.send(OUTLOOK_MSG, sender="carol@example.org")
+        [event] = smtp.settle()
+        assert event.status is IntakeStatus.TICKET_CREATED
+        [ticket] = smtp.tickets()
+        [msg] = [m for m in smtp.messages(ticket.id) if m.direction == "in"]
+        with smtp.context.sessions() as db:
+            [part] = db.scalars(select(Attachment).where(Attachment.message_id == msg.id))
+            assert (part.filename, part.size) == ("message.msg", len(OUTLOOK_MSG))
+            assert part.content == OUTLOOK_MSG
+
+    @pytest.mark.parametrize(
+        ("raw", "reason"),
+        [(b"just some words\r\n", "no_headers"), (OUTLOOK_MSG, "no_headers"), (b"\r\n", "empty")],
+    )
+    def test_without_an_envelope_sender_it_is_rejected_with_the_reason(
+        self, clean: Context, raw: bytes, reason: str
+    ) -> None:
+        event = store(clean, raw)
+        assert (event.status, event.reason) == (IntakeStatus.REJECTED, reason)
+        assert event.error
+
+    @pytest.mark.parametrize("sender", ["", "not an address", "x" * 400 + "@example.org"])
+    def test_an_unusable_envelope_sender_is_no_author(self, clean: Context, sender: str) -> None:
+        event = store(clean, b"just some words\r\n", envelope_from=sender)
+        assert event.status is IntakeStatus.REJECTED
+
+    def test_the_null_sender_of_a_bounce_without_headers_makes_no_ticket(self, smtp: Smtp) -> None:
+        smtp.send(b"Delivery failed\r\n", sender="")
+        [event] = smtp.settle()
+        assert event.status is IntakeStatus.REJECTED and not smtp.tickets()

@@ -9,6 +9,24 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 
+from doxa.core.errors import InvalidInput
+
+
+class NotAMessage(InvalidInput):
+    """Input that can never become a message (empty, no header block and no envelope sender):
+    kept in intake as `rejected` with `reason`, never retried."""
+
+    def __init__(self, detail: str, *, reason: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[object, ...]:  # from a worker process, with its reason
+        return _not_a_message, (self.detail, self.reason)
+
+
+def _not_a_message(detail: str, reason: str) -> NotAMessage:
+    return NotAMessage(detail, reason=reason)
+
 
 @dataclass(frozen=True, slots=True)
 class InboundAttachment:

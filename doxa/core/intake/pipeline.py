@@ -28,7 +28,13 @@ from doxa.core.db import is_postgresql, large_value, utcnow
 from doxa.core.enums import Channel, IntakeStatus
 from doxa.core.errors import Conflict, NotFound
 from doxa.core.intake import delivery
-from doxa.core.intake.inbound import ADDRESS_CHARS, InboundMessage, storable, storable_text
+from doxa.core.intake.inbound import (
+    ADDRESS_CHARS,
+    InboundMessage,
+    NotAMessage,
+    storable,
+    storable_text,
+)
 from doxa.core.intake.loops import loop_reason
 from doxa.core.intake.models import IntakeEvent
 from doxa.core.intake.threads import find_thread
@@ -57,6 +63,7 @@ class RawEvent:
     channel: Channel
     raw: bytes
     extra: dict[str, Any]
+    envelope_from: str | None = None  # SMTP's MAIL FROM, for input without a header block
 
 
 Normalizer = Callable[[RawEvent], InboundMessage]
@@ -143,7 +150,8 @@ class Pipeline:
         event = db.get(IntakeEvent, event_id)
         if event is None or event.status is not IntakeStatus.RECEIVED:
             return None
-        return RawEvent(event.id, event.channel, event.raw, dict(event.extra or {}))
+        extra = dict(event.extra or {})
+        return RawEvent(event.id, event.channel, event.raw, extra, event.envelope_from)
 
     def normalize(self, raw: RawEvent) -> InboundMessage:
         return storable(self.normalizers[raw.channel](raw))
@@ -217,6 +225,19 @@ class Pipeline:
         event.status, event.processed_at, event.reason = IntakeStatus.FAILED, utcnow(), reason
         event.attempts += 1  # the failed run's own claim, if it got that far, was rolled back
         event.error = f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS]
+        db.flush()
+
+    def reject(self, db: Session, event_id: int, error: NotAMessage) -> None:
+        """Keep input that can never become a ticket, final, with the reason (never retried)."""
+        event = db.get(IntakeEvent, event_id)
+        if event is None or event.status is not IntakeStatus.RECEIVED:
+            return
+        event.status, event.reason, event.processed_at = (
+            IntakeStatus.REJECTED,
+            error.reason,
+            utcnow(),
+        )
+        event.error = error.detail[:MAX_ERROR_CHARS]
         db.flush()
 
     def requeue(self, db: Session, event_id: int) -> IntakeEvent:

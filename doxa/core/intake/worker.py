@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from doxa.core.db import recycle_if_large, transaction
 from doxa.core.enums import IntakeStatus
 from doxa.core.errors import DomainError
-from doxa.core.intake.inbound import InboundMessage
+from doxa.core.intake.inbound import InboundMessage, NotAMessage
 from doxa.core.intake.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
@@ -57,12 +57,21 @@ def process_event(sessions: sessionmaker[Session], pipeline: Pipeline, event_id:
                   read: Reader | None = None) -> IntakeStatus | None:  # fmt: skip
     """Run one event through the pipeline; a failure is recorded on the event, never raised.
 
+    Input that can never become a message (`NotAMessage`) is `rejected`, final; anything else
+    that goes wrong is `failed`, for a retry.
+
     `read` loads and normalizes the event (here by default; the composition root may do it in
     a worker process, so the raw message never enters this one). Only a lost database raises
     (DatabaseUnavailable): the event stays `received` for a retry.
     """
     try:
-        msg = read(event_id) if read else read_event(sessions, pipeline, event_id)
+        try:
+            msg = read(event_id) if read else read_event(sessions, pipeline, event_id)
+        except NotAMessage as never:
+            log.info("intake event %s rejected: %s", event_id, never.detail)
+            with transaction(sessions) as db:
+                pipeline.reject(db, event_id, never)
+            return IntakeStatus.REJECTED
         if msg is None:
             return None  # processed already, or not ours
         with transaction(sessions) as db:
