@@ -25,7 +25,7 @@ from doxa.core.enums import Channel, IntakeStatus
 from doxa.core.intake.inbound import InboundMessage
 from doxa.core.intake.models import IntakeEvent
 from doxa.core.intake.pipeline import Delivery, message_id_of
-from doxa.core.intake.text import MAX_HTML_DEPTH, flatten_deep
+from doxa.core.intake.text import MAX_HTML_DEPTH, flatten_deep, html_to_text, sanitize_html
 from doxa.core.intake.worker import process_event
 from doxa.core.tickets.models import Attachment
 from doxa.gateway.mime.linear import decode_header
@@ -142,6 +142,25 @@ class TestNestedHtml:
         assert time.perf_counter() - started < 10
         assert "deep text" in msg.text
         assert msg.html is not None and "deep text" in msg.html
+
+    @pytest.mark.parametrize("piece", ["<div ", "<a", '<a href="', "&#", "&&", "&amp;", "&notin"])
+    def test_malformed_markup_and_runs_of_ampersands_cost_linear_time(
+        self, parse: Parse, piece: str
+    ) -> None:
+        small = html_only(piece * 20_000 + " end")
+        large = html_only(piece * 160_000 + " end")  # up to 1.4 MB
+        parse(small)  # warm up
+        # Quadratic would be 64 times slower; allow generous noise on a shared machine.
+        assert timed(lambda: parse(large)) < 20 * timed(lambda: parse(small)) + 1
+
+    def test_ampersands_survive_the_placeholder_escaped_once(self) -> None:
+        html = '<p>Q&amp;A &#38; x&y <a href="https://e.example/?a=1&amp;b=2&c=3">l</a></p>'
+        assert sanitize_html(html) == (
+            "<p>Q&amp;A &amp; x&amp;y "
+            '<a href="https://e.example/?a=1&amp;b=2&amp;c=3" rel="noopener noreferrer nofollow">'
+            "l</a></p>"
+        )
+        assert html_to_text(html) == "Q&A & x&y [l](https://e.example/?a=1&b=2&c=3)"
 
     def test_ordinary_nesting_is_left_alone(self) -> None:
         html = "<div>" * 10 + "<p>one<p>two" + "</div>" * 10
