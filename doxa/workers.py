@@ -123,9 +123,17 @@ class WorkerPool(Executor):
         return future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Idle processes end by themselves (their pipe closes); busy ones are killed."""
         with self._lock:
             self._closed = True
             workers = list(self._workers)
+        while True:
+            try:
+                idle = self._idle.get_nowait()
+            except queue.Empty:
+                break
+            idle.pipe.close()
+            idle.process.join(5)
         for worker in workers:
             _end(worker)
 
@@ -135,8 +143,9 @@ def _call_with(fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, An
 
 
 def _end(worker: _Worker) -> None:
-    worker.process.kill()
-    worker.process.join(5)
+    if worker.process.is_alive():
+        worker.process.kill()
+        worker.process.join(5)
     worker.pipe.close()
 
 
@@ -145,7 +154,10 @@ def _serve(
 ) -> None:
     """A worker process's loop: one call in, its result (or its exception) out."""
     initializer(*initargs)
-    pipe.send(_STARTED)
+    try:
+        pipe.send(_STARTED)
+    except OSError:
+        return  # shut down while starting
     while True:
         try:
             call, args = pipe.recv()

@@ -14,9 +14,12 @@ from sqlalchemy import select
 from doxa.cli import main
 from doxa.core.config import Settings
 from doxa.core.context import Context
-from doxa.core.enums import IntakeStatus
+from doxa.core.db import transaction
+from doxa.core.enums import Channel, IntakeStatus
 from doxa.core.intake.models import IntakeEvent
+from doxa.core.intake.pipeline import Delivery
 from doxa.core.models import Ticket, User
+from doxa.main import build_pipeline
 from tests.gateway.conftest import message
 
 DOXA = str(Path(sys.executable).with_name("doxa"))
@@ -98,16 +101,30 @@ class TestIngest:
 
 class TestReprocess:
     def test_failed_events_run_again_and_are_reported(
+        self, env: Context, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        pipeline = build_pipeline(env.settings)
+        item = Delivery(Channel.EMAIL, message("Timed out once").encode(), ["support@example.com"])
+        with transaction(env.sessions) as db:  # as a run past PROCESSING_TIMEOUT_SECONDS leaves it
+            event_id = pipeline.accept(db, item).id
+            pipeline.fail(db, event_id, TimeoutError("slow"), reason="timeout")
+        assert main(["reprocess", "--failed"]) == 0
+        assert "ticket_created                         1" in capsys.readouterr().out
+        with env.sessions() as db:
+            event = db.get_one(IntakeEvent, event_id)
+        assert event.status is IntakeStatus.TICKET_CREATED and event.attempts == 2
+
+    def test_input_that_is_not_mail_is_rejected_and_never_reprocessed(
         self, env: Context, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
         junk = tmp_path / "junk.eml"
         junk.write_bytes(b"\x00\x01 not mail at all")
         main(["ingest", str(junk)])
-        assert main(["reprocess", "--failed"]) == 1  # still not mail: still failed, said so
-        assert "failed                                 1" in capsys.readouterr().out
+        assert main(["reprocess", "--failed"]) == 0
+        assert "reprocessed 0 failed events" in capsys.readouterr().out
         with env.sessions() as db:
             event = db.scalars(select(IntakeEvent)).one()
-        assert event.status is IntakeStatus.FAILED and event.attempts == 2
+        assert (event.status, event.reason) == (IntakeStatus.REJECTED, "no_headers")
 
 
 class TestCreateUser:

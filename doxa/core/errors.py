@@ -37,14 +37,22 @@ class TooLarge(DomainError):
     title = "Payload too large"
 
 
-class Rejected(DomainError):
-    """Accepted input that can never become a ticket; kept in intake as `rejected`."""
+class Rejected(InvalidInput):
+    """Accepted input that can never become a ticket (empty, no header block and no sender, a
+    provider post without a message): kept in intake as `rejected` with `reason`, never retried."""
 
     title = "Rejected"
 
     def __init__(self, detail: str, *, reason: str = "unusable") -> None:
         super().__init__(detail)
         self.reason = reason
+
+    def __reduce__(self) -> tuple[object, ...]:  # out of a worker process, with its reason
+        return _rejected, (self.detail, self.reason)
+
+
+def _rejected(detail: str, reason: str) -> Rejected:
+    return Rejected(detail, reason=reason)
 
 
 class Unavailable(DomainError):

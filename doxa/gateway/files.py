@@ -15,7 +15,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from doxa.core.context import Context
 from doxa.core.db import transaction
 from doxa.core.enums import Channel
-from doxa.core.errors import InvalidInput
+from doxa.core.errors import Rejected
 from doxa.core.intake.loops import loop_reason
 from doxa.core.intake.models import IntakeEvent
 from doxa.core.intake.pipeline import Delivery, Pipeline, RawEvent, message_id_of
@@ -103,7 +103,7 @@ def _run(context: Context, pipeline: Pipeline, item: Delivery) -> tuple[str, str
 def _dry_run(pipeline: Pipeline, item: Delivery) -> tuple[str, str | None]:
     try:
         msg = pipeline.normalize(RawEvent(0, item.channel, bytes(item.raw), {}))
-    except InvalidInput:
-        return "would fail: not an email", None
+    except Rejected as never:
+        return f"would be rejected: {never.reason}", None
     reason = loop_reason(msg, envelope_from=None)
     return (f"would hold: {reason}", None) if reason else ("would be a ticket or follow-up", None)

@@ -12,11 +12,13 @@ This module assembles the message; the pieces live in `doxa.gateway.mime`.
 from __future__ import annotations
 
 import functools
+import hashlib
+import re
 from collections.abc import Callable
 
 from doxa.core.config import Settings
-from doxa.core.errors import InvalidInput
-from doxa.core.intake.inbound import InboundMessage
+from doxa.core.errors import Rejected
+from doxa.core.intake.inbound import ADDRESS_CHARS, InboundAttachment, InboundMessage
 from doxa.core.intake.pipeline import RawEvent
 from doxa.gateway.mime.addresses import copied, identity
 from doxa.gateway.mime.bodies import MAX_DEPTH, MAX_TEXT_CHARS, Body, texts, walk_safely
@@ -59,11 +61,27 @@ def parse_email(
     max_attachment_bytes: int,
     max_header_bytes: int = MAX_HEADER_BYTES,
     max_mime_parts: int = MAX_PARTS,
+    envelope_from: str | None = None,
 ) -> InboundMessage:
-    """Parse one RFC 5322 message; only input that is not an email raises `InvalidInput`."""
+    """Parse one RFC 5322 message; input that can never be one raises `Rejected`.
+
+    Data without a header block is a message from the envelope sender, if there is one, as
+    an MTA adds a missing From: (a bare body, an Outlook .msg file sent as message data).
+    """
     if not raw.strip():
-        raise InvalidInput("empty message")
-    message, notes = load_message(raw, max_header_bytes=max_header_bytes, max_parts=max_mime_parts)
+        raise Rejected("empty message", reason="empty")
+    try:
+        message, notes = load_message(
+            raw, max_header_bytes=max_header_bytes, max_parts=max_mime_parts
+        )
+    except Rejected as no_headers:
+        sender = _usable_sender(envelope_from)
+        if sender is None:
+            raise Rejected(
+                f"{no_headers.detail}, and no envelope sender to take as its author",
+                reason=no_headers.reason,
+            ) from None
+        return headerless(raw, sender)
     hint = charset_hint(message)
     body = Body(notes=notes)
     sender_email, sender_name, reply_to = identity(message, body.notes, hint)
@@ -89,7 +107,52 @@ def parse_email(
 
 
 def parse_event(event: RawEvent, **limits: int) -> InboundMessage:
-    return parse_email(event.raw, **limits)
+    return parse_email(event.raw, envelope_from=event.envelope_from, **limits)
+
+
+def headerless(raw: bytes, sender: str) -> InboundMessage:
+    """Message data without a header block, from the envelope sender: text, or a binary file
+    attached (an Outlook .msg file sent as message data)."""
+    note = f"no header block: the envelope sender {sender} is taken as the author"
+    kind = _binary_kind(raw)
+    if kind is None:
+        text = decode_bytes(raw, None).replace("\r\n", "\n").strip()[:MAX_TEXT_CHARS]
+        return InboundMessage(
+            sender_email=sender, sender_name=None, subject=NO_SUBJECT, text=text, html=None,
+            message_id=None, notes=[note],
+        )  # fmt: skip
+    filename, ctype = kind
+    part = InboundAttachment(
+        filename=filename, content_type=ctype, size=len(raw),
+        sha256=hashlib.sha256(raw).hexdigest(), content=bytes(raw),
+    )  # fmt: skip
+    text = f"The message data was a file ({ctype}), not a message; it is attached."
+    notes = [note, f"message data was binary; kept as the attachment {filename}"]
+    return InboundMessage(
+        sender_email=sender, sender_name=None, subject=NO_SUBJECT, text=text, html=None,
+        message_id=None, attachments=[part], notes=notes,
+    )  # fmt: skip
+
+
+_OLE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # Outlook .msg (a compound file)
+
+
+def _binary_kind(raw: bytes) -> tuple[str, str] | None:
+    if raw.startswith(_OLE):
+        return "message.msg", "application/vnd.ms-outlook"
+    if b"\x00" in raw[:8192]:
+        return "message.bin", "application/octet-stream"
+    return None
+
+
+def _usable_sender(envelope_from: str | None) -> str | None:
+    address = (envelope_from or "").strip().strip("<>").strip().lower()
+    if 3 <= len(address) <= ADDRESS_CHARS and _ENVELOPE_ADDRESS.match(address):
+        return address
+    return None
+
+
+_ENVELOPE_ADDRESS = re.compile(r"^[^@\s<>()\[\],;:\"]+@[^@\s<>()\[\],;:\"]+$")
 
 
 def email_normalizer(

@@ -269,9 +269,12 @@ class TestMessages:
             f"/api/v1/tickets/{ticket.id}/messages", json={"body": "check fraud", "internal": True}
         )
         agent.post(f"/api/v1/tickets/{ticket.id}/messages", json={"body": "We are on it."})
-        seen = [m["body"] for m in as_user(me).get(f"/api/v1/tickets/{ticket.id}/messages").json()]
-        assert seen == ["The office printer is smoking.", "We are on it."]
-        assert len(agent.get(f"/api/v1/tickets/{ticket.id}/messages").json()) == 3
+        page = as_user(me).get(f"/api/v1/tickets/{ticket.id}/messages").json()
+        assert [m["body"] for m in page["items"]] == [
+            "The office printer is smoking.",
+            "We are on it.",
+        ]
+        assert len(agent.get(f"/api/v1/tickets/{ticket.id}/messages").json()["items"]) == 3
 
     def test_client_cannot_write_internal_notes(
         self, as_user: AsUser, make_user: MakeUser, make_ticket: MakeTicket
@@ -328,3 +331,33 @@ class TestDocs:
         assert (
             schemes["OAuth2PasswordBearer"]["flows"]["password"]["tokenUrl"] == "/api/v1/auth/login"
         )
+
+
+class TestListMessages:
+    def test_a_long_conversation_is_paged_oldest_first_with_a_cursor(
+        self, as_user: AsUser, make_user: MakeUser, make_ticket: MakeTicket
+    ) -> None:
+        me = make_user()
+        ticket = make_ticket(me)
+        client = as_user(me)
+        path = f"/api/v1/tickets/{ticket.id}/messages"
+        for n in range(6):
+            client.post(path, json={"body": f"reply {n}"})
+        bodies, cursor = [], None
+        while True:
+            page = client.get(path, params={"limit": 3, **({"cursor": cursor} if cursor else {})})
+            assert page.status_code == 200 and len(page.json()["items"]) <= 3
+            bodies += [m["body"] for m in page.json()["items"]]
+            cursor = page.json()["next_cursor"]
+            if cursor is None:
+                break
+        assert bodies == ["The office printer is smoking."] + [f"reply {n}" for n in range(6)]
+
+    def test_a_limit_over_the_maximum_gets_422(
+        self, as_user: AsUser, make_user: MakeUser, make_ticket: MakeTicket
+    ) -> None:
+        me = make_user()
+        response = as_user(me).get(
+            f"/api/v1/tickets/{make_ticket(me).id}/messages", params={"limit": 101}
+        )
+        assert response.status_code == 422

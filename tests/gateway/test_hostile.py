@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
+from sqlalchemy import select
 
 from doxa.core.context import Context
 from doxa.core.db import LARGE_VALUE_BYTES, transaction
@@ -24,8 +25,9 @@ from doxa.core.enums import Channel, IntakeStatus
 from doxa.core.intake.inbound import InboundMessage
 from doxa.core.intake.models import IntakeEvent
 from doxa.core.intake.pipeline import Delivery, message_id_of
-from doxa.core.intake.text import MAX_HTML_DEPTH, flatten_deep
+from doxa.core.intake.text import MAX_HTML_DEPTH, flatten_deep, html_to_text, sanitize_html
 from doxa.core.intake.worker import process_event
+from doxa.core.tickets.models import Attachment
 from doxa.gateway.mime.linear import decode_header
 from doxa.gateway.smtp import (
     READ_LIMIT,
@@ -140,6 +142,25 @@ class TestNestedHtml:
         assert time.perf_counter() - started < 10
         assert "deep text" in msg.text
         assert msg.html is not None and "deep text" in msg.html
+
+    @pytest.mark.parametrize("piece", ["<div ", "<a", '<a href="', "&#", "&&", "&amp;", "&notin"])
+    def test_malformed_markup_and_runs_of_ampersands_cost_linear_time(
+        self, parse: Parse, piece: str
+    ) -> None:
+        small = html_only(piece * 20_000 + " end")
+        large = html_only(piece * 160_000 + " end")  # up to 1.4 MB
+        parse(small)  # warm up
+        # Quadratic would be 64 times slower; allow generous noise on a shared machine.
+        assert timed(lambda: parse(large)) < 20 * timed(lambda: parse(small)) + 1
+
+    def test_ampersands_survive_the_placeholder_escaped_once(self) -> None:
+        html = '<p>Q&amp;A &#38; x&y <a href="https://e.example/?a=1&amp;b=2&c=3">l</a></p>'
+        assert sanitize_html(html) == (
+            "<p>Q&amp;A &amp; x&amp;y "
+            '<a href="https://e.example/?a=1&amp;b=2&amp;c=3" rel="noopener noreferrer nofollow">'
+            "l</a></p>"
+        )
+        assert html_to_text(html) == "Q&A & x&y [l](https://e.example/?a=1&b=2&c=3)"
 
     def test_ordinary_nesting_is_left_alone(self) -> None:
         html = "<div>" * 10 + "<p>one<p>two" + "</div>" * 10
@@ -390,3 +411,55 @@ class TestEveryValueStores:
         raw = hostile_headers(name, f"{local}@example.org", subject, ctype, filename, message_id)
         event = store(clean, raw)
         assert event.status is not IntakeStatus.FAILED, event.error
+
+
+# A compound file; ending in CRLF, as whatever SMTP carries does.
+OUTLOOK_MSG = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(range(256)) * 40 + b"\r\n"
+
+
+class TestNoHeaderBlock:
+    """Data without headers is never `failed`: a ticket from the envelope sender, or rejected."""
+
+    def test_a_bare_body_over_smtp_is_a_ticket_from_the_envelope_sender_with_a_note(
+        self, smtp: Smtp
+    ) -> None:
+        smtp.send("Hello,\r\n\r\nmy printer is broken again.\r\n", sender="Bob@Example.org")
+        [event] = smtp.settle()
+        assert event.status is IntakeStatus.TICKET_CREATED and event.sender == "bob@example.org"
+        [ticket] = smtp.tickets()
+        assert ticket.requester.email == "bob@example.org" and ticket.subject == "(no subject)"
+        [msg] = [m for m in smtp.messages(ticket.id) if m.direction == "in"]
+        assert "printer is broken" in msg.body
+        assert any("no header block" in note for note in msg.notes)
+
+    def test_an_outlook_msg_file_sent_as_data_becomes_an_attachment(self, smtp: Smtp) -> None:
+        smtp.send(OUTLOOK_MSG, sender="carol@example.org")
+        [event] = smtp.settle()
+        assert event.status is IntakeStatus.TICKET_CREATED
+        [ticket] = smtp.tickets()
+        [msg] = [m for m in smtp.messages(ticket.id) if m.direction == "in"]
+        with smtp.context.sessions() as db:
+            [part] = db.scalars(select(Attachment).where(Attachment.message_id == msg.id))
+            assert (part.filename, part.size) == ("message.msg", len(OUTLOOK_MSG))
+            assert part.content == OUTLOOK_MSG
+
+    @pytest.mark.parametrize(
+        ("raw", "reason"),
+        [(b"just some words\r\n", "no_headers"), (OUTLOOK_MSG, "no_headers"), (b"\r\n", "empty")],
+    )
+    def test_without_an_envelope_sender_it_is_rejected_with_the_reason(
+        self, clean: Context, raw: bytes, reason: str
+    ) -> None:
+        event = store(clean, raw)
+        assert (event.status, event.reason) == (IntakeStatus.REJECTED, reason)
+        assert event.error
+
+    @pytest.mark.parametrize("sender", ["", "not an address", "x" * 400 + "@example.org"])
+    def test_an_unusable_envelope_sender_is_no_author(self, clean: Context, sender: str) -> None:
+        event = store(clean, b"just some words\r\n", envelope_from=sender)
+        assert event.status is IntakeStatus.REJECTED
+
+    def test_the_null_sender_of_a_bounce_without_headers_makes_no_ticket(self, smtp: Smtp) -> None:
+        smtp.send(b"Delivery failed\r\n", sender="")
+        [event] = smtp.settle()
+        assert event.status is IntakeStatus.REJECTED and not smtp.tickets()

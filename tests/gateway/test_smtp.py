@@ -15,9 +15,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
-from doxa.core.db import LARGE_VALUE_BYTES
-from doxa.core.enums import ClassificationState, IntakeStatus, Role, Status, ThreadedBy
+from doxa.core.db import LARGE_VALUE_BYTES, transaction
+from doxa.core.enums import Channel, ClassificationState, IntakeStatus, Role, Status, ThreadedBy
 from doxa.core.intake.models import IntakeEvent
+from doxa.core.intake.pipeline import Delivery
 from doxa.core.tickets.models import Attachment
 from doxa.gateway.smtp import COMMAND_CALL_LIMIT, MAX_RECIPIENTS, READ_LIMIT, Spool, read_data
 from tests.conftest import MakeUser
@@ -379,17 +380,28 @@ class TestFaults:
             assert db.get_one(IntakeEvent, event.id).raw == raw
         assert [t.subject for t in smtp.tickets()] == ["large"]
 
-    def test_unparseable_message_is_kept_failed_and_can_be_reprocessed(
+    def test_empty_message_is_rejected_for_good_and_not_reprocessed(
         self, smtp: Smtp, make_user: MakeUser
     ) -> None:
         smtp.send(b"\r\n")
         [event] = smtp.settle()
-        assert event.status is IntakeStatus.FAILED and "empty message" in (event.error or "")
+        assert (event.status, event.reason) == (IntakeStatus.REJECTED, "empty")
+        assert "empty message" in (event.error or "")
         admin = {"Authorization": f"Bearer {smtp.context.tokens.issue(make_user(Role.ADMIN).id)}"}
         response = smtp.http.post(f"/api/v1/intake/{event.id}/reprocess", headers=admin)
+        assert response.status_code == 409
+
+    def test_failed_event_can_be_reprocessed(self, smtp: Smtp, make_user: MakeUser) -> None:
+        pipeline = smtp.http.app.state.pipeline  # type: ignore[attr-defined]
+        item = Delivery(Channel.EMAIL, message("Retry me").encode(), ["support@example.com"])
+        with transaction(smtp.context.sessions) as db:  # as a timed-out run leaves it
+            event_id = pipeline.accept(db, item).id
+            pipeline.fail(db, event_id, TimeoutError("slow"), reason="timeout")
+        admin = {"Authorization": f"Bearer {smtp.context.tokens.issue(make_user(Role.ADMIN).id)}"}
+        response = smtp.http.post(f"/api/v1/intake/{event_id}/reprocess", headers=admin)
         assert response.status_code == 202 and response.json()["status"] == "received"
         [again] = smtp.settle()
-        assert again.status is IntakeStatus.FAILED and again.attempts == 2
+        assert again.status is IntakeStatus.TICKET_CREATED and again.reason is None
 
     def test_reprocessing_an_event_that_did_not_fail_gets_409(
         self, smtp: Smtp, make_user: MakeUser

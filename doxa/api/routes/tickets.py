@@ -59,9 +59,15 @@ def update_ticket(
 
 
 @router.get("/{ticket_id}/messages")
-def list_messages(ticket_id: IdPath, db: SessionDep, me: CurrentUser) -> list[MessageRead]:
-    """The conversation, oldest first; clients never see internal notes."""
-    return [MessageRead.model_validate(m) for m in messages.list_messages(db, ticket_id, actor=me)]
+def list_messages(
+    ticket_id: IdPath,
+    db: SessionDep,
+    me: CurrentUser,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 25,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+) -> Page[MessageRead]:
+    """The conversation, oldest first, a page at a time; clients never see internal notes."""
+    return messages.list_messages(db, ticket_id, actor=me, cursor=cursor, limit=limit)
 
 
 @router.post("/{ticket_id}/messages", status_code=201)

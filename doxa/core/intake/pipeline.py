@@ -59,6 +59,7 @@ class RawEvent:
     channel: Channel
     raw: bytes
     extra: dict[str, Any]
+    envelope_from: str | None = None  # SMTP's MAIL FROM, for input without a header block
 
 
 Normalizer = Callable[[RawEvent], InboundMessage]
@@ -167,7 +168,8 @@ class Pipeline:
         event = db.get(IntakeEvent, event_id)
         if event is None or event.status is not IntakeStatus.RECEIVED:
             return None
-        return RawEvent(event.id, event.channel, event.raw, dict(event.extra or {}))
+        extra = dict(event.extra or {})
+        return RawEvent(event.id, event.channel, event.raw, extra, event.envelope_from)
 
     def normalize(self, raw: RawEvent) -> InboundMessage:
         return storable(self.normalizers[raw.channel](raw))
@@ -258,7 +260,7 @@ class Pipeline:
         db.flush()
 
     def reject(self, db: Session, event_id: int, error: Rejected) -> None:
-        """Keep input that can never become a ticket, with the reason; it is never retried."""
+        """Keep input that can never become a ticket, final, with the reason (never retried)."""
         event = db.get(IntakeEvent, event_id)
         if event is None or event.status is not IntakeStatus.RECEIVED:
             return

@@ -57,6 +57,9 @@ def process_event(sessions: sessionmaker[Session], pipeline: Pipeline, event_id:
                   read: Reader | None = None) -> IntakeStatus | None:  # fmt: skip
     """Run one event through the pipeline; a failure is recorded on the event, never raised.
 
+    Input that can never become a message (`Rejected`) is `rejected`, final; anything else
+    that goes wrong is `failed`, for a retry.
+
     `read` loads and normalizes the event (here by default; the composition root may do it in
     a worker process, so the raw message never enters this one). Only a lost database raises
     (DatabaseUnavailable): the event stays `received` for a retry.

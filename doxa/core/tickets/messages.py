@@ -6,23 +6,39 @@ from sqlalchemy.orm import Session, selectinload, undefer
 
 from doxa.core.enums import DeliveryState, Direction, Status
 from doxa.core.errors import NotFound, PermissionDenied
+from doxa.core.schemas import MAX_PAGE_SIZE, Page, decode_cursor, encode_cursor
 from doxa.core.tickets.access import get_readable, readable_messages
 from doxa.core.tickets.models import Attachment, Message, Ticket
-from doxa.core.tickets.schemas import MessageCreate
+from doxa.core.tickets.schemas import MessageCreate, MessageRead
 from doxa.core.tickets.service import add_text, record
 from doxa.core.users.models import User
 
 
-def list_messages(db: Session, ticket_id: int, *, actor: User) -> list[Message]:
-    """The conversation, oldest first; clients never see internal notes."""
+def list_messages(
+    db: Session, ticket_id: int, *, actor: User, cursor: str | None = None,
+    limit: int = MAX_PAGE_SIZE,
+) -> Page[MessageRead]:  # fmt: skip
+    """A page of the conversation, oldest first; clients never see internal notes.
+
+    Keyset paging like every list: the cursor is the last id seen, so a long conversation is
+    read a page at a time at the cost of the first.
+    """
     get_readable(db, ticket_id, actor=actor)  # NotFound for a ticket the actor may not see
+    limit = max(1, min(limit, MAX_PAGE_SIZE))
     query = (
         readable_messages(actor)
         .where(Message.ticket_id == ticket_id)
-        .order_by(Message.id)
         .options(selectinload(Message.author))
     )
-    return list(db.scalars(query))
+    after = decode_cursor(cursor)
+    if after is not None:
+        query = query.where(Message.id > after)
+    rows = list(db.scalars(query.order_by(Message.id).limit(limit + 1)))
+    page = rows[:limit]
+    return Page(
+        items=[MessageRead.model_validate(m) for m in page],
+        next_cursor=encode_cursor(page[-1].id) if len(rows) > limit else None,
+    )
 
 
 def post_message(

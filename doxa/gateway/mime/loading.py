@@ -15,7 +15,7 @@ from email.parser import BytesHeaderParser
 
 import mailparser
 
-from doxa.core.errors import InvalidInput
+from doxa.core.errors import Rejected
 from doxa.gateway.mime import linear
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,7 @@ _OBSOLETE_COLON = re.compile(rb"^([!-9;-~]{1,76})[ \t]+:", re.MULTILINE)
 _BOUNDARY = re.compile(rb'boundary\s*=\s*(?:"([^"\r\n]{1,200})"|([^\s;"]{1,200}))', re.IGNORECASE)
 # An opening delimiter line (a closing one ends in "--", which is then not a known boundary).
 _DELIMITER = re.compile(rb"^--([^\r\n]{1,210})", re.MULTILINE)
+NO_HEADERS = Rejected("no header fields: not an email message", reason="no_headers")
 MAX_HEADER_BYTES = 262_144
 MAX_PARTS = 1000
 
@@ -123,7 +124,7 @@ def _load_recovered(raw: bytes, first: Message) -> tuple[Message, list[str]]:
     if start is None:
         if len(first):
             return first, []
-        raise InvalidInput("no header fields: not an email message")
+        raise NO_HEADERS
     fixed = [
         line if _HEADER_LINE.match(line) or line[:1] in b" \t" else b" " + line
         for line in lines[start:]
@@ -132,5 +133,5 @@ def _load_recovered(raw: bytes, first: Message) -> tuple[Message, list[str]]:
     if len(message) <= len(first):
         if len(first):
             return first, []
-        raise InvalidInput("no header fields: not an email message")
+        raise NO_HEADERS
     return message, [*notes, "malformed header block repaired before parsing"]
