@@ -74,7 +74,7 @@ class TestIngest:
         with env.sessions() as db:
             assert db.scalar(select(IntakeEvent.id)) is None
 
-    def test_summary_names_failed_and_held_files_and_empty_files_are_skipped(
+    def test_summary_names_rejected_and_held_files_and_empty_files_are_skipped(
         self, env: Context, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
         (tmp_path / "good.eml").write_text(message("Fine", message_id="good@example.org"))
@@ -83,12 +83,12 @@ class TestIngest:
         (tmp_path / "empty.eml").write_bytes(b"")
         assert main(["ingest", str(tmp_path)]) == 0
         out = capsys.readouterr().out
-        assert f"{tmp_path}/junk.eml: failed: InvalidInput" in out
+        assert f"{tmp_path}/junk.eml: rejected: no_headers" in out
         assert f"{tmp_path}/ooo.eml: held: auto_reply" in out
         assert f"{tmp_path}/empty.eml: skipped_empty" in out and "good.eml" not in out
         with env.sessions() as db:
             statuses = sorted(db.scalars(select(IntakeEvent.status)))
-        assert statuses == [IntakeStatus.FAILED, IntakeStatus.HELD, IntakeStatus.TICKET_CREATED]
+        assert statuses == [IntakeStatus.HELD, IntakeStatus.REJECTED, IntakeStatus.TICKET_CREATED]
 
     def test_missing_path_is_a_one_line_error(
         self, env: Context, capsys: pytest.CaptureFixture[str]

@@ -82,7 +82,7 @@ class TestMessageReads:
             db.add(
                 Message(ticket_id=ticket.id, direction=Direction.OUT, body="ack", full_body="ack")
             )
-        messages = agent.get(f"/api/v1/tickets/{ticket.id}/messages").json()
+        messages = agent.get(f"/api/v1/tickets/{ticket.id}/messages").json()["items"]
         authors = [m["author"] for m in messages]
         assert authors[0] == {
             "id": client.id,
