@@ -82,6 +82,14 @@ TOPICS: dict[str, tuple[float, tuple[str, ...]]] = {
     "technical": (22, ("sync", "timeout", "webhook", "slow", "upload", "attachment", "mobile")),
     "general": (14, ("question", "pricing", "plan", "upgrade", "seats", "trial", "contract")),
 }
+# Another language in about 4% of tickets, accented as people type them (some unaccented).
+FOREIGN = (
+    "facture remboursement réinitialiser connexion problème reçu délai compte "
+    "Rückerstattung Passwort zurücksetzen Überweisung Konto Rechnung Kündigung "
+    "contraseña reembolso facturación cuenta añadir configuración también"
+).split()
+# Words agents write only in internal notes: a client's search must never find them.
+NOTE_WORDS = ("chargebackrisk", "vipaccount", "legalhold", "fraudcheck", "refundapproved")
 PRODUCTS = ("zapier", "quickbooks", "salesforce", "shopify", "slack", "jira", "hubspot", "xero")
 OPENERS = (
     "Problem with",
@@ -143,7 +151,20 @@ class Writer:
             words.append(self.rng.choice(PRODUCTS))
         return f"{self.rng.choice(OPENERS)} {' '.join(words)}"
 
-    def body(self, topic: str) -> str:
+    def body(self, topic: str, *, requester: int, internal: bool = False) -> str:
+        text = self._words(topic)
+        extras = []
+        if internal and self.rng.random() < 0.5:
+            extras.append(self.rng.choice(NOTE_WORDS))
+        if self.rng.random() < 0.04:
+            extras.extend(self.rng.choices(FOREIGN, k=self.rng.randint(3, 8)))
+        if self.rng.random() < 0.15:
+            extras.append(f"Order ORD-{self.rng.randint(100_000, 999_999)}.")
+        if not internal and self.rng.random() < 0.1:
+            extras.append(f"Write to client{requester}@bench.example")
+        return " ".join([text, *extras])
+
+    def _words(self, topic: str) -> str:
         keywords = TOPICS[topic][1]
         words = self.rng.choices(
             FILLER, cum_weights=self.filler_weights, k=self.rng.randint(15, 110)
@@ -234,9 +255,12 @@ def ticket_rows(
         subject = writer.subject(topic)
         conversation = _messages(ticket_id, requester, created, topic, people, writer)
         public = [m["full_body"] for m in conversation if not m["internal"]]
+        notes = [m["full_body"] for m in conversation if m["internal"]]
         tickets.append(
             _ticket(ticket_id, requester, created, topic, subject, people, rng)
-            | {"search_text": "\n".join([subject, *public])}
+            | {"search_text": "\n".join([subject, *public]), "note_text": "".join(
+                f"\n{note}" for note in notes
+            )}
         )
         messages.extend(conversation)
     return tickets, messages
@@ -285,13 +309,14 @@ def _messages(
     rows = []
     for turn in range(rng.choice((1, 1, 2, 2, 2, 3))):
         inbound = turn % 2 == 0
-        body = writer.body(topic)
+        internal = not inbound and rng.random() < 0.2
+        body = writer.body(topic, requester=requester, internal=internal)
         rows.append(
             {
                 "ticket_id": ticket_id,
                 "author_id": requester if inbound else rng.choice(people.agents),
                 "direction": (Direction.IN if inbound else Direction.OUT).value,
-                "internal": not inbound and rng.random() < 0.2,
+                "internal": internal,
                 "body": body,
                 "full_body": body,
                 "html": None,
@@ -547,6 +572,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tickets", type=int, default=100_000, help="N (default 100,000)")
     parser.add_argument("--requests", type=int, default=200, help="timed requests per scenario")
     parser.add_argument("--reuse", action="store_true", help="skip seeding if >= N tickets exist")
+    parser.add_argument("--seed-only", action="store_true", help="seed, then stop")
     return parser.parse_args(argv)
 
 
@@ -560,6 +586,8 @@ def main(argv: list[str] | None = None) -> None:
         context = Context.build(settings)
         try:
             tickets = prepare(context, args.tickets, reuse=args.reuse)
+            if args.seed_only:
+                return
             rows = asyncio.run(bench_app(context, tickets, args.requests))
             report(rows, match_counts(context, search_queries()))
         finally:
