@@ -27,6 +27,7 @@ import asyncio
 import json
 import math
 import random
+import re
 import secrets
 import sys
 import tempfile
@@ -458,13 +459,14 @@ def search_queries(context: Context) -> list[str]:
     product names, a rare token, a miss, an order number, an address, a phrase, words of
     another language (typed with and without accents) and a word only internal notes hold."""
     with context.engine.connect() as connection:
-        order = connection.scalar(
+        body = connection.scalar(
             sa.text(
-                "SELECT substr(body, strpos(body, 'ORD-'), 10) FROM message WHERE body LIKE "
-                "'%ORD-%' AND ticket_id > :middle ORDER BY id LIMIT 1"
+                "SELECT body FROM message WHERE body LIKE '%ORD-%' AND ticket_id > :middle "
+                "ORDER BY ticket_id LIMIT 1"
             ),
             {"middle": context_tickets(connection) // 2},
         )
+        order = re.search(r"ORD-\d+", str(body))
         address = connection.scalar(
             sa.text(
                 "SELECT email FROM \"user\" WHERE role = 'CLIENT' ORDER BY id LIMIT 1 OFFSET 40"
@@ -482,7 +484,7 @@ def search_queries(context: Context) -> list[str]:
         "refund crash",
         RARE[100],
         "xylophone",
-        str(order),
+        order.group() if order else "ORD-000000",
         str(address),
         '"reset password"',
         '"invoice doubled"',

@@ -27,7 +27,11 @@ from doxa.core.tickets.query import Term, parse, to_fts5, to_tsquery
 from doxa.core.tickets.schemas import TicketFilters, TicketRead
 from doxa.core.users.models import User
 
+# A walk checks a ticket in about 2.5 us, the bitmap fetches and checks a match in about
+# 8 us (PostgreSQL, 100,000 tickets): at a million tickets they cost the same near 0.3% of
+# tickets matching, some 9,000 tickets into a walk.
 WALK = 2_000
+WALK_MAX = 12_000
 _EQUALITY_FILTERS = (
     "status",
     "priority",
@@ -57,12 +61,13 @@ def list_tickets(
         if value is not None:
             query = query.where(getattr(Ticket, name) == value)
     after = decode_cursor(cursor)
-    if after is not None:
-        query = query.where(Ticket.id < after)
     if filters.q is None:
+        if after is not None:
+            query = query.where(Ticket.id < after)
         rows = list(db.scalars(query.order_by(Ticket.id.desc()).limit(limit + 1)))
     else:
-        ids = matching_ids(db, query, parse(filters.q), staff=actor.is_staff, want=limit + 1)
+        terms = parse(filters.q)
+        ids = matching_ids(db, query, terms, staff=actor.is_staff, after=after, want=limit + 1)
         found = query.where(Ticket.id.in_(ids)).order_by(Ticket.id.desc())
         rows = list(db.scalars(found)) if ids else []
     page = rows[:limit]
@@ -73,32 +78,92 @@ def list_tickets(
 
 
 def matching_ids(
-    db: Session, scope: Select[Ticket], terms: list[Term], *, staff: bool, want: int
+    db: Session,
+    scope: Select[Ticket],
+    terms: list[Term],
+    *,
+    staff: bool,
+    after: int | None,
+    want: int,
 ) -> list[int]:
-    """The ids of the newest `want` tickets of `scope` that match every term, newest first."""
+    """The ids of the newest `want` tickets of `scope` older than `after` that match every
+    term, newest first."""
     if not terms:
         return []
-    postgresql = is_postgresql(db)
+    if is_postgresql(db):
+        if after is not None:
+            scope = scope.where(Ticket.id < after)
+        return _pg_newest(db, scope, terms, staff=staff, want=want)
+    return _fts_newest(db, scope, terms, staff=staff, after=after, want=want)
+
+
+def _pg_newest(
+    db: Session, scope: Select[Ticket], terms: list[Term], *, staff: bool, want: int
+) -> list[int]:
+    """Walk the newest tickets while the matches met so far say a walk fills the page soon;
+    otherwise take the rest from the GIN bitmap."""
     newest = scope.with_only_columns(Ticket.id).order_by(Ticket.id.desc())
-    if postgresql:
-        window = newest.add_columns(_VECTOR.label("vector")).limit(WALK).subquery()
-        walk_matches = _pg_match(window.c.vector, terms, staff)
-        condition = _pg_match(_VECTOR, terms, staff)
-    else:
-        window = newest.limit(WALK).subquery()
-        walk_matches = _fts_match(window.c.id, terms, staff)
-        condition = _fts_match(Ticket.id, terms, staff)
-    walked = select(window.c.id).where(walk_matches).order_by(window.c.id.desc())
-    found = list(db.scalars(walked.limit(want)))
-    if len(found) == want:
-        return found
-    seen, oldest = db.execute(select(func.count(), func.min(window.c.id))).one()
-    if seen < WALK:
-        return found  # the walk saw the whole scope
-    older = newest.where(Ticket.id < oldest, condition).limit(want - len(found))
-    if postgresql:
-        return found + _from_bitmap(db, older)
-    return found + list(db.scalars(older))
+    found: list[int] = []
+    walked, size, below = 0, WALK, None
+    while size:
+        window = newest if below is None else newest.where(Ticket.id < below)
+        hits, seen, oldest = _walk(db, window.limit(size), terms, staff, want - len(found))
+        found += hits
+        if len(found) == want or seen < size:
+            return found  # a full page, or the walk saw the whole scope
+        walked, below = walked + seen, oldest
+        size = _next_walk(walked, len(found), want)
+    assert below is not None  # the first walk ran
+    condition = _pg_match(_VECTOR, terms, staff)
+    older = newest.where(Ticket.id < below, condition).limit(want - len(found))
+    return found + _from_bitmap(db, older)
+
+
+def _walk(
+    db: Session, window: Select[tuple[int]], terms: list[Term], staff: bool, want: int
+) -> tuple[list[int], int, int]:
+    """The matches among `window`'s tickets (newest first, at most `want`), how many tickets
+    the window held and the oldest of them."""
+    rows = window.add_columns(_VECTOR.label("vector")).subquery()
+    matching = select(rows.c.id).where(_pg_match(rows.c.vector, terms, staff))
+    hits = list(db.scalars(matching.order_by(rows.c.id.desc()).limit(want)))
+    if len(hits) == want:
+        return hits, 0, 0
+    extent = window.subquery()
+    seen, oldest = db.execute(select(func.count(), func.min(extent.c.id))).one()
+    return hits, int(seen), int(oldest or 0)
+
+
+def _next_walk(walked: int, hits: int, want: int) -> int:
+    """How far to walk on: as far as the density met so far needs to fill the page (twice
+    that, for luck), when that stays under WALK_MAX; 0 sends the rest to the bitmap."""
+    if hits == 0:
+        return 0
+    needed = 2 * (want - hits) * walked // hits
+    return needed if walked + needed <= WALK_MAX else 0
+
+
+def _fts_newest(
+    db: Session,
+    scope: Select[Ticket],
+    terms: list[Term],
+    *,
+    staff: bool,
+    after: int | None,
+    want: int,
+) -> list[int]:
+    """FTS5 yields matches newest first (rowid descending) and stops at `want` in scope: its
+    doclists are cheap to read, while checking tickets one by one against FTS5 is not
+    (2,000 rows: 16-450 ms at 100,000 tickets, against 0.1-18 ms this way)."""
+    query = (
+        scope.with_only_columns(Ticket.id)
+        .select_from(_FTS)
+        .join(Ticket, Ticket.id == _FTS.c.rowid)
+        .where(_fts_match(terms, staff))
+    )
+    if after is not None:
+        query = query.where(_FTS.c.rowid < after)
+    return list(db.scalars(query.order_by(_FTS.c.rowid.desc()).limit(want)))
 
 
 def match_condition(db: Session, q: str, *, staff: bool) -> ColumnElement[bool]:
@@ -108,7 +173,7 @@ def match_condition(db: Session, q: str, *, staff: bool) -> ColumnElement[bool]:
         return Ticket.id.is_(None)
     if is_postgresql(db):
         return _pg_match(_VECTOR, terms, staff)
-    return _fts_match(Ticket.id, terms, staff)
+    return Ticket.id.in_(select(_FTS.c.rowid).where(_fts_match(terms, staff)).scalar_subquery())
 
 
 def _pg_match(vector: ColumnElement[str], terms: list[Term], staff: bool) -> ColumnElement[bool]:
@@ -118,13 +183,8 @@ def _pg_match(vector: ColumnElement[str], terms: list[Term], staff: bool) -> Col
     return vector.bool_op("@@")(tsquery)
 
 
-def _fts_match(
-    ticket_id: ColumnElement[int], terms: list[Term], staff: bool
-) -> ColumnElement[bool]:
-    hits = select(_FTS.c.rowid).where(
-        literal_column("ticket_fts").bool_op("MATCH")(to_fts5(terms, staff=staff))
-    )
-    return ticket_id.in_(hits.scalar_subquery())
+def _fts_match(terms: list[Term], staff: bool) -> ColumnElement[bool]:
+    return literal_column("ticket_fts").bool_op("MATCH")(to_fts5(terms, staff=staff))
 
 
 def _from_bitmap(db: Session, query: Select[tuple[int]]) -> list[int]:

@@ -195,17 +195,20 @@ def corpus(db: Session, make_user: MakeUser, make_ticket: MakeTicket) -> list[St
 
 
 class TestSearchMatchesAPlainFilter:
-    @pytest.mark.parametrize("walk", [search.WALK, 3])
+    @pytest.mark.parametrize(("walk", "walk_max"), [(search.WALK, search.WALK_MAX), (3, 3), (2, 9)])
     def test_every_query_shape_finds_what_a_scan_finds_in_the_same_order(
         self,
         db: Session,
         corpus: list[Stored],
         make_user: MakeUser,
         walk: int,
+        walk_max: int,
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
-        # walk=3 sends almost every search through the index plan, the default through the walk
+        # The default answers from the walk; (3, 3) sends almost every search to the index
+        # after three tickets; (2, 9) walks on by the density met, then goes to the index.
         monkeypatch.setattr(search, "WALK", walk)
+        monkeypatch.setattr(search, "WALK_MAX", walk_max)
         agent = db.get(User, make_user(Role.AGENT).id)
         clients = [db.get(User, id_) for id_ in sorted({t.requester_id for t in corpus})]
         actors = [agent, *clients]
