@@ -468,14 +468,12 @@ _PG_WORDS = "regexp_replace({column}, '[^[:alnum:]]+', ' ', 'g')"
 _PG_VECTOR = (
     "setweight(to_tsvector('doxa_search'::regconfig, {public}), 'A') || "
     "setweight(to_tsvector('doxa_search'::regconfig, {notes}), 'D')"
-).format(
-    public=_PG_WORDS.format(column="search_text"), notes=_PG_WORDS.format(column="note_text")
-)
-_PG_TOKEN_TYPES = "asciiword, word, numword, int, uint, float, sfloat"
+).format(public=_PG_WORDS.format(column="search_text"), notes=_PG_WORDS.format(column="note_text"))
+_PG_WORD_KINDS = "asciiword, word, numword, int, uint, float, sfloat"
 _PG_SEARCH = [
     "CREATE EXTENSION IF NOT EXISTS unaccent",
     "CREATE TEXT SEARCH CONFIGURATION doxa_search (COPY = simple)",
-    f"ALTER TEXT SEARCH CONFIGURATION doxa_search ALTER MAPPING FOR {_PG_TOKEN_TYPES} "
+    f"ALTER TEXT SEARCH CONFIGURATION doxa_search ALTER MAPPING FOR {_PG_WORD_KINDS} "
     "WITH unaccent, simple",
     # A stored vector, not an expression index: matching rows are then checked without
     # re-parsing each ticket's text, which the planner underestimates badly.

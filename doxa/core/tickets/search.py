@@ -1,17 +1,22 @@
 """Listing tickets: filters, full-text search and keyset pagination, newest first.
 
-A search's cost follows its matches, not the table. Two plans, tried in this order:
+A search costs what its matches cost, not what the table holds (issue 12: at a million
+tickets PostgreSQL walked the whole primary key, 0.7-1.3 s, for a word that matched nothing).
+
+PostgreSQL, two plans chosen by what the matches met so far say:
 
 1. the walk: the newest WALK tickets the filters let through (primary key, or a filter's
-   `(column, id)` index, newest first), each checked against the query. Common terms fill a
-   page here in a few milliseconds, and a scope smaller than WALK (a client's own tickets) is
-   answered exactly;
-2. the index: every match older than the walk's last ticket, straight from the full-text
-   index (PostgreSQL: the GIN bitmap, then a top-N sort; SQLite: FTS5's doclists, newest
-   first). Terms rare enough to miss the walk have few matches, so this is cheap too.
+   `(column, id)` index, newest first), each checked against the stored vector. A common term
+   fills the page here; a scope smaller than the walk (a client's own tickets) is answered
+   whole. When the walk met some matches but too few, it walks on as far as their density says
+   the page needs, up to WALK_MAX tickets (a phrase of common words: the index would have to
+   recheck every ticket holding both words);
+2. the index: the rest from the GIN bitmap, then a top-N sort (the planner is told not to walk
+   the primary key): a term that missed the walk has few matches.
 
-Without step 1 PostgreSQL walked the whole primary key for a word that matched nothing
-(0.7-1.3 s at a million tickets, issue 12); without step 2 a rare word would cost the same.
+SQLite: FTS5 hands out matches newest first (rowid descending) and stops at the page, joining
+each to its ticket for the filters; checking tickets one by one against FTS5 instead costs
+16-450 ms per 2,000 tickets at 100,000, reading its doclists 0.1-18 ms.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from doxa.core.users.models import User
 # A walk checks a ticket in about 2.5 us, the bitmap fetches and checks a match in about
 # 8 us (PostgreSQL, 100,000 tickets): at a million tickets they cost the same near 0.3% of
 # tickets matching, some 9,000 tickets into a walk.
-WALK = 2_000
+WALK = 500
 WALK_MAX = 12_000
 _EQUALITY_FILTERS = (
     "status",
@@ -104,34 +109,40 @@ def _pg_newest(
     otherwise take the rest from the GIN bitmap."""
     newest = scope.with_only_columns(Ticket.id).order_by(Ticket.id.desc())
     found: list[int] = []
-    walked, size, below = 0, WALK, None
+    walked, size, below = 0, WALK, newest
     while size:
-        window = newest if below is None else newest.where(Ticket.id < below)
-        hits, seen, oldest = _walk(db, window.limit(size), terms, staff, want - len(found))
+        hits, seen, oldest = _walk(db, below.limit(size), terms, staff, want - len(found))
         found += hits
         if len(found) == want or seen < size:
             return found  # a full page, or the walk saw the whole scope
-        walked, below = walked + seen, oldest
+        walked, below = walked + seen, newest.where(Ticket.id < oldest)
         size = _next_walk(walked, len(found), want)
-    assert below is not None  # the first walk ran
     condition = _pg_match(_VECTOR, terms, staff)
-    older = newest.where(Ticket.id < below, condition).limit(want - len(found))
+    older = below.where(condition).limit(want - len(found))
     return found + _from_bitmap(db, older)
 
 
 def _walk(
-    db: Session, window: Select[tuple[int]], terms: list[Term], staff: bool, want: int
+    db: Session, window: Select[int], terms: list[Term], staff: bool, want: int
 ) -> tuple[list[int], int, int]:
     """The matches among `window`'s tickets (newest first, at most `want`), how many tickets
-    the window held and the oldest of them."""
-    rows = window.add_columns(_VECTOR.label("vector")).subquery()
-    matching = select(rows.c.id).where(_pg_match(rows.c.vector, terms, staff))
-    hits = list(db.scalars(matching.order_by(rows.c.id.desc()).limit(want)))
-    if len(hits) == want:
-        return hits, 0, 0
-    extent = window.subquery()
-    seen, oldest = db.execute(select(func.count(), func.min(extent.c.id))).one()
-    return hits, int(seen), int(oldest or 0)
+    the window held and the oldest of them: one round trip."""
+    rows = window.add_columns(_VECTOR.label("vector")).cte("walk")
+    matching = (
+        select(rows.c.id)
+        .where(_pg_match(rows.c.vector, terms, staff))
+        .order_by(rows.c.id.desc())
+        .limit(want)
+        .subquery()
+    )
+    seen, oldest, hits = db.execute(
+        select(
+            select(func.count()).select_from(rows).scalar_subquery(),
+            select(func.min(rows.c.id)).scalar_subquery(),
+            select(func.array_agg(matching.c.id)).scalar_subquery(),
+        )
+    ).one()
+    return sorted(hits or (), reverse=True), int(seen), int(oldest or 0)
 
 
 def _next_walk(walked: int, hits: int, want: int) -> int:
@@ -152,9 +163,7 @@ def _fts_newest(
     after: int | None,
     want: int,
 ) -> list[int]:
-    """FTS5 yields matches newest first (rowid descending) and stops at `want` in scope: its
-    doclists are cheap to read, while checking tickets one by one against FTS5 is not
-    (2,000 rows: 16-450 ms at 100,000 tickets, against 0.1-18 ms this way)."""
+    """FTS5's matches newest first, each joined to its ticket for the scope, up to `want`."""
     query = (
         scope.with_only_columns(Ticket.id)
         .select_from(_FTS)
@@ -187,13 +196,21 @@ def _fts_match(terms: list[Term], staff: bool) -> ColumnElement[bool]:
     return literal_column("ticket_fts").bool_op("MATCH")(to_fts5(terms, staff=staff))
 
 
-def _from_bitmap(db: Session, query: Select[tuple[int]]) -> list[int]:
+def _from_bitmap(db: Session, query: Select[int]) -> list[int]:
     """Run `query` through the GIN bitmap and a sort, never an ordered primary-key walk:
     the walk already showed matches are too sparse for one."""
-    db.execute(text("SET LOCAL enable_indexscan = off"))
-    db.execute(text("SET LOCAL enable_seqscan = off"))
+    saved = db.execute(text(_PLAN_BITMAP)).one()
     try:
         return list(db.scalars(query))
     finally:
-        db.execute(text("RESET enable_indexscan"))
-        db.execute(text("RESET enable_seqscan"))
+        db.execute(text(_PLAN_RESTORE), {"index": saved.index, "seq": saved.seq})
+
+
+_PLAN_BITMAP = (
+    "SELECT current_setting('enable_indexscan') AS index, "
+    "current_setting('enable_seqscan') AS seq, "
+    "set_config('enable_indexscan', 'off', true), set_config('enable_seqscan', 'off', true)"
+)
+_PLAN_RESTORE = (
+    "SELECT set_config('enable_indexscan', :index, true), set_config('enable_seqscan', :seq, true)"
+)
