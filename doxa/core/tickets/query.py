@@ -56,6 +56,16 @@ def to_tsquery(terms: list[Term], *, staff: bool) -> str:
     return " & ".join(_pg_phrase(term, "A") for term in terms)
 
 
+def to_tsquery_words(terms: list[Term]) -> str:
+    """Every word of every term, ANDed, without phrases or weights: what the GIN index alone
+    can tell (the rows it hands out before a recheck)."""
+    return " & ".join(
+        f"'{word}':*" if term.prefix and index == len(term.words) - 1 else f"'{word}'"
+        for term in terms
+        for index, word in enumerate(term.words)
+    )
+
+
 def _pg_staff_term(term: Term) -> str:
     if len(term.words) == 1:
         return _pg_phrase(term, "")

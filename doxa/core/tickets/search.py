@@ -21,6 +21,8 @@ each to its ticket for the filters; checking tickets one by one against FTS5 ins
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import ColumnElement, Select, func, literal_column, select, table, text
 from sqlalchemy.orm import Session
 
@@ -28,15 +30,17 @@ from doxa.core.db import is_postgresql
 from doxa.core.schemas import MAX_PAGE_SIZE, Page, decode_cursor, encode_cursor
 from doxa.core.tickets.access import readable_by
 from doxa.core.tickets.models import Ticket
-from doxa.core.tickets.query import Term, parse, to_fts5, to_tsquery
+from doxa.core.tickets.query import Term, parse, to_fts5, to_tsquery, to_tsquery_words
 from doxa.core.tickets.schemas import TicketFilters, TicketRead
 from doxa.core.users.models import User
 
-# A walk checks a ticket in about 2.5 us, the bitmap fetches and checks a match in about
-# 8 us (PostgreSQL, 100,000 tickets): at a million tickets they cost the same near 0.3% of
-# tickets matching, some 9,000 tickets into a walk.
+# Costs in walk steps (a walk checks a ticket in about 2.5 us): the bitmap fetches and checks
+# a candidate in about 4, and reads a prefix's posting lists at about 0.4 per ticket holding it
+# (PostgreSQL, a million tickets, in shared buffers).
 WALK = 500
-WALK_MAX = 12_000
+WALK_MAX = 40_000
+BITMAP_COST = 4
+PREFIX_COST = 0.4
 _EQUALITY_FILTERS = (
     "status",
     "priority",
@@ -105,28 +109,52 @@ def matching_ids(
 def _pg_newest(
     db: Session, scope: Select[Ticket], terms: list[Term], *, staff: bool, want: int
 ) -> list[int]:
-    """Walk the newest tickets while the matches met so far say a walk fills the page soon;
-    otherwise take the rest from the GIN bitmap."""
+    """Walk the newest tickets while what the walk met says walking on is cheaper than the
+    bitmap; then take the rest from the GIN bitmap."""
     newest = scope.with_only_columns(Ticket.id).order_by(Ticket.id.desc())
     found: list[int] = []
-    walked, size, below = 0, WALK, newest
+    walked, size, below, top = 0, WALK, newest, 0
+    candidates = prefixed = 0
     while size:
-        hits, seen, oldest = _walk(db, below.limit(size), terms, staff, want - len(found))
-        found += hits
-        if len(found) == want or seen < size:
+        walk = _walk(db, below.limit(size), terms, staff, want - len(found))
+        found += walk.hits
+        if len(found) == want or walk.seen < size:
             return found  # a full page, or the walk saw the whole scope
-        walked, below = walked + seen, newest.where(Ticket.id < oldest)
-        size = _next_walk(walked, len(found), want)
+        top = top or walk.newest
+        walked += walk.seen
+        candidates, prefixed = candidates + walk.candidates, prefixed + walk.prefixed
+        below = newest.where(Ticket.id < walk.oldest)
+        # Tickets of the scope older than the walk, at the density of ids the walk crossed.
+        older = walk.oldest * walked // max(1, top - walk.oldest)
+        bitmap_cost = (BITMAP_COST * candidates * older + PREFIX_COST * prefixed * top) / walked
+        size = _walk_on(walked, len(found), want, bitmap=bitmap_cost)
     condition = _pg_match(_VECTOR, terms, staff)
-    older = below.where(condition).limit(want - len(found))
-    return found + _from_bitmap(db, older)
+    return found + _from_bitmap(db, below.where(condition).limit(want - len(found)))
 
 
-def _walk(
-    db: Session, window: Select[int], terms: list[Term], staff: bool, want: int
-) -> tuple[list[int], int, int]:
-    """The matches among `window`'s tickets (newest first, at most `want`), how many tickets
-    the window held and the oldest of them: one round trip."""
+def _walk_on(walked: int, hits: int, want: int, *, bitmap: float) -> int:
+    """How many more tickets to walk, 0 for the bitmap: as many as the density of matches met
+    says the page needs (with a margin), when that costs less than the bitmap would. Without
+    a match met, the bitmap: the term is rare, or the walk could run to the end of the table
+    (and a client's tickets, scattered over the table, cost a page read each)."""
+    if hits == 0:
+        return 0
+    needed = 3 * (want - hits) * walked // (2 * hits)
+    return needed if needed < bitmap and walked + needed <= WALK_MAX else 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Walked:
+    hits: list[int]  # matches, newest first, at most the number asked for
+    seen: int  # tickets in the window
+    newest: int
+    oldest: int
+    candidates: int  # tickets holding every word, which the bitmap would have to check
+    prefixed: int  # tickets holding the prefix: the bitmap reads all of them, table-wide
+
+
+def _walk(db: Session, window: Select[int], terms: list[Term], staff: bool, want: int) -> _Walked:
+    """The window's tickets checked against the query, in one round trip."""
     rows = window.add_columns(_VECTOR.label("vector")).cte("walk")
     matching = (
         select(rows.c.id)
@@ -135,23 +163,29 @@ def _walk(
         .limit(want)
         .subquery()
     )
-    seen, oldest, hits = db.execute(
+    words = rows.c.vector.bool_op("@@")(_tsquery(to_tsquery_words(terms)))
+    last = terms[-1]
+    prefix = rows.c.vector.bool_op("@@")(_tsquery(f"'{last.words[-1]}':*"))
+    seen, newest, oldest, candidates, prefixed, hits = db.execute(
         select(
             select(func.count()).select_from(rows).scalar_subquery(),
+            select(func.max(rows.c.id)).scalar_subquery(),
             select(func.min(rows.c.id)).scalar_subquery(),
+            select(func.count()).select_from(rows).where(words).scalar_subquery(),
+            select(func.count()).select_from(rows).where(prefix).scalar_subquery()
+            if last.prefix
+            else literal_column("0"),
             select(func.array_agg(matching.c.id)).scalar_subquery(),
         )
     ).one()
-    return sorted(hits or (), reverse=True), int(seen), int(oldest or 0)
-
-
-def _next_walk(walked: int, hits: int, want: int) -> int:
-    """How far to walk on: as far as the density met so far needs to fill the page (twice
-    that, for luck), when that stays under WALK_MAX; 0 sends the rest to the bitmap."""
-    if hits == 0:
-        return 0
-    needed = 2 * (want - hits) * walked // hits
-    return needed if walked + needed <= WALK_MAX else 0
+    return _Walked(
+        hits=sorted(hits or (), reverse=True),
+        seen=int(seen),
+        newest=newest or 0,
+        oldest=oldest or 0,
+        candidates=int(candidates),
+        prefixed=int(prefixed),
+    )
 
 
 def _fts_newest(
@@ -186,10 +220,11 @@ def match_condition(db: Session, q: str, *, staff: bool) -> ColumnElement[bool]:
 
 
 def _pg_match(vector: ColumnElement[str], terms: list[Term], staff: bool) -> ColumnElement[bool]:
-    tsquery = func.to_tsquery(
-        literal_column("'doxa_search'::regconfig"), to_tsquery(terms, staff=staff)
-    )
-    return vector.bool_op("@@")(tsquery)
+    return vector.bool_op("@@")(_tsquery(to_tsquery(terms, staff=staff)))
+
+
+def _tsquery(query: str) -> ColumnElement[str]:
+    return func.to_tsquery(literal_column("'doxa_search'::regconfig"), query)
 
 
 def _fts_match(terms: list[Term], staff: bool) -> ColumnElement[bool]:
@@ -203,14 +238,18 @@ def _from_bitmap(db: Session, query: Select[int]) -> list[int]:
     try:
         return list(db.scalars(query))
     finally:
-        db.execute(text(_PLAN_RESTORE), {"index": saved.index, "seq": saved.seq})
+        db.execute(text(_PLAN_RESTORE), {"index": saved.index, "seq": saved.seq, "mem": saved.mem})
 
 
+# work_mem: a prefix's posting lists go into one bitmap; at 4 MB it turned lossy at a million
+# tickets and every page of it was rechecked (`refund crash:*`: 560 ms, 170 ms at 32 MB).
 _PLAN_BITMAP = (
     "SELECT current_setting('enable_indexscan') AS index, "
-    "current_setting('enable_seqscan') AS seq, "
-    "set_config('enable_indexscan', 'off', true), set_config('enable_seqscan', 'off', true)"
+    "current_setting('enable_seqscan') AS seq, current_setting('work_mem') AS mem, "
+    "set_config('enable_indexscan', 'off', true), set_config('enable_seqscan', 'off', true), "
+    "set_config('work_mem', '32MB', true)"
 )
 _PLAN_RESTORE = (
-    "SELECT set_config('enable_indexscan', :index, true), set_config('enable_seqscan', :seq, true)"
+    "SELECT set_config('enable_indexscan', :index, true), "
+    "set_config('enable_seqscan', :seq, true), set_config('work_mem', :mem, true)"
 )
