@@ -238,18 +238,24 @@ def _from_bitmap(db: Session, query: Select[int]) -> list[int]:
     try:
         return list(db.scalars(query))
     finally:
-        db.execute(text(_PLAN_RESTORE), {"index": saved.index, "seq": saved.seq, "mem": saved.mem})
+        db.execute(text(_PLAN_RESTORE), dict(zip(_PLAN, saved[: len(_PLAN)], strict=True)))
 
 
-# work_mem: a prefix's posting lists go into one bitmap; at 4 MB it turned lossy at a million
-# tickets and every page of it was rechecked (`refund crash:*`: 560 ms, 170 ms at 32 MB).
-_PLAN_BITMAP = (
-    "SELECT current_setting('enable_indexscan') AS index, "
-    "current_setting('enable_seqscan') AS seq, current_setting('work_mem') AS mem, "
-    "set_config('enable_indexscan', 'off', true), set_config('enable_seqscan', 'off', true), "
-    "set_config('work_mem', '32MB', true)"
+# Planner settings for the bitmap query, restored afterwards. work_mem: a prefix's posting lists
+# go into one bitmap; at 4 MB it turned lossy at a million tickets and every page of it was
+# rechecked (`refund crash:*`: 560 ms, 170 ms at 32 MB). plan_cache_mode: psycopg prepares a
+# statement met five times, and PostgreSQL's generic plan for it, blind to the cursor's value,
+# ANDed the bitmap with a million-entry primary-key range (+55 ms a search). jit: compiling
+# costs more than these queries.
+_PLAN = {
+    "enable_indexscan": "off",
+    "enable_seqscan": "off",
+    "work_mem": "32MB",
+    "plan_cache_mode": "force_custom_plan",
+    "jit": "off",
+}
+_PLAN_BITMAP = "SELECT " + ", ".join(
+    [f"current_setting('{name}')" for name in _PLAN]
+    + [f"set_config('{name}', '{value}', true)" for name, value in _PLAN.items()]
 )
-_PLAN_RESTORE = (
-    "SELECT set_config('enable_indexscan', :index, true), "
-    "set_config('enable_seqscan', :seq, true), set_config('work_mem', :mem, true)"
-)
+_PLAN_RESTORE = "SELECT " + ", ".join(f"set_config('{name}', :{name}, true)" for name in _PLAN)
