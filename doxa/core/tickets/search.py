@@ -114,7 +114,7 @@ def _pg_newest(
     newest = scope.with_only_columns(Ticket.id).order_by(Ticket.id.desc())
     found: list[int] = []
     walked, size, below, top = 0, WALK, newest, 0
-    candidates = prefixed = 0
+    candidates = prefixed = rest = 0
     while size:
         walk = _walk(db, below.limit(size), terms, staff, want - len(found))
         found += walk.hits
@@ -123,13 +123,30 @@ def _pg_newest(
         top = top or walk.newest
         walked += walk.seen
         candidates, prefixed = candidates + walk.candidates, prefixed + walk.prefixed
+        rest += walk.rest
         below = newest.where(Ticket.id < walk.oldest)
         # Tickets of the scope older than the walk, at the density of ids the walk crossed.
         older = walk.oldest * walked // max(1, top - walk.oldest)
         bitmap_cost = (BITMAP_COST * candidates * older + PREFIX_COST * prefixed * top) / walked
         size = _walk_on(walked, len(found), want, bitmap=bitmap_cost)
     condition = _pg_match(_VECTOR, terms, staff)
+    others = _without_prefix(terms)
+    # A common prefix costs the bitmap all its posting lists; when the other words are rarer
+    # (`ORD-123 refund`), the index looks up those alone and the prefix is checked on the rows.
+    if others and 2 * BITMAP_COST * max(rest, 1) * older < PREFIX_COST * prefixed * top:
+        unindexed = func.coalesce(_VECTOR, literal_column("''::tsvector"))
+        indexed = _VECTOR.bool_op("@@")(_tsquery(to_tsquery_words(others)))
+        condition = indexed & _pg_match(unindexed, terms, staff)
     return found + _from_bitmap(db, below.where(condition).limit(want - len(found)))
+
+
+def _without_prefix(terms: list[Term]) -> list[Term]:
+    """The terms with the prefix word left out (none when the prefix is all there is)."""
+    last = terms[-1]
+    if not last.prefix:
+        return []
+    rest = [*terms[:-1], Term(last.words[:-1])] if len(last.words) > 1 else terms[:-1]
+    return rest
 
 
 def _walk_on(walked: int, hits: int, want: int, *, bitmap: float) -> int:
@@ -151,6 +168,7 @@ class _Walked:
     oldest: int
     candidates: int  # tickets holding every word, which the bitmap would have to check
     prefixed: int  # tickets holding the prefix: the bitmap reads all of them, table-wide
+    rest: int  # tickets holding every word but the prefix
 
 
 def _walk(db: Session, window: Select[int], terms: list[Term], staff: bool, want: int) -> _Walked:
@@ -166,7 +184,9 @@ def _walk(db: Session, window: Select[int], terms: list[Term], staff: bool, want
     words = rows.c.vector.bool_op("@@")(_tsquery(to_tsquery_words(terms)))
     last = terms[-1]
     prefix = rows.c.vector.bool_op("@@")(_tsquery(f"'{last.words[-1]}':*"))
-    seen, newest, oldest, candidates, prefixed, hits = db.execute(
+    others = _without_prefix(terms)
+    rest = rows.c.vector.bool_op("@@")(_tsquery(to_tsquery_words(others))) if others else None
+    seen, newest, oldest, candidates, prefixed, rest_count, hits = db.execute(
         select(
             select(func.count()).select_from(rows).scalar_subquery(),
             select(func.max(rows.c.id)).scalar_subquery(),
@@ -174,6 +194,9 @@ def _walk(db: Session, window: Select[int], terms: list[Term], staff: bool, want
             select(func.count()).select_from(rows).where(words).scalar_subquery(),
             select(func.count()).select_from(rows).where(prefix).scalar_subquery()
             if last.prefix
+            else literal_column("0"),
+            select(func.count()).select_from(rows).where(rest).scalar_subquery()
+            if rest is not None
             else literal_column("0"),
             select(func.array_agg(matching.c.id)).scalar_subquery(),
         )
@@ -185,6 +208,7 @@ def _walk(db: Session, window: Select[int], terms: list[Term], staff: bool, want
         oldest=oldest or 0,
         candidates=int(candidates),
         prefixed=int(prefixed),
+        rest=int(rest_count),
     )
 
 

@@ -195,7 +195,10 @@ def corpus(db: Session, make_user: MakeUser, make_ticket: MakeTicket) -> list[St
 
 
 class TestSearchMatchesAPlainFilter:
-    @pytest.mark.parametrize(("walk", "walk_max"), [(search.WALK, search.WALK_MAX), (3, 3), (2, 9)])
+    @pytest.mark.parametrize(
+        ("walk", "walk_max", "prefix_cost"),
+        [(search.WALK, search.WALK_MAX, search.PREFIX_COST), (3, 3, 0), (2, 9, 0), (3, 3, 1e9)],
+    )
     def test_every_query_shape_finds_what_a_scan_finds_in_the_same_order(
         self,
         db: Session,
@@ -203,12 +206,15 @@ class TestSearchMatchesAPlainFilter:
         make_user: MakeUser,
         walk: int,
         walk_max: int,
+        prefix_cost: float,
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         # The default answers from the walk; (3, 3) sends almost every search to the index
-        # after three tickets; (2, 9) walks on by the density met, then goes to the index.
+        # after three tickets; (2, 9) walks on by the density met, then goes to the index; a
+        # dear prefix makes the index look up the other words and check the prefix on the rows.
         monkeypatch.setattr(search, "WALK", walk)
         monkeypatch.setattr(search, "WALK_MAX", walk_max)
+        monkeypatch.setattr(search, "PREFIX_COST", prefix_cost)
         agent = db.get(User, make_user(Role.AGENT).id)
         clients = [db.get(User, id_) for id_ in sorted({t.requester_id for t in corpus})]
         actors = [agent, *clients]
