@@ -11,7 +11,7 @@ The database is migrated (`doxa.migrations.upgrade`) and seeded with bulk Core i
 clients and agents, then tickets with one to three messages each, their text drawn from word
 lists with a fixed random seed (common filler, topic words, product names, rare tokens), and
 `search_text` filled the way the service fills it. A PostgreSQL database that does not exist
-is created, and ANALYZE runs after seeding. `--reuse` skips seeding when the database already
+is created, and VACUUM ANALYZE runs after seeding. `--reuse` skips seeding when the database already
 holds at least N tickets; otherwise the database must hold no tickets.
 
 Each scenario sends a few warm-up requests, then R timed requests one after another with
@@ -27,6 +27,7 @@ import asyncio
 import json
 import math
 import random
+import re
 import secrets
 import sys
 import tempfile
@@ -36,6 +37,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 # Run from a checkout without installing the package (`make bench` installs it anyway).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -50,6 +52,7 @@ from doxa.core.context import Context
 from doxa.core.enums import Channel, ClassificationState, Direction, Priority, Role, Status
 from doxa.core.models import Base
 from doxa.core.tickets import search
+from doxa.core.tickets.query import parse
 from doxa.main import create_app
 from doxa.migrations import upgrade
 
@@ -82,6 +85,15 @@ TOPICS: dict[str, tuple[float, tuple[str, ...]]] = {
     "technical": (22, ("sync", "timeout", "webhook", "slow", "upload", "attachment", "mobile")),
     "general": (14, ("question", "pricing", "plan", "upgrade", "seats", "trial", "contract")),
 }
+# Another language in about 4% of tickets, with its accents (searched with and without them).
+FOREIGN = (
+    *("facture", "remboursement", "réinitialiser", "connexion", "problème", "reçu", "délai"),
+    *("compte", "Rückerstattung", "Passwort", "zurücksetzen", "Überweisung", "Konto"),
+    *("Rechnung", "Kündigung", "contraseña", "reembolso", "facturación", "cuenta", "añadir"),
+    *("configuración", "también"),
+)
+# Words agents write only in internal notes: a client's search must never find them.
+NOTE_WORDS = ("chargebackrisk", "vipaccount", "legalhold", "fraudcheck", "refundapproved")
 PRODUCTS = ("zapier", "quickbooks", "salesforce", "shopify", "slack", "jira", "hubspot", "xero")
 OPENERS = (
     "Problem with",
@@ -143,7 +155,20 @@ class Writer:
             words.append(self.rng.choice(PRODUCTS))
         return f"{self.rng.choice(OPENERS)} {' '.join(words)}"
 
-    def body(self, topic: str) -> str:
+    def body(self, topic: str, *, requester: int, internal: bool = False) -> str:
+        text = self._words(topic)
+        extras = []
+        if internal and self.rng.random() < 0.5:
+            extras.append(self.rng.choice(NOTE_WORDS))
+        if self.rng.random() < 0.04:
+            extras.extend(self.rng.choices(FOREIGN, k=self.rng.randint(3, 8)))
+        if self.rng.random() < 0.15:
+            extras.append(f"Order ORD-{self.rng.randint(100_000, 999_999)}.")
+        if not internal and self.rng.random() < 0.1:
+            extras.append(f"Write to client{requester}@bench.example")
+        return " ".join([text, *extras])
+
+    def _words(self, topic: str) -> str:
         keywords = TOPICS[topic][1]
         words = self.rng.choices(
             FILLER, cum_weights=self.filler_weights, k=self.rng.randint(15, 110)
@@ -234,9 +259,13 @@ def ticket_rows(
         subject = writer.subject(topic)
         conversation = _messages(ticket_id, requester, created, topic, people, writer)
         public = [m["full_body"] for m in conversation if not m["internal"]]
+        notes = [m["full_body"] for m in conversation if m["internal"]]
         tickets.append(
             _ticket(ticket_id, requester, created, topic, subject, people, rng)
-            | {"search_text": "\n".join([subject, *public])}
+            | {
+                "search_text": "\n".join([subject, *public]),
+                "note_text": "".join(f"\n{note}" for note in notes),
+            }
         )
         messages.extend(conversation)
     return tickets, messages
@@ -285,13 +314,14 @@ def _messages(
     rows = []
     for turn in range(rng.choice((1, 1, 2, 2, 2, 3))):
         inbound = turn % 2 == 0
-        body = writer.body(topic)
+        internal = not inbound and rng.random() < 0.2
+        body = writer.body(topic, requester=requester, internal=internal)
         rows.append(
             {
                 "ticket_id": ticket_id,
                 "author_id": requester if inbound else rng.choice(people.agents),
                 "direction": (Direction.IN if inbound else Direction.OUT).value,
-                "internal": not inbound and rng.random() < 0.2,
+                "internal": internal,
                 "body": body,
                 "full_body": body,
                 "html": None,
@@ -335,7 +365,8 @@ def seed(engine: sa.Engine, total: int) -> None:
 
 
 def _after_seeding(engine: sa.Engine) -> None:
-    """PostgreSQL: move the id sequences past the explicit ids, then ANALYZE."""
+    """PostgreSQL: move the id sequences past the explicit ids, then VACUUM ANALYZE (the
+    steady state autovacuum keeps: visibility map set, the GIN index's pending list merged)."""
     if engine.dialect.name != "postgresql":
         return
     with engine.begin() as connection:
@@ -345,6 +376,7 @@ def _after_seeding(engine: sa.Engine) -> None:
             last = sa.select(sa.func.max(table.c.id)).scalar_subquery()
             connection.execute(sa.select(sa.func.setval(sequence, last)))
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(sa.text("VACUUM (ANALYZE) ticket"))
         connection.execute(sa.text("ANALYZE"))
 
 
@@ -386,6 +418,7 @@ def percentile(samples: list[float], pct: float) -> float:
 @dataclass
 class Bench:
     http: httpx.AsyncClient
+    context: Context
     backend: str
     tickets: int
     requests: int
@@ -423,9 +456,24 @@ class Bench:
         )
 
 
-def search_queries() -> list[str]:
-    """Common words, a prefix, two-word queries (one whose words seldom meet), product names,
-    a rare token and a miss."""
+def search_queries(context: Context) -> list[str]:
+    """What agents type: common words, a prefix, two words (one pair that seldom meets),
+    product names, a rare token, a miss, an order number, an address, a phrase, words of
+    another language (typed with and without accents) and a word only internal notes hold."""
+    with context.engine.connect() as connection:
+        body = connection.scalar(
+            sa.text(
+                "SELECT body FROM message WHERE body LIKE '%ORD-%' AND ticket_id > :middle "
+                "ORDER BY ticket_id LIMIT 1"
+            ),
+            {"middle": context_tickets(connection) // 2},
+        )
+        order = re.search(r"ORD-\d+", str(body))
+        address = connection.scalar(
+            sa.text(
+                "SELECT email FROM \"user\" WHERE role = 'CLIENT' ORDER BY id LIMIT 1 OFFSET 40"
+            )
+        )
     return [
         "password",
         "refund",
@@ -438,7 +486,27 @@ def search_queries() -> list[str]:
         "refund crash",
         RARE[100],
         "xylophone",
+        order.group() if order else "ORD-000000",
+        str(address),
+        '"reset password"',
+        '"invoice doubled"',
+        "réinitialiser",
+        "ruckerstattung",
+        "vipaccount",
     ]
+
+
+def client_queries(queries: list[str]) -> list[str]:
+    """A client searching their own tickets; the note-only word must find nothing."""
+    return ["password", "invoice", "refund crash", "xylophone", "vipaccount", queries[11]]
+
+
+def context_tickets(connection: sa.Connection) -> int:
+    return int(connection.scalar(sa.text("SELECT max(id) FROM ticket")) or 0)
+
+
+def q_url(query: str, **params: object) -> str:
+    return f"/api/v1/tickets?{urlencode({'limit': PAGE, 'q': query, **params})}"
 
 
 async def deep_cursor(bench: Bench, token: str) -> tuple[int, str]:
@@ -453,18 +521,37 @@ async def deep_cursor(bench: Bench, token: str) -> tuple[int, str]:
     return page, url + cursor
 
 
+async def measure_queries(bench: Bench, scenario: str, queries: list[str], token: str) -> None:
+    samples = await bench.measure(scenario, lambda i: q_url(queries[i % len(queries)]), token)
+    for offset, query in enumerate(queries):
+        kind = " (prefix)" if (terms := parse(query)) and terms[-1].prefix else ""
+        bench.record(f"  q={query}{kind}", samples[offset :: len(queries)])
+
+
+async def search_cursor(bench: Bench, query: str, token: str, pages: int = 20) -> str:
+    """The cursor of page `pages` of a search."""
+    cursor = ""
+    for _ in range(pages - 1):
+        params = {"cursor": cursor} if cursor else {}
+        cursor = (await bench.get(q_url(query, **params), token))["next_cursor"]
+    return cursor
+
+
 async def run_scenarios(bench: Bench, agent: str, client: str) -> None:
     base = f"/api/v1/tickets?limit={PAGE}"
     await bench.measure("first page", lambda _: base, agent)
     page, deep_url = await deep_cursor(bench, agent)
     await bench.measure(f"page {page}", lambda _: deep_url, agent)
     await bench.measure("filtered page", lambda _: base + "&status=open&priority=high", agent)
-    queries = search_queries()
-    samples = await bench.measure(
-        "q search (mix)", lambda i: f"{base}&q={queries[i % len(queries)]}", agent
-    )
-    for offset, query in enumerate(queries):
-        bench.record(f"  q={query}", samples[offset :: len(queries)])
+    queries = search_queries(bench.context)
+    await measure_queries(bench, "q search (mix)", queries, agent)
+    mine = client_queries(queries)
+    await measure_queries(bench, "client q search (mix)", mine, client)
+    for query in ("vipaccount", "chargebackrisk"):
+        if (await bench.get(q_url(query), client))["items"]:
+            raise SystemExit(f"a client found a ticket by the note-only word {query!r}")
+    cursor = await search_cursor(bench, "help", agent)
+    await bench.measure("q=help page 20", lambda _: q_url("help", cursor=cursor), agent)
     rng = random.Random(SEED)
     ids = [rng.randint(1, bench.tickets) for _ in range(bench.requests + WARMUP)]
     await bench.measure("get", lambda i: f"/api/v1/tickets/{ids[i]}", agent)
@@ -495,13 +582,12 @@ def tokens_for(context: Context) -> tuple[str, str]:
 
 
 def match_counts(context: Context, queries: list[str]) -> dict[str, int]:
-    """How many tickets each query matches, with the service's own full-text condition."""
+    """How many tickets each query matches for staff, with the service's plain condition."""
     ticket = Base.metadata.tables["ticket"]
     counts = {}
     with context.sessions() as db:
         for query in queries:
-            terms = search._WORD.findall(query.lower())
-            condition = search._fts_condition(db, terms)
+            condition = search.match_condition(db, query, staff=True)
             counts[query] = (
                 db.scalar(sa.select(sa.func.count()).select_from(ticket).where(condition)) or 0
             )
@@ -513,7 +599,7 @@ async def bench_app(context: Context, tickets: int, requests: int) -> list[Row]:
     agent, client = tokens_for(context)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
-        bench = Bench(http, context.engine.dialect.name, tickets, requests, [])
+        bench = Bench(http, context, context.engine.dialect.name, tickets, requests, [])
         await run_scenarios(bench, agent, client)
     return bench.rows
 
@@ -547,6 +633,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tickets", type=int, default=100_000, help="N (default 100,000)")
     parser.add_argument("--requests", type=int, default=200, help="timed requests per scenario")
     parser.add_argument("--reuse", action="store_true", help="skip seeding if >= N tickets exist")
+    parser.add_argument("--seed-only", action="store_true", help="seed, then stop")
     return parser.parse_args(argv)
 
 
@@ -560,8 +647,10 @@ def main(argv: list[str] | None = None) -> None:
         context = Context.build(settings)
         try:
             tickets = prepare(context, args.tickets, reuse=args.reuse)
+            if args.seed_only:
+                return
             rows = asyncio.run(bench_app(context, tickets, args.requests))
-            report(rows, match_counts(context, search_queries()))
+            report(rows, match_counts(context, search_queries(context)))
         finally:
             context.engine.dispose()
 

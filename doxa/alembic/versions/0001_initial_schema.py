@@ -191,6 +191,7 @@ def upgrade() -> None:
         sa.Column("classification_attempts", sa.Integer(), nullable=False),
         sa.Column("metadata", sa.JSON(), nullable=False),
         sa.Column("search_text", sa.Text(), nullable=False),
+        sa.Column("note_text", sa.Text(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
@@ -531,40 +532,58 @@ def downgrade() -> None:
     op.drop_table("classifier_model")
 
 
-# Full-text search over ticket.search_text (subject and message text, kept by the service).
+# Full-text search over ticket.search_text (subject and public messages) and ticket.note_text
+# (internal notes), both kept by tickets.service.add_text; tickets.search reads them.
+# Both backends see the same words: runs of letters and digits, case and accents folded, so
+# "ORD-123" and "jane@example.com" are phrases of plain words on either.
 _SQLITE_FTS = [
-    "CREATE VIRTUAL TABLE ticket_fts USING fts5(search_text, content='ticket', "
+    "CREATE VIRTUAL TABLE ticket_fts USING fts5(search_text, note_text, content='ticket', "
     "content_rowid='id', tokenize='unicode61 remove_diacritics 2')",
     "CREATE TRIGGER ticket_fts_insert AFTER INSERT ON ticket BEGIN "
-    "INSERT INTO ticket_fts(rowid, search_text) VALUES (new.id, new.search_text); END",
+    "INSERT INTO ticket_fts(rowid, search_text, note_text) "
+    "VALUES (new.id, new.search_text, new.note_text); END",
     "CREATE TRIGGER ticket_fts_delete AFTER DELETE ON ticket BEGIN "
-    "INSERT INTO ticket_fts(ticket_fts, rowid, search_text) "
-    "VALUES ('delete', old.id, old.search_text); END",
-    "CREATE TRIGGER ticket_fts_update AFTER UPDATE OF search_text ON ticket BEGIN "
-    "INSERT INTO ticket_fts(ticket_fts, rowid, search_text) "
-    "VALUES ('delete', old.id, old.search_text); "
-    "INSERT INTO ticket_fts(rowid, search_text) VALUES (new.id, new.search_text); END",
+    "INSERT INTO ticket_fts(ticket_fts, rowid, search_text, note_text) "
+    "VALUES ('delete', old.id, old.search_text, old.note_text); END",
+    "CREATE TRIGGER ticket_fts_update AFTER UPDATE OF search_text, note_text ON ticket BEGIN "
+    "INSERT INTO ticket_fts(ticket_fts, rowid, search_text, note_text) "
+    "VALUES ('delete', old.id, old.search_text, old.note_text); "
+    "INSERT INTO ticket_fts(rowid, search_text, note_text) "
+    "VALUES (new.id, new.search_text, new.note_text); END",
+]
+# PostgreSQL: one vector, public words weighted A and internal notes' words D, so a client's
+# query (every term :A) never matches a note. Non-alphanumerics become spaces first, as FTS5's
+# unicode61 treats them ([[:alnum:]] needs a UTF-8 LC_CTYPE, e.g. C.UTF-8 or en_US.UTF-8).
+_PG_WORDS = "regexp_replace({column}, '[^[:alnum:]]+', ' ', 'g')"
+_PG_VECTOR = (
+    "setweight(to_tsvector('doxa_search'::regconfig, {public}), 'A') || "
+    "setweight(to_tsvector('doxa_search'::regconfig, {notes}), 'D')"
+).format(public=_PG_WORDS.format(column="search_text"), notes=_PG_WORDS.format(column="note_text"))
+_PG_WORD_KINDS = "asciiword, word, numword, int, uint, float, sfloat"
+_PG_SEARCH = [
+    "CREATE EXTENSION IF NOT EXISTS unaccent",
+    "CREATE TEXT SEARCH CONFIGURATION doxa_search (COPY = simple)",
+    f"ALTER TEXT SEARCH CONFIGURATION doxa_search ALTER MAPPING FOR {_PG_WORD_KINDS} "
+    "WITH unaccent, simple",
+    # A stored vector, not an expression index: matching rows are then checked without
+    # re-parsing each ticket's text, which the planner underestimates badly.
+    f"ALTER TABLE ticket ADD COLUMN search_vector tsvector GENERATED ALWAYS AS ({_PG_VECTOR}) "
+    "STORED",
+    "CREATE INDEX ix_ticket_search_vector ON ticket USING gin (search_vector)",
 ]
 
 
 def _create_search_index() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        # A stored vector, not an expression index: matching rows are then checked without
-        # re-parsing each ticket's text, which the planner underestimates badly.
-        op.execute(
-            "ALTER TABLE ticket ADD COLUMN search_vector tsvector GENERATED ALWAYS AS "
-            "(to_tsvector('simple'::regconfig, search_text)) STORED"
-        )
-        op.execute("CREATE INDEX ix_ticket_search_vector ON ticket USING gin (search_vector)")
-    else:
-        for statement in _SQLITE_FTS:
-            op.execute(statement)
+    postgresql = op.get_bind().dialect.name == "postgresql"
+    for statement in _PG_SEARCH if postgresql else _SQLITE_FTS:
+        op.execute(statement)
 
 
 def _drop_search_index() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP INDEX IF EXISTS ix_ticket_search_vector")
         op.execute("ALTER TABLE ticket DROP COLUMN IF EXISTS search_vector")
+        op.execute("DROP TEXT SEARCH CONFIGURATION IF EXISTS doxa_search")
     else:
         for name in ("ticket_fts_insert", "ticket_fts_delete", "ticket_fts_update"):
             op.execute(f"DROP TRIGGER IF EXISTS {name}")

@@ -49,9 +49,11 @@ class Ticket(Base):
     ai_model_version: Mapped[str | None] = mapped_column(String(64))
     classification_attempts: Mapped[int] = mapped_column(default=0)
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
-    # Subject and every public message's text, kept for full-text search
-    # (PostgreSQL: GIN over to_tsvector; SQLite: the ticket_fts FTS5 table).
+    # Subject and every public message's text, and every internal note's text, both kept by
+    # tickets.service.add_text for full-text search (PostgreSQL: the generated search_vector,
+    # notes weighted D so clients' queries skip them; SQLite: the ticket_fts FTS5 table).
     search_text: Mapped[str] = mapped_column(Text, default="", deferred=True)
+    note_text: Mapped[str] = mapped_column(Text, default="", deferred=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 

@@ -67,9 +67,12 @@ def open_ticket(
 
 
 def add_text(db: Session, ticket: Ticket, message: Message) -> Message:
-    """Store a message and, unless internal, make its text searchable."""
+    """Store a message and make its text searchable: public text for everyone, an internal
+    note's text apart (`note_text`), which only staff searches reach."""
     db.add(message)
-    if not message.internal:
+    if message.internal:
+        ticket.note_text = f"{ticket.note_text or ''}\n{message.full_body}"[:SEARCH_TEXT_LIMIT]
+    else:
         ticket.search_text = f"{ticket.search_text}\n{message.full_body}"[:SEARCH_TEXT_LIMIT]
     db.flush()
     return message
