@@ -20,6 +20,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, TypeVar
 
+from doxa import logs
 from doxa.core.config import Settings
 from doxa.core.context import Context
 from doxa.core.enums import IntakeStatus
@@ -197,6 +198,7 @@ def _start_worker_process(
     """In each worker process: yield the CPU to the server, and open its own database pool."""
     global _WORKER
     os.nice(10)  # people wait on the server and the database, not on background intake
+    logs.configure(settings.log_format)  # a spawned process starts without the server's setup
     context = Context.build(settings)
     _WORKER = _WorkerProcess(context, build_pipeline(settings), Triage(settings, context.sessions))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import smtplib
 import time
 from collections.abc import Iterator
@@ -37,6 +38,21 @@ class TestAccepting:
         assert first.body == "Cannot connect since 9am." and first.threaded_by is ThreadedBy.NEW
         assert ack.direction == "out" and ack.delivery_state == "not_sent"
         assert ack.body.count(f"[#{ticket.id}]") == 2
+
+    def test_each_outcome_is_one_log_line(
+        self, smtp: Smtp, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level(logging.INFO, logger="doxa.core.intake.worker")
+        smtp.send(message("VPN down"))
+        smtp.send(message("Away", Auto_Submitted="auto-replied"))
+        first, second = smtp.settle()
+        lines = [r.getMessage() for r in caplog.records if r.name == "doxa.core.intake.worker"]
+        assert lines == [
+            f"intake event {first.id} email from alice@example.org: ticket_created "
+            f"ticket={first.ticket_id} reason=None",
+            f"intake event {second.id} email from alice@example.org: held ticket=None "
+            "reason=auto_reply",
+        ]
 
     def test_unknown_recipient_is_refused_with_550_and_nothing_relays(self, smtp: Smtp) -> None:
         for address in ("sales@example.com", "victim@elsewhere.org"):

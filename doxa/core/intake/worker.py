@@ -71,7 +71,13 @@ def process_event(sessions: sessionmaker[Session], pipeline: Pipeline, event_id:
         with transaction(sessions) as db:
             event = pipeline.apply(db, event_id, msg)
             recycle_if_large(db, sum(a.size for a in msg.attachments))
-            return event.status if event else None
+            if event is None:
+                return None
+            outcome = (event.id, event.channel, event.sender, event.status, event.ticket_id)
+            reason = event.reason
+        # One line per outcome, after the commit: what an operator follows in the log.
+        log.info("intake event %s %s from %s: %s ticket=%s reason=%s", *outcome, reason)
+        return outcome[3]
     except (OperationalError, InterfaceError) as lost:
         raise DatabaseUnavailable(str(lost)) from lost
     except Rejected as never:  # input that no retry can mend: kept, marked, not retried
