@@ -47,7 +47,7 @@ class TestAccepting:
         smtp.send(message("Away", Auto_Submitted="auto-replied"))
         first, second = smtp.settle()
         lines = [r.getMessage() for r in caplog.records if r.name == "doxa.core.intake.worker"]
-        assert lines == [
+        assert sorted(lines) == [  # two workers: either may finish first
             f"intake event {first.id} email from alice@example.org: ticket_created "
             f"ticket={first.ticket_id} reason=None",
             f"intake event {second.id} email from alice@example.org: held ticket=None "
