@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import csv
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -18,6 +23,7 @@ from doxa.main import create_app
 from tests.conftest import MakeTicket, MakeUser, make_settings
 
 StartApp = Callable[..., TestClient]
+DOXA = str(Path(sys.executable).with_name("doxa"))
 
 
 @pytest.fixture
@@ -166,3 +172,109 @@ class TestFreshInstall:
         info = response.json()
         assert info["training_size"] >= 300 and "billing" in info["labels"]["category"]
         assert info["evaluation"]["category"]["accuracy"] > 0.5
+
+
+# A help desk's own export: categories the seed set never heard of, a priority column of its own.
+_WORDS = {
+    "plumbing": ["leak", "pipe", "faucet", "drain", "toilet", "water", "sink", "boiler"],
+    "catering": ["lunch", "menu", "coffee", "sandwich", "buffet", "vegan", "meal", "snacks"],
+    "parking": ["car", "garage", "permit", "spot", "barrier", "vehicle", "lot", "badge"],
+}
+
+
+def _export(path: Path, rows: range) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["subject", "body", "category", "priority"])
+        for n in rows:
+            for category, words in _WORDS.items():
+                a, b, c = (words[(n * k) % len(words)] for k in (1, 3, 5))
+                writer.writerow([f"{a} {b} issue {n}", f"The {a} and the {c} near room {n}",
+                                 category, "P2"])  # fmt: skip
+    return path
+
+
+def _doxa(environment: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([DOXA, "classifier", *args], env=environment, capture_output=True,
+                          text=True, timeout=180)  # fmt: skip
+
+
+class TestOwnTaxonomy:
+    """A help desk moves from the seed model to its own data and categories."""
+
+    @pytest.fixture
+    def trained(self, clean: Context, tmp_path: Path) -> dict[str, str]:
+        environment = {
+            **os.environ, "DATABASE_URL": clean.settings.database_url, "DOXA_ENV": "dev",
+            "SUPPORT_ADDRESSES": "support@example.com,cars@example.com=parking,hr@example.com=hr",
+        }  # fmt: skip
+        export = _export(tmp_path / "own.csv", range(24))
+        result = _doxa(environment, "train", "--data", str(export))
+        assert result.returncode == 0, result.stderr
+        return environment
+
+    def test_training_on_own_data_makes_its_labels_the_taxonomy(
+        self, trained: dict[str, str], start_app: StartApp, clean: Context, make_user: MakeUser
+    ) -> None:
+        api = start_app(support_addresses="support@example.com,hr@example.com=hr")
+        info = api.get("/api/v1/classifier", headers=_auth(clean, make_user(Role.AGENT).id))
+        assert info.status_code == 200, info.text
+        body = info.json()
+        assert body["labels"]["category"] == ["catering", "parking", "plumbing"]
+        assert body["categories"] == ["catering", "hr", "parking", "plumbing"]
+        assert body["trained_on"] == "own data"
+        per_label = body["evaluation"]["category"]["per_label"]
+        assert set(per_label) == {"catering", "parking", "plumbing"}
+        assert set(per_label["parking"]) == {"precision", "recall", "f1", "support"}
+        curve = body["evaluation"]["thresholds"]
+        assert [point["threshold"] for point in curve] == [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+        assert all(0 <= point["coverage"] <= 1 for point in curve)
+
+    def test_new_tickets_get_only_own_categories(
+        self, trained: dict[str, str], start_app: StartApp, clean: Context, make_user: MakeUser
+    ) -> None:
+        api = start_app()
+        me = _auth(clean, make_user().id)
+        api.post("/api/v1/tickets", headers=me, json={
+            "subject": "Charged twice for my subscription", "body": "Refund my credit card",
+        })  # fmt: skip
+        [ticket] = _settled(clean, 1)
+        assert ticket.ai_category in {"catering", "parking", "plumbing"}
+
+    def test_ticket_category_must_be_in_the_taxonomy(
+        self, trained: dict[str, str], start_app: StartApp, clean: Context,
+        make_user: MakeUser, make_ticket: MakeTicket,
+    ) -> None:  # fmt: skip
+        api = start_app()
+        agent = _auth(clean, make_user(Role.AGENT).id)
+        ticket = make_ticket(subject="Leaking pipe", body="Water everywhere")
+        url = f"/api/v1/tickets/{ticket.id}"
+        assert api.patch(url, headers=agent, json={"category": "bug"}).status_code == 422
+        assert api.patch(url, headers=agent, json={"category": "plumbing"}).status_code == 200
+
+    def test_an_admin_adds_a_category_agents_can_use_at_once(
+        self, trained: dict[str, str], start_app: StartApp, clean: Context,
+        make_user: MakeUser, make_ticket: MakeTicket,
+    ) -> None:  # fmt: skip
+        api = start_app()
+        agent = _auth(clean, make_user(Role.AGENT).id)
+        admin = _auth(clean, make_user(Role.ADMIN).id)
+        change = {"categories": ["security"]}
+        assert api.patch("/api/v1/classifier", headers=agent, json=change).status_code == 403
+        response = api.patch("/api/v1/classifier", headers=admin, json=change)
+        assert response.status_code == 200 and "security" in response.json()["categories"]
+        ticket = make_ticket(subject="Badge cloned", body="Someone copied my badge")
+        url = f"/api/v1/tickets/{ticket.id}"
+        assert api.patch(url, headers=agent, json={"category": "security"}).status_code == 200
+        assert "security" in api.get("/api/v1/classifier", headers=agent).json()["categories"]
+
+    def test_eval_reports_over_the_labels_of_the_file_only(
+        self, trained: dict[str, str], tmp_path: Path
+    ) -> None:
+        held_out = _export(tmp_path / "test.csv", range(100, 106))
+        result = _doxa(trained, "eval", "--data", str(held_out))
+        assert result.returncode == 0, result.stderr
+        assert "accuracy" in result.stdout and "macro-F1" in result.stdout
+        table = result.stdout.split("category:", 1)[1].split("priority", 1)[0]
+        labels = {line.split()[0] for line in table.splitlines()[2:] if line.strip()}
+        assert labels == {"catering", "parking", "plumbing"}

@@ -4,10 +4,10 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from doxa.api.deps import AdminUser, ContextDep, IdPath, SessionDep, StaffUser, TriageDep
-from doxa.core.tickets.schemas import TicketRead
+from doxa.core.tickets.schemas import Label, TicketRead
 from doxa.core.triage import service, training
 
 router = APIRouter(tags=["classifier"])
@@ -15,11 +15,21 @@ router = APIRouter(tags=["classifier"])
 
 class ClassifierRead(BaseModel):
     version: str
-    labels: dict[str, list[str]]
+    categories: list[str] = Field(description="the active taxonomy: what a ticket may carry")
+    labels: dict[str, list[str]] = Field(description="what the model itself predicts")
     training_size: int
+    trained_on: str = Field(description="`own data` or `seed set`")
     evaluation: dict[str, Any]
     created_at: datetime
     training: bool
+
+
+class TaxonomyUpdate(BaseModel):
+    categories: list[Label] = Field(min_length=1, max_length=100)
+
+
+class TaxonomyRead(BaseModel):
+    categories: list[str]
 
 
 class RetrainAccepted(BaseModel):
@@ -32,9 +42,16 @@ def describe(db: SessionDep, staff: StaffUser, triage: TriageDep) -> ClassifierR
     return ClassifierRead(**training.describe(db, actor=staff), training=triage.training)
 
 
+@router.patch("/classifier")
+def add_categories(body: TaxonomyUpdate, db: SessionDep, admin: AdminUser) -> TaxonomyRead:
+    """Add categories to the active taxonomy; the model learns them from agents' corrections."""
+    return TaxonomyRead(categories=training.add_categories(db, body.categories, actor=admin))
+
+
 @router.post("/classifier/retrain", status_code=202)
 def retrain(admin: AdminUser, triage: TriageDep) -> RetrainAccepted:
-    """Train a new version on the seed data plus agents' corrections, in the background."""
+    """Train a new version in the background on the help desk's own data (imported with
+    `doxa classifier train`; the seed set while there is none) plus agents' corrections."""
     triage.retrain_soon()
     return RetrainAccepted()
 

@@ -47,6 +47,8 @@ class Ticket(Base):
     ai_confidence: Mapped[float | None]
     ai_priority_confidence: Mapped[float | None]
     ai_model_version: Mapped[str | None] = mapped_column(String(64))
+    # The terms that weighed most for ai_category (staff only).
+    ai_explanation: Mapped[list[str] | None] = mapped_column(JSON)
     classification_attempts: Mapped[int] = mapped_column(default=0)
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     # Subject and every public message's text, kept for full-text search

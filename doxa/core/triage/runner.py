@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from doxa.core.config import Settings
 from doxa.core.db import is_postgresql, transaction
 from doxa.core.errors import Conflict
-from doxa.core.triage import store
+from doxa.core.triage import labels, store
 from doxa.core.triage.llm import ChatClassifier
 from doxa.core.triage.model import TextClassifier
 from doxa.core.triage.models import ClassifierModel
@@ -48,6 +48,13 @@ class Triage:
     def ensure_model(self) -> None:
         with transaction(self.sessions) as db:
             self.local_model(db)
+
+    def join_pinned(self) -> None:
+        """Mailboxes' pinned categories (SUPPORT_ADDRESSES addr=cat) join the taxonomy."""
+        pinned = [box.category for box in self.settings.support_addresses if box.category]
+        if pinned:
+            with transaction(self.sessions) as db:
+                labels.add_categories(db, pinned)
 
     def run_once(self) -> int:
         """Classify every pending ticket, in batches, each batch in its own transaction."""
@@ -116,6 +123,7 @@ class TriageRunner:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        await anyio.to_thread.run_sync(self.local.join_pinned)
         if self.enabled:
             self._task = asyncio.create_task(self._run())
 
