@@ -71,6 +71,24 @@ class TestBackgroundClassification:
         assert ticket.ai_confidence is not None and 0 <= ticket.ai_confidence <= 1
         assert ticket.category == "billing" and ticket.needs_triage is False
 
+    def test_staff_see_why_a_ticket_was_classified_and_its_requester_does_not(
+        self, start_app: StartApp, clean: Context, make_user: MakeUser
+    ) -> None:
+        api = start_app()
+        client, agent = _auth(clean, make_user().id), _auth(clean, make_user(Role.AGENT).id)
+        created = api.post("/api/v1/tickets", headers=client, json={
+            "subject": "Charged twice", "body": "My invoice shows a double payment, refund please",
+        }).json()  # fmt: skip
+        _settled(clean, 1)
+        url = f"/api/v1/tickets/{created['id']}"
+        staff_view = api.get(url, headers=agent).json()["ai_explanation"]
+        assert staff_view and all(isinstance(term, str) for term in staff_view)
+        assert api.get(url, headers=client).json()["ai_explanation"] is None
+        listed = api.get("/api/v1/tickets", headers=client).json()["items"]
+        assert [item["ai_explanation"] for item in listed] == [None]
+        listed = api.get("/api/v1/tickets", headers=agent).json()["items"]
+        assert [item["ai_explanation"] for item in listed] == [staff_view]
+
     def test_below_the_threshold_goes_to_triage_with_the_suggestion_kept(
         self, start_app: StartApp, clean: Context, make_user: MakeUser
     ) -> None:

@@ -65,4 +65,4 @@ def classify(
     ticket = service.reclassify(
         db, ticket_id, triage.local.model(db), actor=staff, threshold=threshold
     )
-    return TicketRead.model_validate(ticket)
+    return TicketRead.seen_by(ticket, staff.role)

@@ -85,9 +85,23 @@ class TicketRead(BaseModel):
     ai_priority: Priority | None
     ai_confidence: float | None
     ai_model_version: str | None
+    # Never read from the ticket by model_validate (no such attribute): `seen_by` fills it for
+    # staff, so a route that forgets the viewer shows clients nothing rather than too much.
+    ai_explanation: list[str] | None = Field(
+        None, validation_alias="staff_explanation",
+        description="staff only: the terms that weighed most for ai_category (null for clients)",
+    )  # fmt: skip
     metadata: dict[str, Any] = Field(validation_alias=AliasChoices("meta", "metadata"))
     created_at: datetime
     updated_at: datetime
+
+    @classmethod
+    def seen_by(cls, ticket: Any, role: Role) -> TicketRead:
+        """The ticket as someone with `role` may read it: why it was classified is for staff."""
+        read = cls.model_validate(ticket)
+        if role is not Role.CLIENT:
+            read.ai_explanation = ticket.ai_explanation
+        return read
 
 
 class MessageCreate(BaseModel):

@@ -50,7 +50,7 @@ def list_tickets(
     rows = list(db.scalars(query.order_by(Ticket.id.desc()).limit(limit + 1)))
     page = rows[:limit]
     return Page(
-        items=[TicketRead.model_validate(t) for t in page],
+        items=[TicketRead.seen_by(t, actor.role) for t in page],
         next_cursor=encode_cursor(page[-1].id) if len(rows) > limit else None,
     )
 

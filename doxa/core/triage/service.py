@@ -63,6 +63,7 @@ def apply(db: Session, ticket: Ticket, prediction: Prediction, *, threshold: flo
     ticket.ai_confidence = prediction.category_confidence
     ticket.ai_priority_confidence = prediction.priority_confidence
     ticket.ai_model_version = prediction.model_version
+    ticket.ai_explanation = list(prediction.explanation) or None
     ticket.classification_state = ClassificationState.DONE
     confident = prediction.category_confidence >= threshold
     ticket.needs_triage = not confident

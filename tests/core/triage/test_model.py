@@ -116,6 +116,29 @@ def _noise(size: int) -> list[Example]:
     ]
 
 
+class TestExplanation:
+    def test_the_terms_that_pushed_the_category_are_words_of_the_ticket(
+        self, seed_model: TextClassifier
+    ) -> None:
+        prediction = seed_model.predict("Charged twice", "My invoice shows a double payment")
+        assert prediction.category == "billing"
+        assert 1 <= len(prediction.explanation) <= 5
+        text = "charged twice my invoice shows a double payment"
+        assert all(term in text for term in prediction.explanation)
+
+    def test_cue_tokens_are_never_shown(self, seed_model: TextClassifier) -> None:
+        prediction = seed_model.predict("URGENT outage", "Production is down, urgent, asap!!")
+        assert not any("__" in term for term in prediction.explanation)
+
+    def test_a_stored_model_explains_the_same_and_does_not_store_the_term_list(
+        self, seed_model: TextClassifier
+    ) -> None:
+        before = seed_model.predict("Refund", "charged twice")
+        loaded = TextClassifier.from_bytes(seed_model.to_bytes())
+        assert loaded._terms is None
+        assert loaded.predict("Refund", "charged twice").explanation == before.explanation
+
+
 class TestTrainOutOfFold:
     def test_every_labeled_example_gets_one_guess_per_field(self) -> None:
         examples = _noise(60)
