@@ -126,6 +126,30 @@ class TestBackgroundClassification:
         assert len(per_ticket) == 60 and {count for _, count in per_ticket} == {1}
 
 
+class TestLanguage:
+    def test_each_ticket_gets_its_language_and_the_list_filters_by_it(
+        self, start_app: StartApp, clean: Context, make_user: MakeUser
+    ) -> None:
+        api = start_app()
+        agent = _auth(clean, make_user(Role.AGENT).id)
+        for subject, body in [
+            (
+                "Rechnung doppelt",
+                "Sehr geehrtes Support-Team, meine Rechnung wurde doppelt belastet",
+            ),
+            ("Invoice charged twice", "My credit card was billed two times this month"),
+            ("Hi", "?"),
+        ]:
+            api.post("/api/v1/tickets", headers=agent, json={"subject": subject, "body": body})
+        tickets = _settled(clean, 3)
+        assert [t.language for t in tickets] == ["de", "en", None]
+        german = api.get("/api/v1/tickets", params={"language": "de"}, headers=agent).json()
+        assert [item["subject"] for item in german["items"]] == ["Rechnung doppelt"]
+        assert german["items"][0]["language"] == "de"
+        bad = api.get("/api/v1/tickets", params={"language": "german"}, headers=agent)
+        assert bad.status_code == 422
+
+
 class TestLearning:
     def test_agent_correction_is_a_label_and_retraining_learns_from_it(
         self, start_app: StartApp, clean: Context, make_user: MakeUser

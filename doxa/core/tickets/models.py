@@ -49,6 +49,7 @@ class Ticket(Base):
     ai_model_version: Mapped[str | None] = mapped_column(String(64))
     # The terms that weighed most for ai_category (staff only).
     ai_explanation: Mapped[list[str] | None] = mapped_column(JSON)
+    language: Mapped[str | None] = mapped_column(String(8))  # ISO 639-1; None when unsure
     classification_attempts: Mapped[int] = mapped_column(default=0)
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     # Subject and every public message's text, kept for full-text search

@@ -24,6 +24,7 @@ _EQUALITY_FILTERS = (
     "requester_id",
     "needs_triage",
     "channel",
+    "language",
 )
 
 

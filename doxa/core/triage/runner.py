@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from doxa.core.config import Settings
 from doxa.core.db import is_postgresql, transaction
 from doxa.core.errors import Conflict
-from doxa.core.triage import labels, store
+from doxa.core.triage import labels, language, store
 from doxa.core.triage.llm import ChatClassifier
 from doxa.core.triage.model import TextClassifier
 from doxa.core.triage.models import ClassifierModel
@@ -48,6 +48,7 @@ class Triage:
     def ensure_model(self) -> None:
         with transaction(self.sessions) as db:
             self.local_model(db)
+        language.load()
 
     def join_pinned(self) -> None:
         """Mailboxes' pinned categories (SUPPORT_ADDRESSES addr=cat) join the taxonomy."""
