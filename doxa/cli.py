@@ -239,6 +239,9 @@ def _print_evaluation(report: Mapping[str, Any]) -> None:
     if coverage is not None:
         print(f"\nat threshold {report['threshold']}: coverage {coverage:.1%}, "
               f"accuracy on that share {report.get('accuracy_at_threshold') or 0:.3f}")  # fmt: skip
+    for point in report.get("thresholds") or ():
+        print(f"  at {point['threshold']:.1f}: coverage {point['coverage']:.1%}, "
+              f"accuracy {point['accuracy']:.3f}")  # fmt: skip
 
 
 def _summary(title: str, outcomes: Counter[str]) -> None:
