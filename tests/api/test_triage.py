@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from doxa.core.context import Context
-from doxa.core.enums import ClassificationState, Role
+from doxa.core.enums import ClassificationState, Role, Status
 from doxa.core.models import ClassificationCorrection, Ticket, TicketEvent
 from doxa.main import create_app
 from tests.conftest import MakeTicket, MakeUser, make_settings
@@ -148,6 +148,44 @@ class TestLanguage:
         assert german["items"][0]["language"] == "de"
         bad = api.get("/api/v1/tickets", params={"language": "german"}, headers=agent)
         assert bad.status_code == 422
+
+
+class TestSimilar:
+    def test_like_tickets_come_back_resolved_ones_first(
+        self, start_app: StartApp, clean: Context, make_user: MakeUser
+    ) -> None:
+        api = start_app()
+        agent = _auth(clean, make_user(Role.AGENT).id)
+        texts = [
+            ("Password reset link expired", "The reset link in the email says it expired"),
+            ("Reset password link not working", "My password reset link has expired again"),
+            ("Invoice charged twice", "My credit card was billed two times this month"),
+            ("Cannot reset my password", "The password reset link expired before I clicked"),
+        ]
+        for subject, body in texts:
+            api.post("/api/v1/tickets", headers=agent, json={"subject": subject, "body": body})
+        tickets = _settled(clean, 4)
+        with clean.sessions.begin() as db:
+            db.get(Ticket, tickets[1].id).status = Status.RESOLVED  # type: ignore[union-attr]
+        response = api.get(f"/api/v1/tickets/{tickets[3].id}/similar", headers=agent)
+        assert response.status_code == 200, response.text
+        found = response.json()
+        assert [f["ticket"]["id"] for f in found[:2]] == [tickets[1].id, tickets[0].id]
+        assert tickets[3].id not in [f["ticket"]["id"] for f in found]
+        billing = next(f for f in found if f["ticket"]["id"] == tickets[2].id)
+        assert billing["similarity"] < min(f["similarity"] for f in found[:2])
+        limited = api.get(f"/api/v1/tickets/{tickets[3].id}/similar", params={"limit": 1},
+                          headers=agent).json()  # fmt: skip
+        assert [f["ticket"]["id"] for f in limited] == [tickets[1].id]
+
+    def test_clients_may_not_ask(
+        self, start_app: StartApp, clean: Context, make_user: MakeUser, make_ticket: MakeTicket
+    ) -> None:
+        client = make_user()
+        ticket = make_ticket(requester=client)
+        api = start_app()
+        response = api.get(f"/api/v1/tickets/{ticket.id}/similar", headers=_auth(clean, client.id))
+        assert response.status_code == 403
 
 
 class TestLearning:

@@ -207,6 +207,7 @@ def upgrade() -> None:
         sa.Column("ai_model_version", sa.String(length=64), nullable=True),
         sa.Column("ai_explanation", sa.JSON(), nullable=True),
         sa.Column("language", sa.String(length=8), nullable=True),
+        sa.Column("text_vector", sa.LargeBinary(), nullable=True),
         sa.Column("classification_attempts", sa.Integer(), nullable=False),
         sa.Column("metadata", sa.JSON(), nullable=False),
         sa.Column("search_text", sa.Text(), nullable=False),

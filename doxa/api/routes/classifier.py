@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from doxa.api.deps import AdminUser, ContextDep, IdPath, SessionDep, StaffUser, TriageDep
@@ -32,6 +32,11 @@ class TaxonomyRead(BaseModel):
     categories: list[str]
 
 
+class SimilarRead(BaseModel):
+    ticket: TicketRead
+    similarity: float = Field(description="cosine similarity of the texts, -1 to 1")
+
+
 class RetrainAccepted(BaseModel):
     status: str = "training"
 
@@ -54,6 +59,19 @@ def retrain(admin: AdminUser, triage: TriageDep) -> RetrainAccepted:
     `doxa classifier train`; the seed set while there is none) plus agents' corrections."""
     triage.retrain_soon()
     return RetrainAccepted()
+
+
+@router.get("/tickets/{ticket_id}/similar")
+def similar(
+    ticket_id: IdPath, db: SessionDep, staff: StaffUser, triage: TriageDep,
+    limit: Annotated[int, Query(ge=1, le=50)] = 10,
+) -> list[SimilarRead]:  # fmt: skip
+    """The most similar other tickets by their text, resolved (or closed) ones first."""
+    found = triage.similar.find(db, ticket_id, actor=staff, limit=limit)
+    return [
+        SimilarRead(ticket=TicketRead.seen_by(s.ticket, staff.role), similarity=s.similarity)
+        for s in found
+    ]
 
 
 @router.post("/tickets/{ticket_id}/classify")

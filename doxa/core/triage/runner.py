@@ -23,6 +23,7 @@ from doxa.core.triage.llm import ChatClassifier
 from doxa.core.triage.model import TextClassifier
 from doxa.core.triage.models import ClassifierModel
 from doxa.core.triage.service import BATCH, Classifier, classify_pending
+from doxa.core.triage.similar import SimilarTickets
 from doxa.core.triage.training import retrain
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,7 @@ class TriageRunner:
         self.settings, self.sessions, self.every = settings, sessions, every
         self.executor = executor  # where retraining runs (a worker process), if anywhere
         self.local = Triage(settings, sessions)  # this process's classifier
+        self.similar = SimilarTickets()  # this process's index of ticket vectors
         self.classify = classify or self.local.run_once
         self.training = False
         self._kick = asyncio.Event()

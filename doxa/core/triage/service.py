@@ -12,7 +12,7 @@ from doxa.core.enums import ClassificationState, Priority, Role
 from doxa.core.tickets.access import get_readable
 from doxa.core.tickets.models import Ticket
 from doxa.core.tickets.service import first_body, record
-from doxa.core.triage import language
+from doxa.core.triage import language, similar
 from doxa.core.triage.model import Prediction
 from doxa.core.users.models import User
 from doxa.core.users.service import require_role
@@ -48,9 +48,10 @@ def classify_pending(
 def classify(db: Session, ticket: Ticket, model: Classifier, *, threshold: float) -> None:
     """Predict and apply; a failing model leaves the ticket for triage, never raises."""
     ticket.classification_attempts += 1
-    body = first_body(db, ticket.id)
-    ticket.language = language.detect(f"{ticket.subject}\n{body}")
     try:
+        body = first_body(db, ticket.id)
+        text = f"{ticket.subject}\n{body}"
+        ticket.language, ticket.text_vector = language.detect(text), similar.vector(text)
         prediction = model.predict(ticket.subject, body)
     except Exception as exc:  # a broken model must not block intake or the queue
         if ticket.classification_attempts >= MAX_ATTEMPTS:

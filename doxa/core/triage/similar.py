@@ -1,0 +1,133 @@
+"""Similar tickets: the same word and character n-grams the classifier reads, made comparable.
+
+Each ticket's text (subject and first message) is hashed into word 1-2-grams and character
+3-5-grams, TF-IDF-like (sublinear counts, L2), then projected to `DIMENSIONS` floats with a
+fixed random projection. Hashing and the projection depend on no trained model, so a stored
+vector never goes stale when the classifier is retrained. The vector is computed when the
+ticket is classified and kept on the ticket; each process keeps the vectors in memory and
+adds only the rows it has not seen, so a query is one matrix-vector product over every ticket
+(100k x 256 floats: a few milliseconds) and one query for the winners.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+from sklearn.feature_extraction.text import HashingVectorizer
+from sklearn.pipeline import FeatureUnion
+from sklearn.random_projection import SparseRandomProjection
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from doxa.core.enums import Role, Status
+from doxa.core.tickets.access import get_readable, readable_by
+from doxa.core.tickets.models import Ticket
+from doxa.core.tickets.service import first_body
+from doxa.core.users.models import User
+from doxa.core.users.service import require_role
+
+DIMENSIONS = 256
+_HASHED = 2**18
+_DONE = (Status.RESOLVED, Status.CLOSED)
+
+_hashing = FeatureUnion(
+    [
+        ("word", HashingVectorizer(ngram_range=(1, 2), n_features=_HASHED, alternate_sign=False,
+                                   norm=None, token_pattern=r"(?u)\b\w+\b")),  # noqa: S106
+        ("char", HashingVectorizer(analyzer="char_wb", ngram_range=(3, 5), n_features=_HASHED,
+                                   alternate_sign=False, norm=None)),
+    ]
+)  # fmt: skip
+
+
+def vector(text: str) -> bytes:
+    """The ticket's text as `DIMENSIONS` float16 values of unit length, for storing."""
+    counts = _hashing.transform([text]).astype(np.float32)
+    counts.data = 1.0 + np.log(counts.data)  # sublinear: a repeated word is not ten words
+    projected = np.asarray(_projection().transform(counts), dtype=np.float32)[0]
+    norm = float(np.linalg.norm(projected))
+    return bytes((projected / norm if norm else projected).astype(np.float16).tobytes())
+
+
+@functools.cache
+def _projection() -> SparseRandomProjection:
+    # Fitting a random projection only draws its matrix from the shape and the seed: fixed.
+    return SparseRandomProjection(DIMENSIONS, dense_output=True, random_state=0).fit(
+        np.zeros((1, 2 * _HASHED), dtype=np.float32)
+    )
+
+
+@dataclass(frozen=True)
+class Similar:
+    ticket: Ticket
+    similarity: float
+
+
+@dataclass
+class _Index:
+    """The vectors this process has seen, by ticket id; tickets not yet vectorised are holes."""
+
+    ids: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    matrix: NDArray[np.float32] = field(
+        default_factory=lambda: np.zeros((0, DIMENSIONS), dtype=np.float32)
+    )
+    last_id: int = 0
+    holes: set[int] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def refresh(self, db: Session) -> None:
+        query = select(Ticket.id, Ticket.text_vector).where(
+            or_(Ticket.id > self.last_id, Ticket.id.in_(sorted(self.holes)[:1000]))
+        )
+        rows = db.execute(query.order_by(Ticket.id)).all()
+        new = [(i, blob) for i, blob in rows if blob is not None]
+        self.holes = (self.holes | {i for i, blob in rows if blob is None}) - {i for i, _ in new}
+        self.last_id = max([self.last_id, *(i for i, _ in rows)])
+        if new:
+            ids = np.array([i for i, _ in new], dtype=np.int64)
+            vectors = np.frombuffer(b"".join(blob for _, blob in new), dtype=np.float16)
+            self.ids = np.concatenate([self.ids, ids])
+            self.matrix = np.vstack([self.matrix, vectors.reshape(-1, DIMENSIONS)])
+
+    def nearest(self, query: NDArray[np.float32], count: int) -> list[tuple[int, float]]:
+        if not len(self.ids):
+            return []
+        scores = self.matrix @ query
+        count = min(count, len(scores))
+        top = np.argpartition(-scores, count - 1)[:count]
+        return [(int(self.ids[i]), float(scores[i])) for i in top]
+
+
+class SimilarTickets:
+    """One process's index of ticket vectors (held by the composition root, one per database)."""
+
+    def __init__(self) -> None:
+        self._index = _Index()
+
+    def find(self, db: Session, ticket_id: int, *, actor: User, limit: int = 10) -> list[Similar]:
+        """The `limit` most similar other tickets, resolved (or closed) ones first, each group
+        most similar first: an agent looks at how a like ticket was solved before anything."""
+        require_role(actor, Role.AGENT, Role.ADMIN)
+        ticket = get_readable(db, ticket_id, actor=actor)
+        blob = ticket.text_vector or vector(ticket_text(db, ticket))
+        query = np.frombuffer(blob, dtype=np.float16).astype(np.float32)
+        with self._index.lock:
+            self._index.refresh(db)
+            # A few spare: the ticket itself, and rows deleted since they were indexed.
+            nearest = dict(self._index.nearest(query, limit + 5))
+        nearest.pop(ticket.id, None)
+        rows = db.scalars(readable_by(actor).where(Ticket.id.in_(nearest)))
+        found = sorted((Similar(row, nearest[row.id]) for row in rows), key=_closest)[:limit]
+        return sorted(found, key=lambda s: (s.ticket.status not in _DONE, _closest(s)))
+
+
+def _closest(similar: Similar) -> float:
+    return -similar.similarity
+
+
+def ticket_text(db: Session, ticket: Ticket) -> str:
+    return f"{ticket.subject}\n{first_body(db, ticket.id)}"
