@@ -1,9 +1,9 @@
 """Similar tickets: the same word and character n-grams the classifier reads, made comparable.
 
-Each ticket's text (subject and first message) is hashed into word 1-2-grams and character
-3-5-grams, TF-IDF-like (sublinear counts, L2), then projected to `DIMENSIONS` floats with a
-fixed random projection. Hashing and the projection depend on no trained model, so a stored
-vector never goes stale when the classifier is retrained. The vector is computed when the
+Each ticket's text (subject and first message) is hashed, with random signs, into
+`DIMENSIONS` buckets: half for word 1-2-grams, half for character 3-5-grams, each half of unit
+length. Hashing depends on no trained model, so a stored vector never goes stale when the
+classifier is retrained. The vector is computed when the
 ticket is classified and kept on the ticket; each process keeps the vectors in memory and
 adds only the rows it has not seen, so a query is one matrix-vector product over every ticket
 (100k x 256 floats: a few milliseconds) and one query for the winners.
@@ -11,7 +11,6 @@ adds only the rows it has not seen, so a query is one matrix-vector product over
 
 from __future__ import annotations
 
-import functools
 import threading
 from dataclasses import dataclass, field
 
@@ -19,7 +18,6 @@ import numpy as np
 from numpy.typing import NDArray
 from sklearn.feature_extraction.text import HashingVectorizer
 from sklearn.pipeline import FeatureUnion
-from sklearn.random_projection import SparseRandomProjection
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
@@ -31,34 +29,25 @@ from doxa.core.users.models import User
 from doxa.core.users.service import require_role
 
 DIMENSIONS = 256
-_HASHED = 2**18
 _DONE = (Status.RESOLVED, Status.CLOSED)
 
+# Signed feature hashing into few buckets is itself a random projection (inner products are
+# kept in expectation), and costs only the hashing: a tenth of hashing wide and projecting.
 _hashing = FeatureUnion(
     [
-        ("word", HashingVectorizer(ngram_range=(1, 2), n_features=_HASHED, alternate_sign=False,
-                                   norm=None, token_pattern=r"(?u)\b\w+\b")),  # noqa: S106
-        ("char", HashingVectorizer(analyzer="char_wb", ngram_range=(3, 5), n_features=_HASHED,
-                                   alternate_sign=False, norm=None)),
+        ("word", HashingVectorizer(ngram_range=(1, 2), n_features=DIMENSIONS // 2,
+                                   token_pattern=r"(?u)\b\w+\b")),  # noqa: S106
+        ("char", HashingVectorizer(analyzer="char_wb", ngram_range=(3, 5),
+                                   n_features=DIMENSIONS // 2)),
     ]
 )  # fmt: skip
 
 
 def vector(text: str) -> bytes:
     """The ticket's text as `DIMENSIONS` float16 values of unit length, for storing."""
-    counts = _hashing.transform([text]).astype(np.float32)
-    counts.data = 1.0 + np.log(counts.data)  # sublinear: a repeated word is not ten words
-    projected = np.asarray(_projection().transform(counts), dtype=np.float32)[0]
-    norm = float(np.linalg.norm(projected))
-    return bytes((projected / norm if norm else projected).astype(np.float16).tobytes())
-
-
-@functools.cache
-def _projection() -> SparseRandomProjection:
-    # Fitting a random projection only draws its matrix from the shape and the seed: fixed.
-    return SparseRandomProjection(DIMENSIONS, dense_output=True, random_state=0).fit(
-        np.zeros((1, 2 * _HASHED), dtype=np.float32)
-    )
+    dense = np.asarray(_hashing.transform([text]).toarray(), dtype=np.float32)[0]
+    norm = float(np.linalg.norm(dense))
+    return bytes((dense / norm if norm else dense).astype(np.float16).tobytes())
 
 
 @dataclass(frozen=True)
@@ -71,10 +60,12 @@ class Similar:
 class _Index:
     """The vectors this process has seen, by ticket id; tickets not yet vectorised are holes."""
 
-    ids: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # Grown by doubling: a new ticket appends a row instead of copying every vector.
+    ids: NDArray[np.int64] = field(default_factory=lambda: np.zeros(1024, dtype=np.int64))
     matrix: NDArray[np.float32] = field(
-        default_factory=lambda: np.zeros((0, DIMENSIONS), dtype=np.float32)
+        default_factory=lambda: np.zeros((1024, DIMENSIONS), dtype=np.float32)
     )
+    size: int = 0
     last_id: int = 0
     holes: set[int] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -88,15 +79,22 @@ class _Index:
         self.holes = (self.holes | {i for i, blob in rows if blob is None}) - {i for i, _ in new}
         self.last_id = max([self.last_id, *(i for i, _ in rows)])
         if new:
-            ids = np.array([i for i, _ in new], dtype=np.int64)
             vectors = np.frombuffer(b"".join(blob for _, blob in new), dtype=np.float16)
-            self.ids = np.concatenate([self.ids, ids])
-            self.matrix = np.vstack([self.matrix, vectors.reshape(-1, DIMENSIONS)])
+            self._append(np.array([i for i, _ in new]), vectors.reshape(-1, DIMENSIONS))
+
+    def _append(self, ids: NDArray[np.int64], vectors: NDArray[np.float16]) -> None:
+        end = self.size + len(ids)
+        if end > len(self.ids):
+            capacity = max(end, 2 * len(self.ids))
+            self.ids = np.resize(self.ids, capacity)
+            self.matrix = np.resize(self.matrix, (capacity, DIMENSIONS))
+        self.ids[self.size : end], self.matrix[self.size : end] = ids, vectors
+        self.size = end
 
     def nearest(self, query: NDArray[np.float32], count: int) -> list[tuple[int, float]]:
-        if not len(self.ids):
+        if not self.size:
             return []
-        scores = self.matrix @ query
+        scores = self.matrix[: self.size] @ query
         count = min(count, len(scores))
         top = np.argpartition(-scores, count - 1)[:count]
         return [(int(self.ids[i]), float(scores[i])) for i in top]
