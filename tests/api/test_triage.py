@@ -349,6 +349,27 @@ class TestOwnTaxonomy:
         assert api.patch(url, headers=agent, json={"category": "security"}).status_code == 200
         assert "security" in api.get("/api/v1/classifier", headers=agent).json()["categories"]
 
+    def test_corrections_teach_an_added_category_at_the_next_retrain(
+        self, trained: dict[str, str], start_app: StartApp, clean: Context, make_user: MakeUser
+    ) -> None:
+        api = start_app()
+        agent = _auth(clean, make_user(Role.AGENT).id)
+        admin = _auth(clean, make_user(Role.ADMIN).id)
+        api.patch("/api/v1/classifier", headers=admin, json={"categories": ["security"]})
+        created = api.post("/api/v1/tickets", headers=agent, json={
+            "subject": "Badge cloned", "body": "Someone copied my access badge at the garage",
+        }).json()  # fmt: skip
+        _settled(clean, 1)
+        url = f"/api/v1/tickets/{created['id']}"
+        assert api.patch(url, headers=agent, json={"category": "security"}).status_code == 200
+        before = api.get("/api/v1/classifier", headers=agent).json()
+        assert "security" not in before["labels"]["category"]
+        assert api.post("/api/v1/classifier/retrain", headers=admin).status_code == 202
+        after = _new_version(api, agent, before["version"])
+        labels = after["labels"]
+        assert isinstance(labels, dict)
+        assert labels["category"] == ["catering", "parking", "plumbing", "security"]
+
     def test_eval_reports_over_the_labels_of_the_file_only(
         self, trained: dict[str, str], tmp_path: Path
     ) -> None:
