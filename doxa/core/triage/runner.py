@@ -126,7 +126,10 @@ class TriageRunner:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        await anyio.to_thread.run_sync(self.local.join_pinned)
+        try:  # the database may be down at start: serving (503s) must not depend on this
+            await anyio.to_thread.run_sync(self.local.join_pinned)
+        except Exception:
+            log.warning("could not add the mailboxes' pinned categories yet", exc_info=True)
         if self.enabled:
             self._task = asyncio.create_task(self._run())
 
@@ -165,6 +168,7 @@ class TriageRunner:
     async def _run(self) -> None:
         try:  # a fresh install trains its first model from the seed set now, not on demand
             await anyio.to_thread.run_sync(self.local.ensure_model)
+            await anyio.to_thread.run_sync(self.local.join_pinned)  # if start-up could not
         except Exception:
             log.exception("could not load or train the classifier; retrying on the next run")
         while True:  # the first pass, at start-up, takes what a crash left pending
