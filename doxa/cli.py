@@ -231,9 +231,10 @@ def _print_evaluation(report: Mapping[str, Any]) -> None:
         if not isinstance(figures, Mapping) or not figures.get("size"):
             continue
         print(f"\n{field}: accuracy {figures['accuracy']:.3f}, macro-F1 {figures['macro_f1']:.3f}")
-        print(f"  {'label':<20} {'precision':>9} {'recall':>7} {'f1':>6} {'support':>8}")
+        width = max([20, *(len(label) for label in figures["per_label"])])
+        print(f"  {'label':<{width}} {'precision':>9} {'recall':>7} {'f1':>6} {'support':>8}")
         for label, row in figures["per_label"].items():
-            print(f"  {label:<20} {row['precision']:>9.3f} {row['recall']:>7.3f} "
+            print(f"  {label:<{width}} {row['precision']:>9.3f} {row['recall']:>7.3f} "
                   f"{row['f1']:>6.3f} {row['support']:>8}")  # fmt: skip
     coverage = report.get("coverage")
     if coverage is not None:
