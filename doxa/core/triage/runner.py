@@ -79,6 +79,9 @@ class Triage:
                 api_key=self.settings.ai_api_key, fallback=local,
                 timeout=self.settings.ai_timeout_seconds,
             )  # fmt: skip
+        # The taxonomy, not just the local model's labels: an admin's new category is one the
+        # chat model can choose before any correction taught the local model.
+        self._chat.use_categories(labels.categories(db))
         return self._chat
 
     def local_model(self, db: Session) -> TextClassifier:
