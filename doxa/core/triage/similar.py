@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 from sklearn.feature_extraction.text import HashingVectorizer
 from sklearn.pipeline import FeatureUnion
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from doxa.core.enums import Role, Status
@@ -71,10 +71,12 @@ class _Index:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def refresh(self, db: Session) -> None:
-        query = select(Ticket.id, Ticket.text_vector).where(
-            or_(Ticket.id > self.last_id, Ticket.id.in_(sorted(self.holes)[:1000]))
-        )
-        rows = db.execute(query.order_by(Ticket.id)).all()
+        # Two queries, not one with OR: each is a primary-key range or lookup (an OR makes
+        # SQLite scan the table: 150 ms at 100k tickets).
+        query = select(Ticket.id, Ticket.text_vector)
+        rows = list(db.execute(query.where(Ticket.id > self.last_id).order_by(Ticket.id)))
+        if self.holes:
+            rows += db.execute(query.where(Ticket.id.in_(sorted(self.holes)[:1000]))).all()
         new = [(i, blob) for i, blob in rows if blob is not None]
         self.holes = (self.holes | {i for i, blob in rows if blob is None}) - {i for i, _ in new}
         self.last_id = max([self.last_id, *(i for i, _ in rows)])
