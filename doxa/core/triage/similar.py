@@ -103,7 +103,7 @@ class _Index:
 
 
 class SimilarTickets:
-    """One process's index of ticket vectors (held by the composition root, one per database)."""
+    """One process's index of ticket vectors, held by its TriageRunner (one per app)."""
 
     def __init__(self) -> None:
         self._index = _Index()
