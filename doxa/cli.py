@@ -181,18 +181,30 @@ def _examples(args: argparse.Namespace) -> list[Example]:
 
 def classifier_train(args: argparse.Namespace, settings: Settings) -> int:
     from doxa.core.context import Context
+    from doxa.core.db import transaction
+    from doxa.core.triage import labels, store
     from doxa.core.triage.training import retrain
 
-    extra = _examples(args)
+    examples = _examples(args)
     context = Context.build(settings)
     try:
-        row = retrain(context.sessions, threshold=settings.ai_confidence_threshold, extra=extra)
+        # The file becomes the help desk's training data (replacing an earlier import), so
+        # every later retrain, from the API too, learns from it rather than the seed set.
+        with transaction(context.sessions) as db:
+            stored = store.replace_own_examples(db, examples)
+            labels.add_categories(db, _pinned(settings))
+        row = retrain(context.sessions, threshold=settings.ai_confidence_threshold)
     finally:
         context.close()
     print(f"trained and activated {row.version} on {row.training_size} examples "
-          f"(seed set + corrections + {len(extra)} from {args.data})")  # fmt: skip
+          f"({stored} from {args.data} + corrections; the seed set no longer sets "
+          "categories)")  # fmt: skip
     _print_evaluation(row.evaluation)
     return 0
+
+
+def _pinned(settings: Settings) -> list[str]:
+    return [box.category for box in settings.support_addresses if box.category]
 
 
 def classifier_eval(args: argparse.Namespace, settings: Settings) -> int:
@@ -219,14 +231,18 @@ def _print_evaluation(report: Mapping[str, Any]) -> None:
         if not isinstance(figures, Mapping) or not figures.get("size"):
             continue
         print(f"\n{field}: accuracy {figures['accuracy']:.3f}, macro-F1 {figures['macro_f1']:.3f}")
-        print(f"  {'label':<20} {'precision':>9} {'recall':>7} {'f1':>6} {'support':>8}")
+        width = max([20, *(len(label) for label in figures["per_label"])])
+        print(f"  {'label':<{width}} {'precision':>9} {'recall':>7} {'f1':>6} {'support':>8}")
         for label, row in figures["per_label"].items():
-            print(f"  {label:<20} {row['precision']:>9.3f} {row['recall']:>7.3f} "
+            print(f"  {label:<{width}} {row['precision']:>9.3f} {row['recall']:>7.3f} "
                   f"{row['f1']:>6.3f} {row['support']:>8}")  # fmt: skip
     coverage = report.get("coverage")
     if coverage is not None:
         print(f"\nat threshold {report['threshold']}: coverage {coverage:.1%}, "
               f"accuracy on that share {report.get('accuracy_at_threshold') or 0:.3f}")  # fmt: skip
+    for point in report.get("thresholds") or ():
+        print(f"  at {point['threshold']:.1f}: coverage {point['coverage']:.1%}, "
+              f"accuracy {point['accuracy']:.3f}")  # fmt: skip
 
 
 def _summary(title: str, outcomes: Counter[str]) -> None:
@@ -266,7 +282,7 @@ def parser() -> argparse.ArgumentParser:
     classifier = commands.add_parser("classifier", help="train or evaluate the classifier")
     actions = classifier.add_subparsers(dest="action", required=True)
     verbs: list[tuple[str, Command, str]] = [
-        ("train", classifier_train, "train a new version on seed + corrections + FILE"),
+        ("train", classifier_train, "make FILE the training data; train a new version"),
         ("eval", classifier_eval, "evaluate the active version on FILE"),
     ]
     for name, run, text in verbs:

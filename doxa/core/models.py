@@ -3,7 +3,12 @@
 from doxa.core.db import Base
 from doxa.core.intake.models import IntakeEvent, IntakeKey
 from doxa.core.tickets.models import Attachment, Message, Ticket, TicketEvent
-from doxa.core.triage.models import ClassificationCorrection, ClassifierModel
+from doxa.core.triage.models import (
+    ClassificationCorrection,
+    ClassifierCategory,
+    ClassifierModel,
+    TrainingExample,
+)
 from doxa.core.users.models import AccountMail, AccountToken, User
 
 __all__ = [
@@ -12,11 +17,13 @@ __all__ = [
     "Attachment",
     "Base",
     "ClassificationCorrection",
+    "ClassifierCategory",
     "ClassifierModel",
     "IntakeEvent",
     "IntakeKey",
     "Message",
     "Ticket",
     "TicketEvent",
+    "TrainingExample",
     "User",
 ]

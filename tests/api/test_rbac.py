@@ -85,6 +85,10 @@ CASES = {
     "reprocess": Case("POST", "/api/v1/intake/{event}/reprocess", roles(403, 403, 202)),
     # The matrix's event is a failed one: admins reach the rule that only held events go back.
     "release": Case("POST", "/api/v1/intake/{event}/release", roles(403, 403, 409)),
+    "similar tickets": Case("GET", "/api/v1/tickets/{own}/similar", roles(403, 200, 200)),
+    "add a category": Case(
+        "PATCH", "/api/v1/classifier", roles(403, 403, 200), {"categories": ["security"]}
+    ),
     "metrics from another host": Case("GET", "/metrics", roles(403, 403, 200)),
     # Open to anyone; this app has no relay, so self sign-up says it is unavailable.
     "register": Case(

@@ -31,6 +31,23 @@ def upgrade() -> None:
         sa.UniqueConstraint("version", name=op.f("uq_classifier_model_version")),
     )
     op.create_table(
+        "classifier_category",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_classifier_category")),
+        sa.UniqueConstraint("name", name=op.f("uq_classifier_category_name")),
+    )
+    op.create_table(
+        "training_example",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("text", sa.Text(), nullable=False),
+        sa.Column("category", sa.String(length=64), nullable=True),
+        sa.Column("priority", sa.String(length=64), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_training_example")),
+    )
+    op.create_table(
         "user",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("email", sa.String(length=320), nullable=False),
@@ -188,6 +205,9 @@ def upgrade() -> None:
         sa.Column("ai_confidence", sa.Double(), nullable=True),
         sa.Column("ai_priority_confidence", sa.Double(), nullable=True),
         sa.Column("ai_model_version", sa.String(length=64), nullable=True),
+        sa.Column("ai_explanation", sa.JSON(), nullable=True),
+        sa.Column("language", sa.String(length=8), nullable=True),
+        sa.Column("text_vector", sa.LargeBinary(), nullable=True),
         sa.Column("classification_attempts", sa.Integer(), nullable=False),
         sa.Column("metadata", sa.JSON(), nullable=False),
         sa.Column("search_text", sa.Text(), nullable=False),
@@ -529,6 +549,8 @@ def downgrade() -> None:
 
     op.drop_table("account_token")
     op.drop_table("user")
+    op.drop_table("training_example")
+    op.drop_table("classifier_category")
     op.drop_table("classifier_model")
 
 

@@ -1,13 +1,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
-from pydantic import BaseModel
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
 
 from doxa.api.deps import AdminUser, ContextDep, IdPath, SessionDep, StaffUser, TriageDep
-from doxa.core.tickets.schemas import TicketRead
+from doxa.core.tickets.schemas import Label, TicketRead
 from doxa.core.triage import service, training
 
 router = APIRouter(tags=["classifier"])
@@ -15,11 +15,26 @@ router = APIRouter(tags=["classifier"])
 
 class ClassifierRead(BaseModel):
     version: str
-    labels: dict[str, list[str]]
+    categories: list[str] = Field(description="the active taxonomy: what a ticket may carry")
+    labels: dict[str, list[str]] = Field(description="what the model itself predicts")
     training_size: int
+    trained_on: str = Field(description="`own data` or `seed set`")
     evaluation: dict[str, Any]
     created_at: datetime
     training: bool
+
+
+class TaxonomyUpdate(BaseModel):
+    categories: list[Label] = Field(min_length=1, max_length=100)
+
+
+class TaxonomyRead(BaseModel):
+    categories: list[str]
+
+
+class SimilarRead(BaseModel):
+    ticket: TicketRead
+    similarity: float = Field(description="cosine similarity of the texts, -1 to 1")
 
 
 class RetrainAccepted(BaseModel):
@@ -32,11 +47,31 @@ def describe(db: SessionDep, staff: StaffUser, triage: TriageDep) -> ClassifierR
     return ClassifierRead(**training.describe(db, actor=staff), training=triage.training)
 
 
+@router.patch("/classifier")
+def add_categories(body: TaxonomyUpdate, db: SessionDep, admin: AdminUser) -> TaxonomyRead:
+    """Add categories to the active taxonomy; the model learns them from agents' corrections."""
+    return TaxonomyRead(categories=training.add_categories(db, body.categories, actor=admin))
+
+
 @router.post("/classifier/retrain", status_code=202)
 def retrain(admin: AdminUser, triage: TriageDep) -> RetrainAccepted:
-    """Train a new version on the seed data plus agents' corrections, in the background."""
+    """Train a new version in the background on the help desk's own data (imported with
+    `doxa classifier train`; the seed set while there is none) plus agents' corrections."""
     triage.retrain_soon()
     return RetrainAccepted()
+
+
+@router.get("/tickets/{ticket_id}/similar")
+def similar(
+    ticket_id: IdPath, db: SessionDep, staff: StaffUser, triage: TriageDep,
+    limit: Annotated[int, Query(ge=1, le=50)] = 10,
+) -> list[SimilarRead]:  # fmt: skip
+    """The most similar other tickets by their text, resolved (or closed) ones first."""
+    found = triage.similar.find(db, ticket_id, actor=staff, limit=limit)
+    return [
+        SimilarRead(ticket=TicketRead.seen_by(s.ticket, staff.role), similarity=s.similarity)
+        for s in found
+    ]
 
 
 @router.post("/tickets/{ticket_id}/classify")
@@ -48,4 +83,4 @@ def classify(
     ticket = service.reclassify(
         db, ticket_id, triage.local.model(db), actor=staff, threshold=threshold
     )
-    return TicketRead.model_validate(ticket)
+    return TicketRead.seen_by(ticket, staff.role)

@@ -29,7 +29,7 @@ def create_ticket(
     """Open a ticket; staff may open one on behalf of `requester_email`."""
     ticket = service.open_ticket(db, body, actor=me)
     background.add_task(triage.classify_soon)  # after the response, so after commit
-    return TicketRead.model_validate(ticket)
+    return TicketRead.seen_by(ticket, me.role)
 
 
 @router.get("")
@@ -47,7 +47,7 @@ def list_tickets(
 @router.get("/{ticket_id}")
 def get_ticket(ticket_id: IdPath, db: SessionDep, me: CurrentUser) -> TicketRead:
     """One ticket with its classification."""
-    return TicketRead.model_validate(get_readable(db, ticket_id, actor=me))
+    return TicketRead.seen_by(get_readable(db, ticket_id, actor=me), me.role)
 
 
 @router.patch("/{ticket_id}")
@@ -55,7 +55,7 @@ def update_ticket(
     ticket_id: IdPath, body: TicketUpdate, db: SessionDep, me: CurrentUser
 ) -> TicketRead:
     """Change status (owner: close or reopen), or priority, category, assignee (staff)."""
-    return TicketRead.model_validate(service.update_ticket(db, ticket_id, body, actor=me))
+    return TicketRead.seen_by(service.update_ticket(db, ticket_id, body, actor=me), me.role)
 
 
 @router.get("/{ticket_id}/messages")

@@ -4,7 +4,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
 from doxa.core.db import Base, UTCDateTime, str_enum, utcnow
 from doxa.core.enums import (
@@ -47,6 +47,11 @@ class Ticket(Base):
     ai_confidence: Mapped[float | None]
     ai_priority_confidence: Mapped[float | None]
     ai_model_version: Mapped[str | None] = mapped_column(String(64))
+    # The terms that weighed most for ai_category (staff only).
+    ai_explanation: Mapped[list[str] | None] = mapped_column(JSON)
+    language: Mapped[str | None] = mapped_column(String(8))  # ISO 639-1; None when unsure
+    # For similar tickets (core/triage/similar.py); deferred: no ticket read needs it.
+    text_vector: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
     classification_attempts: Mapped[int] = mapped_column(default=0)
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     # Subject and every public message's text, and every internal note's text, both kept by

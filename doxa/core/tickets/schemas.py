@@ -47,6 +47,7 @@ class TicketFilters(BaseModel):
     requester_id: Id | None = None
     needs_triage: bool | None = None
     channel: Channel | None = None
+    language: Annotated[str, StringConstraints(pattern=r"^[a-z]{2}$")] | None = None
     q: Annotated[str, StringConstraints(max_length=200), NoNul] | None = None
 
 
@@ -85,9 +86,24 @@ class TicketRead(BaseModel):
     ai_priority: Priority | None
     ai_confidence: float | None
     ai_model_version: str | None
+    language: str | None = Field(description="ISO 639-1, or null when unsure")
+    # Never read from the ticket by model_validate (no such attribute): `seen_by` fills it for
+    # staff, so a route that forgets the viewer shows clients nothing rather than too much.
+    ai_explanation: list[str] | None = Field(
+        None, validation_alias="staff_explanation",
+        description="staff only: the terms that weighed most for ai_category (null for clients)",
+    )  # fmt: skip
     metadata: dict[str, Any] = Field(validation_alias=AliasChoices("meta", "metadata"))
     created_at: datetime
     updated_at: datetime
+
+    @classmethod
+    def seen_by(cls, ticket: Any, role: Role) -> TicketRead:
+        """The ticket as someone with `role` may read it: why it was classified is for staff."""
+        read = cls.model_validate(ticket)
+        if role is not Role.CLIENT:
+            read.ai_explanation = ticket.ai_explanation
+        return read
 
 
 class MessageCreate(BaseModel):

@@ -49,6 +49,7 @@ _EQUALITY_FILTERS = (
     "requester_id",
     "needs_triage",
     "channel",
+    "language",
 )
 _FTS = table("ticket_fts", literal_column("rowid"))
 # The generated, GIN-indexed column the migration adds (not mapped: PostgreSQL only).
@@ -83,7 +84,7 @@ def list_tickets(
         rows = list(db.scalars(found)) if ids else []
     page = rows[:limit]
     return Page(
-        items=[TicketRead.model_validate(t) for t in page],
+        items=[TicketRead.seen_by(t, actor.role) for t in page],
         next_cursor=encode_cursor(page[-1].id) if len(rows) > limit else None,
     )
 

@@ -8,6 +8,8 @@ from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_su
 
 from doxa.core.triage.model import FIELDS, Example, TextClassifier, Trained
 
+THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
 
 def evaluate(
     model: TextClassifier, examples: Sequence[Example], *, threshold: float
@@ -59,20 +61,40 @@ def _report(
     ]
     report["coverage"] = len(covered) / len(category) if category else 0.0
     report["accuracy_at_threshold"] = sum(covered) / len(covered) if covered else 0.0
+    report["thresholds"] = threshold_curve(
+        [(confidence, examples[i].category == label) for i, (label, confidence) in category.items()]
+    )
     return report
+
+
+def threshold_curve(
+    outcomes: Sequence[tuple[float, bool]], thresholds: Sequence[float] = THRESHOLDS
+) -> list[dict[str, float]]:
+    """Coverage and accuracy on the covered share at each threshold, to choose
+    AI_CONFIDENCE_THRESHOLD from data: (confidence, was right) per category guess."""
+    curve = []
+    for threshold in thresholds:
+        covered = [right for confidence, right in outcomes if confidence >= threshold]
+        curve.append({
+            "threshold": threshold,
+            "coverage": len(covered) / len(outcomes) if outcomes else 0.0,
+            "accuracy": sum(covered) / len(covered) if covered else 0.0,
+        })  # fmt: skip
+    return curve
 
 
 def field_report(pairs: Sequence[tuple[str, str]]) -> dict[str, object]:
     """Accuracy, macro-F1 and per-label precision/recall/F1/support.
 
-    Labels are every label that is true or predicted, so a label predicted but never true
-    counts in macro-F1 with F1 0 (and an undefined precision or recall counts as 0).
+    Labels are the true labels only: a help desk's evaluation file defines its taxonomy, so a
+    guess outside it is simply wrong (it lowers that row's label's recall) and adds no label
+    of its own to macro-F1. An undefined precision or recall counts as 0.
     """
     if not pairs:
         return {"size": 0, "accuracy": 0.0, "macro_f1": 0.0, "per_label": {}}
     truth = [true for true, _ in pairs]
     guesses = [guess for _, guess in pairs]
-    labels = sorted(set(truth) | set(guesses))
+    labels = sorted(set(truth))
     precision, recall, f1, support = precision_recall_fscore_support(
         truth, guesses, labels=labels, zero_division=0.0
     )

@@ -65,6 +65,10 @@ class ChatClassifier:
     def close(self) -> None:
         self._client.close()
 
+    def use_categories(self, categories: Sequence[str]) -> None:
+        """Ask for these categories from now on (the taxonomy changes at run time)."""
+        self._categories = tuple(categories) or None
+
     def local(self) -> TextClassifier:
         return self._fallback if isinstance(self._fallback, TextClassifier) else self._fallback()
 

@@ -20,8 +20,10 @@ import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import KFold
@@ -29,7 +31,7 @@ from sklearn.pipeline import FeatureUnion
 from sklearn.svm import LinearSVC
 
 from doxa.core.errors import InvalidInput
-from doxa.core.triage import calibration
+from doxa.core.triage import calibration, explain
 from doxa.core.triage.calibration import FloatArray, Matrix
 from doxa.core.triage.features import ticket_text, with_cues
 
@@ -55,6 +57,7 @@ class Prediction:
     priority: str
     priority_confidence: float
     model_version: str
+    explanation: tuple[str, ...] = ()  # the terms that pushed the category most
 
 
 @dataclass(frozen=True)
@@ -80,13 +83,24 @@ class _FieldModel:
     calibrator: LogisticRegression | float  # a float when every out-of-fold guess agreed
 
     def predict(self, features: Matrix) -> tuple[list[str], FloatArray]:
+        labels, confidence, _ = self.decide(features)
+        return labels, confidence
+
+    def decide(self, features: Matrix) -> tuple[list[str], FloatArray, NDArray[np.int64]]:
+        """Labels, confidences, and the chosen label indices (for the explanation)."""
+        n = features.shape[0]
         if self.svm is None:
-            n = features.shape[0]
-            return [self.labels[0]] * n, np.ones(n)
+            return [self.labels[0]] * n, np.ones(n), np.zeros(n, dtype=np.int64)
         scores = calibration.decision_scores(self.svm, features, len(self.labels))
         chosen = scores.argmax(axis=1)
         confidence = calibration.confidence(self.calibrator, scores, chosen, len(self.labels))
-        return [self.labels[i] for i in chosen], confidence
+        return [self.labels[i] for i in chosen], confidence, chosen
+
+    def explain(self, features: Matrix, chosen: NDArray[np.int64],
+                terms: NDArray[Any]) -> list[tuple[str, ...]]:  # fmt: skip
+        if self.svm is None:
+            return [()] * features.shape[0]
+        return explain.top_terms(self.svm, features, chosen, terms)
 
 
 @dataclass
@@ -97,10 +111,21 @@ class TextClassifier:
     fields: dict[str, _FieldModel]
     version: str
     trained_at: float = field(default_factory=time.time)
+    # The word n-gram per column, built on first use; never pickled (it is in the vectorizer).
+    _terms: NDArray[Any] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_terms": None}
 
     @property
     def labels(self) -> dict[str, list[str]]:
         return {name: list(model.labels) for name, model in self.fields.items()}
+
+    @property
+    def terms(self) -> NDArray[Any]:
+        if self._terms is None:
+            self._terms = explain.word_terms(self.vectorizer)
+        return self._terms
 
     def predict(self, subject: str, body: str) -> Prediction:
         return self.predict_many([(subject, body)])[0]
@@ -109,9 +134,10 @@ class TextClassifier:
         return self.predict_texts([ticket_text(subject, body) for subject, body in tickets])
 
     def predict_texts(self, texts: Sequence[str]) -> list[Prediction]:
-        features = self.vectorizer.transform([with_cues(text) for text in texts])
-        category, category_conf = self.fields["category"].predict(features)
+        features = self.vectorizer.transform([with_cues(text) for text in texts]).tocsr()
+        category, category_conf, chosen = self.fields["category"].decide(features)
         priority, priority_conf = self.fields["priority"].predict(features)
+        why = self.fields["category"].explain(features, chosen, self.terms)
         return [
             Prediction(
                 category=category[i],
@@ -119,6 +145,7 @@ class TextClassifier:
                 priority=priority[i],
                 priority_confidence=float(priority_conf[i]),
                 model_version=self.version,
+                explanation=why[i],
             )
             for i in range(len(texts))
         ]

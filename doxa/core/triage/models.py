@@ -39,3 +39,28 @@ class ClassifierModel(Base):
     evaluation: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     blob: Mapped[bytes] = deferred(mapped_column(LargeBinary))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ClassifierCategory(Base):
+    """A category an admin added to the taxonomy; it needs no training data to be chosen."""
+
+    __tablename__ = "classifier_category"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class TrainingExample(Base):
+    """A labeled ticket from the help desk's own export (`doxa classifier train --data`).
+
+    Once any exists, these (with corrections) replace the shipped seed set as training data.
+    """
+
+    __tablename__ = "training_example"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    category: Mapped[str | None] = mapped_column(String(64))
+    priority: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

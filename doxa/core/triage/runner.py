@@ -18,11 +18,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from doxa.core.config import Settings
 from doxa.core.db import is_postgresql, transaction
 from doxa.core.errors import Conflict
-from doxa.core.triage import store
+from doxa.core.triage import labels, language, store
 from doxa.core.triage.llm import ChatClassifier
 from doxa.core.triage.model import TextClassifier
 from doxa.core.triage.models import ClassifierModel
 from doxa.core.triage.service import BATCH, Classifier, classify_pending
+from doxa.core.triage.similar import SimilarTickets
 from doxa.core.triage.training import retrain
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,14 @@ class Triage:
     def ensure_model(self) -> None:
         with transaction(self.sessions) as db:
             self.local_model(db)
+        language.load()
+
+    def join_pinned(self) -> None:
+        """Mailboxes' pinned categories (SUPPORT_ADDRESSES addr=cat) join the taxonomy."""
+        pinned = [box.category for box in self.settings.support_addresses if box.category]
+        if pinned:
+            with transaction(self.sessions) as db:
+                labels.add_categories(db, pinned)
 
     def run_once(self) -> int:
         """Classify every pending ticket, in batches, each batch in its own transaction."""
@@ -70,6 +79,9 @@ class Triage:
                 api_key=self.settings.ai_api_key, fallback=local,
                 timeout=self.settings.ai_timeout_seconds,
             )  # fmt: skip
+        # The taxonomy, not just the local model's labels: an admin's new category is one the
+        # chat model can choose before any correction taught the local model.
+        self._chat.use_categories(labels.categories(db))
         return self._chat
 
     def local_model(self, db: Session) -> TextClassifier:
@@ -98,6 +110,7 @@ class TriageRunner:
         self.settings, self.sessions, self.every = settings, sessions, every
         self.executor = executor  # where retraining runs (a worker process), if anywhere
         self.local = Triage(settings, sessions)  # this process's classifier
+        self.similar = SimilarTickets()  # this process's index of ticket vectors
         self.classify = classify or self.local.run_once
         self.training = False
         self._kick = asyncio.Event()
@@ -116,6 +129,10 @@ class TriageRunner:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        try:  # the database may be down at start: serving (503s) must not depend on this
+            await anyio.to_thread.run_sync(self.local.join_pinned)
+        except Exception:
+            log.warning("could not add the mailboxes' pinned categories yet", exc_info=True)
         if self.enabled:
             self._task = asyncio.create_task(self._run())
 
@@ -154,6 +171,7 @@ class TriageRunner:
     async def _run(self) -> None:
         try:  # a fresh install trains its first model from the seed set now, not on demand
             await anyio.to_thread.run_sync(self.local.ensure_model)
+            await anyio.to_thread.run_sync(self.local.join_pinned)  # if start-up could not
         except Exception:
             log.exception("could not load or train the classifier; retrying on the next run")
         while True:  # the first pass, at start-up, takes what a crash left pending

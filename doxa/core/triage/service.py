@@ -12,6 +12,7 @@ from doxa.core.enums import ClassificationState, Priority, Role
 from doxa.core.tickets.access import get_readable
 from doxa.core.tickets.models import Ticket
 from doxa.core.tickets.service import first_body, record
+from doxa.core.triage import language, similar
 from doxa.core.triage.model import Prediction
 from doxa.core.users.models import User
 from doxa.core.users.service import require_role
@@ -48,7 +49,10 @@ def classify(db: Session, ticket: Ticket, model: Classifier, *, threshold: float
     """Predict and apply; a failing model leaves the ticket for triage, never raises."""
     ticket.classification_attempts += 1
     try:
-        prediction = model.predict(ticket.subject, first_body(db, ticket.id))
+        body = first_body(db, ticket.id)
+        text = f"{ticket.subject}\n{body}"
+        ticket.language, ticket.text_vector = language.detect(text), similar.vector(text)
+        prediction = model.predict(ticket.subject, body)
     except Exception as exc:  # a broken model must not block intake or the queue
         if ticket.classification_attempts >= MAX_ATTEMPTS:
             ticket.classification_state = ClassificationState.FAILED
@@ -63,6 +67,7 @@ def apply(db: Session, ticket: Ticket, prediction: Prediction, *, threshold: flo
     ticket.ai_confidence = prediction.category_confidence
     ticket.ai_priority_confidence = prediction.priority_confidence
     ticket.ai_model_version = prediction.model_version
+    ticket.ai_explanation = list(prediction.explanation) or None
     ticket.classification_state = ClassificationState.DONE
     confident = prediction.category_confidence >= threshold
     ticket.needs_triage = not confident

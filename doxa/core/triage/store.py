@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from doxa.core.enums import Priority
+from doxa.core.triage import labels
 from doxa.core.triage.data import seed_examples
 from doxa.core.triage.evaluation import evaluate_out_of_fold
 from doxa.core.triage.model import Example, TextClassifier, train_out_of_fold
-from doxa.core.triage.models import ClassificationCorrection, ClassifierModel
+from doxa.core.triage.models import ClassificationCorrection, ClassifierModel, TrainingExample
 
 # Unpickled models by version. A version's blob never changes, so the cache cannot go stale;
 # it only needs bounding, as retraining produces new versions over the life of a process.
@@ -72,15 +75,54 @@ def load_active(db: Session) -> TextClassifier | None:
 
 
 def training_examples(db: Session) -> list[Example]:
-    """The shipped seed set plus every staff correction (the corrected label for its field)."""
-    examples = seed_examples()
+    """What a retrain learns from: the help desk's own examples, or the seed set while there are
+    none, plus staff corrections.
+
+    On its own data, a correction to a label that is no longer in the taxonomy (a seed label
+    corrected before the switch) is left out, and the seed set still teaches priority when the
+    help desk's data has none.
+    """
+    own = [
+        Example(row.text, row.category, row.priority)
+        for row in db.scalars(select(TrainingExample).order_by(TrainingExample.id))
+    ]
+    if own:
+        examples = own
+        allowed: set[str] | None = {e.category for e in own if e.category}.union(
+            labels.added_categories(db)
+        )
+        if not any(example.priority for example in own):
+            examples += [Example(e.text, None, e.priority) for e in seed_examples() if e.priority]
+    else:
+        examples, allowed = seed_examples(), None
     corrections = db.scalars(select(ClassificationCorrection).order_by(ClassificationCorrection.id))
     for correction in corrections:
-        if correction.field == "category":
+        if correction.field == "category" and (allowed is None or correction.corrected in allowed):
             examples.append(Example(correction.text, correction.corrected, None))
         elif correction.field == "priority":
             examples.append(Example(correction.text, None, correction.corrected))
     return examples
+
+
+def replace_own_examples(db: Session, examples: Sequence[Example]) -> int:
+    """Store a help desk's labeled export as its training data, replacing any earlier import.
+
+    Priorities outside DOXA's own (low, normal, high, urgent) are dropped: priority is not a
+    help desk's taxonomy. Returns how many examples were stored.
+    """
+    db.execute(delete(TrainingExample))
+    known = {priority.value for priority in Priority}
+    rows = [
+        TrainingExample(
+            text=e.text, category=e.category,
+            priority=e.priority if e.priority in known else None,
+        )
+        for e in examples
+    ]  # fmt: skip
+    rows = [row for row in rows if row.category or row.priority]
+    db.add_all(rows)
+    db.flush()
+    return len(rows)
 
 
 def ensure_model(db: Session, *, threshold: float = 0.6) -> TextClassifier:

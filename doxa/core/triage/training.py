@@ -1,5 +1,6 @@
-"""Training a new model version: seed set + staff corrections (+ a user's file), off the
-request path; the new version becomes active for every process sharing the database."""
+"""Training a new model version: the help desk's own examples (the seed set until there are
+any) + staff corrections, off the request path; the new version becomes active for every
+process sharing the database."""
 
 from __future__ import annotations
 
@@ -7,15 +8,15 @@ from collections.abc import Sequence
 from concurrent.futures import Executor
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from doxa.core.db import transaction
 from doxa.core.enums import Role
 from doxa.core.errors import NotFound
-from doxa.core.triage import store
+from doxa.core.triage import labels, store
 from doxa.core.triage.model import Example
-from doxa.core.triage.models import ClassifierModel
+from doxa.core.triage.models import ClassifierModel, TrainingExample
 from doxa.core.users.models import User
 from doxa.core.users.service import require_role
 
@@ -37,12 +38,23 @@ def retrain(
 
 
 def describe(db: Session, *, actor: User) -> dict[str, Any]:
-    """The active model: version, labels, training size, last evaluation."""
+    """The active model: version, taxonomy, labels, training size, last evaluation."""
     require_role(actor, Role.AGENT, Role.ADMIN)
     row = db.scalar(select(ClassifierModel).where(ClassifierModel.is_active.is_(True)))
     if row is None:
         raise NotFound("no classifier has been trained yet")
+    own = db.scalar(select(func.count()).select_from(TrainingExample)) or 0
     return {
-        "version": row.version, "labels": row.labels, "training_size": row.training_size,
+        "version": row.version, "categories": list(labels.categories(db)),
+        "labels": row.labels, "training_size": row.training_size,
+        "trained_on": "own data" if own else "seed set",
         "evaluation": row.evaluation, "created_at": row.created_at,
     }  # fmt: skip
+
+
+def add_categories(db: Session, names: Sequence[str], *, actor: User) -> list[str]:
+    """Add categories to the active taxonomy (admin); agents may file tickets under them at
+    once, and the model learns them from their corrections at the next retrain."""
+    require_role(actor, Role.ADMIN)
+    labels.add_categories(db, names)
+    return list(labels.categories(db))

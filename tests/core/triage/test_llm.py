@@ -102,6 +102,15 @@ class TestChatClassifier:
         assert request["authorization"] == "Bearer test-key"
         assert SUBJECT in request["messages"][-1]["content"]
 
+    def test_the_taxonomy_is_offered_and_an_added_category_accepted(
+        self, provider: ChatClassifier, server: FakeChatServer
+    ) -> None:
+        provider.use_categories(["billing", "refunds"])
+        server.answer = json.dumps({**GOOD, "category": "refunds"})
+        assert provider.predict(SUBJECT, BODY).category == "refunds"
+        [request] = server.requests
+        assert '["billing", "refunds"]' in request["messages"][0]["content"]
+
     @pytest.mark.parametrize(
         "answer",
         [

@@ -7,8 +7,8 @@ from sklearn.pipeline import FeatureUnion
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from doxa.core.triage import labels, store
 from doxa.core.triage import model as triage_model
-from doxa.core.triage import store
 from doxa.core.triage.data import seed_examples
 from doxa.core.triage.model import Design, Example, TextClassifier, train
 from doxa.core.triage.models import ClassificationCorrection, ClassifierModel
@@ -69,6 +69,37 @@ class TestTrainingExamples:
             Example("Refund\nplease", "billing", None),
             Example("Down\nall users", None, "urgent"),
         ]
+
+    def test_own_examples_replace_the_seed_set_and_keep_only_corrections_in_their_taxonomy(
+        self, db: Session, make_ticket: MakeTicket
+    ) -> None:
+        own = [Example("leaking pipe", "plumbing", "high"), Example("cold lunch", "catering", None)]
+        ticket = make_ticket()  # first: it commits on its own connection
+        assert store.replace_own_examples(db, own) == 2
+        labels.add_categories(db, ["security"])
+        db.add_all(
+            ClassificationCorrection(ticket_id=ticket.id, field="category", predicted="x",
+                                     corrected=corrected, text=corrected)
+            for corrected in ("billing", "plumbing", "security")
+        )  # fmt: skip
+        db.flush()
+        examples = store.training_examples(db)
+        assert examples == [*own, Example("plumbing", "plumbing", None),
+                            Example("security", "security", None)]  # fmt: skip
+
+    def test_own_examples_without_priorities_learn_priority_from_the_seed_set(
+        self, db: Session
+    ) -> None:
+        store.replace_own_examples(db, [Example("leaking pipe", "plumbing", "P1")])
+        examples = store.training_examples(db)
+        assert examples[0] == Example("leaking pipe", "plumbing", None)  # P1 is not a priority
+        assert {e.category for e in examples[1:]} == {None}
+        assert len(examples) == 1 + sum(1 for e in seed_examples() if e.priority)
+
+    def test_a_new_import_replaces_the_previous(self, db: Session) -> None:
+        store.replace_own_examples(db, [Example("a", "one", None)])
+        store.replace_own_examples(db, [Example("b", "two", None)])
+        assert store.training_examples(db)[0] == Example("b", "two", None)
 
 
 class TestEnsureModel:
