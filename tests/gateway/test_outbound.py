@@ -83,13 +83,13 @@ class TestNoSpamRelay:
         self, start_smtp: StartSmtp, sink: Sink
     ) -> None:
         smtp = start_smtp(outbound_smtp_url=sink.url, ack_hourly_limit_per_recipient=2)
-        for n in range(3):
+        for n in range(3):  # processed side by side: the cap holds all the same
             smtp.send(message(f"Question {n}"))
         smtp.settle()
         sink.wait_for(2)
         acks = [smtp.messages(t.id)[-1] for t in smtp.tickets()]
-        assert [(a.delivery_state, a.delivery_error) for a in acks][-1] == ("not_sent", "cap")
-        assert len(sink.received) == 2
+        capped = [a for a in acks if (a.delivery_state, a.delivery_error) == ("not_sent", "cap")]
+        assert len(capped) == 1 and len(sink.received) == 2
 
     def test_acknowledgments_in_all_stop_at_the_hourly_cap(
         self, start_smtp: StartSmtp, sink: Sink
@@ -99,8 +99,8 @@ class TestNoSpamRelay:
             smtp.send(message("Question", sender=f"person{n}@example.org"))
         smtp.settle()
         sink.wait_for(2)
-        assert smtp.messages(smtp.tickets()[-1].id)[-1].delivery_error == "cap"
-        assert len(sink.received) == 2
+        errors = [smtp.messages(t.id)[-1].delivery_error for t in smtp.tickets()]
+        assert errors.count("cap") == 1 and len(sink.received) == 2
 
     def test_acknowledgment_goes_to_the_from_address_even_with_a_reply_to_there(
         self, start_smtp: StartSmtp, sink: Sink
@@ -136,6 +136,7 @@ class TestOneBadMessage:
     ) -> None:
         smtp = start_smtp(outbound_smtp_url=sink.url)
         smtp.send(message("Broken later", sender="carol@example.org"))
+        smtp.settle()  # ticket 1 is the one broken below
         smtp.send(message("Fine"))
         sink.wait_for(2)
         with smtp.context.sessions.begin() as db:  # a row written before addresses were checked
@@ -150,6 +151,7 @@ class TestOneBadMessage:
     ) -> None:
         smtp = start_smtp(outbound_smtp_url=sink.url)
         smtp.send(message("Broken later"))
+        smtp.settle()  # ticket 1 is the one broken below
         smtp.send(message("Fine", sender="bob@example.org"))
         sink.wait_for(2)
         with smtp.context.sessions.begin() as db:  # a row written before subjects were checked

@@ -58,7 +58,9 @@ class TestStrangersCannotWriteIntoTickets:
     def test_the_customer_still_threads_by_each_rule(self, smtp: Smtp) -> None:
         ticket = _customer_ticket(smtp)
         smtp.send(message("a", sender=CUSTOMER, In_Reply_To="<alice-1@example.org>"))
+        smtp.settle()  # one at a time: the order of the stored messages is the assertion's
         smtp.send(message(f"[#{ticket.id}] b", sender=CUSTOMER))
+        smtp.settle()
         smtp.send(message("c", sender=CUSTOMER), to=f"support+{ticket.id}@example.com")
         assert [e.status for e in smtp.settle()[1:]] == [IntakeStatus.FOLLOWUP] * 3
         rules = [m.threaded_by for m in smtp.messages(ticket.id)[2:]]

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from doxa.core.config import Settings
-from doxa.core.db import utcnow
+from doxa.core.db import is_postgresql, utcnow
 from doxa.core.enums import (
     Channel,
     ClassificationState,
@@ -35,6 +35,7 @@ ACKNOWLEDGMENT_NOTE = "automatic acknowledgment"
 # Why an acknowledgment was recorded but not sent (Message.delivery_error).
 CAP = "cap"
 REPLY_TO_ELSEWHERE = "reply_to_elsewhere"
+ACK_CAP_LOCK = 0x444F5841  # "DOXA": the advisory lock that serializes the hourly cap checks
 # Acknowledgments that count towards the hourly caps: the ones that went, or were to go, out.
 _COUNTED_STATES = (DeliveryState.QUEUED, DeliveryState.SENT, DeliveryState.FAILED)
 
@@ -197,6 +198,10 @@ def _why_not_send(
 ) -> str | None:
     if msg.reply_to and msg.reply_to != msg.sender_email and not authenticated:
         return REPLY_TO_ELSEWHERE
+    if is_postgresql(db):
+        # Intake workers run side by side: without this, each would count the acknowledgments
+        # committed so far and several could pass the cap at once. Held to the commit, briefly.
+        db.execute(select(func.pg_advisory_xact_lock(ACK_CAP_LOCK)))
     since = utcnow() - timedelta(hours=1)
     acks = (
         select(func.count())
