@@ -189,8 +189,8 @@ def build_pipeline(settings: Settings) -> Pipeline:
     normalizers = {
         Channel.EMAIL: configured_email_normalizer(settings),
         Channel.FORM: webhooks.form_normalizer(limit),
-        Channel.MAILGUN: webhooks.normalizer(webhooks.mailgun_message, limit),
-        Channel.SENDGRID: webhooks.normalizer(webhooks.sendgrid_message, limit),
-        Channel.POSTMARK: webhooks.normalizer(webhooks.postmark_message, limit),
+        Channel.MAILGUN: webhooks.normalizer(webhooks.mailgun_message, settings),
+        Channel.SENDGRID: webhooks.normalizer(webhooks.sendgrid_message, settings),
+        Channel.POSTMARK: webhooks.normalizer(webhooks.postmark_message, settings),
     }
     return Pipeline(settings, normalizers)

@@ -84,6 +84,25 @@ class TestMailgun:
         assert ticket.subject == "Raw by Mailgun"
         assert hooks.messages(ticket.id)[0].message_id == "mg1@example.org"
 
+    def test_body_mime_is_read_under_the_configured_part_limit(self, start_smtp: StartSmtp) -> None:
+        hooks = start_hooks(start_smtp, max_mime_parts=3)
+        parts = "".join(
+            f"--b\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; "
+            f"filename=f{n}.txt\r\n\r\nfile {n}\r\n"
+            for n in range(6)
+        )
+        raw = (
+            "From: alice@example.org\r\nTo: support@example.com\r\nSubject: Many files\r\n"
+            "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+            f"{parts}--b--\r\n"
+        )
+        fields = {"recipient": "support@example.com", "sender": "alice@example.org"}
+        hooks.http.post(MAILGUN, data=mailgun_signed(fields | {"body-mime": raw}))
+        hooks.settle()
+        first = hooks.messages(hooks.tickets()[0].id)[0]
+        assert len(first.attachments) < 6
+        assert any("more than 3 MIME parts" in note for note in first.notes)
+
     def test_a_wrong_signature_gets_401(self, hooks: Smtp) -> None:
         fields = mailgun_signed(
             _fields("mailgun/mailgun-documentation/route-message-forward.fields.json"), key="wrong"

@@ -19,6 +19,7 @@ from email.parser import HeaderParser
 from email.utils import formataddr, getaddresses
 from typing import Any
 
+from doxa.core.config import Settings
 from doxa.core.errors import InvalidInput, Rejected
 from doxa.core.intake.inbound import InboundMessage
 from doxa.core.intake.pipeline import RawEvent, message_id_of
@@ -82,11 +83,13 @@ def mailgun_envelope(form: Form) -> Envelope:
     return Envelope(_addresses(form.text("recipient")), form.text("sender") or None, message_id)
 
 
-def mailgun_message(event: RawEvent, *, max_attachment_bytes: int) -> InboundMessage:
+def mailgun_message(event: RawEvent, *, max_attachment_bytes: int, **limits: int) -> InboundMessage:
     form = _read(event)
     _refused(event)
     if form.data("body-mime").strip():
-        return parse_mime(form.data("body-mime"), max_attachment_bytes=max_attachment_bytes)
+        return parse_mime(
+            form.data("body-mime"), max_attachment_bytes=max_attachment_bytes, **limits
+        )
     try:
         listed = json.loads(form.text("message-headers") or "[]")
         headers = [(str(n), str(v)) for n, v in listed]
@@ -98,7 +101,7 @@ def mailgun_message(event: RawEvent, *, max_attachment_bytes: int) -> InboundMes
         html=form.text("body-html") or None,
         files=form.files,
     )
-    return parse_mime(raw, max_attachment_bytes=max_attachment_bytes)
+    return parse_mime(raw, max_attachment_bytes=max_attachment_bytes, **limits)
 
 
 # SendGrid Inbound Parse: parsed fields, or with "POST the raw, full MIME message", `email`.
@@ -115,11 +118,13 @@ def sendgrid_envelope(form: Form) -> Envelope:
     return Envelope(to or _addresses(form.text("to"), form.text("cc")), sender, message_id_of(raw))
 
 
-def sendgrid_message(event: RawEvent, *, max_attachment_bytes: int) -> InboundMessage:
+def sendgrid_message(
+    event: RawEvent, *, max_attachment_bytes: int, **limits: int
+) -> InboundMessage:
     form = _read(event)
     _refused(event)
     if form.text("email").strip():
-        return parse_mime(form.data("email"), max_attachment_bytes=max_attachment_bytes)
+        return parse_mime(form.data("email"), max_attachment_bytes=max_attachment_bytes, **limits)
     try:
         charsets: dict[str, Any] = json.loads(form.text("charsets") or "{}")
     except ValueError:
@@ -129,7 +134,7 @@ def sendgrid_message(event: RawEvent, *, max_attachment_bytes: int) -> InboundMe
     )
     headers = HeaderParser().parsestr(form.text("headers") + "\n\n").items()
     raw = synthesize(headers or _summary(form), text=text, html=html or None, files=form.files)
-    return parse_mime(raw, max_attachment_bytes=max_attachment_bytes)
+    return parse_mime(raw, max_attachment_bytes=max_attachment_bytes, **limits)
 
 
 # Postmark inbound: one JSON document; `RawEmail` when "Include raw email content" is on.
@@ -215,24 +220,32 @@ def _postmark_files(post: dict[str, Any]) -> list[Upload]:
     return files
 
 
-def postmark_message(event: RawEvent, *, max_attachment_bytes: int) -> InboundMessage:
+def postmark_message(
+    event: RawEvent, *, max_attachment_bytes: int, **limits: int
+) -> InboundMessage:
     post = _postmark(event.raw)
     _refused(event)
     if post.get("RawEmail"):
         raw = str(post["RawEmail"]).encode("utf-8", errors="surrogateescape")
-        return parse_mime(raw, max_attachment_bytes=max_attachment_bytes)
+        return parse_mime(raw, max_attachment_bytes=max_attachment_bytes, **limits)
     raw = synthesize(
         _postmark_headers(post),
         text=str(post.get("TextBody") or ""),
         html=str(post.get("HtmlBody") or "") or None,
         files=_postmark_files(post),
     )
-    return parse_mime(raw, max_attachment_bytes=max_attachment_bytes)
+    return parse_mime(raw, max_attachment_bytes=max_attachment_bytes, **limits)
 
 
 Normalize = Callable[..., InboundMessage]
 
 
-def normalizer(read: Normalize, max_attachment_bytes: int) -> Callable[[RawEvent], InboundMessage]:
-    """A provider's normalizer with the attachment limit bound (picklable, for worker processes)."""
-    return functools.partial(read, max_attachment_bytes=max_attachment_bytes)
+def normalizer(read: Normalize, settings: Settings) -> Callable[[RawEvent], InboundMessage]:
+    """A provider's normalizer with the configured parsing limits bound (picklable, for worker
+    processes): raw MIME from a provider is read under the same limits as SMTP's."""
+    return functools.partial(
+        read,
+        max_attachment_bytes=settings.max_attachment_bytes,
+        max_header_bytes=settings.max_header_bytes,
+        max_mime_parts=settings.max_mime_parts,
+    )

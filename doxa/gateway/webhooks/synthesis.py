@@ -15,6 +15,7 @@ from email.message import EmailMessage
 
 from doxa.core.errors import InvalidInput, Rejected
 from doxa.core.intake.inbound import InboundMessage
+from doxa.gateway.mime.loading import MAX_HEADER_BYTES, MAX_PARTS
 from doxa.gateway.parsing import parse_email
 from doxa.gateway.webhooks.bodies import Upload
 
@@ -54,9 +55,20 @@ def synthesize(
     return b"\r\n".join(lines) + b"\r\n" + body.as_bytes()
 
 
-def parse_mime(raw: bytes, *, max_attachment_bytes: int) -> InboundMessage:
+def parse_mime(
+    raw: bytes,
+    *,
+    max_attachment_bytes: int,
+    max_header_bytes: int = MAX_HEADER_BYTES,
+    max_mime_parts: int = MAX_PARTS,
+) -> InboundMessage:
     """The email parser, with input that is no email at all marked as never usable."""
     try:
-        return parse_email(raw, max_attachment_bytes=max_attachment_bytes)
+        return parse_email(
+            raw,
+            max_attachment_bytes=max_attachment_bytes,
+            max_header_bytes=max_header_bytes,
+            max_mime_parts=max_mime_parts,
+        )
     except InvalidInput as exc:
         raise Rejected(exc.detail, reason="unreadable") from None
