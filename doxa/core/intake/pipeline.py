@@ -34,6 +34,7 @@ from doxa.core.intake.models import IntakeEvent
 from doxa.core.intake.threads import Thread, find_thread
 from doxa.core.intake.trust import Assessment, assess
 from doxa.core.tickets.models import Message
+from doxa.core.users.models import User
 
 MAX_ERROR_CHARS = 4000
 NOT_A_PARTICIPANT = "not_a_participant"
@@ -187,7 +188,7 @@ class Pipeline:
         elif self._seen(db, msg):
             event.status, event.reason = IntakeStatus.DUPLICATE, "message_id"
         else:
-            thread = self._thread(db, event, msg)
+            thread = self._thread(db, event, msg, author=trust.author)
             outcome = delivery.deliver(
                 db, event, msg, thread, settings=self.settings,
                 authenticated=trust.authenticated, notes=trust.notes,
@@ -209,10 +210,14 @@ class Pipeline:
         )
         return bool(getattr(claimed, "rowcount", 0) == 1)
 
-    def _thread(self, db: Session, event: IntakeEvent, msg: InboundMessage) -> Thread:
+    def _thread(
+        self, db: Session, event: IntakeEvent, msg: InboundMessage, *, author: User | None
+    ) -> Thread:
         if event.channel is Channel.FORM:  # a typed address proves nothing: always a new ticket
             return Thread(None, ThreadedBy.NEW)
-        return find_thread(db, msg, recipients=event.envelope_to, secret=self.settings.secret)
+        return find_thread(
+            db, msg, recipients=event.envelope_to, secret=self.settings.secret, author=author
+        )
 
     def _hold_reason(
         self, db: Session, event: IntakeEvent, msg: InboundMessage, trust: Assessment

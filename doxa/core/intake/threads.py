@@ -35,9 +35,11 @@ class Thread:
     participant: bool = True  # False: the author may not write into `ticket`
 
 
-def find_thread(db: Session, msg: InboundMessage, *, recipients: list[str], secret: str) -> Thread:
-    """The first named ticket the author takes part in; else the first named one, as a link."""
-    author = _user(db, msg.sender_email)
+def find_thread(
+    db: Session, msg: InboundMessage, *, recipients: list[str], secret: str, author: User | None
+) -> Thread:
+    """The first named ticket the author (the user `From:` names, if any) takes part in; else
+    the first named one, as a link."""
     first: Thread | None = None
     for rule, ticket in _named(db, msg, recipients, secret):
         if is_participant(ticket, msg.sender_email, author):
@@ -51,12 +53,6 @@ def is_participant(ticket: Ticket, email: str, user: User | None) -> bool:
     if user is not None and (user.id == ticket.requester_id or (user.is_staff and user.is_active)):
         return True
     return bool(email) and email.lower() in (ticket.cc or [])
-
-
-def _user(db: Session, email: str) -> User | None:
-    if not email:
-        return None
-    return db.scalar(select(User).where(User.email == email.lower()))
 
 
 def _named(

@@ -23,6 +23,7 @@ from doxa.core.intake.inbound import InboundMessage
 from doxa.core.intake.models import IntakeEvent
 from doxa.core.tickets.models import Ticket
 from doxa.core.users import service as users
+from doxa.core.users.models import User
 
 AUTHENTICATION_RESULTS = "authentication-results"
 HEADERS_READ = frozenset({AUTHENTICATION_RESULTS})
@@ -47,6 +48,7 @@ class Assessment:
     hold: str | None  # a reason to hold the message, or None
     authenticated: bool
     notes: tuple[str, ...] = ()
+    author: User | None = None  # the user the From: address names, looked up once per event
 
 
 def assess(db: Session, event: IntakeEvent, msg: InboundMessage, settings: Settings) -> Assessment:
@@ -56,16 +58,16 @@ def assess(db: Session, event: IntakeEvent, msg: InboundMessage, settings: Setti
     peer = (event.extra or {}).get("peer") if event.channel is Channel.EMAIL else None
     said = verdict(msg, peer=peer, settings=settings)
     if author is not None and not author.is_active:
-        return Assessment(DEACTIVATED, said.authenticated)
+        return Assessment(DEACTIVATED, said.authenticated, author=author)
     # A web form proves nothing about the address typed into it.
     proven = said.authenticated and event.channel is not Channel.FORM
     if author is not None and author.is_staff and not proven:
-        return Assessment(SPOOFED, said.authenticated)
+        return Assessment(SPOOFED, said.authenticated, author=author)
     if said.dmarc_failed:
         if author is not None and (author.is_staff or _has_tickets(db, author.id)):
-            return Assessment(SPOOFED, False)
-        return Assessment(None, False, (UNVERIFIED,))
-    return Assessment(None, said.authenticated)
+            return Assessment(SPOOFED, False, author=author)
+        return Assessment(None, False, (UNVERIFIED,), author=author)
+    return Assessment(None, said.authenticated, author=author)
 
 
 def _has_tickets(db: Session, user_id: int) -> bool:
