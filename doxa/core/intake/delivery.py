@@ -26,6 +26,7 @@ from doxa.core.message_ids import new_message_id
 from doxa.core.tickets.models import Attachment, Message, Ticket
 from doxa.core.tickets.service import add_text, record
 from doxa.core.users import service as users
+from doxa.core.users.models import User
 
 ACKNOWLEDGMENT = (
     "Thank you for your message. We have opened ticket {reference} and will answer soon.\n"
@@ -53,19 +54,24 @@ def deliver(
     thread: Thread,
     *,
     settings: Settings,
+    author: User | None,
     authenticated: bool = False,
     notes: tuple[str, ...] = (),
 ) -> Outcome:
     """A follow-up when a participant names an open ticket; otherwise a new ticket, linked to
-    the one named (closed, or not the author's to write into)."""
+    the one named (closed, or not the author's to write into).
+
+    `author` is the user the From: address names (the caller looked it up); an address with no
+    user becomes a client here."""
+    sender = author or users.new_requester(db, email=msg.sender_email, name=msg.sender_name)
     ticket = thread.ticket
     if ticket is not None and thread.participant and ticket.status is not Status.CLOSED:
         body = strip_reply(msg.text) or msg.text
-        _store(db, ticket, event, msg, body=body, thread=thread, notes=notes)
+        _store(db, ticket, event, msg, sender, body=body, thread=thread, notes=notes)
         _copy(ticket, msg, settings=settings)
         _reopen(db, ticket)
         return Outcome(IntakeStatus.FOLLOWUP, ticket)
-    new = _open(db, event, msg, settings=settings, previous=ticket, notes=notes)
+    new = _open(db, event, msg, sender, settings=settings, previous=ticket, notes=notes)
     _acknowledge(db, new, msg, settings=settings, authenticated=authenticated)
     return Outcome(IntakeStatus.TICKET_CREATED, new)
 
@@ -74,12 +80,12 @@ def _open(
     db: Session,
     event: IntakeEvent,
     msg: InboundMessage,
+    requester: User,
     *,
     settings: Settings,
     previous: Ticket | None,
     notes: tuple[str, ...],
 ) -> Ticket:
-    requester = users.requester_for(db, email=msg.sender_email, name=msg.sender_name)
     box = settings.mailbox(event.mailbox) if event.mailbox else None
     ticket = Ticket(
         subject=msg.subject,
@@ -94,9 +100,8 @@ def _open(
         search_text=msg.subject,
         cc=[],
     )
-    db.add(ticket)
-    db.flush()
-    _store(db, ticket, event, msg, body=msg.text, thread=None, notes=notes)
+    db.add(ticket)  # inserted with its first message, by _store's flush
+    _store(db, ticket, event, msg, requester, body=msg.text, thread=None, notes=notes)
     _copy(ticket, msg, settings=settings)
     record(db, ticket, actor=None, field="created", old=None, new=ticket.status)
     return ticket
@@ -115,14 +120,14 @@ def _store(
     ticket: Ticket,
     event: IntakeEvent,
     msg: InboundMessage,
+    author: User,
     *,
     body: str,
     thread: Thread | None,
     notes: tuple[str, ...],
 ) -> Message:
-    author = users.requester_for(db, email=msg.sender_email, name=msg.sender_name)
     message = Message(
-        ticket_id=ticket.id,
+        ticket=ticket,
         author_id=author.id,
         direction=Direction.IN,
         internal=False,
@@ -135,11 +140,9 @@ def _store(
         notes=[*notes, *msg.notes],
         intake_event_id=event.id,
     )
-    add_text(db, ticket, message)
     for part in msg.attachments:
-        db.add(
+        message.attachments.append(
             Attachment(
-                message_id=message.id,
                 filename=part.filename,
                 content_type=part.content_type,
                 size=part.size,
@@ -149,8 +152,7 @@ def _store(
                 content=part.content,
             )
         )
-    db.flush()
-    return message
+    return add_text(db, ticket, message)  # one flush: the ticket if new, message, attachments
 
 
 def _reopen(db: Session, ticket: Ticket) -> None:

@@ -177,10 +177,9 @@ class Pipeline:
 
     def apply(self, db: Session, event_id: int, msg: InboundMessage) -> IntakeEvent | None:
         """Decide what the message is and make it so; None when another worker got there first."""
-        if not self._claim(db, event_id):
+        event = self._claim(db, event_id)
+        if event is None:
             return None
-        event = db.get_one(IntakeEvent, event_id)
-        event.sender, event.processed_at = msg.sender_email or None, utcnow()
         trust = assess(db, event, msg, self.settings)
         reason = None if event.released_by_id else self._hold_reason(db, event, msg, trust)
         if reason is not None:
@@ -190,25 +189,29 @@ class Pipeline:
         else:
             thread = self._thread(db, event, msg, author=trust.author)
             outcome = delivery.deliver(
-                db, event, msg, thread, settings=self.settings,
+                db, event, msg, thread, settings=self.settings, author=trust.author,
                 authenticated=trust.authenticated, notes=trust.notes,
             )  # fmt: skip
             event.status, event.ticket_id = outcome.status, outcome.ticket.id
             event.reason = None if thread.participant else NOT_A_PARTICIPANT
+        # Set last, so the queries above flush nothing of the event: one UPDATE writes it all.
+        event.sender, event.processed_at = msg.sender_email or None, utcnow()
         event.error = None
         db.flush()
         return event
 
-    def _claim(self, db: Session, event_id: int) -> bool:
+    def _claim(self, db: Session, event_id: int) -> IntakeEvent | None:
         # A conditional write, not a read: on PostgreSQL a concurrent claimer waits and then
-        # matches nothing; on SQLite the write lock serializes claimers the same way.
-        claimed = db.execute(
+        # matches nothing; on SQLite the write lock serializes claimers the same way. RETURNING
+        # loads the claimed event in the same round trip.
+        claim = (
             update(IntakeEvent)
             .where(IntakeEvent.id == event_id, IntakeEvent.status == IntakeStatus.RECEIVED)
             .values(attempts=IntakeEvent.attempts + 1)
-            .execution_options(synchronize_session=False)
+            .returning(IntakeEvent)
         )
-        return bool(getattr(claimed, "rowcount", 0) == 1)
+        options = {"synchronize_session": False, "populate_existing": True}
+        return db.scalars(claim, execution_options=options).one_or_none()
 
     def _thread(
         self, db: Session, event: IntakeEvent, msg: InboundMessage, *, author: User | None

@@ -105,6 +105,8 @@ class Message(Base):
         back_populates="message", lazy="selectin", order_by="Attachment.id"
     )
     author: Mapped[User | None] = relationship(foreign_keys=[author_id])
+    # Lets intake add a new ticket and its first message in one flush (one INSERT each).
+    ticket: Mapped[Ticket] = relationship(foreign_keys=[ticket_id])
 
     # For the hourly acknowledgment caps: outbound mail of the last hour.
     __table_args__ = (Index(None, "direction", "created_at"),)

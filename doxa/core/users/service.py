@@ -192,14 +192,18 @@ def ensure_admin(db: Session, passwords: Passwords, *, email: str, password: str
 def requester_for(db: Session, *, email: str, name: str | None) -> User:
     """The user behind an inbound address: an unknown sender becomes a client without a password."""
     user = find_by_email(db, email)
-    if user is not None:
-        return user
+    return user if user is not None else new_requester(db, email=email, name=name)
+
+
+def new_requester(db: Session, *, email: str, name: str | None) -> User:
+    """A client for an address the caller has just found no user for."""
     try:
         with db.begin_nested():  # another delivery may create the same sender concurrently
             user = User(email=email.strip().lower(), full_name=name or None, role=Role.CLIENT)
             db.add(user)
     except IntegrityError:
-        user = find_by_email(db, email)
-        if user is None:
+        found = find_by_email(db, email)
+        if found is None:
             raise
+        return found
     return user
