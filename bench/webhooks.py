@@ -34,6 +34,7 @@ import json
 import math
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -368,6 +369,7 @@ def main() -> None:
         action="store_true",
         help="hold processing back while posting (accepting alone), then time the drain",
     )
+    parser.add_argument("--log", type=Path, help="keep the DOXA server's log at this path")
     parser.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -378,6 +380,8 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="doxa-bench-webhooks-") as scratch:
         result = run(args, Path(scratch))
+        if args.log:
+            shutil.copyfile(Path(scratch) / "doxa.log", args.log)
     report(result)
     RESULTS.mkdir(exist_ok=True)
     with (RESULTS / "webhooks-postgresql.jsonl").open("a") as sink:

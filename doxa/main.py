@@ -28,7 +28,15 @@ from doxa.core.context import Context
 from doxa.core.db import transaction
 from doxa.core.enums import Channel, IntakeStatus
 from doxa.core.intake.pipeline import Pipeline
-from doxa.core.intake.worker import IntakeWorker, process_elsewhere, process_event
+from doxa.core.intake.worker import (
+    BATCH_DEADLINE_SECONDS,
+    Batch,
+    IntakeWorker,
+    batch_elsewhere,
+    process_batch,
+    process_elsewhere,
+    process_event,
+)
 from doxa.core.outbound import Outbox, OutboxRunner
 from doxa.core.triage.runner import TriageRunner
 from doxa.core.users import service as user_service
@@ -37,7 +45,13 @@ from doxa.core.users.throttle import Throttle
 from doxa.gateway import webhooks
 from doxa.gateway.parsing import configured_email_normalizer
 from doxa.gateway.smtp import IntakeHandler, SmtpListener
-from doxa.workers import classify_in_worker, process_in_worker, read_in_worker, worker_processes
+from doxa.workers import (
+    classify_in_worker,
+    process_batch_in_worker,
+    process_in_worker,
+    read_in_worker,
+    worker_processes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,26 +74,36 @@ class Runtime:
         pool = self.parsers
         self.pipeline = build_pipeline(settings)
         process: Callable[[int], IntakeStatus | None] | None = None
+        # Small events waiting together are stored in one transaction (see process_batch).
+        many: Callable[[list[int]], Batch] | None = None
         classify: Callable[[], int] | None = None
         # Each event gets PROCESSING_TIMEOUT_SECONDS in its process, which is then replaced.
         deadline = settings.processing_timeout_seconds
         if pool is not None and settings.on_postgresql:
             run = functools.partial(pool.run, process_in_worker, timeout=deadline)
             process = functools.partial(process_elsewhere, context.sessions, self.pipeline, run)
-            classify = functools.partial(pool.run, classify_in_worker)
+            batch_deadline = min(deadline, BATCH_DEADLINE_SECONDS)
+            run_many = functools.partial(pool.run, process_batch_in_worker, timeout=batch_deadline)
+            many = functools.partial(batch_elsewhere, run_many)
+            classify = functools.partial(pool.run, classify_in_worker, background=True)
         elif pool is not None:
             read = functools.partial(pool.run, read_in_worker, timeout=deadline)
             process = functools.partial(process_event, context.sessions, self.pipeline, read=read)
+        else:
+            many = functools.partial(process_batch, context.sessions, self.pipeline)
         self.outbox = OutboxRunner(Outbox(settings, context.sessions))
         self.triage = TriageRunner(settings, context.sessions, executor=pool, classify=classify)
         self.worker = IntakeWorker(
-            context.sessions, self.pipeline, after=self._processed, process=process
-        )
+            context.sessions, self.pipeline, after=self._processed, process=process,
+            process_many=many,
+        )  # fmt: skip
         self.webhooks = webhooks.WebhookIntake(
             settings, context.sessions, self.pipeline, self.worker.submit
         )
         # Timed and counted here, around the work, so the domain's services stay free of metrics.
         self.worker.process = metrics.timed_intake(self.worker.process)
+        if self.worker.process_many is not None:
+            self.worker.process_many = metrics.timed_intake_batch(self.worker.process_many)
         self.triage.classify = metrics.timed_classification(self.triage.classify)
         self.listener: SmtpListener | None = None
         if settings.smtp_enabled:

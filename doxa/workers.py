@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
-import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
@@ -26,7 +25,14 @@ from doxa.core.context import Context
 from doxa.core.enums import IntakeStatus
 from doxa.core.intake.inbound import InboundMessage
 from doxa.core.intake.pipeline import Pipeline
-from doxa.core.intake.worker import ProcessingTimeout, WorkerLost, process_event, read_event
+from doxa.core.intake.worker import (
+    Batch,
+    ProcessingTimeout,
+    WorkerLost,
+    process_batch,
+    process_event,
+    read_event,
+)
 from doxa.core.triage.runner import Triage
 
 log = logging.getLogger(__name__)
@@ -47,12 +53,14 @@ class WorkerPool(Executor):
     def __init__(self, size: int, initializer: Callable[..., None], *initargs: object) -> None:
         self._context = mp.get_context("spawn")
         self._start_args = (initializer, initargs)
-        self._idle: queue.Queue[_Worker] = queue.Queue()
+        self._idle: list[_Worker] = []
         self._workers: set[_Worker] = set()
         self._lock = threading.Lock()
+        self._available = threading.Condition(self._lock)
+        self._waiting = 0  # foreground calls waiting: background calls let them go first
         self._closed = False
         for _ in range(size):
-            self._idle.put(self._spawn())
+            self._release(self._spawn())
 
     def _spawn(self) -> _Worker:
         parent, child = self._context.Pipe()
@@ -66,10 +74,15 @@ class WorkerPool(Executor):
             self._workers.add(worker)
         return worker
 
-    def run(self, call: Callable[..., T], *args: object, timeout: float | None = None) -> T:
+    def run(self, call: Callable[..., T], *args: object, timeout: float | None = None,
+            background: bool = False) -> T:  # fmt: skip
         """`call(*args)` in a free worker process; past `timeout` seconds the process is replaced
-        and `ProcessingTimeout` raised. The waiting thread holds no GIL."""
-        worker = self._checkout()
+        and `ProcessingTimeout` raised. The waiting thread holds no GIL.
+
+        A `background` call (classification, retraining) takes a process only when no other
+        call is waiting for one: under a flood, intake goes first.
+        """
+        worker = self._checkout(background)
         try:
             if not worker.started:
                 worker.started = worker.pipe.recv() == _STARTED
@@ -89,18 +102,29 @@ class WorkerPool(Executor):
             raise WorkerLost(
                 f"the worker process ended during the call (exit code {code})"
             ) from lost
-        self._idle.put(worker)
+        self._release(worker)
         if not ok:
             raise value
         return value  # type: ignore[no-any-return]
 
-    def _checkout(self) -> _Worker:
-        while True:
+    def _checkout(self, background: bool) -> _Worker:
+        with self._available:
+            waiting = 0 if background else 1
+            self._waiting += waiting
             try:
-                return self._idle.get(timeout=1.0)
-            except queue.Empty:
-                if self._closed:
-                    raise WorkerLost("the worker processes are shut down") from None
+                while True:
+                    if self._closed:
+                        raise WorkerLost("the worker processes are shut down")
+                    if self._idle and not (background and self._waiting):
+                        return self._idle.pop()
+                    self._available.wait(1.0)
+            finally:
+                self._waiting -= waiting
+
+    def _release(self, worker: _Worker) -> None:
+        with self._available:
+            self._idle.append(worker)
+            self._available.notify_all()
 
     def _replace(self, worker: _Worker) -> None:
         _end(worker)
@@ -108,7 +132,7 @@ class WorkerPool(Executor):
             self._workers.discard(worker)
             if self._closed:
                 return
-        self._idle.put(self._spawn())
+        self._release(self._spawn())
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         """For retraining: the call runs without a deadline, waited for on a thread of its own."""
@@ -116,7 +140,7 @@ class WorkerPool(Executor):
 
         def wait() -> None:
             try:
-                future.set_result(self.run(_call_with, fn, args, kwargs))
+                future.set_result(self.run(_call_with, fn, args, kwargs, background=True))
             except BaseException as exc:
                 future.set_exception(exc)
 
@@ -128,13 +152,12 @@ class WorkerPool(Executor):
         with self._lock:
             self._closed = True
             workers = list(self._workers)
-        while True:
-            try:
-                idle = self._idle.get_nowait()
-            except queue.Empty:
-                break
-            idle.pipe.close()
-            idle.process.join(5)
+        with self._available:
+            idle, self._idle = self._idle, []
+            self._available.notify_all()
+        for worker in idle:
+            worker.pipe.close()
+            worker.process.join(5)
         for worker in workers:
             _end(worker)
 
@@ -217,10 +240,15 @@ def process_in_worker(event_id: int) -> IntakeStatus | None:
     return process_event(worker.context.sessions, worker.pipeline, event_id)
 
 
+def process_batch_in_worker(event_ids: list[int]) -> Batch:
+    worker = _worker()
+    return process_batch(worker.context.sessions, worker.pipeline, event_ids)
+
+
 def read_in_worker(event_id: int) -> InboundMessage | None:
     worker = _worker()
     return read_event(worker.context.sessions, worker.pipeline, event_id)
 
 
 def classify_in_worker() -> int:
-    return _worker().triage.run_once()
+    return _worker().triage.run_batch()

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, undefer
 
 from doxa.core.config import Settings
 from doxa.core.db import is_postgresql, large_value, utcnow
@@ -171,6 +171,21 @@ class Pipeline:
             return None
         extra = dict(event.extra or {})
         return RawEvent(event.id, event.channel, event.raw, extra, event.envelope_from)
+
+    def load_small(self, db: Session, event_ids: list[int], *, max_bytes: int) -> list[RawEvent]:
+        """The raw input of those events still waiting whose raw size is at most `max_bytes`,
+        in one query, in id order."""
+        query = (
+            select(IntakeEvent)
+            .where(IntakeEvent.id.in_(event_ids), IntakeEvent.status == IntakeStatus.RECEIVED,
+                   IntakeEvent.raw_size <= max_bytes)
+            .order_by(IntakeEvent.id)
+            .options(undefer(IntakeEvent.raw))
+        )  # fmt: skip
+        return [
+            RawEvent(e.id, e.channel, e.raw, dict(e.extra or {}), e.envelope_from)
+            for e in db.scalars(query)
+        ]
 
     def normalize(self, raw: RawEvent) -> InboundMessage:
         return storable(self.normalizers[raw.channel](raw))

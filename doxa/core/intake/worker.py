@@ -11,6 +11,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 
 import anyio
@@ -18,13 +19,19 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from doxa.core.db import recycle_if_large, transaction
-from doxa.core.enums import IntakeStatus
+from doxa.core.enums import Channel, IntakeStatus
 from doxa.core.errors import DomainError, Rejected
 from doxa.core.intake.inbound import InboundMessage
+from doxa.core.intake.models import IntakeEvent
 from doxa.core.intake.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 RETRY_CAP_SECONDS = 30.0
+BATCH_EVENTS = 32  # events taken from the queue at once, when that many wait
+BATCH_EVENT_BYTES = 256 * 1024  # a larger event is processed alone, with its own deadline
+# A batch of small events takes well under a second; one that takes this long holds something
+# slow, and its events run alone, each with PROCESSING_TIMEOUT_SECONDS.
+BATCH_DEADLINE_SECONDS = 10.0
 
 
 class DatabaseUnavailable(Exception):
@@ -39,6 +46,28 @@ class ProcessingTimeout(WorkerLost):
     """The event ran past PROCESSING_TIMEOUT_SECONDS; the process working on it was replaced."""
 
     reason = "timeout"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one event, read before its session closes, logged after the commit."""
+
+    event_id: int
+    channel: Channel
+    sender: str | None
+    status: IntakeStatus
+    ticket_id: int | None
+    reason: str | None
+
+    @classmethod
+    def of(cls, event: IntakeEvent) -> Outcome:
+        return cls(event.id, event.channel, event.sender, event.status, event.ticket_id,
+                   event.reason)  # fmt: skip
+
+    def log(self) -> None:
+        """One line per outcome: what an operator follows in the log."""
+        log.info("intake event %s %s from %s: %s ticket=%s reason=%s", self.event_id,
+                 self.channel, self.sender, self.status, self.ticket_id, self.reason)  # fmt: skip
 
 
 Reader = Callable[[int], InboundMessage | None]
@@ -73,11 +102,9 @@ def process_event(sessions: sessionmaker[Session], pipeline: Pipeline, event_id:
             recycle_if_large(db, sum(a.size for a in msg.attachments))
             if event is None:
                 return None
-            outcome = (event.id, event.channel, event.sender, event.status, event.ticket_id)
-            reason = event.reason
-        # One line per outcome, after the commit: what an operator follows in the log.
-        log.info("intake event %s %s from %s: %s ticket=%s reason=%s", *outcome, reason)
-        return outcome[3]
+            outcome = Outcome.of(event)
+        outcome.log()  # after the commit
+        return outcome.status
     except (OperationalError, InterfaceError) as lost:
         raise DatabaseUnavailable(str(lost)) from lost
     except Rejected as never:  # input that no retry can mend: kept, marked, not retried
@@ -96,6 +123,52 @@ def process_event(sessions: sessionmaker[Session], pipeline: Pipeline, event_id:
         return _record_failure(sessions, pipeline, event_id, exc)
 
 
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """What `process_batch` did: outcomes by event id, and the ids it left to be run alone."""
+
+    done: dict[int, IntakeStatus]
+    left: list[int]
+
+
+def process_batch(sessions: sessionmaker[Session], pipeline: Pipeline,
+                  event_ids: list[int]) -> Batch:  # fmt: skip
+    """Small events together: one query loads them, one transaction (one commit, so one disk
+    flush) stores them all. Under load the commit, not the work, bounded the rate.
+
+    Nothing is recorded as failed here: an event that cannot be read, or any error while
+    storing (which rolls back the whole batch), leaves its events to `process_event`, one by
+    one, so a failure stays with the event that caused it. Only a lost database raises.
+    """
+    try:
+        with transaction(sessions) as db:
+            raws = pipeline.load_small(db, event_ids, max_bytes=BATCH_EVENT_BYTES)
+        loaded = {raw.id for raw in raws}
+        left = [event_id for event_id in event_ids if event_id not in loaded]
+        messages = []
+        for raw in raws:
+            try:
+                messages.append((raw.id, pipeline.normalize(raw)))
+            except Exception:  # run alone, it is rejected or failed with its reason
+                left.append(raw.id)
+        outcomes = []
+        try:
+            with transaction(sessions) as db:
+                for event_id, msg in messages:
+                    if (event := pipeline.apply(db, event_id, msg)) is not None:
+                        outcomes.append(Outcome.of(event))
+        except (OperationalError, InterfaceError):
+            raise
+        except Exception:
+            log.warning("an intake batch failed; its %d events run one by one", len(messages))
+            return Batch({}, left + [event_id for event_id, _ in messages])
+    except (OperationalError, InterfaceError) as lost:
+        raise DatabaseUnavailable(str(lost)) from lost
+    for outcome in outcomes:
+        outcome.log()
+    return Batch({outcome.event_id: outcome.status for outcome in outcomes}, left)
+
+
 def process_elsewhere(
     sessions: sessionmaker[Session],
     pipeline: Pipeline,
@@ -111,6 +184,17 @@ def process_elsewhere(
         return _record_failure(sessions, pipeline, event_id, exc)
 
 
+def batch_elsewhere(run: Callable[[list[int]], Batch], event_ids: list[int]) -> Batch:
+    """`process_batch` run by `run` in a worker process; a batch whose process gave up (its
+    deadline, or it died) committed nothing, so its events run one by one, each with its own
+    deadline."""
+    try:
+        return run(event_ids)
+    except WorkerLost as exc:
+        log.warning("an intake batch of %d events was lost (%s)", len(event_ids), exc)
+        return Batch({}, list(event_ids))
+
+
 def _record_failure(
     sessions: sessionmaker[Session], pipeline: Pipeline, event_id: int, exc: BaseException
 ) -> IntakeStatus:
@@ -123,15 +207,21 @@ def _record_failure(
 
 
 class IntakeWorker:
-    """Processes queued event ids on a few threads; sweeps for forgotten ones periodically."""
+    """Processes queued event ids on a few threads; sweeps for forgotten ones periodically.
+
+    With `process_many`, ids that wait together go as one batch (see `process_batch`); what a
+    batch leaves, and every id when it is alone, goes through `process`.
+    """
 
     def __init__(self, sessions: sessionmaker[Session], pipeline: Pipeline, *,
                  concurrency: int = 2, sweep_every: float = 30.0,
                  after: Callable[[], None] | None = None,
-                 process: Callable[[int], IntakeStatus | None] | None = None) -> None:  # fmt: skip
+                 process: Callable[[int], IntakeStatus | None] | None = None,
+                 process_many: Callable[[list[int]], Batch] | None = None) -> None:  # fmt: skip
         self.sessions, self.pipeline = sessions, pipeline
         # How one event is processed: here by default, or handed to a worker process.
         self.process = process or functools.partial(process_event, sessions, pipeline)
+        self.process_many = process_many
         self.after = after  # told after each event, e.g. so the outbox sends acknowledgments
         self.concurrency, self.sweep_every = concurrency, sweep_every
         self._queue: asyncio.Queue[int] = asyncio.Queue()
@@ -161,19 +251,48 @@ class IntakeWorker:
 
     async def _work(self) -> None:
         while True:
-            event_id = await self._queue.get()
+            batch = [await self._queue.get()]
+            while len(batch) < BATCH_EVENTS and self.process_many and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
             try:
-                await anyio.to_thread.run_sync(self.process, event_id, limiter=self._limiter)
-                self._retries.pop(event_id, None)
-                if self.after is not None:
-                    self.after()
-            except DatabaseUnavailable:
-                self._retry_later(event_id)
-            except Exception:
-                log.exception("intake event %s: unexpected worker error", event_id)
+                await self._run(batch)
             finally:
-                self._queued.discard(event_id)
-                self._queue.task_done()
+                for event_id in batch:
+                    self._queued.discard(event_id)
+                    self._queue.task_done()
+
+    async def _run(self, batch: list[int]) -> None:
+        alone = batch
+        if len(batch) > 1 and self.process_many is not None:
+            try:
+                done = await anyio.to_thread.run_sync(
+                    self.process_many, batch, limiter=self._limiter
+                )
+            except DatabaseUnavailable:
+                for event_id in batch:
+                    self._retry_later(event_id)
+                return
+            except Exception:
+                log.exception("intake batch: unexpected worker error; its events run alone")
+                done = Batch({}, batch)
+            for event_id in done.done:
+                self._retries.pop(event_id, None)
+            if done.done and self.after is not None:
+                self.after()
+            alone = done.left
+        for event_id in alone:
+            await self._run_one(event_id)
+
+    async def _run_one(self, event_id: int) -> None:
+        try:
+            await anyio.to_thread.run_sync(self.process, event_id, limiter=self._limiter)
+            self._retries.pop(event_id, None)
+            if self.after is not None:
+                self.after()
+        except DatabaseUnavailable:
+            self._retry_later(event_id)
+        except Exception:
+            log.exception("intake event %s: unexpected worker error", event_id)
 
     def _retry_later(self, event_id: int) -> None:
         attempt = self._retries.get(event_id, 0) + 1

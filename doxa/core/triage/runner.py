@@ -60,14 +60,18 @@ class Triage:
 
     def run_once(self) -> int:
         """Classify every pending ticket, in batches, each batch in its own transaction."""
-        total, threshold = 0, self.settings.ai_confidence_threshold
-        with self._lock:
-            while True:
-                with transaction(self.sessions) as db:
-                    done = classify_pending(db, lambda: self.model(db), threshold=threshold)
-                total += done
-                if done < BATCH:
-                    return total
+        total = 0
+        while True:
+            done = self.run_batch()
+            total += done
+            if done < BATCH:
+                return total
+
+    def run_batch(self) -> int:
+        """Classify up to BATCH pending tickets in one transaction; how many it classified."""
+        with self._lock, transaction(self.sessions) as db:
+            threshold = self.settings.ai_confidence_threshold
+            return classify_pending(db, lambda: self.model(db), threshold=threshold)
 
     def model(self, db: Session) -> Classifier:
         local = self.local_model(db)
@@ -111,7 +115,8 @@ class TriageRunner:
         self.executor = executor  # where retraining runs (a worker process), if anywhere
         self.local = Triage(settings, sessions)  # this process's classifier
         self.similar = SimilarTickets()  # this process's index of ticket vectors
-        self.classify = classify or self.local.run_once
+        # One batch per call: a worker process shared with intake is handed back in between.
+        self.classify = classify or self.local.run_batch
         self.training = False
         self._kick = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -177,7 +182,8 @@ class TriageRunner:
         while True:  # the first pass, at start-up, takes what a crash left pending
             self._kick.clear()
             try:
-                await anyio.to_thread.run_sync(self.classify)
+                while await anyio.to_thread.run_sync(self.classify) >= BATCH:
+                    pass  # more may be pending
             except Exception:
                 log.exception("classification run failed; retrying later")
             with contextlib.suppress(TimeoutError):
