@@ -194,6 +194,14 @@ class TestBoundaryFoldedInsideItsQuotes:
         assert msg.text == "See the file."
         assert [a.filename for a in msg.attachments] == ["a.pdf"]
 
+    def test_a_boundary_parameter_without_indentation_is_read(self, parse: Parse) -> None:
+        inner = (
+            b'--A\r\nContent-Type: multipart/alternative;\r\nboundary="I"\r\n\r\n'
+            b"--I\r\nContent-Type: text/plain\r\n\r\nNo such user here\r\n--I--\r\n--A--\r\n"
+        )
+        msg = parse(_headers(b'Content-Type: multipart/mixed; boundary="A"', body=inner))
+        assert msg.text == "No such user here"
+
 
 class TestInlineUuencodedFiles:
     DATA = bytes(range(256)) * 2

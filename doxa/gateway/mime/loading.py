@@ -30,6 +30,11 @@ _FOLDED_BOUNDARY = re.compile(
     rb'(boundary\s*=\s*")([^"\r\n]{1,200})\r?\n([ \t]+)([^"\r\n]{1,200})"', re.IGNORECASE
 )
 _MAX_FOLDED_BOUNDARIES = 100
+# A Content-Type parameter continued on a line that lost its indentation (Apache James):
+# "Content-Type: multipart/alternative;" then "boundary=..." at the start of the next line.
+_UNINDENTED_PARAMETER = re.compile(
+    rb"^(content-type:[^\r\n]{0,200};[ \t]*\r?\n)(boundary=)", re.IGNORECASE | re.MULTILINE
+)
 _OBSOLETE_COLON = re.compile(rb"^([!-9;-~]{1,76})[ \t]+:", re.MULTILINE)
 _BOUNDARY = re.compile(rb'boundary\s*=\s*(?:"([^"\r\n]{1,200})"|([^\s;"]{1,200}))', re.IGNORECASE)
 # An opening delimiter line (a closing one ends in "--", which is then not a known boundary).
@@ -131,7 +136,11 @@ def _unfold_boundaries(raw: bytes) -> tuple[bytes, list[str]]:
         return match.group(0)
 
     fixed = _FOLDED_BOUNDARY.sub(rejoin, raw, count=_MAX_FOLDED_BOUNDARIES)
-    return fixed, (["a boundary folded inside its quotes was rejoined"] if joined else [])
+    fixed, indented = _UNINDENTED_PARAMETER.subn(rb"\1\t\2", fixed, count=_MAX_FOLDED_BOUNDARIES)
+    notes = ["a boundary folded inside its quotes was rejoined"] if joined else []
+    if indented:
+        notes.append("a boundary parameter that lost its indentation was read as one")
+    return fixed, notes
 
 
 def _lost_headers(message: Message) -> bool:
