@@ -152,6 +152,12 @@ UNDETECTED_BOUNCES = {
     },
     # A person forwarding a bounce ("Fwd: Returned mail") is asking us something: a ticket.
     "sisimai-bounces/maildir/bsd/lhost-sendmail-14.eml": "forwarded by a person, plain text",
+    # Only the subject marks these, and a subject alone holds nothing (a customer may write it).
+    **{
+        f"sisimai-bounces/maildir/bsd/arf-{n}.eml": "Hotmail complaint: subject, normal sender"
+        for n in (22, 23, 24)
+    },
+    "sisimai-bounces/maildir/bsd/rfc3834-03.eml": "'Auto reply:' subject from a person's address",
 }
 
 

@@ -36,12 +36,12 @@ def copied(message: Message, hint: str | None) -> list[str]:
 
 def _addresses(message: Message, name: str, hint: str | None) -> list[tuple[str, str]]:
     """(display name, lower-cased address) pairs of a header, valid addresses only."""
-    values = [
-        undo_surrogates(value.replace("\r", "").replace("\n", ""), hint)
-        for value in raw_values(message, name)
-    ]
+    # Raw 8-bit bytes stay escaped until each name is decoded: inside an encoded word they are
+    # in the word's charset, not the guess for the whole line.
+    escaped = [value.replace("\r", "").replace("\n", "") for value in raw_values(message, name)]
+    values = [undo_surrogates(value, hint) for value in escaped]
     try:
-        pairs = email.utils.getaddresses(values)
+        pairs = [(n, undo_surrogates(a, hint)) for n, a in email.utils.getaddresses(escaped)]
     except Exception:  # fall back to finding bare addresses below
         pairs = []
     found = [

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import mimetypes
 import re
 from email.message import Message
 
 from doxa.core.intake.inbound import InboundAttachment
+from doxa.gateway.mime.charsets import decode_bytes, decode_declared
 from doxa.gateway.mime.headers import (
     decode_header,
     first_id,
@@ -55,6 +57,24 @@ def attachment(
     )
 
 
+def inline_file(
+    name: str, content: bytes, index: int, max_bytes: int, notes: list[str]
+) -> InboundAttachment:
+    """A file found inside a text part (uuencoded), as an attachment like any other."""
+    filename = _safe_filename(re.split(r"[/\\]", name)[-1]) or f"attachment-{index}.bin"
+    ctype = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+    notes.append(f"uuencoded file {filename} in the text kept as an attachment")
+    if len(content) > max_bytes:
+        notes.append(f"attachment {filename} ({len(content)} bytes) over the limit, not stored")
+    return InboundAttachment(
+        filename=filename,
+        content_type=ctype,
+        size=len(content),
+        sha256=hashlib.sha256(content).hexdigest(),
+        content=content if len(content) <= max_bytes else None,
+    )
+
+
 def _part_bytes(part: Message) -> bytes:
     payload = part.get_payload(decode=True)
     if isinstance(payload, bytes):
@@ -98,12 +118,32 @@ def declared_filename(part: Message) -> str:
         for value in raw_values(part, name)[:1]:
             probe[name] = undo_surrogates(value.replace("\r", "").replace("\n", ""))
     try:
-        raw = probe.get_filename()
+        raw = _filename_param(probe)
     except Exception:
         return ""
     if not raw:
         return ""
-    return _safe_filename(re.split(r"[/\\]", decode_header(str(raw)))[-1])
+    return _safe_filename(re.split(r"[/\\]", decode_header(raw))[-1])
+
+
+def _filename_param(probe: Message) -> str:
+    """`Message.get_filename`, but an RFC 2231 value is decoded by our charset table (the
+    stdlib gives up on labels Python lacks, such as iso-8859-8-i, and on CP50221 bytes); bytes
+    its charset cannot read get the stdlib's replacement characters."""
+    for param, name in (("filename", "content-disposition"), ("name", "content-type")):
+        value = probe.get_param(param, None, name)
+        if isinstance(value, tuple):
+            charset, _, text = value
+            data = email.utils.unquote(text).encode("raw-unicode-escape")
+            if not charset:
+                return decode_bytes(data, None).strip()
+            decoded = decode_declared(data, charset)
+            if decoded is None:
+                decoded = email.utils.collapse_rfc2231_value(value)
+            return decoded.strip()
+        if value is not None:
+            return email.utils.unquote(value).strip()
+    return ""
 
 
 def _embedded_subject(part: Message, ctype: str) -> str:

@@ -8,9 +8,10 @@ from email.message import Message
 
 from doxa.core.intake import text
 from doxa.core.intake.inbound import InboundAttachment
-from doxa.gateway.mime.attachments import attachment, declared_filename
+from doxa.gateway.mime.attachments import attachment, declared_filename, inline_file
 from doxa.gateway.mime.charsets import decode_bytes
 from doxa.gateway.mime.headers import content_type
+from doxa.gateway.mime.uuencode import split_uuencoded
 
 log = logging.getLogger(__name__)
 
@@ -31,26 +32,36 @@ class Body:
 def walk_safely(message: Message, body: Body, max_attachment_bytes: int) -> None:
     """Collect every part into `body`; a broken part ends the walk with a note, not an error."""
     try:
-        _walk(message, body, max_attachment_bytes, depth=0)
+        _walk(message, body, max_attachment_bytes, depth=0, charset=None)
     except Exception as exc:  # keep what was read before the broken part
         log.info("MIME walk failed: %s", type(exc).__name__)  # never the bytes it choked on
         body.notes.append(f"part of the MIME structure could not be read ({type(exc).__name__})")
 
 
-def _walk(part: Message, body: Body, max_bytes: int, *, depth: int) -> None:
+def _walk(part: Message, body: Body, max_bytes: int, *, depth: int, charset: str | None) -> None:
+    """`charset`: the nearest multipart parent's declared charset, which text parts that
+    declare none inherit (a `multipart/signed; charset=...` wrapper)."""
     if depth > MAX_DEPTH:
         body.notes.append("MIME nesting too deep; deeper parts were skipped")
         return
     ctype = content_type(part)
     if ctype.startswith("multipart/"):
         payload = part.get_payload()
+        inherited = _charset(part) or charset
         for child in payload if isinstance(payload, list) else []:
             if isinstance(child, Message):
-                _walk(child, body, max_bytes, depth=depth + 1)
+                _walk(child, body, max_bytes, depth=depth + 1, charset=inherited)
         return
-    if ctype in ("text/plain", "text/html") and _is_body_part(part):
-        target = body.html if ctype == "text/html" else body.plain
-        target.append(_part_text(part))
+    if ctype == "text/html" and _is_body_part(part):
+        body.html.append(_part_text(part, charset))
+        return
+    if ctype == "text/plain" and _is_body_part(part):
+        plain, files = split_uuencoded(_part_text(part, charset))
+        body.plain.append(plain)
+        for name, content in files:
+            body.attachments.append(
+                inline_file(name, content, len(body.attachments) + 1, max_bytes, body.notes)
+            )
         return
     body.attachments.append(
         attachment(part, ctype, len(body.attachments) + 1, max_bytes, body.notes)
@@ -64,15 +75,18 @@ def _is_body_part(part: Message) -> bool:
         return True
 
 
-def _part_text(part: Message) -> str:
+def _part_text(part: Message, inherited: str | None) -> str:
     payload = part.get_payload(decode=True)
     if not isinstance(payload, bytes):
         return str(payload or "")
+    return decode_bytes(payload, _charset(part) or inherited)
+
+
+def _charset(part: Message) -> str | None:
     try:
-        charset = part.get_content_charset()
+        return part.get_content_charset()
     except Exception:
-        charset = None
-    return decode_bytes(payload, charset)
+        return None
 
 
 def texts(body: Body) -> tuple[str, str | None]:

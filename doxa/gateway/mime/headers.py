@@ -47,10 +47,14 @@ def charset_hint(message: Message) -> str | None:
 
 
 def decode_header(value: str, hint: str | None = None) -> str:
-    """Decode one header value: raw 8-bit bytes and (even malformed) RFC 2047 encoded-words."""
-    value = undo_surrogates(value.replace("\r", "").replace("\n", ""), hint)
+    """Decode one header value: raw 8-bit bytes and (even malformed) RFC 2047 encoded-words.
+
+    Raw 8-bit bytes inside an encoded word (older clients write them) are read once, in the
+    word's charset; outside the words they are text in the best guess of `undo_surrogates`.
+    """
+    value = value.replace("\r", "").replace("\n", "")
     if "=?" not in value:
-        return value
+        return undo_surrogates(value, hint)
     # Whitespace between two encoded-words is folding, not text (RFC 2047 section 6.2).
     value = _BETWEEN_WORDS.sub("?==?", value)
     pieces: list[str] = []
@@ -65,9 +69,9 @@ def decode_header(value: str, hint: str | None = None) -> str:
         if pending and (literal or data is None or pending[0] != charset):
             pieces.append(decode_bytes(bytes(pending[1]), pending[0], hint))
             pending = None
-        pieces.append(literal)
+        pieces.append(undo_surrogates(literal, hint))
         if data is None:
-            pieces.append(match.group(0))
+            pieces.append(undo_surrogates(match.group(0), hint))
         elif pending:
             pending[1].extend(data)  # one character may be split across adjacent words
         else:
@@ -75,16 +79,16 @@ def decode_header(value: str, hint: str | None = None) -> str:
         position = match.end()
     if pending:
         pieces.append(decode_bytes(bytes(pending[1]), pending[0], hint))
-    return "".join(pieces) + value[position:]
+    return "".join(pieces) + undo_surrogates(value[position:], hint)
 
 
 def _word_bytes(encoding: str, data: str) -> bytes | None:
     try:
         if encoding in "Bb":
-            data = "".join(data.split())
+            data = "".join(data.split()).encode("ascii", "ignore").decode()
             data = data[: len(data) - len(data) % 4] if len(data) % 4 == 1 else data
             return base64.b64decode(data + "=" * (-len(data) % 4))
-        return binascii.a2b_qp(data.encode("utf-8"), header=True)
+        return binascii.a2b_qp(data.encode("utf-8", "surrogateescape"), header=True)
     except (binascii.Error, ValueError):
         return None
 

@@ -23,6 +23,18 @@ linear.install()
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _HEADER_LINE = re.compile(rb"^[!-9;-~]{1,76}[ \t]*:")
+# A field whose name is illegal (spaces, 8-bit bytes): "X Mailer: ...", "Sübject: ...".
+_ILLEGAL_FIELD = re.compile(rb"^[^\s:][^:\r\n]{0,76}:")
+# A quoted boundary folded inside its quotes (Outlook 2000): boundary="----=_NextPart_0\r\n\t00".
+_FOLDED_BOUNDARY = re.compile(
+    rb'(boundary\s*=\s*")([^"\r\n]{1,200})\r?\n([ \t]+)([^"\r\n]{1,200})"', re.IGNORECASE
+)
+_MAX_FOLDED_BOUNDARIES = 100
+# A Content-Type parameter continued on a line that lost its indentation (Apache James):
+# "Content-Type: multipart/alternative;" then "boundary=..." at the start of the next line.
+_UNINDENTED_PARAMETER = re.compile(
+    rb"^(content-type:[^\r\n]{0,200};[ \t]*\r?\n)(boundary=)", re.IGNORECASE | re.MULTILINE
+)
 _OBSOLETE_COLON = re.compile(rb"^([!-9;-~]{1,76})[ \t]+:", re.MULTILINE)
 _BOUNDARY = re.compile(rb'boundary\s*=\s*(?:"([^"\r\n]{1,200})"|([^\s;"]{1,200}))', re.IGNORECASE)
 # An opening delimiter line (a closing one ends in "--", which is then not a known boundary).
@@ -42,10 +54,13 @@ def load_message(
     message stays bounded whatever its shape.
     """
     raw, limited = _bounded(_fix_line_endings(raw), max_header_bytes, max_parts)
+    raw, unfolded = _unfold_boundaries(raw)
     message, notes = _load(raw)
     if len(message) == 0 or _lost_headers(message):
         message, notes = _load_recovered(raw, message)
-    return message, [*limited, *notes]
+    elif _broken_header_block(message):
+        message, notes = _load_recovered(raw, message, only_fields=True)
+    return message, [*limited, *unfolded, *notes]
 
 
 def _bounded(raw: bytes, max_header_bytes: int, max_parts: int) -> tuple[bytes, list[str]]:
@@ -108,30 +123,71 @@ def _load(raw: bytes) -> tuple[Message, list[str]]:
     return BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw), notes
 
 
+def _unfold_boundaries(raw: bytes) -> tuple[bytes, list[str]]:
+    """Rejoin boundary parameters folded inside their quotes, to the delimiter the body uses."""
+    joined: list[bytes] = []
+
+    def rejoin(match: re.Match[bytes]) -> bytes:
+        opening, before, space, after = match.groups()
+        for candidate in (before + after, before + space + after, before + b" " + after):
+            if b"\n--" + candidate in raw:
+                joined.append(candidate)
+                return opening + candidate + b'"'
+        return match.group(0)
+
+    fixed = _FOLDED_BOUNDARY.sub(rejoin, raw, count=_MAX_FOLDED_BOUNDARIES)
+    fixed, indented = _UNINDENTED_PARAMETER.subn(rb"\1\t\2", fixed, count=_MAX_FOLDED_BOUNDARIES)
+    notes = ["a boundary folded inside its quotes was rejoined"] if joined else []
+    if indented:
+        notes.append("a boundary parameter that lost its indentation was read as one")
+    return fixed, notes
+
+
 def _lost_headers(message: Message) -> bool:
     """The parser stopped at a broken header line before reaching From."""
-    broken = any(type(d).__name__ == "MissingHeaderBodySeparatorDefect" for d in message.defects)
-    return broken and "from" not in message
+    return _broken_header_block(message) and "from" not in message
 
 
-def _load_recovered(raw: bytes, first: Message) -> tuple[Message, list[str]]:
+def _broken_header_block(message: Message) -> bool:
+    """The parser ended the header block at a line that is no header field."""
+    return any(type(d).__name__ == "MissingHeaderBodySeparatorDefect" for d in message.defects)
+
+
+def _load_recovered(
+    raw: bytes, first: Message, *, only_fields: bool = False
+) -> tuple[Message, list[str]]:
     """Second try for a header block the parser rejected: junk first lines, `Name  :` fields,
-    continuation lines that lost their indentation."""
+    fields with an illegal name (dropped), continuation lines that lost their indentation.
+
+    `only_fields`: the first parse found From, so only illegal fields are repaired; a line of
+    prose is where the body starts (a message without the blank line), not a lost continuation.
+    """
     end = _HEADER_END.search(raw)
     head, rest = (raw[: end.start()], raw[end.start() :]) if end else (raw, b"")
     lines = head.splitlines(keepends=True)
     start = next((i for i, line in enumerate(lines[:5]) if _HEADER_LINE.match(line)), None)
-    if start is None:
+    fixed = _repaired(lines[start:], only_fields=only_fields) if start is not None else None
+    if fixed is None:
         if len(first):
             return first, []
         raise NO_HEADERS
-    fixed = [
-        line if _HEADER_LINE.match(line) or line[:1] in b" \t" else b" " + line
-        for line in lines[start:]
-    ]
     message, notes = _load(_OBSOLETE_COLON.sub(rb"\1:", b"".join(fixed)) + rest)
     if len(message) <= len(first):
         if len(first):
             return first, []
         raise NO_HEADERS
     return message, [*notes, "malformed header block repaired before parsing"]
+
+
+def _repaired(lines: list[bytes], *, only_fields: bool) -> list[bytes] | None:
+    fixed: list[bytes] = []
+    for line in lines:
+        if _HEADER_LINE.match(line) or line[:1] in b" \t":
+            fixed.append(line)
+        elif _ILLEGAL_FIELD.match(line):
+            continue  # one bad field name must not end the header block
+        elif only_fields:
+            return None
+        else:
+            fixed.append(b" " + line)
+    return fixed

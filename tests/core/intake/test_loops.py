@@ -66,6 +66,12 @@ class TestLoopReason:
         message = make_message(headers={"x-auto-response-suppress": value})
         assert loop_reason(message, envelope_from="alice@example.com") is None
 
+    def test_list_post_with_precedence_bulk_is_a_list_not_an_auto_reply(
+        self, make_message: MakeMessage
+    ) -> None:
+        message = make_message(headers={"list-id": "<users.lists.test>", "precedence": "bulk"})
+        assert loop_reason(message, envelope_from="owner-users@lists.test") == "list"
+
     @pytest.mark.parametrize("header", ["list-id", "list-unsubscribe", "list-post"])
     def test_list_headers_mean_list(self, make_message: MakeMessage, header: str) -> None:
         assert (
@@ -84,13 +90,6 @@ class TestLoopReason:
             loop_reason(make_message(headers={"return-path": "<>"}), envelope_from=None) == "bounce"
         )
 
-    @pytest.mark.parametrize(
-        "sender", ["mailer-daemon@mx.test", "MAILER-DAEMON@mx.test", "postmaster@x.test"]
-    )
-    def test_daemon_senders_are_bounces(self, make_message: MakeMessage, sender: str) -> None:
-        message = make_message(sender_email=sender.lower())
-        assert loop_reason(message, envelope_from="x@y.test") == "bounce"
-
     @pytest.mark.parametrize("content_type", ["multipart/report", "message/delivery-status"])
     def test_delivery_reports_are_bounces(
         self, make_message: MakeMessage, content_type: str
@@ -104,11 +103,202 @@ class TestLoopReason:
         message = make_message(headers={"x-failed-recipients": "bob@x.test"})
         assert loop_reason(message, envelope_from="x@y.test") == "bounce"
 
-    @pytest.mark.parametrize("subject", ["Automatic reply: Printer", "Out of Office: back Monday"])
-    def test_out_of_office_subjects_are_auto_replies(
-        self, make_message: MakeMessage, subject: str
-    ) -> None:
-        assert loop_reason(make_message(subject=subject), envelope_from="x@y.test") == "auto_reply"
-
     def test_every_header_read_is_lower_case(self) -> None:
         assert all(name == name.lower() for name in HEADERS_READ)
+
+
+DSN_TEXT = (
+    "This is the mail system at host mx.example.net.\n\n"
+    "I'm sorry to have to inform you that your message could not\nbe delivered.\n\n"
+    "Final-Recipient: rfc822; bob@example.org\nAction: failed\nStatus: 5.1.1\n"
+)
+OOO_TEXT = "I am out of the office until 12 May with limited access to e-mail."
+CHALLENGE_TEXT = (
+    "Your message is held until you confirm you are a human: click the link below to be "
+    "added to my approved senders list."
+)
+
+
+class TestBounceWordingNeedsASecondSign:
+    @pytest.mark.parametrize(
+        "subject",
+        [
+            "Mail could not be delivered",
+            "Delivery Warning: delayed 4 hours",
+            "Message non remis (delivery failed)",
+            "Returned mail: see transcript for details",
+            "Unzustellbar: Rechnung 42",
+            "Non recapitabile: ordine",
+            "Onbestelbaar: factuur",
+            "No se puede entregar: pedido",
+            "Warning: your message to bob@x.test was not delivered",
+        ],
+    )
+    def test_bounce_subject_anywhere_with_a_daemon_envelope_is_a_bounce(
+        self, make_message: MakeMessage, subject: str
+    ) -> None:
+        message = make_message(subject=subject)
+        assert loop_reason(message, envelope_from="MAILER-DAEMON@mx.example.net") == "bounce"
+
+    def test_daemon_envelope_alone_holds_nothing(self, make_message: MakeMessage) -> None:
+        message = make_message(subject="Question about my invoice")
+        assert loop_reason(message, envelope_from="MAILER-DAEMON@mx.example.net") is None
+
+    @pytest.mark.parametrize(
+        "second",
+        [
+            {"headers": {"return-path": "<>"}},
+            {"headers": {"return-path": "<MAILER-DAEMON@mx.test>"}},
+            {"text": DSN_TEXT},
+            {"sender_email": "mailer-daemon@mx.test"},
+            {"headers": {"auto-submitted": "auto-replied"}},
+        ],
+    )
+    def test_each_second_sign_completes_a_bounce_subject(
+        self, make_message: MakeMessage, second: dict[str, object]
+    ) -> None:
+        message = make_message(subject="Undelivered Mail Returned to Sender", **second)
+        assert loop_reason(message, envelope_from=None) == "bounce"
+
+    @pytest.mark.parametrize(
+        "subject",
+        [
+            "my parcel could not be delivered",
+            "Order 123 was not delivered",
+            "Delivery failure of my new router",
+            "Returned mail: my package came back",
+            "Paket unzustellbar, was nun?",
+        ],
+    )
+    def test_customer_with_a_bounce_like_subject_makes_a_ticket(
+        self, make_message: MakeMessage, subject: str
+    ) -> None:
+        message = make_message(subject=subject, text="Where is my order? It never arrived.")
+        assert loop_reason(message, envelope_from="alice@example.com") is None
+
+    def test_forwarded_bounce_is_a_person_asking(self, make_message: MakeMessage) -> None:
+        message = make_message(subject="Fwd: Mail delivery failed", text=DSN_TEXT)
+        assert loop_reason(message, envelope_from="alice@example.com") is None
+
+
+class TestDaemonSenderNeedsASecondSign:
+    @pytest.mark.parametrize(
+        ("sender_email", "sender_name"),
+        [
+            ("mailer-daemon@mx.test", None),
+            ("mailer_daemon@mx.test", None),
+            ("mailer-daemon+bounce@mx.test", None),
+            ("mailer-daemon", None),
+            ("post_master@mx.test", None),
+            ("bounces@mx.test", "Mail Delivery Subsystem"),
+        ],
+    )
+    def test_odd_daemon_forms_with_a_report_body_are_bounces(
+        self, make_message: MakeMessage, sender_email: str, sender_name: str | None
+    ) -> None:
+        message = make_message(
+            sender_email=sender_email, sender_name=sender_name, subject="Hi", text=DSN_TEXT
+        )
+        assert loop_reason(message, envelope_from="x@y.test") == "bounce"
+
+    def test_daemon_sender_with_a_null_envelope_is_a_bounce(
+        self, make_message: MakeMessage
+    ) -> None:
+        message = make_message(sender_email="mailer-daemon@mx.test", subject="Notice")
+        assert loop_reason(message, envelope_from="") == "bounce"
+
+    def test_postmaster_writing_to_support_makes_a_ticket(self, make_message: MakeMessage) -> None:
+        message = make_message(
+            sender_email="postmaster@customer.test",
+            sender_name="Postmaster",
+            subject="Your SPF record blocks our replies",
+            text="Hello, our server rejects mail from you. Can you check your SPF record?",
+        )
+        assert loop_reason(message, envelope_from="postmaster@customer.test") is None
+
+
+class TestAutoReplySubjectNeedsASecondSign:
+    @pytest.mark.parametrize(
+        "subject",
+        [
+            "AUTO: Jane Doe is out of the office (returning 05/12/2024)",
+            "Automatic reply: Printer",
+            "Out of Office AutoReply: Printer",
+            "Out of Office: back Monday",
+            "Automatische Antwort: Drucker",
+            "Réponse automatique : imprimante",
+            "Respuesta automática: impresora",
+            "Risposta automatica: stampante",
+            "Automatisch antwoord: printer",
+            "自動応答: プリンター",
+            "[rt.example.test #42] AutoReply: Printer on fire",
+        ],
+    )
+    def test_with_an_out_of_office_body_it_is_an_auto_reply(
+        self, make_message: MakeMessage, subject: str
+    ) -> None:
+        message = make_message(subject=subject, text=OOO_TEXT)
+        assert loop_reason(message, envelope_from="jane@example.com") == "auto_reply"
+
+    @pytest.mark.parametrize(
+        "headers",
+        [
+            {"x-rt-loop-prevention": "rt.example.test"},
+            {"rt-ticket": "rt.example.test #42"},
+            {"managed-by": "RT 5.0.5 (http://www.bestpractical.com/rt/)"},
+            {"x-ms-exchange-inbox-rules-loop": "jane@example.com"},
+            {"return-path": "<>"},
+        ],
+    )
+    def test_with_a_responder_header_it_is_an_auto_reply(
+        self, make_message: MakeMessage, headers: dict[str, str]
+    ) -> None:
+        message = make_message(subject="[rt #42] AutoReply: Printer", headers=headers)
+        assert loop_reason(message, envelope_from=None) == "auto_reply"
+
+    @pytest.mark.parametrize(
+        "subject",
+        [
+            "AUTO: insurance claim",
+            "Out of office policy question",
+            "Automatic reply settings do not work",
+            "Auto: my car was towed",
+        ],
+    )
+    def test_customer_with_a_responder_like_subject_makes_a_ticket(
+        self, make_message: MakeMessage, subject: str
+    ) -> None:
+        message = make_message(subject=subject, text="Please help, details below.")
+        assert loop_reason(message, envelope_from="alice@example.com") is None
+
+    def test_rt_ticket_reply_from_a_vendor_is_no_auto_reply(
+        self, make_message: MakeMessage
+    ) -> None:
+        message = make_message(
+            subject="[rt.vendor.test #7] Your licence renewal",
+            headers={"x-rt-loop-prevention": "rt.vendor.test"},
+        )
+        assert loop_reason(message, envelope_from="rt@vendor.test") is None
+
+
+class TestChallengeResponse:
+    @pytest.mark.parametrize(
+        "subject",
+        [
+            "Please confirm you are human",
+            "Sender verification required: Printer",
+            "Your message to bob@x.test is awaiting verification",
+        ],
+    )
+    def test_challenge_with_its_request_body_is_an_auto_reply(
+        self, make_message: MakeMessage, subject: str
+    ) -> None:
+        message = make_message(subject=subject, text=CHALLENGE_TEXT)
+        assert loop_reason(message, envelope_from="bob@x.test") == "auto_reply"
+
+    def test_customer_asking_us_to_verify_makes_a_ticket(self, make_message: MakeMessage) -> None:
+        message = make_message(
+            subject="Sender verification required for my account?",
+            text="Your site asks me to verify my email address but no mail arrives.",
+        )
+        assert loop_reason(message, envelope_from="alice@example.com") is None
