@@ -71,8 +71,8 @@ def loop_reason(msg: InboundMessage, *, envelope_from: str | None) -> str | None
             return _PRECEDENCE[value]
     if signs.auto_reply():
         return AUTO_REPLY
-    if signs.null_sender:
-        return BOUNCE
+    if signs.null_sender or signs.daemon_envelope:
+        return BOUNCE  # SPEC: a null or MAILER-DAEMON reverse path; MTAs alone send from these
     return None
 
 
@@ -84,11 +84,12 @@ class _Signs:
         body = msg.text[:_BODY_SCAN_CHARS]
         self.msg, self.body = msg, body
         self.null_sender = any(path == "" for path in paths)
+        self.daemon_envelope = any(shapes.DAEMON_ENVELOPE.match(path) for path in paths)
         self.auto_header = _has_auto_reply_header(msg)
         # Mail a machine sent: a null or daemon envelope, a responder's own headers.
         self.machine = (
             self.null_sender
-            or any(shapes.DAEMON_ENVELOPE.match(path) for path in paths)
+            or self.daemon_envelope
             or self.auto_header
             or _responder_header(msg)
         )

@@ -140,9 +140,18 @@ class TestBounceWordingNeedsASecondSign:
         message = make_message(subject=subject)
         assert loop_reason(message, envelope_from="MAILER-DAEMON@mx.example.net") == "bounce"
 
-    def test_daemon_envelope_alone_holds_nothing(self, make_message: MakeMessage) -> None:
+    def test_a_mailer_daemon_reverse_path_alone_is_a_bounce(
+        self, make_message: MakeMessage
+    ) -> None:
+        """SPEC: a null reverse-path or MAILER-DAEMON; no person's mail program sends from it."""
         message = make_message(subject="Question about my invoice")
-        assert loop_reason(message, envelope_from="MAILER-DAEMON@mx.example.net") is None
+        assert loop_reason(message, envelope_from="MAILER-DAEMON@mx.example.net") == "bounce"
+
+    def test_a_postmaster_reverse_path_alone_holds_nothing(
+        self, make_message: MakeMessage
+    ) -> None:
+        message = make_message(subject="Question about my invoice")
+        assert loop_reason(message, envelope_from="postmaster@example.net") is None
 
     @pytest.mark.parametrize(
         "second",
