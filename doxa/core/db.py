@@ -13,6 +13,8 @@ from typing import Any
 
 from sqlalchemy import DateTime, Engine, LargeBinary, MetaData, create_engine, event, literal_column
 from sqlalchemy import Enum as SAEnum
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -134,6 +136,11 @@ LARGE_VALUE_BYTES = 4 * 2**20
 
 def is_postgresql(db: Session) -> bool:
     return db.get_bind().dialect.name == "postgresql"
+
+
+def insert(db: Session, entity: Any) -> Any:
+    """The backend's INSERT for `entity`, which knows ON CONFLICT (PostgreSQL and SQLite)."""
+    return (pg_insert if is_postgresql(db) else sqlite_insert)(entity)
 
 
 def recycle_if_large(db: Session, size: int) -> None:

@@ -88,10 +88,7 @@ class _Signs:
         self.auto_header = _has_auto_reply_header(msg)
         # Mail a machine sent: a null or daemon envelope, a responder's own headers.
         self.machine = (
-            self.null_sender
-            or self.daemon_envelope
-            or self.auto_header
-            or _responder_header(msg)
+            self.null_sender or self.daemon_envelope or self.auto_header or _responder_header(msg)
         )
         self.dsn = bool(shapes.DSN_BODY.search(body)) or any(
             a.content_type in shapes.DSN_PARTS for a in msg.attachments

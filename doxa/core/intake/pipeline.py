@@ -24,7 +24,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, undefer
 
 from doxa.core.config import Settings
-from doxa.core.db import is_postgresql, large_value, utcnow
+from doxa.core.db import insert, large_value, utcnow
 from doxa.core.enums import Channel, IntakeStatus, ThreadedBy
 from doxa.core.errors import Conflict, NotFound, Rejected
 from doxa.core.intake import delivery
@@ -72,11 +72,6 @@ class Accepted:
 
     id: int
     status: IntakeStatus
-
-
-def _insert(db: Session) -> Any:
-    """The backend's INSERT, which knows ON CONFLICT (PostgreSQL and SQLite alike)."""
-    return (pg_insert if is_postgresql(db) else sqlite_insert)(IntakeEvent)
 
 
 _ACCEPT: dict[str, Any] = {}
@@ -129,9 +124,9 @@ class Pipeline:
         if row["raw"] is item.raw:  # a plain value: one statement, built and compiled once
             result = db.connection().execute(_accept_statement(db), row | {"dedupe_key": key})
         else:
-            insert = _insert(db).values(**row, dedupe_key=key)
+            statement = insert(db, IntakeEvent).values(**row, dedupe_key=key)
             result = db.execute(
-                insert.on_conflict_do_nothing(index_elements=["dedupe_key"])
+                statement.on_conflict_do_nothing(index_elements=["dedupe_key"])
                 .returning(IntakeEvent.id)
             )  # fmt: skip
         event_id: int | None = result.scalar()
@@ -141,7 +136,7 @@ class Pipeline:
             select(IntakeEvent.id, IntakeEvent.ticket_id).where(IntakeEvent.dedupe_key == key)
         ).one()
         duplicate_id = db.execute(
-            _insert(db).values({
+            insert(db, IntakeEvent).values({
                 **row, "status": IntakeStatus.DUPLICATE, "duplicate_of_id": first.id,
                 "ticket_id": first.ticket_id, "processed_at": utcnow(),
             }).returning(IntakeEvent.id)
@@ -192,9 +187,27 @@ class Pipeline:
 
     def apply(self, db: Session, event_id: int, msg: InboundMessage) -> IntakeEvent | None:
         """Decide what the message is and make it so; None when another worker got there first."""
-        event = self._claim(db, event_id)
-        if event is None:
-            return None
+        event = self.claim(db, [event_id]).get(event_id)
+        return None if event is None else self.apply_claimed(db, event, msg)
+
+    def claim(self, db: Session, event_ids: list[int]) -> dict[int, IntakeEvent]:
+        """The events among `event_ids` still waiting, now this transaction's, by id.
+
+        A conditional write, not a read: on PostgreSQL a concurrent claimer waits and then
+        matches nothing; on SQLite the write lock serializes claimers the same way. RETURNING
+        loads the claimed events in the same round trip.
+        """
+        claim = (
+            update(IntakeEvent)
+            .where(IntakeEvent.id.in_(event_ids), IntakeEvent.status == IntakeStatus.RECEIVED)
+            .values(attempts=IntakeEvent.attempts + 1)
+            .returning(IntakeEvent)
+        )
+        options = {"synchronize_session": False, "populate_existing": True}
+        return {event.id: event for event in db.scalars(claim, execution_options=options)}
+
+    def apply_claimed(self, db: Session, event: IntakeEvent, msg: InboundMessage) -> IntakeEvent:
+        """`apply` for an event this transaction has claimed."""
         trust = assess(db, event, msg, self.settings)
         reason = None if event.released_by_id else self._hold_reason(db, event, msg, trust)
         if reason is not None:
@@ -214,19 +227,6 @@ class Pipeline:
         event.error = None
         db.flush()
         return event
-
-    def _claim(self, db: Session, event_id: int) -> IntakeEvent | None:
-        # A conditional write, not a read: on PostgreSQL a concurrent claimer waits and then
-        # matches nothing; on SQLite the write lock serializes claimers the same way. RETURNING
-        # loads the claimed event in the same round trip.
-        claim = (
-            update(IntakeEvent)
-            .where(IntakeEvent.id == event_id, IntakeEvent.status == IntakeStatus.RECEIVED)
-            .values(attempts=IntakeEvent.attempts + 1)
-            .returning(IntakeEvent)
-        )
-        options = {"synchronize_session": False, "populate_existing": True}
-        return db.scalars(claim, execution_options=options).one_or_none()
 
     def _thread(
         self, db: Session, event: IntakeEvent, msg: InboundMessage, *, author: User | None

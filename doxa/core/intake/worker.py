@@ -154,9 +154,10 @@ def process_batch(sessions: sessionmaker[Session], pipeline: Pipeline,
         outcomes = []
         try:
             with transaction(sessions) as db:
+                claimed = pipeline.claim(db, [event_id for event_id, _ in messages])
                 for event_id, msg in messages:
-                    if (event := pipeline.apply(db, event_id, msg)) is not None:
-                        outcomes.append(Outcome.of(event))
+                    if (event := claimed.get(event_id)) is not None:
+                        outcomes.append(Outcome.of(pipeline.apply_claimed(db, event, msg)))
         except (OperationalError, InterfaceError):
             raise
         except Exception:

@@ -5,11 +5,10 @@ from __future__ import annotations
 from enum import StrEnum
 
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from doxa.core.auth import Passwords, Tokens
-from doxa.core.db import utcnow
+from doxa.core.db import insert, utcnow
 from doxa.core.enums import Role, TokenPurpose
 from doxa.core.errors import Conflict, NotFound, PermissionDenied, Unauthenticated
 from doxa.core.schemas import MAX_PAGE_SIZE, Page, decode_cursor, encode_cursor
@@ -196,14 +195,16 @@ def requester_for(db: Session, *, email: str, name: str | None) -> User:
 
 
 def new_requester(db: Session, *, email: str, name: str | None) -> User:
-    """A client for an address the caller has just found no user for."""
-    try:
-        with db.begin_nested():  # another delivery may create the same sender concurrently
-            user = User(email=email.strip().lower(), full_name=name or None, role=Role.CLIENT)
-            db.add(user)
-    except IntegrityError:
-        found = find_by_email(db, email)
-        if found is None:
-            raise
-        return found
-    return user
+    """A client for an address the caller has just found no user for.
+
+    One INSERT .. ON CONFLICT DO NOTHING: another delivery may create the same sender at the
+    same moment, and then that user is the one.
+    """
+    address = email.strip().lower()
+    created = db.scalars(
+        insert(db, User)
+        .values(email=address, full_name=name or None, role=Role.CLIENT)
+        .on_conflict_do_nothing(index_elements=["email"])
+        .returning(User)
+    ).one_or_none()
+    return created or db.scalars(select(User).where(User.email == address)).one()
