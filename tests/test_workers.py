@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterator
 
@@ -66,3 +67,23 @@ class TestWorkerPool:
 
     def test_submit_runs_without_a_deadline_for_retraining(self, pool: WorkerPool) -> None:
         assert pool.submit(_pid_after, 0.2).result(60) != os.getpid()
+
+    def test_a_background_call_lets_a_waiting_intake_call_go_first(self, pool: WorkerPool) -> None:
+        """One process, busy: the classification call that asked first still runs second."""
+        finished: list[str] = []
+
+        def call(name: str, seconds: float, background: bool) -> None:
+            pool.run(_pid_after, seconds, timeout=60, background=background)
+            finished.append(name)
+
+        busy = threading.Thread(target=call, args=("busy", 1.0, False))
+        busy.start()
+        time.sleep(0.3)  # the process is taken
+        background = threading.Thread(target=call, args=("classify", 0, True))
+        background.start()
+        time.sleep(0.1)
+        intake = threading.Thread(target=call, args=("intake", 0, False))
+        intake.start()
+        for thread in (busy, background, intake):
+            thread.join(60)
+        assert finished == ["busy", "intake", "classify"]

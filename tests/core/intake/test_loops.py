@@ -147,9 +147,7 @@ class TestBounceWordingNeedsASecondSign:
         message = make_message(subject="Question about my invoice")
         assert loop_reason(message, envelope_from="MAILER-DAEMON@mx.example.net") == "bounce"
 
-    def test_a_postmaster_reverse_path_alone_holds_nothing(
-        self, make_message: MakeMessage
-    ) -> None:
+    def test_a_postmaster_reverse_path_alone_holds_nothing(self, make_message: MakeMessage) -> None:
         message = make_message(subject="Question about my invoice")
         assert loop_reason(message, envelope_from="postmaster@example.net") is None
 

@@ -1,0 +1,137 @@
+"""Small events that wait together are stored in one transaction; a failure stays with its event."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from doxa.core.context import Context
+from doxa.core.db import transaction
+from doxa.core.enums import Channel, IntakeStatus
+from doxa.core.intake.inbound import InboundMessage
+from doxa.core.intake.models import IntakeEvent
+from doxa.core.intake.pipeline import Delivery, Pipeline
+from doxa.core.intake.worker import (
+    BATCH_EVENT_BYTES,
+    Batch,
+    IntakeWorker,
+    process_batch,
+    process_event,
+)
+from doxa.core.tickets.models import Ticket
+from doxa.main import build_pipeline
+
+
+def _mail(
+    n: int, *, message_id: str | None = None, body: str = "My order has not arrived."
+) -> bytes:
+    lines = [f"From: Customer {n} <customer{n}@example.org>", "To: support@example.com",
+             f"Subject: Question {n}", f"Message-ID: <{message_id or f'q{n}@example.org'}>",
+             "Content-Type: text/plain; charset=utf-8", "", body, ""]  # fmt: skip
+    return "\r\n".join(lines).encode()
+
+
+def _accept(clean: Context, pipeline: Pipeline, raw: bytes, *, to: str = "support@example.com",
+            channel: Channel = Channel.EMAIL) -> int:  # fmt: skip
+    with transaction(clean.sessions) as db:
+        return pipeline.accept(db, Delivery(channel, raw, [to])).id
+
+
+def _statuses(clean: Context, ids: list[int]) -> list[IntakeStatus]:
+    with clean.sessions() as db:
+        return [db.get_one(IntakeEvent, event_id).status for event_id in ids]
+
+
+class _FailsOn(Pipeline):
+    """The real pipeline, made to fail while storing one subject: a fault to inject."""
+
+    def apply_claimed(self, db: Session, event: IntakeEvent, msg: InboundMessage) -> IntakeEvent:
+        if msg.subject == "Question 2":
+            raise RuntimeError("storage broke on this one")
+        return super().apply_claimed(db, event, msg)
+
+
+@pytest.fixture
+def pipeline(clean: Context) -> Pipeline:
+    return build_pipeline(clean.settings)
+
+
+class TestProcessBatch:
+    def test_small_events_become_a_ticket_each_in_one_call(
+        self, clean: Context, pipeline: Pipeline
+    ) -> None:
+        ids = [_accept(clean, pipeline, _mail(n)) for n in range(5)]
+        batch = process_batch(clean.sessions, pipeline, ids)
+        assert batch.done == dict.fromkeys(ids, IntakeStatus.TICKET_CREATED)
+        assert batch.left == []
+        with clean.sessions() as db:
+            assert db.scalar(select(func.count()).select_from(Ticket)) == 5
+
+    def test_the_same_message_twice_in_one_batch_is_one_ticket(
+        self, clean: Context, pipeline: Pipeline
+    ) -> None:
+        """Delivered to two of our mailboxes: the second copy is seen within the batch."""
+        raw = _mail(1, message_id="twice@example.org")
+        ids = [_accept(clean, pipeline, raw, to=to)
+               for to in ("support@example.com", "billing@example.com")]  # fmt: skip
+        batch = process_batch(clean.sessions, pipeline, ids)
+        assert list(batch.done.values()) == [IntakeStatus.TICKET_CREATED, IntakeStatus.DUPLICATE]
+
+    def test_a_large_event_is_left_to_run_alone(self, clean: Context, pipeline: Pipeline) -> None:
+        small = _accept(clean, pipeline, _mail(1))
+        large = _accept(clean, pipeline, _mail(2, body="x" * (BATCH_EVENT_BYTES + 1)))
+        batch = process_batch(clean.sessions, pipeline, [small, large])
+        assert list(batch.done) == [small]
+        assert batch.left == [large]
+        assert _statuses(clean, [large]) == [IntakeStatus.RECEIVED]
+
+    def test_an_unreadable_event_is_left_and_then_rejected_alone(
+        self, clean: Context, pipeline: Pipeline
+    ) -> None:
+        good = _accept(clean, pipeline, _mail(1))
+        bad = _accept(clean, pipeline, b'{"email": "not an address"}', channel=Channel.FORM)
+        batch = process_batch(clean.sessions, pipeline, [good, bad])
+        assert batch.left == [bad]
+        assert process_event(clean.sessions, pipeline, bad) is IntakeStatus.REJECTED
+        assert _statuses(clean, [good, bad]) == [IntakeStatus.TICKET_CREATED, IntakeStatus.REJECTED]
+
+    def test_a_failure_while_storing_undoes_the_batch_and_stays_with_its_event(
+        self, clean: Context
+    ) -> None:
+        failing = _FailsOn(clean.settings, build_pipeline(clean.settings).normalizers)
+        ids = [_accept(clean, failing, _mail(n)) for n in range(1, 4)]
+        batch = process_batch(clean.sessions, failing, ids)
+        assert batch == Batch({}, ids)  # nothing stored, every event left
+        assert _statuses(clean, ids) == [IntakeStatus.RECEIVED] * 3
+        for event_id in ids:
+            process_event(clean.sessions, failing, event_id)
+        assert _statuses(clean, ids) == [
+            IntakeStatus.TICKET_CREATED, IntakeStatus.FAILED, IntakeStatus.TICKET_CREATED,
+        ]  # fmt: skip
+
+
+class TestIntakeWorker:
+    def test_events_queued_together_are_all_processed_through_batches(
+        self, clean: Context, pipeline: Pipeline
+    ) -> None:
+        ids = [_accept(clean, pipeline, _mail(n)) for n in range(40)]
+        batches: list[list[int]] = []
+
+        def many(event_ids: list[int]) -> Batch:
+            batches.append(event_ids)
+            return process_batch(clean.sessions, pipeline, event_ids)
+
+        async def run() -> None:
+            worker = IntakeWorker(clean.sessions, pipeline, process_many=many, sweep_every=3600)
+            for event_id in ids:
+                worker.submit(event_id)
+            await worker.start()
+            await worker.stop(grace=60)
+
+        asyncio.run(run())
+        assert _statuses(clean, ids) == [IntakeStatus.TICKET_CREATED] * 40
+        assert sorted(i for batch in batches for i in batch) == ids
+        assert max(len(batch) for batch in batches) > 1
