@@ -353,7 +353,6 @@ def upgrade() -> None:
         sa.UniqueConstraint("dedupe_key", name=op.f("uq_intake_event_dedupe_key")),
     )
     with op.batch_alter_table("intake_event", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_intake_event_sender"), ["sender"], unique=False)
         batch_op.create_index(
             batch_op.f("ix_intake_event_sender_received_at"),
             ["sender", "received_at"],
@@ -522,7 +521,6 @@ def downgrade() -> None:
     with op.batch_alter_table("intake_event", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_intake_event_status_id"))
         batch_op.drop_index(batch_op.f("ix_intake_event_sender_received_at"))
-        batch_op.drop_index(batch_op.f("ix_intake_event_sender"))
 
     op.drop_table("intake_event")
     with op.batch_alter_table("classification_correction", schema=None) as batch_op:

@@ -26,7 +26,7 @@ class IntakeEvent(Base):
     mailbox: Mapped[str | None] = mapped_column(String(320))
     envelope_from: Mapped[str | None] = mapped_column(String(320))
     envelope_to: Mapped[list[str]] = mapped_column(JSON, default=list)
-    sender: Mapped[str | None] = mapped_column(String(320), index=True)
+    sender: Mapped[str | None] = mapped_column(String(320))  # indexed with received_at, below
     raw: Mapped[bytes] = deferred(mapped_column(LargeBinary))
     raw_size: Mapped[int] = mapped_column(default=0)
     # Channel-specific extras (form fields, provider ids) that are not in the raw bytes.
