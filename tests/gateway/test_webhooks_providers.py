@@ -244,6 +244,24 @@ class TestSendGrid:
         assert ticket.subject == "test" and ticket.requester.email == "from@example.com"
 
     @pytest.mark.parametrize(
+        "odd",
+        [
+            {"envelope": json.dumps({"to": "support@example.com", "from": "from@example.com"})},
+            {"charsets": "[1, 2]"},
+            {"envelope": "[]", "to": "support@example.com"},
+        ],
+    )
+    def test_fields_of_an_unexpected_shape_still_make_a_ticket(
+        self, hooks: Smtp, odd: dict[str, str]
+    ) -> None:
+        fields = _fields("sendgrid/django-inbound-email/sendgrid-inbound-parse.fields.json")
+        fields["envelope"] = json.dumps({"to": ["support@example.com"], "from": "from@example.com"})
+        response = hooks.http.post(SENDGRID_URL, data=fields | odd, headers=basic(*SENDGRID))
+        assert response.status_code == 200
+        [event] = hooks.settle()
+        assert event.status is IntakeStatus.TICKET_CREATED
+
+    @pytest.mark.parametrize(
         "credentials", [("sendgrid-user", "wrong"), ("x", "sendgrid-password")]
     )
     def test_wrong_credentials_get_401(self, hooks: Smtp, credentials: tuple[str, str]) -> None:
@@ -339,6 +357,28 @@ class TestPostmark:
         [event] = hooks.settle()
         assert (event.status, event.reason) == (IntakeStatus.REJECTED, "unreadable")
         assert hooks.tickets() == []
+
+    @pytest.mark.parametrize(
+        "odd",
+        [
+            {"Headers": 7},
+            {"Headers": "Message-ID: <x@y>"},
+            {"Attachments": "x"},
+            {"Attachments": [None, 3]},
+            {"ToFull": {"Email": "a@b"}},
+            {"FromFull": ["bob"]},
+            {"RawEmail": ["not", "text"]},
+        ],
+    )
+    def test_fields_of_an_unexpected_shape_still_make_a_ticket(
+        self, hooks: Smtp, odd: dict[str, Any]
+    ) -> None:
+        """A post nobody tested (a field of another JSON type) is read from what is usable."""
+        post = json.loads(corpus("postmark/jjaffeux-postmark-inbound-php/inbound.json").read_text())
+        response = hooks.http.post(POSTMARK_URL, json=post | odd, headers=basic(*POSTMARK))
+        assert response.status_code == 200
+        [event] = hooks.settle()
+        assert event.status is IntakeStatus.TICKET_CREATED
 
     def test_the_same_post_twice_makes_one_ticket(self, hooks: Smtp) -> None:
         body = corpus("postmark/jpadilla-postmark-inbound-python/valid_http_post.json").read_bytes()

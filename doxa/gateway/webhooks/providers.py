@@ -93,7 +93,7 @@ def mailgun_message(event: RawEvent, *, max_attachment_bytes: int, **limits: int
     try:
         listed = json.loads(form.text("message-headers") or "[]")
         headers = [(str(n), str(v)) for n, v in listed]
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         headers = []
     raw = synthesize(
         headers or _summary(form),
@@ -110,9 +110,10 @@ def mailgun_message(event: RawEvent, *, max_attachment_bytes: int, **limits: int
 def sendgrid_envelope(form: Form) -> Envelope:
     try:
         envelope = json.loads(form.text("envelope") or "{}")
-        to = [str(a).lower() for a in envelope.get("to", [])]
+        listed = envelope.get("to") or []
+        to = [str(a).lower() for a in ([listed] if isinstance(listed, str) else listed)]
         sender = str(envelope.get("from") or "") or None
-    except (ValueError, TypeError, AttributeError):
+    except (ValueError, TypeError, AttributeError, RecursionError):
         to, sender = [], None
     raw = form.data("email") if form.text("email").strip() else form.data("headers") + b"\r\n\r\n"
     return Envelope(to or _addresses(form.text("to"), form.text("cc")), sender, message_id_of(raw))
@@ -126,8 +127,10 @@ def sendgrid_message(
     if form.text("email").strip():
         return parse_mime(form.data("email"), max_attachment_bytes=max_attachment_bytes, **limits)
     try:
-        charsets: dict[str, Any] = json.loads(form.text("charsets") or "{}")
-    except ValueError:
+        charsets = json.loads(form.text("charsets") or "{}")
+    except (ValueError, RecursionError):
+        charsets = {}
+    if not isinstance(charsets, dict):
         charsets = {}
     text, html = (
         decode_bytes(form.data(n), str(charsets.get(n) or "utf-8")) for n in ("text", "html")
@@ -150,13 +153,15 @@ def _postmark(raw: bytes) -> dict[str, Any]:
     return value
 
 
+def _objects(post: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    """The JSON objects listed under `name`; nothing when the value is of another shape (a post
+    nobody tested: the message is read from what is usable, never a 500)."""
+    value = post.get(name)
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
 def _full(post: dict[str, Any], name: str) -> list[str]:
-    people = post.get(name)
-    if not isinstance(people, list):
-        return []
-    return [
-        str(p.get("Email", "")).lower() for p in people if isinstance(p, dict) and p.get("Email")
-    ]
+    return [str(p.get("Email", "")).lower() for p in _objects(post, name) if p.get("Email")]
 
 
 def postmark_envelope(raw: bytes) -> Envelope:
@@ -169,13 +174,20 @@ def postmark_envelope(raw: bytes) -> Envelope:
         if isinstance(post.get("FromFull"), dict)
         else None
     )
-    message_id = (
-        message_id_of(str(post.get("RawEmail") or "").encode()) if post.get("RawEmail") else None
-    )
-    for item in post.get("Headers") or []:
-        if isinstance(item, dict) and str(item.get("Name", "")).lower() == "message-id":
+    raw_email = _raw_email(post)
+    message_id = message_id_of(raw_email) if raw_email else None
+    for item in _objects(post, "Headers"):
+        if str(item.get("Name", "")).lower() == "message-id":
             message_id = message_id or first_id(str(item.get("Value", "")))
     return Envelope(recipients, str(sender or post.get("From") or "") or None, message_id)
+
+
+def _raw_email(post: dict[str, Any]) -> bytes | None:
+    """`RawEmail`, when Postmark sent it (a string holding a message)."""
+    value = post.get("RawEmail")
+    if not isinstance(value, str) or not value.strip():
+        return None
+    return value.encode("utf-8", errors="surrogateescape")
 
 
 def _postmark_headers(post: dict[str, Any]) -> list[tuple[str, str]]:
@@ -191,20 +203,14 @@ def _postmark_headers(post: dict[str, Any]) -> list[tuple[str, str]]:
         "Subject": str(post.get("Subject") or ""),
         "Date": str(post.get("Date") or ""),
     }
-    listed = [
-        (str(h.get("Name", "")), str(h.get("Value", "")))
-        for h in post.get("Headers") or []
-        if isinstance(h, dict)
-    ]
+    listed = [(str(h.get("Name", "")), str(h.get("Value", ""))) for h in _objects(post, "Headers")]
     names = {n.lower() for n, _ in listed}
     return [(n, v) for n, v in summary.items() if v and n.lower() not in names] + listed
 
 
 def _postmark_files(post: dict[str, Any]) -> list[Upload]:
     files = []
-    for item in post.get("Attachments") or []:
-        if not isinstance(item, dict):
-            continue
+    for item in _objects(post, "Attachments"):
         try:
             content = base64.b64decode(str(item.get("Content") or ""))
         except (binascii.Error, ValueError):
@@ -225,8 +231,7 @@ def postmark_message(
 ) -> InboundMessage:
     post = _postmark(event.raw)
     _refused(event)
-    if post.get("RawEmail"):
-        raw = str(post["RawEmail"]).encode("utf-8", errors="surrogateescape")
+    if raw := _raw_email(post):
         return parse_mime(raw, max_attachment_bytes=max_attachment_bytes, **limits)
     raw = synthesize(
         _postmark_headers(post),
