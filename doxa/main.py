@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -49,7 +50,9 @@ Log in with **Authorize** (email as `username`); clients see only their own tick
 class Runtime:
     """The long-running parts the lifespan starts and stops, in dependency order."""
 
-    def __init__(self, settings: Settings, context: Context) -> None:
+    def __init__(
+        self, settings: Settings, context: Context, smtp_socket: socket.socket | None = None
+    ) -> None:
         self.settings, self.context = settings, context
         self.parsers = worker_processes(settings, build_pipeline)
         # On PostgreSQL the worker processes take whole events (load, parse, store) and classify
@@ -84,7 +87,7 @@ class Runtime:
         self.listener: SmtpListener | None = None
         if settings.smtp_enabled:
             handler = IntakeHandler(settings, context.sessions, self.pipeline, self.worker)
-            self.listener = SmtpListener(settings, handler)
+            self.listener = SmtpListener(settings, handler, sock=smtp_socket)
 
     def _processed(self) -> None:
         """After an intake event: acknowledgments to send, maybe a new ticket to classify."""
@@ -109,10 +112,16 @@ class Runtime:
             self.parsers.shutdown(cancel_futures=True)
 
 
-def create_app(settings: Settings, *, context: Context | None = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    *,
+    context: Context | None = None,
+    smtp_socket: socket.socket | None = None,
+) -> FastAPI:
+    """The app; `smtp_socket`, bound by `doxa serve`, is where the SMTP listener listens."""
     owns_context = context is None
     context = context or Context.build(settings)
-    runtime = Runtime(settings, context)
+    runtime = Runtime(settings, context, smtp_socket)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

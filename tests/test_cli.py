@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import mailbox
 import os
 import subprocess
@@ -131,13 +132,44 @@ class TestCreateUser:
     def test_password_from_stdin_creates_a_user_who_can_log_in(
         self, env: Context, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr("sys.stdin", __import__("io").StringIO("a good password\n"))
+        monkeypatch.setattr("sys.stdin", io.StringIO("a good password\n"))
         assert main(["create-user", "--email", "Boss@Example.com", "--role", "admin",
                      "--password-stdin"]) == 0  # fmt: skip
         with env.sessions() as db:
             user = db.scalars(select(User)).one()
         assert user.email == "boss@example.com" and user.role == "ADMIN"
         assert env.passwords.verify("a good password", user.password_hash)
+
+    def test_without_a_terminal_it_says_to_use_password_stdin_in_one_line(
+        self, env: Context, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        monkeypatch.setenv("JWT_SECRET", "k" * 48)  # no warning about a random key
+        monkeypatch.setattr(
+            "sys.stdin", io.StringIO("")
+        )  # as under cron or `docker exec` without -t
+        assert main(["create-user", "--email", "boss@example.com", "--role", "admin"]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and len(err.splitlines()) == 1 and "--password-stdin" in err
+        with env.sessions() as db:
+            assert db.scalar(select(User.id)) is None
+
+    @pytest.mark.parametrize("password", ["short", "password123"])
+    def test_a_short_or_common_password_says_what_to_choose_in_one_line(
+        self,
+        env: Context,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+        password: str,
+    ) -> None:
+        monkeypatch.setenv("JWT_SECRET", "k" * 48)
+        monkeypatch.setattr("sys.stdin", io.StringIO(password + "\n"))
+        command = ["create-user", "--email", "boss@example.com", "--role", "admin"]
+        assert main([*command, "--password-stdin"]) == 2
+        err = capsys.readouterr().err
+        assert (
+            err.splitlines() == [err.strip()]
+            and "at least 10 characters that is not a commonly used password" in err
+        )
 
 
 class TestServe:
