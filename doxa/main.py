@@ -44,7 +44,10 @@ log = logging.getLogger(__name__)
 
 DESCRIPTION = """Support tickets from email and web forms, classified by a local model.
 
-Log in with **Authorize** (email as `username`); clients see only their own tickets."""
+DOXA has no web UI: this page is the way in. Press **Authorize** and log in with your email as
+`username` (the login is an OAuth2 password form, form-encoded), then **Try it out** on any
+operation. Clients see only their own tickets; the triage queue is
+`GET /api/v1/tickets?needs_triage=true`. Errors are `application/problem+json` (RFC 9457)."""
 
 
 class Runtime:
@@ -138,6 +141,7 @@ def create_app(
         title="DOXA",
         version="0.1.0",
         description=DESCRIPTION,
+        openapi_tags=docs.TAGS,
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
@@ -153,8 +157,9 @@ def create_app(
     app.state.account_mail = AccountMailer(settings, context.sessions)
     app.state.trusted_proxies = settings.forwarded_allow_ips
     app.state.webhooks = runtime.webhooks
-    api = APIRouter(prefix="/api/v1", responses=problems.RESPONSES)
+    api = APIRouter(prefix="/api/v1")
     for module in (auth, users, tickets, attachments, intake, classifier):
+        docs.document_errors(module.router)
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(webhooks.router, prefix="/api/v1")  # documents only its own answers
