@@ -117,6 +117,10 @@ def ingest(args: argparse.Namespace, settings: Settings) -> int:
         )
     finally:
         context.close()
+    if report.each:
+        print("each message (dry run: the category it would get as a new ticket):")
+        for where, outcome in report.each:
+            print(f"  {where}: {outcome}")
     _summary("dry run: nothing stored" if args.dry_run else "ingested", report.outcomes)
     if report.notable:
         print("to look at:")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import mailbox
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,9 +18,11 @@ from doxa.core.config import Settings
 from doxa.core.context import Context
 from doxa.core.db import transaction
 from doxa.core.enums import Channel, IntakeStatus
+from doxa.core.intake.inbound import InboundMessage
 from doxa.core.intake.models import IntakeEvent
-from doxa.core.intake.pipeline import Delivery
+from doxa.core.intake.pipeline import Delivery, Pipeline, RawEvent
 from doxa.core.models import Ticket, User
+from doxa.core.triage.models import ClassifierModel
 from doxa.main import build_pipeline
 from tests.gateway.conftest import message
 
@@ -74,6 +77,41 @@ class TestIngest:
         assert "would hold: auto_reply" in capsys.readouterr().out
         with env.sessions() as db:
             assert db.scalar(select(IntakeEvent.id)) is None
+            assert db.scalar(select(ClassifierModel.id)) is None  # not even the seed model
+
+    def test_dry_run_shows_the_category_each_message_would_get(
+        self, env: Context, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        refund = "My card was charged twice for invoice 2231. Please refund one of the payments."
+        (tmp_path / "invoice.eml").write_text(message("Invoice 2231 charged twice", refund))
+        (tmp_path / "vague.eml").write_text(
+            message("Help", "Something is wrong since this morning, can you look?")
+        )
+        (tmp_path / "empty.eml").write_bytes(b"")
+        assert main(["ingest", "--dry-run", str(tmp_path)]) == 0
+        out = capsys.readouterr().out
+        filed = (
+            rf"{tmp_path}/invoice.eml: would be filed as billing: priority \w+, confidence [.\d]+"
+        )
+        assert re.search(filed, out)
+        assert f"{tmp_path}/vague.eml: would go to triage: best guess " in out
+        assert f"{tmp_path}/empty.eml: skipped_empty" in out
+        assert re.search(r"\n  would be filed as billing +1\n", out)  # the summary counts it
+
+    def test_dry_run_to_a_pinned_mailbox_shows_the_mailboxs_category(
+        self,
+        env: Context,
+        tmp_path: Path,
+        capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        monkeypatch.setenv("SUPPORT_ADDRESSES", "support@example.com,billing@example.com=billing")
+        broken = "Since the update the VPN client fails with error 809 and cannot connect."
+        (tmp_path / "vpn.eml").write_text(message("VPN fails after update", broken))
+        command = ["ingest", "--dry-run", "--to", "billing@example.com", str(tmp_path)]
+        assert main(command) == 0
+        out = capsys.readouterr().out
+        assert "vpn.eml: would be filed as billing: the mailbox's category (the model says " in out
 
     def test_summary_names_rejected_and_held_files_and_empty_files_are_skipped(
         self, env: Context, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -90,6 +128,29 @@ class TestIngest:
         with env.sessions() as db:
             statuses = sorted(db.scalars(select(IntakeEvent.status)))
         assert statuses == [IntakeStatus.HELD, IntakeStatus.REJECTED, IntakeStatus.TICKET_CREATED]
+
+    def test_summary_names_a_file_whose_processing_failed_with_its_error(
+        self,
+        env: Context,
+        tmp_path: Path,
+        capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        normalize = Pipeline.normalize
+
+        def failing(self: Pipeline, raw: RawEvent) -> InboundMessage:
+            message = normalize(self, raw)
+            if message.subject == "Boom":
+                raise RuntimeError("the parser broke on this one")
+            return message
+
+        monkeypatch.setattr(Pipeline, "normalize", failing)
+        (tmp_path / "boom.eml").write_text(message("Boom", message_id="boom@example.org"))
+        (tmp_path / "fine.eml").write_text(message("Fine", message_id="fine@example.org"))
+        assert main(["ingest", str(tmp_path)]) == 0
+        out = capsys.readouterr().out
+        assert f"{tmp_path}/boom.eml: failed: " in out and "the parser broke" in out
+        assert "fine.eml" not in out.split("to look at:")[1]
 
     def test_missing_path_is_a_one_line_error(
         self, env: Context, capsys: pytest.CaptureFixture[str]
