@@ -55,7 +55,7 @@ def create_user(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
-    elif not sys.stdin.isatty():  # getpass would warn, then read a line it cannot hide
+    elif sys.stdin is None or not sys.stdin.isatty():  # getpass would warn, read it unhidden
         print(
             "error: no terminal to ask for the password: run this in a terminal, or give the "
             "password on standard input with --password-stdin",
