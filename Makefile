@@ -2,6 +2,9 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
+# Two installs: what running needs (`make run`, `make migrate`), and that plus the test and
+# lint tools (`make test` and the rest). Each is redone when pyproject.toml changes.
+RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
@@ -18,20 +21,24 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
 
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $(RUN_STAMP)
+
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $(STAMP) $(RUN_STAMP)
 
 # Standard library only: works before any virtual environment exists (the Docker path needs it).
 .env:
 	$(PYTHON) scripts/make_env.py .env.example .env || python3 scripts/make_env.py .env.example .env
 
 # A fixed glibc mmap threshold, as in the Dockerfile: large messages' memory goes back to the OS.
-run: $(STAMP) .env ## install, write .env, migrate, start doxa serve (HTTP 8000, SMTP 2525)
+run: $(RUN_STAMP) .env ## install what running needs, write .env, migrate, serve (HTTP 8000, SMTP 2525)
 	$(BIN)/doxa migrate
 	MALLOC_MMAP_THRESHOLD_=1048576 $(BIN)/doxa serve --no-migrate
 
-migrate: $(STAMP) .env ## upgrade the database schema
+migrate: $(RUN_STAMP) .env ## upgrade the database schema
 	$(BIN)/doxa migrate
 
 lint: $(STAMP) ## ruff (lint and format check) and import-linter

@@ -18,6 +18,8 @@ from doxa import logs
 from doxa.core.enums import Role
 
 if TYPE_CHECKING:
+    from pydantic import ValidationError
+
     from doxa.core.config import Settings
     from doxa.core.triage.model import Example
 
@@ -26,38 +28,13 @@ Command = Callable[[argparse.Namespace, "Settings"], int]
 
 
 def serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
-
-    from doxa.main import create_app
+    from doxa import server
     from doxa.migrations import upgrade
 
-    if not args.no_migrate:
+    def migrate() -> None:
         upgrade(settings.database_url)
-    print(
-        f"DOXA HTTP on http://{settings.http_host}:{settings.http_port} "
-        f"(Swagger UI: /docs, ReDoc: /redoc)"
-    )
-    if settings.smtp_enabled:
-        print(
-            f"DOXA SMTP on {settings.smtp_host}:{settings.smtp_port} for "
-            + ", ".join(box.address for box in settings.support_addresses)
-        )
-    if settings.doxa_admin_email:
-        print(
-            f"Log in as {settings.doxa_admin_email} with DOXA_ADMIN_PASSWORD "
-            "(Swagger: Authorize, email as username)"
-        )
-    else:
-        print("No admin configured: run `doxa create-user --email you@example.com --role ADMIN`")
-    uvicorn.run(
-        create_app(settings),
-        host=settings.http_host,
-        port=settings.http_port,
-        log_level="info",
-        log_config=logs.config(settings.log_format),
-        proxy_headers=False,
-    )
-    return 0
+
+    return server.run(settings, migrate=None if args.no_migrate else migrate)
 
 
 def migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -69,6 +46,8 @@ def migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def create_user(args: argparse.Namespace, settings: Settings) -> int:
+    from pydantic import ValidationError
+
     from doxa.core.context import Context
     from doxa.core.db import transaction
     from doxa.core.users import service as users
@@ -76,11 +55,22 @@ def create_user(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin is None or not sys.stdin.isatty():  # getpass would warn, read it unhidden
+        print(
+            "error: no terminal to ask for the password: run this in a terminal, or give the "
+            "password on standard input with --password-stdin",
+            file=sys.stderr,
+        )
+        return 2
     else:
         password = getpass.getpass("Password: ")
-    data = UserCreate(
-        email=args.email, password=password, full_name=args.name, role=Role(args.role)
-    )
+    try:
+        data = UserCreate(
+            email=args.email, password=password, full_name=args.name, role=Role(args.role)
+        )
+    except ValidationError as invalid:
+        print(f"error: {_one_line(invalid)}", file=sys.stderr)
+        return 2
     context = Context.build(settings)
     try:
         with transaction(context.sessions) as db:
@@ -92,6 +82,21 @@ def create_user(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         context.close()
     return 0
+
+
+def _one_line(invalid: ValidationError) -> str:
+    """The first problem with a new user's fields, and for the password what to choose."""
+    from doxa.core.users.schemas import MIN_PASSWORD_LENGTH
+
+    first = invalid.errors()[0]
+    field = ".".join(str(part) for part in first["loc"])
+    problem = str(first["msg"]).removeprefix("Value error, ")
+    if field == "password":
+        return (
+            f"password refused ({problem}): choose one of at least {MIN_PASSWORD_LENGTH} "
+            "characters that is not a commonly used password"
+        )
+    return f"{field}: {problem}"
 
 
 def ingest(args: argparse.Namespace, settings: Settings) -> int:
@@ -112,6 +117,10 @@ def ingest(args: argparse.Namespace, settings: Settings) -> int:
         )
     finally:
         context.close()
+    if report.each:
+        print("each message (dry run: the category it would get as a new ticket):")
+        for where, outcome in report.each:
+            print(f"  {where}: {outcome}")
     _summary("dry run: nothing stored" if args.dry_run else "ingested", report.outcomes)
     if report.notable:
         print("to look at:")
@@ -330,6 +339,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DomainError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EX_TEMPFAIL if piped else 1
+    except KeyboardInterrupt:  # Ctrl-C before a command's own handling (migrating, loading)
+        return EX_TEMPFAIL if piped else 130
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -57,13 +58,18 @@ log = logging.getLogger(__name__)
 
 DESCRIPTION = """Support tickets from email and web forms, classified by a local model.
 
-Log in with **Authorize** (email as `username`); clients see only their own tickets."""
+DOXA has no web UI: this page is the way in. Press **Authorize** and log in with your email as
+`username` (the login is an OAuth2 password form, form-encoded), then **Try it out** on any
+operation. Clients see only their own tickets; the triage queue is
+`GET /api/v1/tickets?needs_triage=true`. Errors are `application/problem+json` (RFC 9457)."""
 
 
 class Runtime:
     """The long-running parts the lifespan starts and stops, in dependency order."""
 
-    def __init__(self, settings: Settings, context: Context) -> None:
+    def __init__(
+        self, settings: Settings, context: Context, smtp_socket: socket.socket | None = None
+    ) -> None:
         self.settings, self.context = settings, context
         self.parsers = worker_processes(settings, build_pipeline)
         # On PostgreSQL the worker processes take whole events (load, parse, store) and classify
@@ -108,7 +114,7 @@ class Runtime:
         self.listener: SmtpListener | None = None
         if settings.smtp_enabled:
             handler = IntakeHandler(settings, context.sessions, self.pipeline, self.worker)
-            self.listener = SmtpListener(settings, handler)
+            self.listener = SmtpListener(settings, handler, sock=smtp_socket)
 
     def _processed(self) -> None:
         """After an intake event: acknowledgments to send, maybe a new ticket to classify."""
@@ -133,10 +139,16 @@ class Runtime:
             self.parsers.shutdown(cancel_futures=True)
 
 
-def create_app(settings: Settings, *, context: Context | None = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    *,
+    context: Context | None = None,
+    smtp_socket: socket.socket | None = None,
+) -> FastAPI:
+    """The app; `smtp_socket`, bound by `doxa serve`, is where the SMTP listener listens."""
     owns_context = context is None
     context = context or Context.build(settings)
-    runtime = Runtime(settings, context)
+    runtime = Runtime(settings, context, smtp_socket)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -153,6 +165,7 @@ def create_app(settings: Settings, *, context: Context | None = None) -> FastAPI
         title="DOXA",
         version="0.1.0",
         description=DESCRIPTION,
+        openapi_tags=docs.TAGS,
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
@@ -168,8 +181,9 @@ def create_app(settings: Settings, *, context: Context | None = None) -> FastAPI
     app.state.account_mail = AccountMailer(settings, context.sessions)
     app.state.trusted_proxies = settings.forwarded_allow_ips
     app.state.webhooks = runtime.webhooks
-    api = APIRouter(prefix="/api/v1", responses=problems.RESPONSES)
+    api = APIRouter(prefix="/api/v1")
     for module in (auth, users, tickets, attachments, intake, classifier):
+        docs.document_errors(module.router)
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(webhooks.router, prefix="/api/v1")  # documents only its own answers

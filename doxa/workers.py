@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
+import signal
 import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
@@ -67,7 +68,7 @@ class WorkerPool(Executor):
         process = self._context.Process(
             target=_serve, args=(child, *self._start_args), name="doxa-worker", daemon=True
         )
-        process.start()
+        _start_deaf_to_ctrl_c(process)
         child.close()
         worker = _Worker(process, parent)
         with self._lock:
@@ -162,6 +163,24 @@ class WorkerPool(Executor):
             _end(worker)
 
 
+def _start_deaf_to_ctrl_c(process: BaseProcess) -> None:
+    """Start a process that ignores SIGINT from its first instruction.
+
+    Ctrl-C in a terminal reaches the whole process group; the server stops its workers itself,
+    and a worker interrupted while it imports would print a traceback. An ignored signal stays
+    ignored across exec (a blocked one does not: spawn clears the mask), but only the main
+    thread may set it: a replacement started from another thread ignores SIGINT once `_serve`
+    runs."""
+    if threading.current_thread() is not threading.main_thread():
+        process.start()
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        process.start()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _call_with(fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
     return fn(*args, **kwargs)
 
@@ -177,6 +196,7 @@ def _serve(
     pipe: Connection, initializer: Callable[..., None], initargs: tuple[object, ...]
 ) -> None:
     """A worker process's loop: one call in, its result (or its exception) out."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when its workers end
     initializer(*initargs)
     try:
         pipe.send(_STARTED)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import mailbox
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,9 +18,11 @@ from doxa.core.config import Settings
 from doxa.core.context import Context
 from doxa.core.db import transaction
 from doxa.core.enums import Channel, IntakeStatus
+from doxa.core.intake.inbound import InboundMessage
 from doxa.core.intake.models import IntakeEvent
-from doxa.core.intake.pipeline import Delivery
+from doxa.core.intake.pipeline import Delivery, Pipeline, RawEvent
 from doxa.core.models import Ticket, User
+from doxa.core.triage.models import ClassifierModel
 from doxa.main import build_pipeline
 from tests.gateway.conftest import message
 
@@ -73,6 +77,41 @@ class TestIngest:
         assert "would hold: auto_reply" in capsys.readouterr().out
         with env.sessions() as db:
             assert db.scalar(select(IntakeEvent.id)) is None
+            assert db.scalar(select(ClassifierModel.id)) is None  # not even the seed model
+
+    def test_dry_run_shows_the_category_each_message_would_get(
+        self, env: Context, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        refund = "My card was charged twice for invoice 2231. Please refund one of the payments."
+        (tmp_path / "invoice.eml").write_text(message("Invoice 2231 charged twice", refund))
+        (tmp_path / "vague.eml").write_text(
+            message("Help", "Something is wrong since this morning, can you look?")
+        )
+        (tmp_path / "empty.eml").write_bytes(b"")
+        assert main(["ingest", "--dry-run", str(tmp_path)]) == 0
+        out = capsys.readouterr().out
+        filed = (
+            rf"{tmp_path}/invoice.eml: would be filed as billing: priority \w+, confidence [.\d]+"
+        )
+        assert re.search(filed, out)
+        assert f"{tmp_path}/vague.eml: would go to triage: best guess " in out
+        assert f"{tmp_path}/empty.eml: skipped_empty" in out
+        assert re.search(r"\n  would be filed as billing +1\n", out)  # the summary counts it
+
+    def test_dry_run_to_a_pinned_mailbox_shows_the_mailboxs_category(
+        self,
+        env: Context,
+        tmp_path: Path,
+        capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        monkeypatch.setenv("SUPPORT_ADDRESSES", "support@example.com,billing@example.com=billing")
+        broken = "Since the update the VPN client fails with error 809 and cannot connect."
+        (tmp_path / "vpn.eml").write_text(message("VPN fails after update", broken))
+        command = ["ingest", "--dry-run", "--to", "billing@example.com", str(tmp_path)]
+        assert main(command) == 0
+        out = capsys.readouterr().out
+        assert "vpn.eml: would be filed as billing: the mailbox's category (the model says " in out
 
     def test_summary_names_rejected_and_held_files_and_empty_files_are_skipped(
         self, env: Context, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -89,6 +128,29 @@ class TestIngest:
         with env.sessions() as db:
             statuses = sorted(db.scalars(select(IntakeEvent.status)))
         assert statuses == [IntakeStatus.HELD, IntakeStatus.REJECTED, IntakeStatus.TICKET_CREATED]
+
+    def test_summary_names_a_file_whose_processing_failed_with_its_error(
+        self,
+        env: Context,
+        tmp_path: Path,
+        capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        normalize = Pipeline.normalize
+
+        def failing(self: Pipeline, raw: RawEvent) -> InboundMessage:
+            message = normalize(self, raw)
+            if message.subject == "Boom":
+                raise RuntimeError("the parser broke on this one")
+            return message
+
+        monkeypatch.setattr(Pipeline, "normalize", failing)
+        (tmp_path / "boom.eml").write_text(message("Boom", message_id="boom@example.org"))
+        (tmp_path / "fine.eml").write_text(message("Fine", message_id="fine@example.org"))
+        assert main(["ingest", str(tmp_path)]) == 0
+        out = capsys.readouterr().out
+        assert f"{tmp_path}/boom.eml: failed: " in out and "the parser broke" in out
+        assert "fine.eml" not in out.split("to look at:")[1]
 
     def test_missing_path_is_a_one_line_error(
         self, env: Context, capsys: pytest.CaptureFixture[str]
@@ -131,13 +193,44 @@ class TestCreateUser:
     def test_password_from_stdin_creates_a_user_who_can_log_in(
         self, env: Context, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr("sys.stdin", __import__("io").StringIO("a good password\n"))
+        monkeypatch.setattr("sys.stdin", io.StringIO("a good password\n"))
         assert main(["create-user", "--email", "Boss@Example.com", "--role", "admin",
                      "--password-stdin"]) == 0  # fmt: skip
         with env.sessions() as db:
             user = db.scalars(select(User)).one()
         assert user.email == "boss@example.com" and user.role == "ADMIN"
         assert env.passwords.verify("a good password", user.password_hash)
+
+    def test_without_a_terminal_it_says_to_use_password_stdin_in_one_line(
+        self, env: Context, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        monkeypatch.setenv("JWT_SECRET", "k" * 48)  # no warning about a random key
+        monkeypatch.setattr(
+            "sys.stdin", io.StringIO("")
+        )  # as under cron or `docker exec` without -t
+        assert main(["create-user", "--email", "boss@example.com", "--role", "admin"]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and len(err.splitlines()) == 1 and "--password-stdin" in err
+        with env.sessions() as db:
+            assert db.scalar(select(User.id)) is None
+
+    @pytest.mark.parametrize("password", ["short", "password123"])
+    def test_a_short_or_common_password_says_what_to_choose_in_one_line(
+        self,
+        env: Context,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+        password: str,
+    ) -> None:
+        monkeypatch.setenv("JWT_SECRET", "k" * 48)
+        monkeypatch.setattr("sys.stdin", io.StringIO(password + "\n"))
+        command = ["create-user", "--email", "boss@example.com", "--role", "admin"]
+        assert main([*command, "--password-stdin"]) == 2
+        err = capsys.readouterr().err
+        assert (
+            err.splitlines() == [err.strip()]
+            and "at least 10 characters that is not a commonly used password" in err
+        )
 
 
 class TestServe:

@@ -27,3 +27,22 @@ class TestMakefile:
         assert result.returncode == 0, result.stderr
         targets = {line.split()[0] for line in result.stdout.splitlines() if line.startswith("  ")}
         assert {"run", "test", "lint", "typecheck", "migrate", "clean"} <= targets
+
+    def _installs(self, target: str) -> list[str]:
+        """The package installs `make TARGET` would run on a fresh clone (-n: nothing runs)."""
+        result = subprocess.run(
+            ["make", "--no-print-directory", "-n", "-B", target],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        return [line for line in lines if "pip install" in line and "--upgrade pip" not in line]
+
+    def test_make_run_installs_only_what_running_needs(self) -> None:
+        assert self._installs("run") == [".venv/bin/pip install --quiet -e ."]
+
+    def test_make_test_installs_the_test_and_lint_tools(self) -> None:
+        assert self._installs("test") == [".venv/bin/pip install --quiet -e '.[dev]'"]

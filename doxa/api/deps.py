@@ -77,6 +77,7 @@ def _requires(*roles: Role) -> object:
             raise PermissionDenied(f"requires role {' or '.join(roles)}")
         return user
 
+    check.roles = roles  # type: ignore[attr-defined]  # read by docs.document_errors (403)
     return Depends(check)
 
 

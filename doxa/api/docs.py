@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import fastapi_offline
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
+from fastapi.dependencies.models import Dependant
 from fastapi.openapi.docs import (
     get_redoc_html,
     get_swagger_ui_html,
@@ -15,8 +18,49 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
+from doxa.api import problems
+from doxa.api.deps import current_user, get_db
+
 ASSETS = Path(fastapi_offline.__file__).parent / "static"
 PREFIX = "/docs-assets"
+
+# One per operation tag, in the order Swagger UI and ReDoc list them.
+TAGS: list[dict[str, str]] = [
+    {
+        "name": "auth",
+        "description": "Log in (an OAuth2 password form: form-encoded, the email as `username`), "
+        "sign up and reset a password through mailed links, and the caller's own account.",
+    },
+    {
+        "name": "tickets",
+        "description": "Tickets and their conversations: the triage queue is "
+        "`GET /tickets?needs_triage=true`. Clients see their own tickets only (another's answers "
+        "404) and never internal notes; staff see all.",
+    },
+    {
+        "name": "users",
+        "description": "Who a requester or author is (staff), and user management (admins).",
+    },
+    {
+        "name": "classifier",
+        "description": "The local model that files new tickets by category and priority: its "
+        "taxonomy and evaluation, retraining, classifying a ticket again, similar tickets.",
+    },
+    {
+        "name": "intake",
+        "description": "Every inbound message (mail, form, provider post) with its outcome; "
+        "reprocess a failed one, release a held one (admins).",
+    },
+    {
+        "name": "inbound",
+        "description": "Webhooks for web forms and mail providers (Mailgun, SendGrid, Postmark), "
+        "signed or with credentials; the same pipeline as SMTP.",
+    },
+    {
+        "name": "health",
+        "description": "Liveness, readiness and Prometheus metrics, outside `/api/v1`.",
+    },
+]
 
 
 def operation_id(route: APIRoute) -> str:
@@ -29,9 +73,60 @@ def operation_id(route: APIRoute) -> str:
     return "-".join([tag, *words]) if words else tag
 
 
+def document_errors(router: APIRouter) -> None:
+    """Give each operation the error answers it can give, and only those.
+
+    Read from what the route depends on: a body can be unreadable (400), too big (413) or
+    invalid (422), as can any parameter (422); a signed-in caller can be refused (401), a role
+    check can say no (403), an id in the path can name nothing visible (404), and a database
+    session can find the database away (503). What a service decides (409, 429, a service's
+    own 403 or 404) each route declares with `problems.errors()`."""
+    for route in router.routes:
+        if not isinstance(route, APIRoute):
+            continue
+        found = problems.errors(*_inferred(route))
+        answers = {**found, **route.responses}
+        route.responses = dict(sorted(answers.items(), key=lambda item: str(item[0])))
+
+
+def _inferred(route: APIRoute) -> list[int]:
+    nodes = list(_walk(route.dependant))
+    calls = {node.call for node in nodes}
+    has = {
+        400: route.body_field is not None,
+        401: current_user in calls,
+        403: any(getattr(call, "roles", None) for call in calls),
+        404: any(node.path_params for node in nodes),
+        413: route.body_field is not None,
+        422: route.body_field is not None or any(_params(node) for node in nodes),
+        503: get_db in calls,
+    }
+    return [status for status, present in has.items() if present]
+
+
+def _walk(dependant: Dependant) -> Iterator[Dependant]:
+    yield dependant
+    for dependency in dependant.dependencies:
+        yield from _walk(dependency)
+
+
+def _params(node: Dependant) -> bool:
+    return bool(node.path_params or node.query_params or node.header_params or node.cookie_params)
+
+
 def install(app: FastAPI) -> None:
     app.mount(PREFIX, StaticFiles(directory=ASSETS), name="docs-assets")
     openapi_url = app.openapi_url or "/openapi.json"
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's document, with the Problem schema every error answer refers to."""
+        document = generate()  # built once, then kept by FastAPI
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        schemas.setdefault("Problem", problems.Problem.model_json_schema())
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.get("/", include_in_schema=False)
     def home() -> RedirectResponse:

@@ -55,23 +55,34 @@ class Problem(BaseModel):
     errors: list[dict[str, Any]] | None = None
 
 
-def _documented(description: str) -> dict[str, Any]:
+def documented(description: str) -> dict[str, Any]:
+    """An error answer in the OpenAPI document: problem+json, with what it means here."""
+    # No `model`: FastAPI would document an application/json body too, which never comes.
+    # docs.install puts the Problem schema in the components.
     schema = {"$ref": "#/components/schemas/Problem"}
-    return {"model": Problem, "description": description,
-            "content": {"application/problem+json": {"schema": schema}}}  # fmt: skip
+    return {"description": description, "content": {"application/problem+json": {"schema": schema}}}
 
 
-# Declared once for every /api/v1 route, so clients and schema-driven tests see real errors.
-RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: _documented("Missing, expired or invalid bearer token"),
-    403: _documented("The caller's role may not do this"),
-    404: _documented("Not found, or not visible to the caller"),
-    409: _documented("Conflicts with the current state"),
-    413: _documented("Request body over the limit"),
-    422: _documented("Invalid input"),
-    429: _documented("Too many attempts from this network or for this address; see Retry-After"),
-    503: _documented("The database cannot be reached (retry), or a needed service is not set up"),
+# What each error status means wherever it is documented; docs.document_errors gives each
+# operation those it can answer, and a route adds its own (409, 429...) with `errors()`.
+MEANING: dict[int, str] = {
+    400: "The body cannot be read: not UTF-8, or a form that does not parse",
+    401: "Missing, expired or invalid bearer token",
+    403: "The caller's role may not do this",
+    404: "Not found, or not visible to the caller",
+    409: "Conflicts with the current state",
+    413: "Request body over the limit",
+    422: "Invalid input: a parameter, a field, or JSON that does not parse",
+    429: "Too many attempts from this network or for this address, or the password hashing "
+    "pool is full; see Retry-After",
+    503: "The database cannot be reached (retry after Retry-After)",
 }
+
+
+def errors(*statuses: int, **meanings: str) -> dict[int | str, dict[str, Any]]:
+    """Error answers for a route's `responses=`; `meanings` (`e409="..."`) say what they mean
+    for that operation, instead of the general text."""
+    return {status: documented(meanings.get(f"e{status}", MEANING[status])) for status in statuses}
 
 
 def problem(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from doxa.core.errors import InvalidInput
 
@@ -40,6 +40,12 @@ def _one_line(value: str) -> str:
 
 
 OneLine = AfterValidator(_one_line)
+
+
+def example(**values: Any) -> ConfigDict:
+    """A model's one realistic example in the OpenAPI document: Swagger's "Try it out" starts
+    from it, so it must be safe to send as it stands (no made-up people, no weak passwords)."""
+    return ConfigDict(json_schema_extra={"examples": [values]})
 
 
 class Page(BaseModel, Generic[T]):

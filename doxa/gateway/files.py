@@ -16,10 +16,14 @@ from doxa.core.context import Context
 from doxa.core.db import transaction
 from doxa.core.enums import Channel
 from doxa.core.errors import Rejected
+from doxa.core.intake.inbound import InboundMessage
 from doxa.core.intake.loops import loop_reason
 from doxa.core.intake.models import IntakeEvent
 from doxa.core.intake.pipeline import Delivery, Pipeline, RawEvent, message_id_of
 from doxa.core.intake.worker import process_event
+from doxa.core.triage import store
+from doxa.core.triage.data import seed_examples
+from doxa.core.triage.model import TextClassifier, train
 
 
 def raw_messages(paths: list[Path]) -> Iterator[tuple[str, bytes]]:
@@ -57,6 +61,37 @@ NOTABLE = ("failed", "held", "rejected", "skipped_empty")
 class Report:
     outcomes: Counter[str] = field(default_factory=Counter)
     notable: list[tuple[str, str]] = field(default_factory=list)  # (where, outcome and why)
+    each: list[tuple[str, str]] = field(default_factory=list)  # dry run: every message's fate
+
+
+class Filing:
+    """What the classifier would file a new ticket as, for a dry run: the active model, or on a
+    fresh database one trained from the seed set here and not stored (a few seconds, once)."""
+
+    def __init__(self, context: Context, *, to: str) -> None:
+        self.context, self.settings = context, context.settings
+        boxes = {box.address: box.category for box in self.settings.support_addresses}
+        self.pinned = boxes.get(to.lower())
+        self._model: TextClassifier | None = None
+
+    def model(self) -> TextClassifier:
+        if self._model is None:
+            with self.context.sessions() as db:
+                self._model = store.load_active(db) or train(seed_examples())
+        return self._model
+
+    def __call__(self, msg: InboundMessage) -> tuple[str, str]:
+        """(outcome to count, what this message would get), as triage would decide it."""
+        if self.settings.ai_provider == "none":
+            return "would be a ticket or follow-up", "not classified (AI_PROVIDER=none)"
+        guess = self.model().predict(msg.subject, msg.text)
+        confidence = f"{guess.category_confidence:.2f}"
+        if guess.category_confidence < self.settings.ai_confidence_threshold:
+            return "would go to triage", f"best guess {guess.category} at {confidence}"
+        why = f"priority {guess.priority}, confidence {confidence}"
+        if self.pinned:
+            why = f"the mailbox's category (the model says {guess.category}), {why}"
+        return f"would be filed as {self.pinned or guess.category}", why
 
 
 def ingest(context: Context, pipeline: Pipeline, paths: list[Path], *, to: str,
@@ -64,23 +99,28 @@ def ingest(context: Context, pipeline: Pipeline, paths: list[Path], *, to: str,
     """Feed every message through the pipeline (or only parse it); count the outcomes and name
     the files that failed or were held. Empty files are skipped: there is nothing to keep."""
     report = Report()
+    filing = Filing(context, to=to) if dry_run else None
     # Log lines (a failed event's warning) are printed above the bar, not through it.
     with logging_redirect_tqdm():
         for where, raw in tqdm(list(raw_messages(paths)), unit="msg", desc="ingesting"):
-            outcome, why = _one(context, pipeline, raw, to=to, dry_run=dry_run)
+            outcome, why = _one(context, pipeline, raw, to=to, filing=filing)
             report.outcomes[outcome] += 1
-            if outcome in NOTABLE or outcome.startswith(("would fail", "would hold")):
+            if filing is not None:
+                report.each.append((where, f"{outcome}: {why}" if why else outcome))
+            elif outcome in NOTABLE:
                 report.notable.append((where, f"{outcome}: {why}" if why else outcome))
     return report
 
 
 def _one(
-    context: Context, pipeline: Pipeline, raw: bytes, *, to: str, dry_run: bool
+    context: Context, pipeline: Pipeline, raw: bytes, *, to: str, filing: Filing | None
 ) -> tuple[str, str | None]:
     if not raw.strip():
         return "skipped_empty", None
     item = Delivery(Channel.EMAIL, raw, [to], None, message_id_of(raw))
-    return _dry_run(pipeline, item) if dry_run else _run(context, pipeline, item)
+    if filing is not None:
+        return _dry_run(pipeline, item, filing)
+    return _run(context, pipeline, item)
 
 
 def _run(context: Context, pipeline: Pipeline, item: Delivery) -> tuple[str, str | None]:
@@ -100,10 +140,15 @@ def _run(context: Context, pipeline: Pipeline, item: Delivery) -> tuple[str, str
         return outcome.value, (event.reason or event.error) if event else None
 
 
-def _dry_run(pipeline: Pipeline, item: Delivery) -> tuple[str, str | None]:
+def _dry_run(pipeline: Pipeline, item: Delivery, filing: Filing) -> tuple[str, str | None]:
+    """What the message would become, with the category triage would give it as a new ticket
+    (a follow-up keeps its ticket's). Threading is not looked up: that would read the database
+    for every message."""
     try:
         msg = pipeline.normalize(RawEvent(0, item.channel, bytes(item.raw), {}))
     except Rejected as never:
-        return f"would be rejected: {never.reason}", None
+        return "would be rejected", never.reason
     reason = loop_reason(msg, envelope_from=None)
-    return (f"would hold: {reason}", None) if reason else ("would be a ticket or follow-up", None)
+    if reason:
+        return "would hold", reason
+    return filing(msg)

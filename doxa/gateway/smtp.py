@@ -373,8 +373,11 @@ class SmtpListener:
     latency grew tenfold. On its own thread the loop only competes for the GIL.
     """
 
-    def __init__(self, settings: Settings, handler: IntakeHandler) -> None:
+    def __init__(
+        self, settings: Settings, handler: IntakeHandler, *, sock: socket.socket | None = None
+    ) -> None:
         self.settings, self.handler = settings, handler
+        self.sock = sock  # bound by `doxa serve`, so a taken port is found before start-up
         self.gate = SessionGate(
             session_limit(settings.smtp_max_connections), settings.smtp_max_connections_per_client
         )
@@ -403,8 +406,12 @@ class SmtpListener:
         loop = self._loop = asyncio.new_event_loop()
         loop.set_exception_handler(LoopErrorLog())
         try:
-            host, port = self.settings.smtp_host, self.settings.smtp_port
-            self.server = loop.run_until_complete(loop.create_server(self._protocol, host, port))
+            if self.sock is not None:
+                serving = loop.create_server(self._protocol, sock=self.sock)
+            else:
+                host, port = self.settings.smtp_host, self.settings.smtp_port
+                serving = loop.create_server(self._protocol, host, port)
+            self.server = loop.run_until_complete(serving)
         except BaseException as exc:  # reported to start(), e.g. the port is taken
             self._failure = exc
             ready.set()

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, BackgroundTasks
 
+from doxa.api import problems
 from doxa.api.deps import (
     ContextDep,
     CurrentUser,
@@ -35,7 +36,12 @@ def _token_for(db: SessionDep, context: ContextDep, user: User) -> AccessToken:
     )
 
 
-@router.post("/auth/login")
+@router.post(
+    "/auth/login",
+    responses=problems.errors(
+        401, 429, e401="Wrong email or password, or the account is deactivated"
+    ),
+)
 def login(
     form: LoginFormDep,
     db: SessionDep,
@@ -58,7 +64,13 @@ def login(
     return _token_for(db, context, user)
 
 
-@router.post("/auth/register", status_code=202)
+@router.post(
+    "/auth/register",
+    status_code=202,
+    responses=problems.errors(
+        429, 503, e503="Outbound mail is not set up (OUTBOUND_SMTP_URL), or the database is away"
+    ),
+)
 def register(
     body: Registration,
     db: SessionDep,
@@ -79,14 +91,30 @@ def register(
     return Accepted(detail=MAILED)
 
 
-@router.post("/auth/verify")
+@router.post(
+    "/auth/verify",
+    responses=problems.errors(
+        403,
+        409,
+        429,
+        e403="The account is deactivated",
+        e409="The account has a password already: use password reset",
+        e429="The password hashing pool is full; retry after Retry-After",
+    ),
+)
 def verify(body: LinkPassword, db: SessionDep, context: ContextDep) -> UserRead:
     """Choose the password with the token from a sign-up mail (once, before it expires)."""
     user = accounts.verify_sign_up(db, context.passwords, token=body.token, password=body.password)
     return UserRead.model_validate(user)
 
 
-@router.post("/auth/password-reset", status_code=202)
+@router.post(
+    "/auth/password-reset",
+    status_code=202,
+    responses=problems.errors(
+        429, 503, e503="Outbound mail is not set up (OUTBOUND_SMTP_URL), or the database is away"
+    ),
+)
 def password_reset(
     body: ResetRequest,
     db: SessionDep,
@@ -101,7 +129,12 @@ def password_reset(
     return Accepted(detail=MAILED)
 
 
-@router.post("/auth/password-reset/confirm")
+@router.post(
+    "/auth/password-reset/confirm",
+    responses=problems.errors(
+        429, e429="The password hashing pool is full; retry after Retry-After"
+    ),
+)
 def password_reset_confirm(body: LinkPassword, db: SessionDep, context: ContextDep) -> UserRead:
     """Set a new password with the token from a reset mail; every earlier access token ends."""
     user = accounts.reset_password(db, context.passwords, token=body.token, password=body.password)
@@ -114,7 +147,10 @@ def me(user: CurrentUser) -> UserRead:
     return UserRead.model_validate(user)
 
 
-@router.post("/users/me/password")
+@router.post(
+    "/users/me/password",
+    responses=problems.errors(403, 429, e403="The current password is wrong"),
+)
 def change_password(
     body: PasswordChange,
     user: CurrentUser,

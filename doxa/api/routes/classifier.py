@@ -6,7 +6,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
+from doxa.api import problems
 from doxa.api.deps import AdminUser, ContextDep, IdPath, SessionDep, StaffUser, TriageDep
+from doxa.core.schemas import example
 from doxa.core.tickets.schemas import Label, TicketRead
 from doxa.core.triage import service, training
 
@@ -25,6 +27,8 @@ class ClassifierRead(BaseModel):
 
 
 class TaxonomyUpdate(BaseModel):
+    model_config = example(categories=["security"])
+
     categories: list[Label] = Field(min_length=1, max_length=100)
 
 
@@ -41,7 +45,9 @@ class RetrainAccepted(BaseModel):
     status: str = "training"
 
 
-@router.get("/classifier")
+@router.get(
+    "/classifier", responses=problems.errors(404, e404="No classifier has been trained yet")
+)
 def describe(db: SessionDep, staff: StaffUser, triage: TriageDep) -> ClassifierRead:
     """The active model: version, labels, training-set size and its last evaluation."""
     return ClassifierRead(**training.describe(db, actor=staff), training=triage.training)
@@ -53,7 +59,11 @@ def add_categories(body: TaxonomyUpdate, db: SessionDep, admin: AdminUser) -> Ta
     return TaxonomyRead(categories=training.add_categories(db, body.categories, actor=admin))
 
 
-@router.post("/classifier/retrain", status_code=202)
+@router.post(
+    "/classifier/retrain",
+    status_code=202,
+    responses=problems.errors(409, e409="A classifier is being trained already"),
+)
 def retrain(admin: AdminUser, triage: TriageDep) -> RetrainAccepted:
     """Train a new version in the background on the help desk's own data (imported with
     `doxa classifier train`; the seed set while there is none) plus agents' corrections."""

@@ -7,6 +7,8 @@ from sqlalchemy import text
 from doxa.api.deps import ContextDep
 
 router = APIRouter(tags=["health"])
+READY = {"status": "ok", "checks": {"database": "ok", "smtp": "ok"}}
+NOT_READY = {"status": "unavailable", "checks": {"database": "unreachable: OperationalError"}}
 
 
 @router.get("/healthz")
@@ -15,7 +17,17 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", response_model=None)
+@router.get(
+    "/readyz",
+    response_model=None,
+    responses={
+        200: {"description": "Ready", "content": {"application/json": {"example": READY}}},
+        503: {
+            "description": "Not ready: the database or the SMTP listener is down",
+            "content": {"application/json": {"example": NOT_READY}},
+        },
+    },
+)
 def readyz(request: Request, context: ContextDep) -> JSONResponse:
     """Ready for traffic: the database answers and the SMTP listener is serving."""
     checks: dict[str, str] = {}

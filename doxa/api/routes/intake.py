@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Query
 
+from doxa.api import problems
 from doxa.api.deps import AdminUser, IdPath, PipelineDep, SessionDep, WorkerDep
 from doxa.core.enums import Channel, IntakeStatus
 from doxa.core.intake import service
@@ -36,7 +37,11 @@ def get_intake(event_id: IdPath, db: SessionDep, admin: AdminUser) -> IntakeEven
     return IntakeEventRead.model_validate(service.get_event(db, event_id, actor=admin))
 
 
-@router.post("/{event_id}/reprocess", status_code=202)
+@router.post(
+    "/{event_id}/reprocess",
+    status_code=202,
+    responses=problems.errors(409, e409="Only failed events are reprocessed"),
+)
 def reprocess(
     event_id: IdPath, db: SessionDep, admin: AdminUser, pipeline: PipelineDep, worker: WorkerDep,
     background: BackgroundTasks,
@@ -48,7 +53,11 @@ def reprocess(
     return IntakeEventRead.model_validate(event)
 
 
-@router.post("/{event_id}/release", status_code=202)
+@router.post(
+    "/{event_id}/release",
+    status_code=202,
+    responses=problems.errors(409, e409="Only held events are released"),
+)
 def release(
     event_id: IdPath,
     db: SessionDep,

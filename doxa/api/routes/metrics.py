@@ -3,6 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Response
 
 from doxa import metrics
+from doxa.api import problems
 from doxa.api.deps import SessionDep, metrics_reader
 from doxa.core.outbound import queued_count
 
@@ -13,7 +14,17 @@ router = APIRouter(tags=["health"])
     "/metrics",
     response_class=Response,
     dependencies=[Depends(metrics_reader)],
-    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+    responses={
+        200: {"content": {"text/plain": {}}, "description": "Prometheus text format"},
+        **problems.errors(
+            401,
+            403,
+            503,
+            e401="Not from this host, and no valid bearer token",
+            e403="The token is not an admin's",
+            e503="The database cannot be reached (checking an admin's token)",
+        ),
+    },
 )
 def scrape(db: SessionDep) -> Response:
     """Prometheus metrics: intake by channel and outcome, SMTP replies by code, webhook answers,

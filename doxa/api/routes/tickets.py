@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Query
 
+from doxa.api import problems
 from doxa.api.deps import ContextDep, CurrentUser, IdPath, OutboxDep, SessionDep, TriageDep
 from doxa.core.schemas import MAX_PAGE_SIZE, Page
 from doxa.core.tickets import messages, search, service
@@ -21,7 +22,11 @@ from doxa.core.tickets.schemas import (
 router = APIRouter(prefix="/tickets", tags=["tickets"])
 
 
-@router.post("", status_code=201)
+@router.post(
+    "",
+    status_code=201,
+    responses=problems.errors(403, e403="A client named someone else as the requester"),
+)
 def create_ticket(
     body: TicketCreate, db: SessionDep, me: CurrentUser, triage: TriageDep,
     background: BackgroundTasks,
@@ -50,7 +55,15 @@ def get_ticket(ticket_id: IdPath, db: SessionDep, me: CurrentUser) -> TicketRead
     return TicketRead.seen_by(get_readable(db, ticket_id, actor=me), me.role)
 
 
-@router.patch("/{ticket_id}")
+@router.patch(
+    "/{ticket_id}",
+    responses=problems.errors(
+        403,
+        409,
+        e403="A client may only close or reopen their ticket",
+        e409="The ticket's status cannot go there from where it is",
+    ),
+)
 def update_ticket(
     ticket_id: IdPath, body: TicketUpdate, db: SessionDep, me: CurrentUser
 ) -> TicketRead:
@@ -70,7 +83,11 @@ def list_messages(
     return messages.list_messages(db, ticket_id, actor=me, cursor=cursor, limit=limit)
 
 
-@router.post("/{ticket_id}/messages", status_code=201)
+@router.post(
+    "/{ticket_id}/messages",
+    status_code=201,
+    responses=problems.errors(403, e403="Only staff write internal notes"),
+)
 def post_message(
     ticket_id: IdPath, body: MessageCreate, db: SessionDep, me: CurrentUser, context: ContextDep,
     outbox: OutboxDep, background: BackgroundTasks,

@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from doxa.api import problems
 from doxa.api.deps import AdminUser, ContextDep, IdPath, SessionDep, StaffUser
 from doxa.core.schemas import MAX_PAGE_SIZE, Page
 from doxa.core.users import service as users
@@ -23,7 +24,16 @@ def list_users(
     return users.list_users(db, actor=admin, cursor=cursor, limit=limit)
 
 
-@router.post("", status_code=201)
+@router.post(
+    "",
+    status_code=201,
+    responses=problems.errors(
+        409,
+        429,
+        e409="An account with this email exists",
+        e429="The password hashing pool is full; retry after Retry-After",
+    ),
+)
 def create_user(
     body: UserCreate, db: SessionDep, admin: AdminUser, context: ContextDep
 ) -> UserRead:
@@ -31,7 +41,12 @@ def create_user(
     return UserRead.model_validate(users.create_user(db, context.passwords, body, actor=admin))
 
 
-@router.patch("/{user_id}")
+@router.patch(
+    "/{user_id}",
+    responses=problems.errors(
+        409, 429, e409="The last active admin cannot be demoted or deactivated"
+    ),
+)
 def update_user(
     user_id: IdPath, body: UserUpdate, db: SessionDep, admin: AdminUser, context: ContextDep
 ) -> UserRead:

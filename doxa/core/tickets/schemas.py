@@ -15,7 +15,7 @@ from doxa.core.enums import (
     Status,
     ThreadedBy,
 )
-from doxa.core.schemas import Id, NoNul, OneLine
+from doxa.core.schemas import Id, NoNul, OneLine, example
 
 MAX_BODY_CHARS = 200_000
 Subject = Annotated[
@@ -26,13 +26,26 @@ Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, ma
 
 
 class TicketCreate(BaseModel):
+    # No requester_email in the example: tried out by an agent, it would make up a customer.
+    model_config = example(
+        subject="Invoice 2231 charged twice",
+        body="My card was charged twice for invoice 2231 this month. Please refund one.",
+        priority="high",
+    )
+
     subject: Subject
     body: Body
     priority: Priority | None = None
-    requester_email: EmailStr | None = Field(None, description="staff only: open on behalf of")
+    requester_email: EmailStr | None = Field(
+        None,
+        description="staff only: the customer the ticket is for (a new address becomes a "
+        "client user); a client may only leave it out or give their own",
+    )
 
 
 class TicketUpdate(BaseModel):
+    model_config = example(status="pending", category="billing", priority="high")
+
     status: Status | None = None
     priority: Priority | None = None
     category: Label | None = None
@@ -66,7 +79,38 @@ class AuthorRead(PersonRead):
 
 
 class TicketRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 42,
+                    "reference": "[#42]",
+                    "subject": "Invoice 2231 charged twice",
+                    "status": "open",
+                    "priority": "high",
+                    "category": "billing",
+                    "channel": "email",
+                    "requester_id": 7,
+                    "requester": {"id": 7, "email": "ann.lee@example.org", "full_name": "Ann Lee"},
+                    "assignee_id": 3,
+                    "previous_ticket_id": None,
+                    "cc": [],
+                    "needs_triage": False,
+                    "classification_state": "done",
+                    "ai_category": "billing",
+                    "ai_priority": "high",
+                    "ai_confidence": 0.93,
+                    "ai_model_version": "tfidf-svm-20261129141747-d01d6a1312-d2a597",
+                    "language": "en",
+                    "ai_explanation": ["charged twice", "invoice", "refund"],
+                    "metadata": {},
+                    "created_at": "2026-11-27T09:14:03Z",
+                    "updated_at": "2026-11-27T10:02:41Z",
+                }
+            ]
+        },
+    )
 
     id: int
     reference: str
@@ -107,8 +151,13 @@ class TicketRead(BaseModel):
 
 
 class MessageCreate(BaseModel):
+    model_config = example(
+        body="We have refunded the second charge; it shows on your statement in 3-5 days.",
+        internal=False,
+    )
+
     body: Body
-    internal: bool = False
+    internal: bool = Field(False, description="an internal note: staff only, never mailed")
 
 
 class AttachmentRead(BaseModel):
@@ -123,7 +172,35 @@ class AttachmentRead(BaseModel):
 
 
 class MessageRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 118,
+                    "ticket_id": 42,
+                    "author_id": 3,
+                    "author": {
+                        "id": 3,
+                        "email": "maria.agent@example.com",
+                        "full_name": "Maria Lopez",
+                        "role": "AGENT",
+                    },
+                    "direction": "out",
+                    "internal": False,
+                    "body": "We have refunded the second charge.",
+                    "full_body": "We have refunded the second charge.",
+                    "html": None,
+                    "message_id": "doxa.42.9b1f04c2a7e35d18.5c0e7a91d2f4b3a86e17@example.com",
+                    "threaded_by": None,
+                    "delivery_state": "sent",
+                    "notes": [],
+                    "created_at": "2026-11-27T10:02:41Z",
+                    "attachments": [],
+                }
+            ]
+        },
+    )
 
     id: int
     ticket_id: int

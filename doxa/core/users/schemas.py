@@ -8,7 +8,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, Str
 
 from doxa.core.auth import MAX_PASSWORD_BYTES
 from doxa.core.enums import Role
-from doxa.core.schemas import NoNul, OneLine
+from doxa.core.schemas import NoNul, OneLine, example
 
 MIN_PASSWORD_LENGTH = 10
 
@@ -28,7 +28,12 @@ def _not_common(password: str) -> str:
 
 Password = Annotated[
     str,
-    Field(min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_BYTES),
+    Field(
+        min_length=MIN_PASSWORD_LENGTH,
+        max_length=MAX_PASSWORD_BYTES,
+        description=f"at least {MIN_PASSWORD_LENGTH} characters, not a commonly used password "
+        "(examples leave it empty: choose one)",
+    ),
     NoNul,
     AfterValidator(_fits_bcrypt),
     AfterValidator(_not_common),
@@ -40,7 +45,21 @@ FullName = Annotated[str, StringConstraints(strip_whitespace=True, max_length=20
 
 
 class UserRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 7,
+                    "email": "ann.lee@example.org",
+                    "full_name": "Ann Lee",
+                    "role": "CLIENT",
+                    "is_active": True,
+                    "created_at": "2026-11-27T09:14:03Z",
+                }
+            ]
+        },
+    )
 
     id: int
     email: str
@@ -54,13 +73,23 @@ class Registration(BaseModel):
     """A sign-up request: the password is chosen later, by whoever holds the mailbox."""
 
     # A password here would be a client of the old contract; refuse it rather than drop it.
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"email": "ann.lee@example.org", "full_name": "Ann Lee"}]},
+    )
 
     email: EmailStr
     full_name: FullName | None = None
 
 
 class UserCreate(BaseModel):
+    model_config = example(
+        email="maria.agent@example.com",
+        password="",  # chosen by whoever tries it: a documented one would be known to all
+        full_name="Maria Lopez",
+        role="AGENT",
+    )
+
     email: EmailStr
     password: Password
     full_name: FullName | None = None
@@ -70,15 +99,21 @@ class UserCreate(BaseModel):
 class LinkPassword(BaseModel):
     """A mailed link's token and the password its holder chooses."""
 
+    model_config = example(token="q7Hk2v9XbN4mWc8RzT1pLd6sYa3eFu0j", password="")  # noqa: S106
+
     token: LinkToken
     password: Password
 
 
 class ResetRequest(BaseModel):
+    model_config = example(email="ann.lee@example.org")
+
     email: EmailStr
 
 
 class PasswordChange(BaseModel):
+    model_config = example(current_password="", new_password="")
+
     current_password: GivenPassword
     new_password: Password
 
@@ -88,6 +123,8 @@ class Accepted(BaseModel):
 
 
 class UserUpdate(BaseModel):
+    model_config = example(role="AGENT")
+
     full_name: FullName | None = None
     role: Role | None = None
     is_active: bool | None = None

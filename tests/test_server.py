@@ -1,0 +1,102 @@
+"""`doxa serve` as an operator meets it: a taken port, the banner, Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.gateway.conftest import free_port
+
+DOXA = str(Path(sys.executable).with_name("doxa"))
+
+
+@pytest.fixture
+def environment(tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path}/doxa.db",
+        "DOXA_ENV": "dev",
+        "JWT_SECRET": secrets.token_urlsafe(48),  # no warning about a random key
+        "BCRYPT_ROUNDS": "4",
+    }
+
+
+@pytest.fixture
+def taken() -> Iterator[int]:
+    """A port something else listens on."""
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        yield int(other.getsockname()[1])
+
+
+def _accepts(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+class TestTakenPort:
+    @pytest.mark.parametrize(
+        ("listener", "setting"), [("--port", "HTTP_PORT"), ("--smtp-port", "SMTP_PORT")]
+    )
+    def test_a_taken_port_is_one_line_and_a_failing_exit(
+        self, environment: dict[str, str], taken: int, listener: str, setting: str
+    ) -> None:
+        ports = {"--port": str(free_port()), "--smtp-port": str(free_port()), listener: str(taken)}
+        command = [DOXA, "serve", *(part for pair in ports.items() for part in pair)]
+        result = subprocess.run(
+            command, env=environment, capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 1
+        assert result.stdout == ""  # no banner for a server that never ran
+        assert result.stderr.splitlines() == [
+            f"error: {setting[:4]} port {taken} on 127.0.0.1 is already in use: stop what uses "
+            f"it, or choose another port ({setting[:4]}_HOST, {setting}, "
+            + ("--host, --port)" if listener == "--port" else "--smtp-port)")
+        ]
+
+
+class TestRunning:
+    def test_the_banner_comes_once_both_listen_and_ctrl_c_stops_quietly(
+        self, environment: dict[str, str], tmp_path: Path
+    ) -> None:
+        http, smtp = free_port(), free_port()
+        log = tmp_path / "serve.log"
+        command = [DOXA, "serve", "--port", str(http), "--smtp-port", str(smtp)]
+        with log.open("w") as output:
+            # A session of its own, so Ctrl-C can reach the whole group, as a terminal's does.
+            server = subprocess.Popen(
+                command,
+                env=environment,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            deadline = time.monotonic() + 90
+            while "DOXA HTTP on" not in log.read_text():
+                assert server.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.05)
+            assert _accepts(http) and _accepts(smtp)  # already, when the banner says so
+            os.killpg(server.pid, signal.SIGINT)  # the worker process may still be starting
+            assert server.wait(timeout=60) == 0
+        finally:
+            if server.poll() is None:
+                os.killpg(server.pid, signal.SIGKILL)
+        lines = log.read_text().splitlines()
+        banner = lines.index(
+            f"DOXA HTTP on http://127.0.0.1:{http} (Swagger UI: /docs, ReDoc: /redoc)"
+        )
+        assert any(f"SMTP listening on 127.0.0.1:{smtp}" in line for line in lines[:banner])
+        assert "Traceback" not in log.read_text() and "KeyboardInterrupt" not in log.read_text()
+        assert "Finished server process" in lines[-1]
