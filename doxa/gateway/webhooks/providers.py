@@ -185,7 +185,7 @@ def postmark_envelope(raw: bytes) -> Envelope:
 def _raw_email(post: dict[str, Any]) -> bytes | None:
     """`RawEmail`, when Postmark sent it (a string holding a message)."""
     value = post.get("RawEmail")
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str) or not value:
         return None
     return value.encode("utf-8", errors="surrogateescape")
 
