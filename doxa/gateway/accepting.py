@@ -28,7 +28,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from doxa import metrics
-from doxa.core.db import transaction
+from doxa.core.db import URGENT_WRITE, transaction
 from doxa.core.enums import IntakeStatus
 from doxa.core.intake.pipeline import Accepted, Delivery, Pipeline, message_id_of
 
@@ -126,6 +126,7 @@ class GroupCommitter:
     def _store(self, group: list[Waiting]) -> list[Accepted | Exception]:
         try:
             with transaction(self.sessions) as db:
+                db.connection(execution_options={URGENT_WRITE: True})  # clients wait on it
                 if len(group) == 1:
                     return [self.pipeline.accept(db, self._delivery(group[0]))]
                 return list(self.pipeline.accept_many(db, [self._delivery(w) for w in group]))
@@ -142,6 +143,7 @@ class GroupCommitter:
     def _store_alone(self, waiting: Waiting) -> Accepted | Exception:
         try:
             with transaction(self.sessions) as db:
+                db.connection(execution_options={URGENT_WRITE: True})
                 return self.pipeline.accept(db, self._delivery(waiting))
         except Exception as exc:
             log.exception("could not store a message from %s", waiting.item.envelope_from)
