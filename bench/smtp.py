@@ -5,12 +5,14 @@ Usage::
     python bench/smtp.py                                  # fresh SQLite file, 8 clients, 400 mails
     python bench/smtp.py --database-url postgresql://postgres@127.0.0.1:5432/doxa_bench_smtp
     python bench/smtp.py --clients 8 --messages 400 --attachment-every 5 --big
+    python bench/smtp.py --mix small --database-url postgresql://...  # 1-4 KB, 1 in 10 +32 KB
 
 One run, in this order:
 
-1. Generates M varied messages with the `email` package (plain text, multipart/alternative
-   with HTML, every Nth with a 50 KB-2 MB random attachment; a distinct sender and a unique
-   Message-ID each). A PostgreSQL database given by URL is dropped and created afresh.
+1. Generates M messages with the `email` package, a distinct sender and a unique Message-ID
+   each: the current mix (plain text, multipart/alternative with HTML, every Nth with a
+   50 KB-2 MB random attachment) or, with `--mix small`, plain text bodies of 1-4 KB, one in ten
+   with a 32 KB attachment. A PostgreSQL database given by URL is dropped and created afresh.
 2. Bare baseline: `python bench/smtp.py --bare-server` in a subprocess, an aiosmtpd server whose
    DATA hook only INSERTs the raw bytes into a one-blob table and COMMITs (psycopg on
    PostgreSQL; sqlite3 in WAL mode with synchronous=FULL on SQLite), then answers 250.
