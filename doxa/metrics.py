@@ -46,6 +46,11 @@ INTAKE_SECONDS = Histogram(
     buckets=_SECONDS,
 )
 SMTP_REPLIES = Counter("doxa_smtp_replies", "SMTP replies sent, by reply code", ["code"])
+SMTP_GROUPS = Histogram(
+    "doxa_smtp_commit_group_messages",
+    "Messages stored in one transaction by the SMTP listener (group commit)",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
 WEBHOOK_ANSWERS = Counter(
     "doxa_webhook_answers",
     "Inbound webhook answers, by endpoint and HTTP status",
@@ -76,6 +81,11 @@ def smtp_reply(reply: str | bytes) -> None:
     code = reply[:3] if isinstance(reply, str) else reply[:3].decode("ascii", "replace")
     if code.isdigit():
         SMTP_REPLIES.labels(code).inc()
+
+
+def smtp_group_committed(messages: int) -> None:
+    """The SMTP listener stored a group of `messages` in one transaction."""
+    SMTP_GROUPS.observe(messages)
 
 
 def webhook_answered(endpoint: str, status: int) -> None:

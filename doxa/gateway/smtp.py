@@ -17,7 +17,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import replace
 from typing import IO, Any, AnyStr
 
 import anyio
@@ -27,21 +26,22 @@ from sqlalchemy.orm import sessionmaker
 
 from doxa import metrics
 from doxa.core.config import Settings
-from doxa.core.db import transaction
-from doxa.core.enums import Channel, IntakeStatus
-from doxa.core.intake.pipeline import Delivery, Pipeline, message_id_of
+from doxa.core.enums import Channel
+from doxa.core.intake.pipeline import Accepted, Delivery, Pipeline
 from doxa.core.intake.worker import IntakeWorker
+from doxa.gateway.accepting import GroupCommitter
 
 log = logging.getLogger(__name__)
 
 MAX_RECIPIENTS = 50
-# Messages stored at once on PostgreSQL. One thread keeps up (an accept is mostly waiting for
-# its commit) and keeps the API responsive: with 8 clients sending, one accepting thread held the
-# API's p99 to what the machine alone costs (21-31 ms, 8 idle; bench control 24-34), a thread
-# each to 40-70 ms, as every extra thread is one more contender for the GIL the API needs.
-# SQLite's writes queue on the writer gate anyway, where a single accepting thread would lose
-# its turns to intake's stores (measured: 23 % of the bare rate), so there each has a thread.
-ACCEPT_THREADS = 1
+# Accepted messages are committed in groups (see accepting.py), on two lanes of one thread each,
+# so that a message of megabytes never holds up the small ones behind it; large messages are
+# stored one per transaction, as their bytes, not the commit, are their cost. A thread per
+# message instead held the API's p99 at 40-70 ms under 8 sending clients (every thread one more
+# contender for the GIL the API needs), one thread at what the machine alone costs.
+GROUP_MESSAGE_BYTES = 256 * 1024  # larger messages take the other lane
+SMALL_GROUP_LIMITS = (64, 4 * 1024 * 1024)  # messages and bytes in one transaction, at most
+LARGE_GROUP_LIMITS = (1, 0)
 # Commands a session may repeat before it is dropped (a crude brake on abusive clients).
 COMMAND_CALL_LIMIT = 1000
 TOO_BIG = "552 5.3.4 Message too big for system"
@@ -304,17 +304,24 @@ class LoopErrorLog:
 
 
 class IntakeHandler:
-    """aiosmtpd handler: RCPT filtering, then durable acceptance at DATA."""
+    """aiosmtpd handler: RCPT filtering, then durable acceptance at DATA, in groups."""
 
     def __init__(self, settings: Settings, sessions: sessionmaker[DbSession], pipeline: Pipeline,
                  worker: IntakeWorker) -> None:  # fmt: skip
         self.settings, self.sessions = settings, sessions
         self.pipeline = pipeline
         self.submit: Callable[[int], object] = worker.submit
+        # Looked up at each call: SmtpListener.start replaces `submit` with a thread-safe one.
+        self.small, self.large = (
+            GroupCommitter(sessions, pipeline, submit=self._submit, limits=limits)
+            for limits in (SMALL_GROUP_LIMITS, LARGE_GROUP_LIMITS)
+        )
         self.in_flight = 0
-        self.accepting = anyio.CapacityLimiter(ACCEPT_THREADS) if settings.on_postgresql else None
         self.idle = asyncio.Event()
         self.idle.set()
+
+    def _submit(self, event_id: int) -> None:
+        self.submit(event_id)
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:  # fmt: skip
@@ -326,9 +333,9 @@ class IntakeHandler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        spool = envelope.spool if isinstance(envelope, SpooledEnvelope) else None
-        if spool is None:  # DoxaSMTP always spools; refuse rather than store something else
-            return RETRY_LATER
+        if not isinstance(envelope, SpooledEnvelope) or envelope.spool is None:
+            return RETRY_LATER  # DoxaSMTP always spools; refuse rather than store something else
+        spool = envelope.spool
         if spool.size > self.settings.max_message_bytes:
             metrics.intake_received("email", "too_big")
             return TOO_BIG
@@ -336,33 +343,24 @@ class IntakeHandler:
         peer = session.peer[0] if isinstance(session.peer, tuple) else None
         item = Delivery(channel=Channel.EMAIL, raw=b"", recipients=list(envelope.rcpt_tos),
                         envelope_from=envelope.mail_from, extra={"peer": peer})  # fmt: skip
+        envelope.spool = None  # the committer closes it once the message is stored or refused
+        lane = self.large if spool.size > GROUP_MESSAGE_BYTES else self.small
+        answer = lane.enqueue(item, spool)
         self.in_flight += 1
         self.idle.clear()
+        answer.add_done_callback(self._settled)  # counted until stored, even if the client left
         try:
-            event_id, status = await anyio.to_thread.run_sync(
-                self._accept, item, spool, limiter=self.accepting
-            )
-        except Exception:
-            log.exception("could not store a message from %s", envelope.mail_from)
+            accepted: Accepted = await asyncio.shield(answer)
+        except Exception:  # logged where it was stored; the sender retries
             metrics.intake_received("email", "unavailable")
             return RETRY_LATER
-        finally:
-            self.in_flight -= 1
-            if not self.in_flight:
-                self.idle.set()
-        metrics.intake_received("email", status.value)
-        if status is IntakeStatus.RECEIVED:
-            self.submit(event_id)
-        return f"250 2.0.0 Accepted as intake event {event_id}"
+        metrics.intake_received("email", accepted.status.value)
+        return f"250 2.0.0 Accepted as intake event {accepted.id}"
 
-    def _accept(self, item: Delivery, spool: Spool) -> tuple[int, IntakeStatus]:
-        # Read and scanned here, not on the listener's loop, which serves every session; and
-        # only as many messages are in memory at once as there are accepting threads.
-        raw = spool.read()
-        item = replace(item, raw=raw, external_id=message_id_of(raw))
-        with transaction(self.sessions) as db:
-            accepted = self.pipeline.accept(db, item)
-            return accepted.id, accepted.status
+    def _settled(self, _answer: object) -> None:
+        self.in_flight -= 1
+        if not self.in_flight:
+            self.idle.set()
 
 
 class SmtpListener:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from doxa.core.db import (
     LARGE_VALUE_BYTES,
+    URGENT_WRITE,
     is_postgresql,
     large_value,
     make_engine,
@@ -88,6 +90,40 @@ class TestWriterGate:
             assert time.monotonic() - started < 5
             with sessions() as db:
                 assert db.scalars(sa.text("SELECT a FROM t")).all() == [2]
+        finally:
+            engine.dispose()
+
+    def test_an_urgent_writer_goes_before_writers_that_waited_longer(self, tmp_path: Path) -> None:
+        engine = make_engine(f"sqlite:///{tmp_path}/gate.db")
+        sessions = make_sessionmaker(engine)
+        order: list[str] = []
+
+        def write(name: str, options: dict[str, bool]) -> None:
+            with sessions() as db:
+                db.connection(execution_options=options)
+                db.execute(sa.text("INSERT INTO t VALUES (:a)"), {"a": name})
+                order.append(name)
+                db.commit()
+
+        try:
+            with sessions() as db:
+                db.execute(sa.text("CREATE TABLE t (a TEXT)"))
+                db.commit()
+            with sessions() as holder:  # holds the gate while the others line up
+                holder.execute(sa.text("INSERT INTO t VALUES ('holder')"))
+                waiting = [
+                    threading.Thread(target=write, args=(f"plain {n}", {})) for n in range(3)
+                ]
+                for thread in waiting:
+                    thread.start()
+                time.sleep(0.2)
+                urgent = threading.Thread(target=write, args=("urgent", {URGENT_WRITE: True}))
+                urgent.start()
+                time.sleep(0.2)
+                holder.commit()
+            for thread in [*waiting, urgent]:
+                thread.join(10)
+            assert order[0] == "urgent" and sorted(order[1:]) == [f"plain {n}" for n in range(3)]
         finally:
             engine.dispose()
 

@@ -24,7 +24,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, undefer
 
 from doxa.core.config import Settings
-from doxa.core.db import insert, large_value, utcnow
+from doxa.core.db import LARGE_VALUE_BYTES, insert, is_postgresql, large_value, utcnow
 from doxa.core.enums import Channel, IntakeStatus, ThreadedBy
 from doxa.core.errors import Conflict, NotFound, Rejected
 from doxa.core.intake import delivery
@@ -90,6 +90,22 @@ def _accept_statement(db: Session) -> Any:
     return _ACCEPT[dialect]
 
 
+_ACCEPT_MANY: dict[str, Any] = {}
+
+
+def _accept_many_statement(db: Session) -> Any:
+    """As `_accept_statement`, returning each inserted row's dedupe_key too: run with many
+    parameter sets, SQLAlchemy sends one multi-row INSERT, and what conflicted returns nothing."""
+    dialect = db.get_bind().dialect.name
+    if dialect not in _ACCEPT_MANY:
+        table: Any = IntakeEvent.__table__
+        insert = (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
+        _ACCEPT_MANY[dialect] = insert.on_conflict_do_nothing(
+            index_elements=["dedupe_key"]
+        ).returning(table.c.id, table.c.dedupe_key)
+    return _ACCEPT_MANY[dialect]
+
+
 def _bounded(address: str | None) -> str | None:
     """An envelope address that fits its column; a longer one is no address (RFC 5321: 256)."""
     return address if address is None or len(address) <= ADDRESS_CHARS else None
@@ -142,6 +158,31 @@ class Pipeline:
             }).returning(IntakeEvent.id)
         ).scalar_one()  # fmt: skip
         return Accepted(duplicate_id, IntakeStatus.DUPLICATE)
+
+    def accept_many(self, db: Session, items: list[Delivery]) -> list[Accepted]:
+        """`accept` for several deliveries in one transaction, in one round trip when none is
+        a duplicate: one multi-row INSERT .. ON CONFLICT DO NOTHING for the first delivery of
+        each dedupe key. Any other (a repeated key, a row that conflicted, a large value) goes
+        through `accept`, which finds the first and records a duplicate."""
+        keys = [self._dedupe_key(item, self._mailbox(item.recipients)) for item in items]
+        firsts: dict[str, int] = {}
+        for index, (item, key) in enumerate(zip(items, keys, strict=True)):
+            if key not in firsts and (len(item.raw) <= LARGE_VALUE_BYTES or not is_postgresql(db)):
+                firsts[key] = index
+        rows = [
+            self._row(items[index], self._mailbox(items[index].recipients)) | {"dedupe_key": key}
+            for key, index in firsts.items()
+        ]
+        inserted: dict[str, int] = {}
+        if rows:
+            result = db.connection().execute(_accept_many_statement(db), rows)
+            inserted = {key: event_id for event_id, key in result.all()}
+        return [
+            Accepted(inserted[key], IntakeStatus.RECEIVED)
+            if firsts.get(key) == index and key in inserted
+            else self.accept(db, item)
+            for index, (item, key) in enumerate(zip(items, keys, strict=True))
+        ]
 
     def _row(self, item: Delivery, mailbox: str | None) -> dict[str, Any]:
         return {
