@@ -239,10 +239,11 @@ def cv_report(datasets: Sequence[str]) -> None:
     print(f"{'dataset':<14}{'folds':>6}{'DOXA':>8}{'baseline':>10}{'diff':>8}"
           f"{'95% interval (corrected t)':>30}{'p':>8}")  # fmt: skip
     for dataset in datasets:
-        rows = _cv_rows(dataset)
-        if not rows:
+        try:
+            c = compare(_cv_rows(dataset), "ours", "baseline")
+        except ValueError as exc:  # one side not run yet
+            print(f"{dataset:<14}{exc}")
             continue
-        c = compare(rows, "ours", "baseline")
         print(f"{dataset:<14}{c.folds:>6}{c.mean_a:>8.3f}{c.mean_b:>10.3f}"
               f"{c.mean_difference:>+8.3f}{f'[{c.low:+.3f}, {c.high:+.3f}]':>30}"
               f"{c.p_value:>8.3f}")  # fmt: skip
