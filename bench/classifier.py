@@ -5,6 +5,8 @@ Usage::
     python bench/classifier.py                 # both corpora (fixed split.json) + seed 5-fold CV
     python bench/classifier.py --select        # also: the design grid on a validation split
     python bench/classifier.py --scale 10000   # also: retraining time on 10,000 examples
+    python bench/classifier.py --cv            # only: 5 x 5 repeated CV, DOXA vs the baseline
+    python bench/classifier.py --cv --cv-models baseline   # one side (two processes, resumed)
 
 Corpora live under ../shared/corpus/tickets/ (never shipped: see their PROVENANCE.md). Each is
 trained on its `train` rows and reported on its `test` rows (split.json); the seed set is
@@ -15,7 +17,17 @@ Models:
 - ours: doxa.core.triage.model.train (class-balanced linear SVM over word + char n-grams,
   urgency cues, a correctness calibrator fitted out of fold);
 - word-lr: word TF-IDF + logistic regression;
-- wordchar-lr-bal: word + char TF-IDF + class-balanced logistic regression.
+- wordchar-lr-bal: word + char TF-IDF + class-balanced logistic regression;
+- wordchar-lr-bal-tuned (and `baseline` in --cv): word 1-2-gram + char 2-5-gram TF-IDF,
+  class-balanced logistic regression whose C is chosen by inner 3-fold CV on the training rows
+  only (bench/lib/crossval.py: tuned_baseline).
+
+--cv: 5-fold stratified CV (by category), repeated 5 times, on each labeled set's train rows;
+both models see the same folds and each fold gives one paired macro-F1 difference of the
+category. The interval is the corrected resampled t of Nadeau & Bengio (bench/lib/crossval.py).
+Scores are appended to bench/results/classifier-cv.jsonl as they come and a run resumes from
+it (a (dataset, repeat, fold, model) already there is skipped): delete the file after changing
+a model.
 
 Columns: accuracy and macro-F1 of the category (Endava `category`, multilingual `queue`) and of
 the priority (Endava `urgency`, multilingual `priority`); coverage = share of test tickets whose
@@ -52,6 +64,8 @@ from sklearn.pipeline import Pipeline, make_pipeline, make_union  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from lib.crossval import Fold, compare, repeated_cv, tuned_baseline  # noqa: E402
 
 from doxa.core.triage.data import seed_examples  # noqa: E402
 from doxa.core.triage.evaluation import field_report  # noqa: E402
@@ -152,11 +166,87 @@ def ours(design: Design | None = None) -> Trainer:
     return lambda examples: Ours(train(examples, design=design))
 
 
+def tuned(examples: list[Example]) -> Fitted:
+    category = [e for e in examples if e.category]
+    priority = [e for e in examples if e.priority]
+    return Baseline(
+        tuned_baseline([e.text for e in category], [str(e.category) for e in category]),
+        tuned_baseline([e.text for e in priority], [str(e.priority) for e in priority]),
+    )
+
+
 MODELS: dict[str, Trainer] = {
     "word-lr": baseline(word_lr),
     "wordchar-lr-bal": baseline(wordchar_lr_balanced),
+    "wordchar-lr-bal-tuned": tuned,
     "ours": ours(),
 }
+
+CV_RESULTS = ROOT / "bench" / "results" / "classifier-cv.jsonl"
+CV_MODELS = ("ours", "baseline")
+
+
+def _cv_fit(
+    name: str, priorities: dict[str, str | None]
+) -> Callable[[list[str], list[str]], Callable[[list[str]], list[str]]]:
+    """Category only: texts and labels in, a predictor out."""
+
+    def fit(texts: list[str], labels: list[str]) -> Callable[[list[str]], list[str]]:
+        if name == "baseline":
+            pipeline = tuned_baseline(texts, labels)
+            return lambda batch: [str(label) for label in pipeline.predict(batch)]
+        # DOXA learns priority alongside; the CV scores the category (the corpus' priorities
+        # go with each example, as a help desk's export would carry them).
+        examples = [Example(t, c, priorities.get(t)) for t, c in zip(texts, labels, strict=True)]
+        model = train(examples)
+        return lambda batch: [p.category for p in model.predict_texts(batch)]
+
+    return fit
+
+
+def cross_validate(
+    datasets: dict[str, tuple[list[Example], list[Example]]], models: Sequence[str],
+    repeats: int,
+) -> None:  # fmt: skip
+    """5 x `repeats` stratified CV on each set's train rows; resumes from CV_RESULTS."""
+    CV_RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    for dataset, (fit, _) in datasets.items():
+        priorities = {e.text: e.priority for e in fit}
+        texts, labels = [e.text for e in fit], [str(e.category) for e in fit]
+        done = {(f.repeat, f.fold, f.model) for f in _cv_rows(dataset)}
+
+        def record(fold: Fold, dataset: str = dataset) -> None:
+            with CV_RESULTS.open("a") as handle:
+                handle.write(json.dumps({"dataset": dataset, **asdict(fold)}) + "\n")
+            print(f"{dataset:<14}{fold.model:<10}repeat {fold.repeat} fold {fold.fold}  "
+                  f"macro-F1 {fold.macro_f1:.3f}  {fold.seconds:.0f} s", flush=True)  # fmt: skip
+
+        repeated_cv(
+            texts, labels, {name: _cv_fit(name, priorities) for name in models},
+            repeats=repeats, done=done, report=record,
+        )  # fmt: skip
+
+
+def _cv_rows(dataset: str) -> list[Fold]:
+    if not CV_RESULTS.is_file():
+        return []
+    rows = [json.loads(line) for line in CV_RESULTS.read_text().splitlines() if line.strip()]
+    return [Fold(**{k: v for k, v in row.items() if k != "dataset"}) for row in rows
+            if row["dataset"] == dataset]  # fmt: skip
+
+
+def cv_report(datasets: Sequence[str]) -> None:
+    print(f"{'dataset':<14}{'folds':>6}{'DOXA':>8}{'baseline':>10}{'diff':>8}"
+          f"{'95% interval (corrected t)':>30}{'p':>8}")  # fmt: skip
+    for dataset in datasets:
+        try:
+            c = compare(_cv_rows(dataset), "ours", "baseline")
+        except ValueError as exc:  # one side not run yet
+            print(f"{dataset:<14}{exc}")
+            continue
+        print(f"{dataset:<14}{c.folds:>6}{c.mean_a:>8.3f}{c.mean_b:>10.3f}"
+              f"{c.mean_difference:>+8.3f}{f'[{c.low:+.3f}, {c.high:+.3f}]':>30}"
+              f"{c.p_value:>8.3f}")  # fmt: skip
 
 
 def measure(
@@ -261,8 +351,8 @@ def _mean(parts: list[Row]) -> Row:
 
 SELECTION = [
     Design(),
-    Design(c=0.25),
-    Design(c=1.0),
+    Design(c=(0.25,)),
+    Design(c=(1.0,)),
     Design(balanced=False),
     Design(word_ngrams=(1, 1)),
     Design(char_ngrams=(1, 4)),
@@ -314,8 +404,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--select", action="store_true", help="design grid on validation")
     parser.add_argument("--scale", type=int, default=0, help="also time training on N examples")
+    parser.add_argument("--cv", action="store_true", help="only the repeated-CV comparison")
+    parser.add_argument("--cv-models", default=",".join(CV_MODELS), help="ours,baseline")
+    parser.add_argument("--repeats", type=int, default=5, help="CV repeats (of 5 folds)")
     args = parser.parse_args(argv)
     datasets = {"endava": endava(), "multilingual": multilingual()}
+    if args.cv:
+        cross_validate(datasets, [m for m in args.cv_models.split(",") if m], args.repeats)
+        cv_report(list(datasets))
+        return
     print(HEADER, flush=True)
     rows = select(datasets) if args.select else []
     for dataset, (fit, test) in datasets.items():
