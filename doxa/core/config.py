@@ -84,8 +84,9 @@ class Settings(BaseSettings):
     ai_model: str = "gpt-4o-mini"
     ai_api_key: str | None = None
     ai_timeout_seconds: float = Field(10.0, gt=0, le=120)
-    # 0 parses on the intake worker's threads, in the server process.
-    parser_processes: int = Field(1, ge=0, le=64)
+    # 0 parses on the intake worker's threads, in the server process. Two by default: a slow
+    # message in one leaves the other for the rest, and after a flood both cores drain it.
+    parser_processes: int = Field(2, ge=0, le=64)
     # Hostile input: what one message or one client may cost.
     max_header_bytes: int = Field(262_144, ge=1024)
     max_mime_parts: int = Field(1000, ge=1)
