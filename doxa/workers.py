@@ -240,8 +240,7 @@ def _start_worker_process(
 ) -> None:
     """In each worker process: yield the CPU to the server, and open its own database pool."""
     global _WORKER
-    # The lowest priority: people wait on the server and the database, not on background
-    # intake (measured: at nice 10 processing during a flood cost the edge a tenth of its rate).
+    # The lowest priority: people wait on the server and the database, not on background intake.
     os.nice(19)
     logs.configure(settings.log_format)  # a spawned process starts without the server's setup
     context = Context.build(settings)
