@@ -143,7 +143,8 @@ def attachment_size(rng: random.Random) -> int:
     return int(math.exp(rng.uniform(math.log(50_000), math.log(2_000_000))))
 
 
-def build_message(rng: random.Random, index: int, *, attach: bool) -> Outgoing:
+def _addressed(rng: random.Random, index: int, kind: str) -> tuple[str, str, EmailMessage]:
+    """A customer's first name, address, and a message from them with its headers set."""
     first, last, domain = rng.choice(FIRST), rng.choice(LAST), rng.choice(DOMAINS)
     sender = f"{first}.{last}.{index}@{domain}"
     msg = EmailMessage()
@@ -151,7 +152,12 @@ def build_message(rng: random.Random, index: int, *, attach: bool) -> Outgoing:
     msg["To"] = SUPPORT
     msg["Subject"] = f"{rng.choice(TOPICS)} (case {index})"
     msg["Date"] = formatdate(localtime=False)
-    msg["Message-ID"] = make_msgid(idstring=f"bench{index}", domain=domain)
+    msg["Message-ID"] = make_msgid(idstring=f"{kind}{index}", domain=domain)
+    return first, sender, msg
+
+
+def build_message(rng: random.Random, index: int, *, attach: bool) -> Outgoing:
+    first, sender, msg = _addressed(rng, index, "bench")
     text = paragraphs(rng, rng.randint(1, 6))
     msg.set_content("Hi,\n\n" + "\n\n".join(text) + f"\n\n-- \n{first.title()}\n")
     if index % 3:
@@ -172,14 +178,7 @@ def build_messages(count: int, attachment_every: int, *, seed: int) -> list[Outg
 
 def build_small_message(rng: random.Random, index: int, *, attach: bool) -> Outgoing:
     """The small mix: a plain-text body of 1-4 KB, and a 32 KB attachment when `attach`."""
-    first, last, domain = rng.choice(FIRST), rng.choice(LAST), rng.choice(DOMAINS)
-    sender = f"{first}.{last}.{index}@{domain}"
-    msg = EmailMessage()
-    msg["From"] = formataddr((f"{first.title()} {last.title()}", sender))
-    msg["To"] = SUPPORT
-    msg["Subject"] = f"{rng.choice(TOPICS)} (case {index})"
-    msg["Date"] = formatdate(localtime=False)
-    msg["Message-ID"] = make_msgid(idstring=f"small{index}", domain=domain)
+    first, sender, msg = _addressed(rng, index, "small")
     size, text = rng.randint(SMALL_BODY[0], SMALL_BODY[1]), "Hi,\n\n"
     while len(text.encode()) < size:
         text += paragraphs(rng, 1)[0] + "\n\n"
