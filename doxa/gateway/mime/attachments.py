@@ -44,17 +44,8 @@ def attachment(
     content_id = first_id(header(part, "content-id"))
     if ctype == "application/ms-tnef" or filename.lower() == "winmail.dat":
         notes.append(f"TNEF {filename} kept undecoded")
-    if len(content) > max_bytes:
-        notes.append(f"attachment {filename} ({len(content)} bytes) over the limit, not stored")
-    return InboundAttachment(
-        filename=filename,
-        content_type=ctype,
-        size=len(content),
-        sha256=hashlib.sha256(content).hexdigest(),
-        content_id=content_id,
-        inline=_is_inline(part, content_id),
-        content=content if len(content) <= max_bytes else None,
-    )
+    inline = _is_inline(part, content_id)
+    return _stored(filename, ctype, content, max_bytes, notes, content_id=content_id, inline=inline)
 
 
 def inline_file(
@@ -64,6 +55,12 @@ def inline_file(
     filename = _safe_filename(re.split(r"[/\\]", name)[-1]) or f"attachment-{index}.bin"
     ctype = mimetypes.guess_type(filename)[0] or "application/octet-stream"
     notes.append(f"uuencoded file {filename} in the text kept as an attachment")
+    return _stored(filename, ctype, content, max_bytes, notes)
+
+
+def _stored(filename: str, ctype: str, content: bytes, max_bytes: int, notes: list[str], *,
+            content_id: str | None = None, inline: bool = False) -> InboundAttachment:  # fmt: skip
+    """The file with its size and hash; its bytes only up to `max_bytes` (noted when dropped)."""
     if len(content) > max_bytes:
         notes.append(f"attachment {filename} ({len(content)} bytes) over the limit, not stored")
     return InboundAttachment(
@@ -71,6 +68,8 @@ def inline_file(
         content_type=ctype,
         size=len(content),
         sha256=hashlib.sha256(content).hexdigest(),
+        content_id=content_id,
+        inline=inline,
         content=content if len(content) <= max_bytes else None,
     )
 
