@@ -281,8 +281,9 @@ class IntakeWorker:
             if done.done and self.after is not None:
                 self.after()
             alone = done.left
-        for event_id in alone:
-            await self._run_one(event_id)
+        # Side by side (as many as the limiter lets): one slow event left by a batch must not
+        # hold back the others behind it.
+        await asyncio.gather(*(self._run_one(event_id) for event_id in alone))
 
     async def _run_one(self, event_id: int) -> None:
         try:
