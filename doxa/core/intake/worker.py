@@ -133,12 +133,13 @@ class Batch:
 
 def process_batch(sessions: sessionmaker[Session], pipeline: Pipeline,
                   event_ids: list[int]) -> Batch:  # fmt: skip
-    """Small events together: one query loads them, one transaction (one commit, so one disk
-    flush) stores them all. Under load the commit, not the work, bounded the rate.
+    """Small events together: one query loads them, one UPDATE claims them and one transaction
+    (one commit, so one disk flush) stores them all, where each event alone took two
+    transactions and its own round trips.
 
     Nothing is recorded as failed here: an event that cannot be read, or any error while
-    storing (which rolls back the whole batch), leaves its events to `process_event`, one by
-    one, so a failure stays with the event that caused it. Only a lost database raises.
+    storing (which rolls back the whole batch), leaves its events to `process_event`, each
+    alone, so a failure stays with the event that caused it. Only a lost database raises.
     """
     try:
         with transaction(sessions) as db:
