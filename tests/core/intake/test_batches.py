@@ -23,6 +23,7 @@ from doxa.core.intake.worker import (
 )
 from doxa.core.tickets.models import Ticket
 from doxa.main import build_pipeline
+from tests.conftest import make_settings
 
 
 def _mail(
@@ -79,6 +80,20 @@ class TestProcessBatch:
                for to in ("support@example.com", "billing@example.com")]  # fmt: skip
         batch = process_batch(clean.sessions, pipeline, ids)
         assert list(batch.done.values()) == [IntakeStatus.TICKET_CREATED, IntakeStatus.DUPLICATE]
+
+    def test_a_flood_from_one_sender_in_one_batch_is_held_past_the_hourly_limit(
+        self, clean: Context
+    ) -> None:
+        """The batch sees its own earlier events: the limit holds inside one transaction too."""
+        pipeline = build_pipeline(make_settings(clean.settings.database_url, sender_hourly_limit=3))
+        raws = [_mail(n).replace(f"customer{n}@".encode(), b"flood@") for n in range(5)]
+        ids = [_accept(clean, pipeline, raw) for raw in raws]
+        batch = process_batch(clean.sessions, pipeline, ids)
+        assert (
+            list(batch.done.values()) == [IntakeStatus.TICKET_CREATED] * 3 + [IntakeStatus.HELD] * 2
+        )
+        with clean.sessions() as db:
+            assert {db.get_one(IntakeEvent, i).reason for i in ids[3:]} == {"rate_limited"}
 
     def test_a_large_event_is_left_to_run_alone(self, clean: Context, pipeline: Pipeline) -> None:
         small = _accept(clean, pipeline, _mail(1))
