@@ -64,12 +64,16 @@ def login(
     return _token_for(db, context, user)
 
 
+# The answers of the endpoints that mail a link (the same whether or not the account exists).
+_MAILS_A_LINK = problems.errors(
+    429, 503, e503="Outbound mail is not set up (OUTBOUND_SMTP_URL), or the database is away"
+)
+
+
 @router.post(
     "/auth/register",
     status_code=202,
-    responses=problems.errors(
-        429, 503, e503="Outbound mail is not set up (OUTBOUND_SMTP_URL), or the database is away"
-    ),
+    responses=_MAILS_A_LINK,
 )
 def register(
     body: Registration,
@@ -111,9 +115,7 @@ def verify(body: LinkPassword, db: SessionDep, context: ContextDep) -> UserRead:
 @router.post(
     "/auth/password-reset",
     status_code=202,
-    responses=problems.errors(
-        429, 503, e503="Outbound mail is not set up (OUTBOUND_SMTP_URL), or the database is away"
-    ),
+    responses=_MAILS_A_LINK,
 )
 def password_reset(
     body: ResetRequest,
