@@ -11,8 +11,9 @@ from doxa.core.db import make_engine
 from doxa.core.models import Base
 
 # Full-text search lives outside the ORM: SQLite's FTS5 table (and its shadow tables) and
-# PostgreSQL's generated search_vector column with its GIN index, made by the first migration.
-_UNMANAGED_PREFIXES = ("ticket_fts", "ix_ticket_search", "search_vector")
+# PostgreSQL's generated search_vector and search_pairs columns with their GIN indexes, made by
+# the first migration.
+_UNMANAGED_PREFIXES = ("ticket_fts", "ix_ticket_search", "search_vector", "search_pairs")
 
 
 def _include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:

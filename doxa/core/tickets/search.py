@@ -12,7 +12,9 @@ PostgreSQL, two plans chosen by what the matches met so far say:
    the page needs, up to WALK_MAX tickets (a phrase of common words: the index would have to
    recheck every ticket holding both words);
 2. the index: the rest from the GIN bitmap, then a top-N sort (the planner is told not to walk
-   the primary key): a term that missed the walk has few matches.
+   the primary key): a term that missed the walk has few matches. A phrase also asks the
+   index of adjacent word pairs (`search_pairs`), so only tickets where its words stand
+   together are checked, not every ticket that holds them all.
 
 SQLite: FTS5 hands out matches newest first (rowid descending) and stops at the page, joining
 each to its ticket for the filters; checking tickets one by one against FTS5 instead costs
@@ -23,7 +25,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, Select, func, literal_column, select, table, text
+from sqlalchemy import ColumnElement, Select, cast, func, literal_column, select, table, text
+from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.orm import Session, selectinload
 
 from doxa.core.db import is_postgresql
@@ -52,8 +55,11 @@ _EQUALITY_FILTERS = (
     "language",
 )
 _FTS = table("ticket_fts", literal_column("rowid"))
-# The generated, GIN-indexed column the migration adds (not mapped: PostgreSQL only).
+# The generated, GIN-indexed columns the migration adds (not mapped: PostgreSQL only).
 _VECTOR: ColumnElement[str] = literal_column("ticket.search_vector")
+_PAIRS: ColumnElement[str] = literal_column("ticket.search_pairs")
+# The pair a ticket with too many pairs to index keeps instead (see the migration).
+_ANY_PAIR = "~"
 
 
 def list_tickets(
@@ -115,11 +121,12 @@ def _pg_newest(
     """Walk the newest tickets while what the walk met says walking on is cheaper than the
     bitmap; then take the rest from the GIN bitmap."""
     newest = scope.with_only_columns(Ticket.id).order_by(Ticket.id.desc())
+    pairs = _pairs_query(db, terms)
     found: list[int] = []
     walked, size, below, top = 0, WALK, newest, 0
     candidates = prefixed = rest = 0
     while size:
-        walk = _walk(db, below.limit(size), terms, staff, want - len(found))
+        walk = _walk(db, below.limit(size), terms, pairs, staff, want - len(found))
         found += walk.hits
         if len(found) == want or walk.seen < size:
             return found  # a full page, or the walk saw the whole scope
@@ -140,7 +147,34 @@ def _pg_newest(
         unindexed = func.coalesce(_VECTOR, literal_column("''::tsvector"))
         indexed = _VECTOR.bool_op("@@")(_tsquery(to_tsquery_words(others)))
         condition = indexed & _pg_match(unindexed, terms, staff)
+    if pairs is not None:
+        condition = condition & _has_pairs(_PAIRS, pairs)
     return found + _from_bitmap(db, below.where(condition).limit(want - len(found)))
+
+
+def _pairs_query(db: Session, terms: list[Term]) -> str | None:
+    """A tsquery of the adjacent word pairs the query's phrases need (None without any), each
+    normalized by the function that indexed them; a ticket with too many pairs to index always
+    passes. It narrows what the index hands out; the phrase itself is still checked."""
+    phrases = [" ".join(term.words) for term in terms if len(term.words) > 1 and not term.prefix]
+    if not phrases:
+        return None
+    found = db.execute(select(*(func.doxa_word_pairs(phrase) for phrase in phrases))).one()
+    pairs = sorted({pair for listed in found for pair in listed})
+    if not pairs:
+        return None  # only words too long to pair
+    return f"({' & '.join(map(_lexeme, pairs))}) | {_lexeme(_ANY_PAIR)}"
+
+
+def _lexeme(text: str) -> str:
+    """`text` as one quoted tsquery lexeme (normalized words hold letters and digits, but a
+    dictionary's output is escaped anyway)."""
+    escaped = text.replace("\\", "\\\\").replace("'", "''")
+    return f"'{escaped}'"
+
+
+def _has_pairs(column: ColumnElement[str], pairs: str) -> ColumnElement[bool]:
+    return column.bool_op("@@")(cast(pairs, TSQUERY))
 
 
 def _without_prefix(terms: list[Term]) -> list[Term]:
@@ -174,9 +208,14 @@ class _Walked:
     rest: int  # tickets holding every word but the prefix
 
 
-def _walk(db: Session, window: Select[int], terms: list[Term], staff: bool, want: int) -> _Walked:
+def _walk(
+    db: Session, window: Select[int], terms: list[Term], pairs: str | None, staff: bool, want: int
+) -> _Walked:
     """The window's tickets checked against the query, in one round trip."""
-    rows = window.add_columns(_VECTOR.label("vector")).cte("walk")
+    window = window.add_columns(_VECTOR.label("vector"))
+    if pairs is not None:
+        window = window.add_columns(_PAIRS.label("pairs"))
+    rows = window.cte("walk")
     matching = (
         select(rows.c.id)
         .where(_pg_match(rows.c.vector, terms, staff))
@@ -184,11 +223,16 @@ def _walk(db: Session, window: Select[int], terms: list[Term], staff: bool, want
         .limit(want)
         .subquery()
     )
-    words = rows.c.vector.bool_op("@@")(_tsquery(to_tsquery_words(terms)))
+    words: ColumnElement[bool] = rows.c.vector.bool_op("@@")(_tsquery(to_tsquery_words(terms)))
     last = terms[-1]
     prefix = rows.c.vector.bool_op("@@")(_tsquery(f"'{last.words[-1]}':*"))
     others = _without_prefix(terms)
-    rest = rows.c.vector.bool_op("@@")(_tsquery(to_tsquery_words(others))) if others else None
+    rest: ColumnElement[bool] | None = None
+    if others:
+        rest = rows.c.vector.bool_op("@@")(_tsquery(to_tsquery_words(others)))
+    if pairs is not None:  # what the index hands out: tickets holding the words and the pairs
+        words = words & _has_pairs(rows.c.pairs, pairs)
+        rest = rest & _has_pairs(rows.c.pairs, pairs) if rest is not None else None
     seen, newest, oldest, candidates, prefixed, rest_count, hits = db.execute(
         select(
             select(func.count()).select_from(rows).scalar_subquery(),

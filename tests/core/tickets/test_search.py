@@ -235,6 +235,48 @@ class TestSearchMatchesAPlainFilter:
             assert reference(corpus, q, actor=agent, status=None), q
 
 
+class TestPhrases:
+    """A phrase is looked up by its adjacent word pairs on PostgreSQL: the pairs must never
+    hide a ticket the phrase matches, whatever words it holds. A walk of one ticket meets
+    a newer one first, so the answer comes from the index."""
+
+    @pytest.fixture(autouse=True)
+    def index_only(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(search, "WALK", 1)
+        monkeypatch.setattr(search, "WALK_MAX", 1)
+
+    @pytest.mark.parametrize(
+        ("body", "q"),
+        [
+            ("Please reset my password now", '"reset my password"'),
+            ("Réinitialiser le Mot-de-passe", '"reinitialiser le mot de passe"'),
+            (f"{'a' * 40} {'b' * 40} done", f'"{"A" * 40} {"b" * 40} done"'),  # too long to pair
+            ("call +33 1 23 45 67 89", '"33 1 23 45"'),
+        ],
+    )
+    def test_a_phrase_finds_its_words_standing_together(
+        self, db: Session, make_user: MakeUser, make_ticket: MakeTicket, body: str, q: str
+    ) -> None:
+        agent = db.get(User, make_user(Role.AGENT).id)
+        assert agent is not None
+        ticket = make_ticket(subject="Hello", body=body)
+        make_ticket(subject="Newer", body=body.replace(" ", " and "))
+        reversed_q = '"' + " ".join(reversed(q.strip('"').split())) + '"'
+        assert every_page(db, agent, q, None, 10) == [ticket.id]
+        assert every_page(db, agent, reversed_q, None, 10) == []
+
+    def test_a_ticket_with_too_many_pairs_to_index_is_still_found(
+        self, db: Session, make_user: MakeUser, make_ticket: MakeTicket
+    ) -> None:
+        agent = db.get(User, make_user(Role.AGENT).id)
+        assert agent is not None
+        body = " ".join(f"w{n}" for n in range(12_000))  # 12,000 distinct pairs, 70 kB
+        ticket = make_ticket(subject="Log dump", body=body)
+        make_ticket(subject="Newer", body="w11998 and w11999")
+        assert every_page(db, agent, '"w11998 w11999"', None, 10) == [ticket.id]
+        assert every_page(db, agent, '"w11999 w11998"', None, 10) == []
+
+
 class TestClientSearch:
     def test_client_never_finds_a_ticket_by_words_only_in_an_internal_note(
         self, db: Session, corpus: list[Stored], make_user: MakeUser
