@@ -159,7 +159,15 @@ def _pairs_query(db: Session, terms: list[Term]) -> str | None:
     phrases = [" ".join(term.words) for term in terms if len(term.words) > 1 and not term.prefix]
     if not phrases:
         return None
-    found = db.execute(select(*(func.doxa_word_pairs(phrase) for phrase in phrases))).one()
+    empty = literal_column("''::tsvector")
+    found = db.execute(
+        select(
+            *(
+                func.tsvector_to_array(func.doxa_pair_vector(_to_tsvector(phrase), empty))
+                for phrase in phrases
+            )
+        )
+    ).one()
     pairs = sorted({pair for listed in found for pair in listed})
     if not pairs:
         return None  # only words too long to pair
@@ -296,6 +304,10 @@ def _pg_match(vector: ColumnElement[str], terms: list[Term], staff: bool) -> Col
 
 def _tsquery(query: str) -> ColumnElement[str]:
     return func.to_tsquery(literal_column("'doxa_search'::regconfig"), query)
+
+
+def _to_tsvector(words: str) -> ColumnElement[str]:
+    return func.to_tsvector(literal_column("'doxa_search'::regconfig"), words)
 
 
 def _fts_match(terms: list[Term], staff: bool) -> ColumnElement[bool]:
