@@ -458,8 +458,10 @@ class Bench:
 
 def search_queries(context: Context) -> list[str]:
     """What agents type: common words, a prefix, two words (one pair that seldom meets),
-    product names, a rare token, a miss, an order number, an address, a phrase, words of
-    another language (typed with and without accents) and a word only internal notes hold."""
+    product names, a rare token, a miss, an order number, an address, phrases (one in both
+    orders, one that never occurs, and `"ord order"`: both words in every ticket that names an
+    order, never in that order), words of another language (typed with and without accents)
+    and a word only internal notes hold."""
     with context.engine.connect() as connection:
         body = connection.scalar(
             sa.text(
@@ -489,7 +491,9 @@ def search_queries(context: Context) -> list[str]:
         order.group() if order else "ORD-000000",
         str(address),
         '"reset password"',
+        '"password reset"',
         '"invoice doubled"',
+        '"ord order"',
         "réinitialiser",
         "ruckerstattung",
         "vipaccount",
@@ -498,7 +502,15 @@ def search_queries(context: Context) -> list[str]:
 
 def client_queries(queries: list[str]) -> list[str]:
     """A client searching their own tickets; the note-only word must find nothing."""
-    return ["password", "invoice", "refund crash", "xylophone", "vipaccount", queries[11]]
+    return [
+        "password",
+        "invoice",
+        "refund crash",
+        "xylophone",
+        "vipaccount",
+        queries[11],
+        '"ord order"',
+    ]
 
 
 def context_tickets(connection: sa.Connection) -> int:

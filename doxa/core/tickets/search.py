@@ -159,7 +159,7 @@ def _pairs_query(db: Session, terms: list[Term]) -> str | None:
     phrases = [" ".join(term.words) for term in terms if len(term.words) > 1 and not term.prefix]
     if not phrases:
         return None
-    empty = literal_column("''::tsvector")
+    empty: ColumnElement[str] = literal_column("''::tsvector")
     found = db.execute(
         select(
             *(
