@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from sqlalchemy import Enum as SAEnum
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -57,7 +59,8 @@ POOL_SIZE = 20
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine tuned for the backend: WAL and foreign keys on SQLite, pre-ping on PostgreSQL.
+    """An engine tuned for the backend: WAL and foreign keys on SQLite; on PostgreSQL a pool
+    that pings a connection only after it sat idle (see IDLE_PING_SECONDS).
 
     Parameters never reach a log or an error text: they carry mail bodies and addresses.
     """
@@ -76,7 +79,32 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         # about a third of them).
         kwargs.setdefault("pool_size", POOL_SIZE)
         kwargs.setdefault("max_overflow", 20)
-    return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 5}, **kwargs)
+    engine = create_engine(url, connect_args={"connect_timeout": 5}, **kwargs)
+    _ping_when_idle(engine)
+    return engine
+
+
+# A pooled connection back within this long has just proven itself; one idle longer is pinged
+# before use, since the server may have restarted meanwhile. Pinging every checkout cost each
+# webhook post a round trip; a restart now costs the requests already in flight a 503 or 451
+# (the sender retries), and the pool replaces its connections at the first failure.
+IDLE_PING_SECONDS = 1.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_connection: Any, record: Any) -> None:
+        record.info["returned_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _taken(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get("returned_at", 0.0) < IDLE_PING_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # the pool discards it and tries another connection
+            raise DisconnectionError("the pooled connection is gone") from exc
 
 
 # An execution option for a transaction that someone waits on (an SMTP client before its 250):

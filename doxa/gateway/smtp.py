@@ -29,6 +29,7 @@ from doxa.core.config import Settings
 from doxa.core.enums import Channel
 from doxa.core.intake.pipeline import Accepted, Delivery, Pipeline
 from doxa.core.intake.worker import IntakeWorker
+from doxa.core.pacing import Pacer
 from doxa.gateway.accepting import GroupCommitter
 
 log = logging.getLogger(__name__)
@@ -307,9 +308,10 @@ class IntakeHandler:
     """aiosmtpd handler: RCPT filtering, then durable acceptance at DATA, in groups."""
 
     def __init__(self, settings: Settings, sessions: sessionmaker[DbSession], pipeline: Pipeline,
-                 worker: IntakeWorker) -> None:  # fmt: skip
+                 worker: IntakeWorker, pacer: Pacer | None = None) -> None:  # fmt: skip
         self.settings, self.sessions = settings, sessions
         self.pipeline = pipeline
+        self.pacer = pacer or Pacer()  # counts messages until their 250; processing gives way
         self.submit: Callable[[int], object] = worker.submit
         # Looked up at each call: SmtpListener.start replaces `submit` with a thread-safe one.
         self.small, self.large = (
@@ -350,7 +352,8 @@ class IntakeHandler:
         self.idle.clear()
         answer.add_done_callback(self._settled)  # counted until stored, even if the client left
         try:
-            accepted: Accepted = await asyncio.shield(answer)
+            with self.pacer.serving():
+                accepted: Accepted = await asyncio.shield(answer)
         except Exception:  # logged where it was stored; the sender retries
             metrics.intake_received("email", "unavailable")
             return RETRY_LATER

@@ -24,6 +24,7 @@ from doxa.core.errors import DomainError, Rejected
 from doxa.core.intake.inbound import InboundMessage
 from doxa.core.intake.models import IntakeEvent
 from doxa.core.intake.pipeline import Pipeline
+from doxa.core.pacing import Pacer
 
 log = logging.getLogger(__name__)
 RETRY_CAP_SECONDS = 30.0
@@ -219,12 +220,14 @@ class IntakeWorker:
                  concurrency: int = 2, sweep_every: float = 30.0,
                  after: Callable[[], None] | None = None,
                  process: Callable[[int], IntakeStatus | None] | None = None,
-                 process_many: Callable[[list[int]], Batch] | None = None) -> None:  # fmt: skip
+                 process_many: Callable[[list[int]], Batch] | None = None,
+                 pacer: Pacer | None = None) -> None:  # fmt: skip
         self.sessions, self.pipeline = sessions, pipeline
         # How one event is processed: here by default, or handed to a worker process.
         self.process = process or functools.partial(process_event, sessions, pipeline)
         self.process_many = process_many
         self.after = after  # told after each event, e.g. so the outbox sends acknowledgments
+        self.pacer = pacer  # processing waits for a quiet moment at the edges (bounded)
         self.concurrency, self.sweep_every = concurrency, sweep_every
         self._queue: asyncio.Queue[int] = asyncio.Queue()
         self._queued: set[int] = set()
@@ -254,6 +257,8 @@ class IntakeWorker:
     async def _work(self) -> None:
         while True:
             batch = [await self._queue.get()]
+            if self.pacer is not None:  # meanwhile more ids gather for the batch
+                await self.pacer.quiet()
             while len(batch) < BATCH_EVENTS and self.process_many and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:

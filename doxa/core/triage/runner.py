@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from doxa.core.config import Settings
 from doxa.core.db import is_postgresql, transaction
 from doxa.core.errors import Conflict
+from doxa.core.pacing import Pacer
 from doxa.core.triage import labels, language, store
 from doxa.core.triage.llm import ChatClassifier
 from doxa.core.triage.model import TextClassifier
@@ -110,8 +111,10 @@ class TriageRunner:
 
     def __init__(self, settings: Settings, sessions: sessionmaker[Session], *,
                  every: float = 30.0, executor: Executor | None = None,
-                 classify: Callable[[], int] | None = None) -> None:  # fmt: skip
+                 classify: Callable[[], int] | None = None,
+                 pacer: Pacer | None = None) -> None:  # fmt: skip
         self.settings, self.sessions, self.every = settings, sessions, every
+        self.pacer = pacer  # each batch waits for a quiet moment at the edges (bounded)
         self.executor = executor  # where retraining runs (a worker process), if anywhere
         self.local = Triage(settings, sessions)  # this process's classifier
         self.similar = SimilarTickets()  # this process's index of ticket vectors
@@ -182,9 +185,14 @@ class TriageRunner:
         while True:  # the first pass, at start-up, takes what a crash left pending
             self._kick.clear()
             try:
-                while await anyio.to_thread.run_sync(self.classify) >= BATCH:
+                while await self._classify_batch() >= BATCH:
                     pass  # more may be pending
             except Exception:
                 log.exception("classification run failed; retrying later")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), self.every)
+
+    async def _classify_batch(self) -> int:
+        if self.pacer is not None:
+            await self.pacer.quiet()
+        return await anyio.to_thread.run_sync(self.classify)

@@ -30,6 +30,7 @@ from doxa.core.errors import (
 )
 from doxa.core.intake import keys
 from doxa.core.intake.pipeline import Delivery, Pipeline
+from doxa.core.pacing import Pacer
 from doxa.gateway.webhooks import auth
 from doxa.gateway.webhooks.bodies import read_form
 from doxa.gateway.webhooks.forms import form_post
@@ -72,9 +73,11 @@ class WebhookIntake:
         sessions: sessionmaker[Session],
         pipeline: Pipeline,
         submit: Callable[[int], object],
+        pacer: Pacer | None = None,
     ) -> None:
         self.settings, self.sessions, self.pipeline = settings, sessions, pipeline
         self.submit = submit  # hands a stored event to the intake worker (on the app's loop)
+        self.pacer = pacer or Pacer()  # counts the posts being answered; processing gives way
         self._purge_at = 0.0
 
     def form(self, headers: Headers, raw: bytes) -> Stored:

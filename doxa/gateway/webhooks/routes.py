@@ -111,10 +111,12 @@ _JSON_BODY: dict[str, Any] = {
 
 
 async def _run(request: Request, accept: Callable[[Headers, bytes], Stored]) -> Response:
-    raw = await request.body()
-    stored = await anyio.to_thread.run_sync(accept, request.headers, raw)
+    intake = _intake(request)
+    with intake.pacer.serving():
+        raw = await request.body()
+        stored = await anyio.to_thread.run_sync(accept, request.headers, raw)
     if stored.waiting:  # committed: the worker may start on it
-        _intake(request).submit(stored.event_id)
+        intake.submit(stored.event_id)
     return Response(b'{"intake_event_id":%d}' % stored.event_id, media_type="application/json")
 
 

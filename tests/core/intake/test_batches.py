@@ -21,6 +21,7 @@ from doxa.core.intake.worker import (
     process_batch,
     process_event,
 )
+from doxa.core.pacing import Pacer
 from doxa.core.tickets.models import Ticket
 from doxa.main import build_pipeline
 from tests.conftest import make_settings
@@ -150,3 +151,21 @@ class TestIntakeWorker:
         assert _statuses(clean, ids) == [IntakeStatus.TICKET_CREATED] * 40
         assert sorted(i for batch in batches for i in batch) == ids
         assert max(len(batch) for batch in batches) > 1
+
+    def test_processing_waits_while_a_post_is_being_answered(
+        self, clean: Context, pipeline: Pipeline
+    ) -> None:
+        event_id = _accept(clean, pipeline, _mail(1))
+        pacer = Pacer(patience=30)
+
+        async def run() -> tuple[IntakeStatus, IntakeStatus]:
+            worker = IntakeWorker(clean.sessions, pipeline, sweep_every=3600, pacer=pacer)
+            await worker.start()
+            with pacer.serving():  # a post in flight: the stored event waits
+                worker.submit(event_id)
+                await asyncio.sleep(0.5)
+                during = _statuses(clean, [event_id])[0]
+            await worker.stop(grace=30)
+            return during, _statuses(clean, [event_id])[0]
+
+        assert asyncio.run(run()) == (IntakeStatus.RECEIVED, IntakeStatus.TICKET_CREATED)
