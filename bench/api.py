@@ -49,6 +49,7 @@ from rich.table import Table
 
 from doxa.core.config import Settings, load_settings
 from doxa.core.context import Context
+from doxa.core.db import is_postgresql
 from doxa.core.enums import Channel, ClassificationState, Direction, Priority, Role, Status
 from doxa.core.models import Base
 from doxa.core.tickets import search
@@ -562,6 +563,10 @@ async def run_scenarios(bench: Bench, agent: str, client: str) -> None:
     for query in ("vipaccount", "chargebackrisk"):
         if (await bench.get(q_url(query), client))["items"]:
             raise SystemExit(f"a client found a ticket by the note-only word {query!r}")
+    client_id = actors(bench.context)[1]
+    compared = await verify_first_pages(bench, queries, agent, None)
+    compared += await verify_first_pages(bench, mine, client, client_id)
+    print(f"first pages of {compared} searches equal to a plain scan's", file=sys.stderr)
     cursor = await search_cursor(bench, "help", agent)
     await bench.measure("q=help page 20", lambda _: q_url("help", cursor=cursor), agent)
     rng = random.Random(SEED)
@@ -583,14 +588,46 @@ def build_settings(url: str) -> Settings:
     )
 
 
-def tokens_for(context: Context) -> tuple[str, str]:
-    """An agent's token, and the token of the client with the most tickets."""
+def actors(context: Context) -> tuple[int, int]:
+    """An agent's id, and the id of the client with the most tickets."""
     with context.engine.connect() as connection:
         agent = connection.scalar(sa.text("SELECT min(id) FROM \"user\" WHERE role = 'AGENT'"))
         busiest = "SELECT requester_id FROM ticket GROUP BY 1 ORDER BY count(*) DESC LIMIT 1"
         client = connection.scalar(sa.text(busiest))
     assert agent is not None and client is not None
-    return context.tokens.issue(int(agent)), context.tokens.issue(int(client))
+    return int(agent), int(client)
+
+
+def tokens_for(context: Context) -> tuple[str, str]:
+    """An agent's token, and the token of the client with the most tickets."""
+    agent, client = actors(context)
+    return context.tokens.issue(agent), context.tokens.issue(client)
+
+
+async def verify_first_pages(
+    bench: Bench, queries: list[str], token: str, client: int | None
+) -> int:
+    """Each query's first page through the API against a plain scan of the stored texts (no
+    index, no plan of the search's own): the faster plans must not change the answer. Raises on
+    the first difference; returns the number of queries compared."""
+    ticket = Base.metadata.tables["ticket"]
+    for query in queries:
+        got = [item["id"] for item in (await bench.get(q_url(query), token))["items"]]
+        with bench.context.sessions() as db:
+            if is_postgresql(db):
+                db.execute(sa.text("SET LOCAL enable_indexscan = off"))
+                db.execute(sa.text("SET LOCAL enable_bitmapscan = off"))
+            plain = sa.select(ticket.c.id).where(
+                search.match_condition(db, query, staff=client is None)
+            )
+            if client is not None:
+                plain = plain.where(ticket.c.requester_id == client)
+            expected = list(db.scalars(plain.order_by(ticket.c.id.desc()).limit(PAGE)))
+        if got != expected:
+            raise SystemExit(
+                f"q={query!r}: the API answered {got[:5]}..., a scan {expected[:5]}..."
+            )
+    return len(queries)
 
 
 def match_counts(context: Context, queries: list[str]) -> dict[str, int]:
