@@ -3,8 +3,8 @@
 Per ticket, `FeatureUnion.transform` spent more time checking its input than vectorizing it:
 scikit-learn 1.9 validates every intermediate matrix (its `check_array` also asks narwhals
 whether the input is a dataframe, through `inspect.getattr_static`), and the union goes through
-joblib even with one job. On one core, 2026-12-07: the union 2.1 ms p50 of a 3.2 ms
-prediction, this 0.7 ms. It runs the same steps on the fitted attributes (the same analyzers,
+joblib even with one job. On one core, 2026-12-07: the union 1.9-2.1 ms p50 of a 3.2 ms
+prediction, this 0.7-0.85 ms. It runs the same steps on the fitted attributes (the same analyzers,
 vocabularies and IDF weights, the same numpy operations in the same order, scikit-learn's own
 row normalisation), so the matrix is the union's, bit for bit (tests/core/triage/test_tfidf.py).
 """
