@@ -11,6 +11,7 @@ from typing import Any, TypeAlias
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.special import expit
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
@@ -22,9 +23,11 @@ FloatArray = NDArray[np.float64]
 
 def decision_scores(svm: LinearSVC, features: Matrix, n_classes: int) -> FloatArray:
     """Decision scores with one column per label, even if this SVM never saw some labels."""
-    raw = np.asarray(svm.decision_function(features), dtype=np.float64)
-    if raw.ndim == 1:  # binary: sklearn returns the positive class's score only
-        raw = np.column_stack([-raw, raw])
+    # What `decision_function` computes, without its input checks (0.11-0.23 ms a call, the
+    # product itself 0.01-0.02 ms): the features come from our vectorizer, at the SVM's width.
+    raw = np.asarray(features @ svm.coef_.T + svm.intercept_, dtype=np.float64)
+    if raw.shape[1] == 1:  # binary: one weight vector, for the positive class
+        raw = np.column_stack([-raw[:, 0], raw[:, 0]])
     result = np.full((features.shape[0], n_classes), -10.0)
     result[:, svm.classes_] = raw
     return result
@@ -63,5 +66,7 @@ def confidence(
     """The estimated probability that each `chosen` label is right."""
     if isinstance(calibrator, float):
         return np.full(len(chosen), calibrator)
-    probability = calibrator.predict_proba(_calibration_features(scores, chosen, n))[:, 1]
-    return np.asarray(probability, dtype=np.float64)
+    # `predict_proba` of a binary logistic regression (the target is right/wrong), without its
+    # input checks: 0.01-0.02 ms a call instead of 0.11-0.23.
+    logit = _calibration_features(scores, chosen, n) @ calibrator.coef_.T + calibrator.intercept_
+    return np.asarray(expit(logit[:, 0]), dtype=np.float64)

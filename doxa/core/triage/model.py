@@ -35,6 +35,7 @@ from doxa.core.errors import InvalidInput
 from doxa.core.triage import calibration, explain
 from doxa.core.triage.calibration import FloatArray, Matrix
 from doxa.core.triage.features import ticket_text, with_cues
+from doxa.core.triage.tfidf import TfidfUnion
 
 FIELDS = ("category", "priority")
 
@@ -115,11 +116,13 @@ class TextClassifier:
     fields: dict[str, _FieldModel]
     version: str
     trained_at: float = field(default_factory=time.time)
-    # The word n-gram per column, built on first use; never pickled (it is in the vectorizer).
+    # Built on first use from the vectorizer, never pickled: the word n-gram per column, and
+    # the vectorizer's transform without scikit-learn's per-call checks.
     _terms: NDArray[Any] | None = field(default=None, init=False, repr=False, compare=False)
+    _tfidf: TfidfUnion | None = field(default=None, init=False, repr=False, compare=False)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_terms": None}
+        return {**self.__dict__, "_terms": None, "_tfidf": None}
 
     @property
     def labels(self) -> dict[str, list[str]]:
@@ -138,7 +141,9 @@ class TextClassifier:
         return self.predict_texts([ticket_text(subject, body) for subject, body in tickets])
 
     def predict_texts(self, texts: Sequence[str]) -> list[Prediction]:
-        features = self.vectorizer.transform([with_cues(text) for text in texts]).tocsr()
+        if self._tfidf is None:
+            self._tfidf = TfidfUnion(self.vectorizer)
+        features = self._tfidf.transform([with_cues(text) for text in texts])
         category, category_conf, chosen = self.fields["category"].decide(features)
         priority, priority_conf = self.fields["priority"].predict(features)
         why = self.fields["category"].explain(features, chosen, self.terms)
