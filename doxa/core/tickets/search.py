@@ -3,18 +3,19 @@
 A search costs what its matches cost, not what the table holds (issue 12: at a million
 tickets PostgreSQL walked the whole primary key, 0.7-1.3 s, for a word that matched nothing).
 
-PostgreSQL, two plans chosen by what the matches met so far say:
+PostgreSQL, plans chosen by what the matches met so far say:
 
 1. the walk: the newest WALK tickets the filters let through (primary key, or a filter's
    `(column, id)` index, newest first), each checked against the stored vector. A common term
    fills the page here; a scope smaller than the walk (a client's own tickets) is answered
-   whole. When the walk met some matches but too few, it walks on as far as their density says
-   the page needs, up to WALK_MAX tickets (a phrase of common words: the index would have to
-   recheck every ticket holding both words);
-2. the index: the rest from the GIN bitmap, then a top-N sort (the planner is told not to walk
-   the primary key): a term that missed the walk has few matches. A phrase also asks the
-   index of adjacent word pairs (`search_pairs`), so only tickets where its words stand
-   together are checked, not every ticket that holds them all.
+   whole;
+2. windows: when the walk met matches, but too few, the index looks up what it can cheaply
+   (a phrase's adjacent word pairs, `search_pairs`, else the whole words) in a window of ids
+   as wide as the density met says the page needs, then wider, checking only the window's
+   candidates whole. A phrase goes here even unmet: its pairs are about its matches;
+3. the bitmap: otherwise (a term that missed the walk has few matches) the rest from the GIN
+   bitmap, then a top-N sort (the planner is told not to walk the primary key); where the
+   only lookup is a prefix the walk may go on by the density met, up to WALK_MAX tickets.
 
 SQLite: FTS5 hands out matches newest first (rowid descending) and stops at the page, joining
 each to its ticket for the filters; checking tickets one by one against FTS5 instead costs
@@ -133,10 +134,12 @@ def _pg_newest(
         top = top or walk.newest
         walked += walk.seen
         below = newest.where(Ticket.id < walk.oldest)
-        if pairs is not None:  # a phrase too seldom met to fill the page: look up its pairs
-            return found + _by_pairs(db, below, terms, pairs, staff, want - len(found),
-                                     per_id=len(found) / max(1, top - walk.oldest + 1),
-                                     high=walk.oldest)  # fmt: skip
+        lookup = _lookup(terms, pairs)
+        if lookup is not None and (found or pairs is not None):
+            # Met, but too seldom to fill the page (or a phrase): the rest by the index
+            return found + _by_windows(db, below.where(lookup), terms, staff, want - len(found),
+                                       per_id=len(found) / max(1, top - walk.oldest + 1),
+                                       high=walk.oldest)  # fmt: skip
         candidates, prefixed = candidates + walk.candidates, prefixed + walk.prefixed
         rest += walk.rest
         # Tickets of the scope older than the walk, at the density of ids the walk crossed.
@@ -154,31 +157,40 @@ def _pg_newest(
     return found + _from_bitmap(db, below.where(condition).limit(want - len(found)))
 
 
-def _by_pairs(
+def _lookup(terms: list[Term], pairs: str | None) -> ColumnElement[bool] | None:
+    """What the index can look up cheaply for the query: a phrase's pairs, else its whole
+    words (None when a prefix is all there is: its posting lists are the dear part)."""
+    if pairs is not None:
+        return _has_pairs(_PAIRS, pairs)
+    words = _without_prefix(terms) if terms[-1].prefix else terms
+    return _VECTOR.bool_op("@@")(_tsquery(to_tsquery_words(words))) if words else None
+
+
+def _by_windows(
     db: Session,
-    below: Select[int],
+    looked_up: Select[int],
     terms: list[Term],
-    pairs: str,
     staff: bool,
     want: int,
     *,
     per_id: float,
     high: int,
 ) -> list[int]:
-    """The newest matches of a phrase below `high` from its pairs' bitmap, in windows of ids:
-    only a window's candidates are read and checked. The words' own bitmap is not built (the
-    pairs are far more selective: `password` and `reset` share 139,000 tickets of a million,
-    37 ms to read, the pair 6,000). Without a match met (`per_id` 0) one window takes all;
-    otherwise the first is three times what the density met says the page needs and each next
-    four times wider, since reading every candidate of the table costs a heap visit each
-    (`"password reset"`: 6,000, 33 ms), and walking on, every ticket's vector (about 80 ms)."""
+    """The newest matches below `high` of what the index looks up (`looked_up`), each then
+    checked whole, in windows of ids: only a window's candidates are read. Walking on reads
+    every ticket's vector instead (`quickbooks sync`, 0.5% of a million: 70 ms; `"password
+    reset"`: 80 ms), and the whole table's bitmap every candidate (the pair of that phrase:
+    6,000 heap visits, 33 ms; the words' own bitmap is never built for a phrase: `password`
+    and `reset` share 139,000 tickets, 37 ms). The first window is three times what the
+    density of matches met says the page needs, each next one four times wider; without a
+    match met (`per_id` 0, a phrase only) one window takes all."""
     unindexed = func.coalesce(_VECTOR, literal_column("''::tsvector"))  # checked, not looked up
-    condition = _has_pairs(_PAIRS, pairs) & _pg_match(unindexed, terms, staff)
+    checked = looked_up.where(_pg_match(unindexed, terms, staff))
     found: list[int] = []
     span = max(WALK, int(3 * want / per_id)) if per_id else high
     while high > 1 and len(found) < want:
         low = max(1, high - span)
-        window = below.where(Ticket.id >= low, Ticket.id < high, condition)
+        window = checked.where(Ticket.id >= low, Ticket.id < high)
         found += _from_bitmap(db, window.limit(want - len(found)))
         high, span = low, span * 4
     return found
