@@ -579,11 +579,14 @@ async def run_scenarios(bench: Bench, agent: str, client: str) -> None:
 
 
 def build_settings(url: str) -> Settings:
+    # No intake worker processes: no mail arrives here, and their start (each imports the
+    # whole service) took the CPU from the first scenario (first page p99 30 ms, 7 without).
     return load_settings(
         doxa_env="test",
         database_url=url,
         jwt_secret=secrets.token_urlsafe(48),
         smtp_enabled=False,
+        parser_processes=0,
         _env_file=None,
     )
 
