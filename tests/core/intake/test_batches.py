@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 
 from doxa.core.context import Context
 from doxa.core.db import transaction
-from doxa.core.enums import Channel, IntakeStatus
+from doxa.core.enums import Channel, DeliveryState, Direction, IntakeStatus
+from doxa.core.intake.delivery import CAP
 from doxa.core.intake.inbound import InboundMessage
 from doxa.core.intake.models import IntakeEvent
 from doxa.core.intake.pipeline import Delivery, Pipeline
@@ -22,6 +23,7 @@ from doxa.core.intake.worker import (
     process_event,
 )
 from doxa.core.pacing import Pacer
+from doxa.core.tickets.models import Message as TicketMessage
 from doxa.core.tickets.models import Ticket
 from doxa.main import build_pipeline
 from tests.conftest import make_settings
@@ -95,6 +97,33 @@ class TestProcessBatch:
         )
         with clean.sessions() as db:
             assert {db.get_one(IntakeEvent, i).reason for i in ids[3:]} == {"rate_limited"}
+
+    @pytest.mark.parametrize(
+        ("caps", "same_sender"),
+        [({"ack_hourly_limit_per_recipient": 2}, True), ({"ack_hourly_limit": 2}, False)],
+    )
+    def test_acknowledgment_caps_count_the_batchs_own_acknowledgments(
+        self, clean: Context, caps: dict[str, int], same_sender: bool
+    ) -> None:
+        """Four new tickets in one transaction: the third and fourth answers are held, as they
+        would be across four transactions (the count sees the batch's own flushed rows)."""
+        settings = make_settings(clean.settings.database_url,
+                                 outbound_smtp_url="smtp://127.0.0.1:1", **caps)  # fmt: skip
+        pipeline = build_pipeline(settings)
+        raws = [_mail(n) for n in range(4)]
+        if same_sender:
+            raws = [raw.replace(f"customer{n}@".encode(), b"same@") for n, raw in enumerate(raws)]
+        ids = [_accept(clean, pipeline, raw) for raw in raws]
+        batch = process_batch(clean.sessions, pipeline, ids)
+        assert list(batch.done.values()) == [IntakeStatus.TICKET_CREATED] * 4
+        with clean.sessions() as db:
+            answers = db.scalars(
+                select(TicketMessage)
+                .where(TicketMessage.direction == Direction.OUT)
+                .order_by(TicketMessage.id)
+            ).all()
+            states = [(m.delivery_state, m.delivery_error) for m in answers]
+        assert states == [(DeliveryState.QUEUED, None)] * 2 + [(DeliveryState.NOT_SENT, CAP)] * 2
 
     def test_a_large_event_is_left_to_run_alone(self, clean: Context, pipeline: Pipeline) -> None:
         small = _accept(clean, pipeline, _mail(1))
