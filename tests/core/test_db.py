@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,36 +59,34 @@ class TestServerRestart:
     timeout) is pinged and replaced unseen; one back within IDLE_PING_SECONDS is trusted, so
     one request fails (a 503 or 451 the sender retries) and the pool then starts afresh."""
 
-    @staticmethod
-    def _kill_pooled_connection(engine: sa.Engine) -> None:
+    @pytest.fixture
+    def dead_pooled(self, postgresql_url: str) -> Iterator[sa.Engine]:
+        """An engine whose one pooled connection's server end was terminated while idle."""
+        engine = make_engine(postgresql_url, pool_size=1, max_overflow=0)
         with engine.connect() as connection:
             pid = connection.scalar(sa.text("SELECT pg_backend_pid()"))
         admin = sa.create_engine(engine.url, isolation_level="AUTOCOMMIT")
         with admin.connect() as connection:
             connection.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
         admin.dispose()
+        yield engine
+        engine.dispose()
 
     def test_a_dead_connection_idle_past_the_window_is_replaced_unseen(
-        self, postgresql_url: str, monkeypatch: pytest.MonkeyPatch
+        self, dead_pooled: sa.Engine, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         monkeypatch.setattr(db_module, "IDLE_PING_SECONDS", 0.0)
-        engine = make_engine(postgresql_url, pool_size=1, max_overflow=0)
-        self._kill_pooled_connection(engine)
-        with engine.connect() as connection:
+        with dead_pooled.connect() as connection:
             assert connection.scalar(sa.text("SELECT 1")) == 1
-        engine.dispose()
 
     def test_within_the_window_one_use_fails_and_the_next_reconnects(
-        self, postgresql_url: str, monkeypatch: pytest.MonkeyPatch
+        self, dead_pooled: sa.Engine, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         monkeypatch.setattr(db_module, "IDLE_PING_SECONDS", 3600.0)
-        engine = make_engine(postgresql_url, pool_size=1, max_overflow=0)
-        self._kill_pooled_connection(engine)
-        with pytest.raises(sa.exc.OperationalError), engine.connect() as connection:
+        with pytest.raises(sa.exc.OperationalError), dead_pooled.connect() as connection:
             connection.scalar(sa.text("SELECT 1"))
-        with engine.connect() as connection:
+        with dead_pooled.connect() as connection:
             assert connection.scalar(sa.text("SELECT 1")) == 1
-        engine.dispose()
 
 
 BLOBS = sa.Table("blobs", sa.MetaData(), sa.Column("v", sa.LargeBinary))
