@@ -61,6 +61,8 @@ _FTS = table("ticket_fts", literal_column("rowid"))
 # The generated, GIN-indexed columns the migration adds (not mapped: PostgreSQL only).
 _VECTOR: ColumnElement[str] = literal_column("ticket.search_vector")
 _PAIRS: ColumnElement[str] = literal_column("ticket.search_pairs")
+# The vector as an expression no index serves: checked on the rows another lookup found.
+_UNINDEXED: ColumnElement[str] = func.coalesce(_VECTOR, literal_column("''::tsvector"))
 # The pair a ticket with too many pairs to index keeps instead (see the migration).
 _ANY_PAIR = "~"
 
@@ -121,10 +123,12 @@ def matching_ids(
 def _pg_newest(
     db: Session, scope: Select[Ticket], terms: list[Term], *, staff: bool, want: int
 ) -> list[int]:
-    """Walk the newest tickets while what the walk met says walking on is cheaper than the
-    bitmap; then take the rest from the GIN bitmap."""
+    """Walk the newest tickets; when the walk met matches, but too few, the rest by windows of
+    what the index looks up cheaply; otherwise walk on while what the walk met says that is
+    cheaper than the bitmap, then take the rest from the GIN bitmap."""
     newest = scope.with_only_columns(Ticket.id).order_by(Ticket.id.desc())
     pairs = _pairs_query(db, terms)
+    lookup = _lookup(terms, pairs)
     found: list[int] = []
     walked, size, below, top = 0, WALK, newest, 0
     candidates = prefixed = rest = 0
@@ -136,7 +140,6 @@ def _pg_newest(
         top = top or walk.newest
         walked += walk.seen
         below = newest.where(Ticket.id < walk.oldest)
-        lookup = _lookup(terms, pairs)
         if lookup is not None and (found or pairs is not None):
             # Met, but too seldom to fill the page (or a phrase): the rest by the index
             return found + _by_windows(db, newest.where(lookup), terms, staff, want - len(found),
@@ -153,9 +156,8 @@ def _pg_newest(
     # A common prefix costs the bitmap all its posting lists; when the other words are rarer
     # (`ORD-123 refund`), the index looks up those alone and the prefix is checked on the rows.
     if others and 2 * BITMAP_COST * max(rest, 1) * older < PREFIX_COST * prefixed * top:
-        unindexed = func.coalesce(_VECTOR, literal_column("''::tsvector"))
         indexed = _VECTOR.bool_op("@@")(_tsquery(to_tsquery_words(others)))
-        condition = indexed & _pg_match(unindexed, terms, staff)
+        condition = indexed & _pg_match(_UNINDEXED, terms, staff)
     return found + _from_bitmap(db, below.where(condition).limit(want - len(found)))
 
 
@@ -179,16 +181,14 @@ def _by_windows(
     high: int,
 ) -> list[int]:
     """The newest matches below `high` of what the index looks up (`looked_up`), each then
-    checked whole, first in a window of ids: only the window's candidates are read. Walking on reads
-    every ticket's vector instead (`quickbooks sync`, 0.5% of a million: 70 ms; `"password
+    checked whole, first in a window of ids: only the window's candidates are read. Walking
+    on reads every ticket's vector instead (`quickbooks sync`, 0.5% of a million: 70 ms; `"password
     reset"`: 80 ms), and the whole table's bitmap every candidate (the pair of that phrase:
     6,000 heap visits, 33 ms; the words' own bitmap is never built for a phrase: `password`
     and `reset` share 139,000 tickets, 37 ms). The window is three times what the density of
     matches met says the page needs (half a match when none was: a phrase); what it lacks
     comes from the rest of the table at once."""
-    unindexed = func.coalesce(_VECTOR, literal_column("''::tsvector"))  # checked, not looked up
-    checked = looked_up.where(_pg_match(unindexed, terms, staff))
-    found: list[int] = []
+    checked = looked_up.where(_pg_match(_UNINDEXED, terms, staff))
     low = max(1, high - max(WALK, int(3 * want / per_id)))
     with _bitmap_plans(db):
         window = checked.where(Ticket.id >= low, Ticket.id < high)  # its key range ANDed
