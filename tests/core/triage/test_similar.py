@@ -6,16 +6,7 @@ from sklearn.pipeline import FeatureUnion
 
 from doxa.core.triage import similar
 from doxa.core.triage.data import seed_examples
-
-ODD = [
-    "",
-    "!!",
-    "a",
-    " \t\n ",
-    "İstanbul ß ﬁ ÉCOLE",
-    "x\x0by\x1cz\u2028w\u00a0v\r\nu",
-    "日本語です",
-]
+from tests.core.triage.conftest import ODD
 
 
 def _through_scikit_learn(text: str) -> bytes:

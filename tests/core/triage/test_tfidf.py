@@ -10,17 +10,7 @@ from doxa.core.triage.data import seed_examples
 from doxa.core.triage.features import with_cues
 from doxa.core.triage.model import TextClassifier
 from doxa.core.triage.tfidf import TfidfUnion
-
-# Whitespace of every kind, case folding that changes length, one-letter and empty texts.
-ODD = [
-    "",
-    "!!",
-    "a",
-    " \t\n ",
-    "İstanbul ß ﬁ ÉCOLE",
-    "x\x0by\x1cz\u2028w\u00a0v\r\nu",
-    "日本語です",
-]
+from tests.core.triage.conftest import ODD
 
 
 def _same(ours: Matrix, theirs: Matrix) -> None:
