@@ -1,8 +1,9 @@
 """Work nobody waits on gives way to work somebody does.
 
-The edges count the requests they are answering (a webhook post until its body is committed,
-an SMTP message until its 250); background work (processing stored events, classifying new
-tickets) waits for a moment with none in flight before each step, at most `patience` seconds.
+The edges count the requests they are answering (a webhook post once its whole body is in,
+until it is committed; an SMTP message until its 250); background work (processing stored
+events, classifying new tickets) waits for a moment with none in flight before each step, at
+most `patience` seconds.
 A burst is then answered at the pace of accepting alone and processed right after it, and a
 flood that never pauses still gets a step every `patience` seconds. The worker processes run
 at nice 19 and so give the edges the CPU already, but the database work they ask for does not.

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
 
 from doxa.core.enums import Channel, IntakeStatus, Role
@@ -131,3 +134,39 @@ class TestGarbage:
         assert hooks.http.post("/api/v1/inbound/mailgun", data=fields).status_code == 200
         [event] = hooks.settle()
         assert (event.status, event.reason) == (IntakeStatus.REJECTED, "no_message")
+
+
+class TestSlowClients:
+    def test_a_body_trickling_in_does_not_hold_processing_back(self, hooks: Smtp) -> None:
+        """Processing gives way to posts being answered; a post still sending its body is not
+        one, or a client that never finishes would slow processing for as long as it liked."""
+        app: Any = hooks.http.app
+        pacer = app.state.webhooks.pacer
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+                 "method": "POST", "scheme": "http", "path": FORM, "raw_path": FORM.encode(),
+                 "query_string": b"", "root_path": "", "client": ("127.0.0.1", 1),
+                 "server": ("testserver", 80),
+                 "headers": [(b"content-type", b"application/json"),
+                             (b"content-length", b"99")]}  # fmt: skip
+
+        async def stall() -> int:
+            finished = asyncio.Event()
+            sent = [{"type": "http.request", "body": b'{"email": "a@', "more_body": True}]
+
+            async def receive() -> dict[str, Any]:
+                if sent:
+                    return sent.pop()
+                await finished.wait()
+                return {"type": "http.disconnect"}
+
+            async def send(_message: dict[str, Any]) -> None:
+                return None
+
+            request = asyncio.create_task(app(scope, receive, send))
+            await asyncio.sleep(0.3)
+            counted = pacer.in_flight
+            finished.set()
+            await asyncio.gather(request, return_exceptions=True)
+            return counted
+
+        assert asyncio.run(stall()) == 0

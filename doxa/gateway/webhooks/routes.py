@@ -112,8 +112,10 @@ _JSON_BODY: dict[str, Any] = {
 
 async def _run(request: Request, accept: Callable[[Headers, bytes], Stored]) -> Response:
     intake = _intake(request)
+    raw = await request.body()
+    # Counted from the whole body on: a client trickling its body would otherwise hold
+    # processing back for as long as it liked.
     with intake.pacer.serving():
-        raw = await request.body()
         stored = await anyio.to_thread.run_sync(accept, request.headers, raw)
     if stored.waiting:  # committed: the worker may start on it
         intake.submit(stored.event_id)
