@@ -51,6 +51,11 @@ SMTP_GROUPS = Histogram(
     "Messages stored in one transaction by the SMTP listener (group commit)",
     buckets=(1, 2, 4, 8, 16, 32, 64),
 )
+WEBHOOK_GROUPS = Histogram(
+    "doxa_webhook_commit_group_posts",
+    "Webhook posts stored in one transaction (group commit)",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
 WEBHOOK_ANSWERS = Counter(
     "doxa_webhook_answers",
     "Inbound webhook answers, by endpoint and HTTP status",
@@ -86,6 +91,11 @@ def smtp_reply(reply: str | bytes) -> None:
 def smtp_group_committed(messages: int) -> None:
     """The SMTP listener stored a group of `messages` in one transaction."""
     SMTP_GROUPS.observe(messages)
+
+
+def webhook_group_committed(posts: int) -> None:
+    """The webhook edge stored a group of `posts` in one transaction."""
+    WEBHOOK_GROUPS.observe(posts)
 
 
 def webhook_answered(endpoint: str, status: int) -> None:

@@ -1,18 +1,21 @@
-"""Group commit for the SMTP edge: the messages that arrived while the last commit ran are
-stored in one transaction, and each is answered once that transaction is committed.
+"""Group commit at the edges: what arrived while the last commit ran is stored in one
+transaction, and each is answered once that transaction is committed.
 
 With a transaction per message on one accepting thread, every `250` waited for the commits
 queued before it: small messages from 8 clients reached 40 % of a bare aiosmtpd server that
 commits each on a pooled connection of its own. A commit costs about what a small message's
 INSERT does, so one commit for the group keeps up whatever the load, on one thread (which
-keeps the API's share of the GIL where it was).
+keeps the API's share of the GIL where it was). Webhook posts are stored the same way, with
+the keys they may use once (signatures, Idempotency-Keys, Mailgun tokens) claimed in the same
+transaction: a thread hop, two statements and a commit per post had cost their endpoint 40 %
+of a bare one's rate.
 
-Nothing is answered `250` before its own row is committed. A group whose transaction fails
-because the database went away answers each of its messages `451`, so senders retry; one that
-fails for any other reason is stored again one message per transaction, so the message at
-fault gets the 451 and the others their `250`. A Message-ID repeated within one group is
-deduplicated as across groups: `Pipeline.accept` inserts with ON CONFLICT DO NOTHING, and the
-transaction sees its own earlier rows.
+Nothing is answered before its own row is committed. A group whose transaction fails because
+the database went away answers each of its items with that error, so senders retry; one that
+fails for any other reason (a key used before, a row at fault) is stored again one item per
+transaction, so the item at fault gets its own answer and the others theirs. A Message-ID or
+body repeated within one group is deduplicated as across groups: `Pipeline.accept` inserts
+with ON CONFLICT DO NOTHING, and the transaction sees its own earlier rows.
 """
 
 from __future__ import annotations
@@ -20,58 +23,90 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Protocol
 
 import anyio
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from doxa import metrics
 from doxa.core.db import URGENT_WRITE, transaction
 from doxa.core.enums import IntakeStatus
-from doxa.core.intake.pipeline import Accepted, Delivery, Pipeline, message_id_of
+from doxa.core.errors import DomainError
+from doxa.core.intake import keys
+from doxa.core.intake.pipeline import Accepted, Delivery, Pipeline
 
 log = logging.getLogger(__name__)
 
+# Two lanes of one thread each, so that an item of megabytes never holds up the small ones
+# behind it; large items are stored one per transaction, as their bytes, not the commit, are
+# their cost. A thread per message instead held the API's p99 at 40-70 ms under 8 sending
+# clients (every thread one more contender for the GIL the API needs).
+GROUP_ITEM_BYTES = 256 * 1024  # larger items take the other lane
+SMALL_GROUP_LIMITS = (64, 4 * 1024 * 1024)  # items and bytes in one transaction, at most
+LARGE_GROUP_LIMITS = (1, 0)
 
-class Raw(Protocol):
-    """A message's data as the edge holds it until stored (the SMTP edge's `Spool`)."""
 
-    size: int
+class Pending(Protocol):
+    """An item as its edge holds it until stored (the SMTP edge's spooled message, a post)."""
 
-    def read(self) -> bytearray: ...
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def claims(self) -> tuple[keys.Claim, ...]:
+        """Keys the item may use only once, claimed in the transaction that stores it."""
+        ...
+
+    def delivery(self) -> Delivery:
+        """What to store, read on the committing thread."""
+        ...
 
     def close(self) -> None: ...
 
 
+class Repeated(Exception):
+    """A key of this item was used before with the same body: `first` stored it. Nothing of
+    the item was stored; its sender gets the first answer (or a refusal, by the edge's rule)."""
+
+    def __init__(self, first: int) -> None:
+        super().__init__(first)
+        self.first = first
+
+
+class _Contested(Exception):
+    """A key claimed in a group was taken (a retry, a replay, a race): each item alone."""
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Waiting:
-    item: Delivery  # without its bytes: they are read from `raw` on the committing thread
-    raw: Raw
+    pending: Pending
     answer: asyncio.Future[Accepted]
 
 
 class GroupCommitter:
-    """Stores messages in groups, one group at a time, each in one transaction.
+    """Stores items in groups, one group at a time, each in one transaction.
 
-    `enqueue` takes over the message's `Raw` (closed once stored or refused) and gives a future
-    that holds the stored event, or the exception that kept it from being stored. Each id of a
-    stored event still waiting to be processed goes to `submit` after its commit, whatever
-    became of the session that sent it.
+    `enqueue` takes over the item (closed once stored or refused) and gives a future that
+    holds the stored event, or the exception that kept it from being stored (`Repeated` for
+    a key used before). Each id of a stored event still waiting to be processed goes to
+    `submit` after its commit, whatever became of the client that sent it; `committed` hears
+    each group's size.
     """
 
     def __init__(self, sessions: sessionmaker[Session], pipeline: Pipeline, *,
-                 submit: Callable[[int], object], limits: tuple[int, int]) -> None:  # fmt: skip
+                 submit: Callable[[int], object], limits: tuple[int, int],
+                 committed: Callable[[int], object] = lambda _size: None) -> None:  # fmt: skip
         self.sessions, self.pipeline, self.submit = sessions, pipeline, submit
-        self.max_messages, self.max_bytes = limits
+        self.max_items, self.max_bytes = limits
+        self.committed = committed
         self._waiting: list[Waiting] = []
         self._running: asyncio.Task[None] | None = None
         self._thread = anyio.CapacityLimiter(1)
 
-    def enqueue(self, item: Delivery, raw: Raw) -> asyncio.Future[Accepted]:
+    def enqueue(self, pending: Pending) -> asyncio.Future[Accepted]:
         loop = asyncio.get_running_loop()
-        waiting = Waiting(item, raw, loop.create_future())
+        waiting = Waiting(pending, loop.create_future())
         self._waiting.append(waiting)
         if self._running is None:
             self._running = loop.create_task(self._run())
@@ -87,32 +122,32 @@ class GroupCommitter:
                         self._store, group, limiter=self._thread
                     )
                 except Exception as exc:  # not expected: _store gives every failure as a result
-                    log.exception("storing a group of %d messages failed", len(group))
+                    log.exception("storing a group of %d items failed", len(group))
                     results = [exc] * len(group)
                 self._answer(group, results)
-                metrics.smtp_group_committed(len(group))
+                self.committed(len(group))
                 group = []
         finally:
             self._running = None
-            # Cancelled with the listener's loop: whatever is left hears no 250.
+            # Cancelled with the edge's loop: whatever is left hears no acceptance.
             self._answer(group + self._waiting, None)
             self._waiting = []
 
     def _take(self) -> list[Waiting]:
-        """What waits, oldest first, up to the group's limits (at least one message)."""
+        """What waits, oldest first, up to the group's limits (at least one item)."""
         count = size = 0
         for waiting in self._waiting:
-            if count and (count == self.max_messages or size + waiting.raw.size > self.max_bytes):
+            if count and (count == self.max_items or size + waiting.pending.size > self.max_bytes):
                 break
-            count, size = count + 1, size + waiting.raw.size
+            count, size = count + 1, size + waiting.pending.size
         group, self._waiting = self._waiting[:count], self._waiting[count:]
         return group
 
     def _answer(self, group: list[Waiting], results: list[Accepted | Exception] | None) -> None:
-        """Each message's answer: its stored event (sent to `submit` if it waits for processing),
+        """Each item's answer: its stored event (sent to `submit` if it waits for processing),
         or what kept it from being stored; None: not stored."""
         for index, waiting in enumerate(group):
-            waiting.raw.close()
+            waiting.pending.close()
             result = RuntimeError("not stored") if results is None else results[index]
             if isinstance(result, Accepted) and result.status is IntakeStatus.RECEIVED:
                 self.submit(result.id)
@@ -128,30 +163,48 @@ class GroupCommitter:
             with transaction(self.sessions) as db:
                 db.connection(execution_options={URGENT_WRITE: True})  # clients wait on it
                 if len(group) == 1:
-                    return [self.pipeline.accept(db, self._delivery(group[0]))]
-                return list(self.pipeline.accept_many(db, [self._delivery(w) for w in group]))
+                    return [self._store_one(db, group[0].pending)]
+                return list(self._store_many(db, [waiting.pending for waiting in group]))
         except (OperationalError, InterfaceError) as lost:
-            log.warning("database unavailable: %d messages answered 451 (%s)", len(group), lost)
+            log.warning("database unavailable: %d items refused for now (%s)", len(group), lost)
             return [lost] * len(group)
         except Exception as exc:
             if len(group) == 1:
-                log.exception("could not store a message from %s", group[0].item.envelope_from)
-                return [exc]
-            log.warning("a group of %d messages failed (%r); storing each alone", len(group), exc)
-            return [self._store_alone(waiting) for waiting in group]
+                return [self._failed(group[0].pending, exc)]
+            if not isinstance(exc, _Contested):
+                log.warning("a group of %d items failed (%r); storing each alone", len(group), exc)
+            return [self._store_alone(waiting.pending) for waiting in group]
 
-    def _store_alone(self, waiting: Waiting) -> Accepted | Exception:
+    def _store_alone(self, pending: Pending) -> Accepted | Exception:
         try:
             with transaction(self.sessions) as db:
                 db.connection(execution_options={URGENT_WRITE: True})
-                return self.pipeline.accept(db, self._delivery(waiting))
+                return self._store_one(db, pending)
         except Exception as exc:
-            log.exception("could not store a message from %s", waiting.item.envelope_from)
-            return exc
+            return self._failed(pending, exc)
+
+    def _store_one(self, db: Session, pending: Pending) -> Accepted:
+        """One item, with the exact answer for a key used before (rolls back what it stored)."""
+        accepted = self.pipeline.accept(db, pending.delivery())
+        for claim in pending.claims:  # claimed after the insert: the common case is cheap
+            first = keys.claim(db, claim, event_id=accepted.id)
+            if first is not None:
+                raise Repeated(first)
+        return accepted
+
+    def _store_many(self, db: Session, group: list[Pending]) -> list[Accepted]:
+        accepted = self.pipeline.accept_many(db, [pending.delivery() for pending in group])
+        claims = [
+            (claim, event.id)
+            for pending, event in zip(group, accepted, strict=True)
+            for claim in pending.claims
+        ]
+        if claims and not keys.claim_all(db, claims):
+            raise _Contested  # rolled back; each alone finds whose key it was
+        return accepted
 
     @staticmethod
-    def _delivery(waiting: Waiting) -> Delivery:
-        # Read here, on the committing thread, not on the listener's loop, and only while its
-        # group is stored (a group holds a few MiB at most: see the lanes' limits).
-        raw = waiting.raw.read()
-        return replace(waiting.item, raw=raw, external_id=message_id_of(raw))
+    def _failed(pending: Pending, exc: Exception) -> Exception:
+        if not isinstance(exc, Repeated | DomainError | OperationalError | InterfaceError):
+            log.exception("could not store an item of %d bytes", pending.size)
+        return exc

@@ -17,6 +17,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import IO, Any, AnyStr
 
 import anyio
@@ -27,22 +28,19 @@ from sqlalchemy.orm import sessionmaker
 from doxa import metrics
 from doxa.core.config import Settings
 from doxa.core.enums import Channel
-from doxa.core.intake.pipeline import Accepted, Delivery, Pipeline
+from doxa.core.intake.pipeline import Accepted, Delivery, Pipeline, message_id_of
 from doxa.core.intake.worker import IntakeWorker
 from doxa.core.pacing import Pacer
-from doxa.gateway.accepting import GroupCommitter
+from doxa.gateway.accepting import (
+    GROUP_ITEM_BYTES,
+    LARGE_GROUP_LIMITS,
+    SMALL_GROUP_LIMITS,
+    GroupCommitter,
+)
 
 log = logging.getLogger(__name__)
 
 MAX_RECIPIENTS = 50
-# Accepted messages are committed in groups (see accepting.py), on two lanes of one thread each,
-# so that a message of megabytes never holds up the small ones behind it; large messages are
-# stored one per transaction, as their bytes, not the commit, are their cost. A thread per
-# message instead held the API's p99 at 40-70 ms under 8 sending clients (every thread one more
-# contender for the GIL the API needs), one thread at what the machine alone costs.
-GROUP_MESSAGE_BYTES = 256 * 1024  # larger messages take the other lane
-SMALL_GROUP_LIMITS = (64, 4 * 1024 * 1024)  # messages and bytes in one transaction, at most
-LARGE_GROUP_LIMITS = (1, 0)
 # Commands a session may repeat before it is dropped (a crude brake on abusive clients).
 COMMAND_CALL_LIMIT = 1000
 TOO_BIG = "552 5.3.4 Message too big for system"
@@ -167,6 +165,27 @@ class Spool:
 
     def close(self) -> None:
         self.file.close()
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class SpooledMessage:
+    """A message waiting for its group's commit (see accepting.py): its bytes stay in the
+    spool until the committing thread reads them, only while its group is stored."""
+
+    item: Delivery  # without its bytes
+    spool: Spool
+    claims: tuple[()] = ()
+
+    @property
+    def size(self) -> int:
+        return self.spool.size
+
+    def delivery(self) -> Delivery:
+        raw = self.spool.read()
+        return replace(self.item, raw=raw, external_id=message_id_of(raw))
+
+    def close(self) -> None:
+        self.spool.close()
 
 
 class SpooledEnvelope(Envelope):
@@ -315,7 +334,13 @@ class IntakeHandler:
         self.submit: Callable[[int], object] = worker.submit
         # Looked up at each call: SmtpListener.start replaces `submit` with a thread-safe one.
         self.small, self.large = (
-            GroupCommitter(sessions, pipeline, submit=self._submit, limits=limits)
+            GroupCommitter(
+                sessions,
+                pipeline,
+                submit=self._submit,
+                limits=limits,
+                committed=metrics.smtp_group_committed,
+            )
             for limits in (SMALL_GROUP_LIMITS, LARGE_GROUP_LIMITS)
         )
         self.in_flight = 0
@@ -346,8 +371,8 @@ class IntakeHandler:
         item = Delivery(channel=Channel.EMAIL, raw=b"", recipients=list(envelope.rcpt_tos),
                         envelope_from=envelope.mail_from, extra={"peer": peer})  # fmt: skip
         envelope.spool = None  # the committer closes it once the message is stored or refused
-        lane = self.large if spool.size > GROUP_MESSAGE_BYTES else self.small
-        answer = lane.enqueue(item, spool)
+        lane = self.large if spool.size > GROUP_ITEM_BYTES else self.small
+        answer = lane.enqueue(SpooledMessage(item, spool))
         self.in_flight += 1
         self.idle.clear()
         answer.add_done_callback(self._settled)  # counted until stored, even if the client left

@@ -32,6 +32,7 @@ from doxa.core.tickets.models import Ticket
 from doxa.gateway.parsing import parse_email
 from doxa.main import create_app
 from tests.conftest import EMAIL_CORPUS, make_settings
+from tests.gateway.webhook_support import start_hooks
 
 CORPUS = EMAIL_CORPUS
 MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
@@ -143,6 +144,12 @@ def start_smtp(clean: Context) -> Iterator[StartSmtp]:
     yield start
     for http in running:
         http.__exit__(None, None, None)
+
+
+@pytest.fixture
+def hooks(start_smtp: StartSmtp) -> Smtp:
+    """The running app with every webhook endpoint configured (see webhook_support)."""
+    return start_hooks(start_smtp)
 
 
 @pytest.fixture

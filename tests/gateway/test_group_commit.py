@@ -77,7 +77,13 @@ class Held:
 
 @contextmanager
 def held(smtp: Smtp, fault: Fault) -> Iterator[Held]:
-    committer = _handler(smtp).small
+    with holding(_handler(smtp).small, fault) as hold:
+        yield hold
+
+
+@contextmanager
+def holding(committer: GroupCommitter, fault: Fault = nullcontext) -> Iterator[Held]:
+    """`committer`'s next group is held (see `Held`), whichever edge it serves."""
     hold = Held(committer, fault)
     committer._store = hold  # type: ignore[method-assign]
     try:

@@ -25,11 +25,6 @@ from tests.gateway.webhook_support import (
 FORM = "/api/v1/inbound/form"
 
 
-@pytest.fixture
-def hooks(start_smtp: StartSmtp) -> Smtp:
-    return start_hooks(start_smtp)
-
-
 class TestDatabaseOutage:
     def test_an_unreachable_database_gets_503_with_retry_after(self, start_smtp: StartSmtp) -> None:
         down = start_hooks(start_smtp, database_url="postgresql://postgres@127.0.0.1:1/doxa")

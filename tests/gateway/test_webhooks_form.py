@@ -17,11 +17,6 @@ from tests.gateway.webhook_support import form_json, signed, start_hooks
 FORM = "/api/v1/inbound/form"
 
 
-@pytest.fixture
-def hooks(start_smtp: StartSmtp) -> Smtp:
-    return start_hooks(start_smtp)
-
-
 def _events(hooks: Smtp) -> list[IntakeEvent]:
     with hooks.context.sessions() as db:
         return list(db.scalars(select(IntakeEvent).order_by(IntakeEvent.id)))

@@ -28,11 +28,6 @@ MAILGUN, SENDGRID_URL, POSTMARK_URL = (
 SENDGRID_TYPE = {"Content-Type": "multipart/form-data; boundary=xYzZY"}
 
 
-@pytest.fixture
-def hooks(start_smtp: StartSmtp) -> Smtp:
-    return start_hooks(start_smtp)
-
-
 def _fields(path: str) -> dict[str, Any]:
     fields: dict[str, Any] = json.loads(corpus(path).read_text())
     return fields

@@ -9,12 +9,14 @@ import json
 import secrets
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.conftest import SHARED
-from tests.gateway.conftest import Smtp, StartSmtp
+
+if TYPE_CHECKING:  # the gateway's conftest imports this module for its `hooks` fixture
+    from tests.gateway.conftest import Smtp, StartSmtp
 
 WEBHOOK_CORPUS = SHARED / "corpus" / "webhooks"
 SECRET = "form-secret-for-tests"

@@ -9,7 +9,7 @@ answer and rolls back what it stored. Keys are kept `KEEP`; an older one is clai
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -24,15 +24,22 @@ KEEP = timedelta(hours=24)
 IDEMPOTENCY, SIGNATURE, MAILGUN_TOKEN = "idempotency", "signature", "mailgun_token"
 
 
-def claim(db: Session, scope: str, key: str, *, body_sha256: str, event_id: int) -> int | None:
-    """Claim `key` in `scope` for `event_id`: None when it is new (or expired), else the event
-    its first use stored, whose answer a repeat gets. The same key with another body is a
+class Claim(NamedTuple):
+    """A key a request may use once, and the digest of the body that used it."""
+
+    scope: str
+    key: str
+    body_sha256: str
+
+
+def claim(db: Session, claimed: Claim, *, event_id: int) -> int | None:
+    """Claim the key for `event_id`: None when it is new (or expired), else the event its
+    first use stored, whose answer a repeat gets. The same key with another body is a
     Conflict. Claim after storing the event, and roll back when this returns an id."""
-    row = {"scope": scope, "key": key, "body_sha256": body_sha256, "created_at": utcnow(),
-           "intake_event_id": event_id}  # fmt: skip
-    new_id = db.connection().execute(_claim_statement(db), row).scalar()
+    new_id = db.connection().execute(_claim_statement(db), _row(claimed, event_id)).scalar()
     if new_id is not None:
         return None
+    scope, key, body_sha256 = claimed
     old = db.execute(
         select(IntakeKey).where(IntakeKey.scope == scope, IntakeKey.key == key)
     ).scalar_one()
@@ -43,6 +50,18 @@ def claim(db: Session, scope: str, key: str, *, body_sha256: str, event_id: int)
     if old.body_sha256 != body_sha256:
         raise Conflict(f"{scope} key already used with another body")
     return old.intake_event_id
+
+
+def claim_all(db: Session, claims: list[tuple[Claim, int]]) -> bool:
+    """Claim each key for its event in one statement; False when any was taken (then roll
+    back and `claim` each alone, which tells a retry from a conflict or an expired key)."""
+    rows = [_row(claimed, event_id) for claimed, event_id in claims]
+    return len(db.connection().execute(_claim_statement(db), rows).all()) == len(rows)
+
+
+def _row(claimed: Claim, event_id: int) -> dict[str, Any]:
+    return {"scope": claimed.scope, "key": claimed.key, "body_sha256": claimed.body_sha256,
+            "created_at": utcnow(), "intake_event_id": event_id}  # fmt: skip
 
 
 _CLAIM: dict[str, Any] = {}

@@ -1,22 +1,26 @@
 """The webhook edge's accept step, per endpoint: authenticate, check, store the raw body, commit.
 
 The same contract as the SMTP edge: the raw body is committed to intake before any 2xx, and
-processing happens afterwards on the intake worker. A lost database is `Unavailable` (503 with
+processing happens afterwards on the intake worker. Posts are stored in groups (see
+accepting.py), with the keys they may use once. A lost database is `Unavailable` (503 with
 Retry-After); the sender retries and nothing it was told was accepted is lost.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from doxa import metrics
 from doxa.core.config import Settings
 from doxa.core.db import transaction
 from doxa.core.enums import Channel, IntakeStatus
@@ -31,6 +35,13 @@ from doxa.core.errors import (
 from doxa.core.intake import keys
 from doxa.core.intake.pipeline import Delivery, Pipeline
 from doxa.core.pacing import Pacer
+from doxa.gateway.accepting import (
+    GROUP_ITEM_BYTES,
+    LARGE_GROUP_LIMITS,
+    SMALL_GROUP_LIMITS,
+    GroupCommitter,
+    Repeated,
+)
 from doxa.gateway.webhooks import auth
 from doxa.gateway.webhooks.bodies import read_form
 from doxa.gateway.webhooks.forms import form_post
@@ -47,15 +58,23 @@ PURGE_EVERY_SECONDS = 3600.0
 Headers = Mapping[str, str]
 
 
-Claims = Sequence[tuple[str, str]]  # (scope, key) pairs a post may use only once
+@dataclass(frozen=True, slots=True)
+class Post:
+    """A checked post waiting for its group's commit: what to store, and the keys it uses."""
 
+    item: Delivery
+    claims: tuple[keys.Claim, ...] = ()
+    replay_refused: bool = False  # a key used before is a replayed request, not a retry
 
-class Repeated(Exception):
-    """A key of this post was used before with the same body: `first` stored it."""
+    @property
+    def size(self) -> int:
+        return len(self.item.raw)
 
-    def __init__(self, first: int) -> None:
-        super().__init__(first)
-        self.first = first
+    def delivery(self) -> Delivery:
+        return self.item
+
+    def close(self) -> None:
+        pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +86,9 @@ class Stored:
 
 
 class WebhookIntake:
+    """Checks each endpoint's posts (`form`, `mailgun`, ...: CPU only, no database) and
+    stores them (`store`, on the app's loop)."""
+
     def __init__(
         self,
         settings: Settings,
@@ -76,11 +98,41 @@ class WebhookIntake:
         pacer: Pacer | None = None,
     ) -> None:
         self.settings, self.sessions, self.pipeline = settings, sessions, pipeline
-        self.submit = submit  # hands a stored event to the intake worker (on the app's loop)
         self.pacer = pacer or Pacer()  # counts the posts being answered; processing gives way
-        self._purge_at = 0.0
+        self.small, self.large = (
+            GroupCommitter(sessions, pipeline, submit=submit, limits=limits,
+                           committed=metrics.webhook_group_committed)
+            for limits in (SMALL_GROUP_LIMITS, LARGE_GROUP_LIMITS)
+        )  # fmt: skip
+        self._purge_at = 0.0  # keys expire after a day; forgotten at most hourly
 
-    def form(self, headers: Headers, raw: bytes) -> Stored:
+    async def store(self, post: Post) -> Stored:
+        """Commit the post; a repeated key gets the first answer (or 401 when refused)."""
+        lane = self.large if post.size > GROUP_ITEM_BYTES else self.small
+        try:
+            # Shielded: a client that leaves does not take its post out of a group being stored.
+            accepted = await asyncio.shield(lane.enqueue(post))
+        except (Repeated, Conflict) as repeat:
+            if post.replay_refused:
+                raise Unauthenticated("this token was used before: a replayed request") from None
+            if isinstance(repeat, Conflict):
+                raise
+            return Stored(repeat.first, waiting=False)  # a retry or a replay: nothing new stored
+        except SQLAlchemyError as exc:
+            raise Unavailable("could not store the post just now; retry shortly") from exc
+        if time.monotonic() >= self._purge_at:
+            self._purge_at = time.monotonic() + PURGE_EVERY_SECONDS
+            await anyio.to_thread.run_sync(self._purge)
+        return Stored(accepted.id, waiting=accepted.status is IntakeStatus.RECEIVED)
+
+    def _purge(self) -> None:
+        try:
+            with transaction(self.sessions) as db:
+                keys.purge(db)
+        except SQLAlchemyError as exc:  # tried again in an hour; the post is stored
+            log.warning("could not forget expired webhook keys: %s", exc.__class__.__name__)
+
+    def form(self, headers: Headers, raw: bytes) -> Post:
         """A signed form post; a repeated signature or Idempotency-Key gets the first answer."""
         secret = auth.required(self.settings.webhook_secret, "WEBHOOK_SECRET")
         signature = auth.form_signature(secret, headers, raw)
@@ -101,15 +153,12 @@ class WebhookIntake:
                 "idempotency_key": idempotency_key or None,
             },
         )
-        claims = [(keys.SIGNATURE, signature)]
+        claims = [keys.Claim(keys.SIGNATURE, signature, digest)]
         if idempotency_key:
-            claims.append((keys.IDEMPOTENCY, idempotency_key))
-        try:
-            return self._store(lambda db: self._accept(db, item, claims, digest))
-        except Repeated as repeat:  # a replay or a retry: the first answer, nothing new stored
-            return Stored(repeat.first, waiting=False)
+            claims.append(keys.Claim(keys.IDEMPOTENCY, idempotency_key, digest))
+        return Post(item, tuple(claims))
 
-    def mailgun(self, headers: Headers, raw: bytes) -> Stored:
+    def mailgun(self, headers: Headers, raw: bytes) -> Post:
         """A Mailgun route's post, signed with the domain's webhook signing key."""
         key = auth.required(self.settings.mailgun_signing_key, "MAILGUN_SIGNING_KEY")
         try:
@@ -122,14 +171,10 @@ class WebhookIntake:
         recipients = self._ours(envelope)
         digest = hashlib.sha256(raw).hexdigest()
         item = self._delivery(Channel.MAILGUN, raw, headers, envelope, recipients)
+        claim = keys.Claim(keys.MAILGUN_TOKEN, token[:MAX_KEY_CHARS], digest)
+        return Post(item, (claim,), replay_refused=True)
 
-        claims = [(keys.MAILGUN_TOKEN, token[:MAX_KEY_CHARS])]
-        try:
-            return self._store(lambda db: self._accept(db, item, claims, digest))
-        except (Repeated, Conflict):
-            raise Unauthenticated("this token was used before: a replayed request") from None
-
-    def postmark(self, headers: Headers, raw: bytes) -> Stored:
+    def postmark(self, headers: Headers, raw: bytes) -> Post:
         """Postmark's inbound JSON, behind basic credentials in the webhook URL."""
         user = auth.required(self.settings.postmark_inbound_user, "POSTMARK_INBOUND_USER")
         password = auth.required(
@@ -141,10 +186,9 @@ class WebhookIntake:
         except Rejected:  # stored all the same, and kept as rejected (Postmark stops retrying)
             envelope = Envelope([], None, None)
         recipients = self._ours(envelope)
-        item = self._delivery(Channel.POSTMARK, raw, headers, envelope, recipients)
-        return self._store(lambda db: self._accept(db, item))
+        return Post(self._delivery(Channel.POSTMARK, raw, headers, envelope, recipients))
 
-    def sendgrid(self, headers: Headers, raw: bytes) -> Stored:
+    def sendgrid(self, headers: Headers, raw: bytes) -> Post:
         """SendGrid Inbound Parse (parsed or raw), behind basic credentials in the URL."""
         user = auth.required(self.settings.sendgrid_inbound_user, "SENDGRID_INBOUND_USER")
         password = auth.required(
@@ -158,10 +202,9 @@ class WebhookIntake:
         # SendGrid retries anything but 2xx for days and has no "stop" code: a post for an
         # address that is not ours is kept, and rejected when it is processed.
         refused = bool(envelope.recipients) and not self._mailboxes(envelope)
-        item = self._delivery(
+        return Post(self._delivery(
             Channel.SENDGRID, raw, headers, envelope, envelope.recipients, refused=refused
-        )
-        return self._store(lambda db: self._accept(db, item))
+        ))  # fmt: skip
 
     def _mailboxes(self, envelope: Envelope) -> list[str]:
         return [r for r in envelope.recipients if self.settings.mailbox(r)]
@@ -192,22 +235,3 @@ class WebhookIntake:
             external_id=envelope.message_id,
             extra={"content_type": headers.get("content-type"), **extra},
         )
-
-    def _accept(self, db: Session, item: Delivery, claims: Claims = (), digest: str = "") -> Stored:
-        accepted = self.pipeline.accept(db, item)
-        for scope, key in claims:  # claimed after the insert: the common case, no replay, is cheap
-            first = keys.claim(db, scope, key, body_sha256=digest, event_id=accepted.id)
-            if first is not None:
-                raise Repeated(first)  # rolls back what this request stored
-        if time.monotonic() >= self._purge_at:
-            self._purge_at = time.monotonic() + PURGE_EVERY_SECONDS
-            keys.purge(db)
-        return Stored(accepted.id, waiting=accepted.status is IntakeStatus.RECEIVED)
-
-    def _store(self, work: Callable[[Session], Stored]) -> Stored:
-        try:
-            with transaction(self.sessions) as db:
-                return work(db)
-        except SQLAlchemyError as exc:
-            log.warning("could not store a webhook post: %s", exc.__class__.__name__)
-            raise Unavailable("could not store the post just now; retry shortly") from exc

@@ -16,9 +16,16 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from doxa.core.errors import PermissionDenied
-from doxa.gateway.webhooks.intake import Headers, Stored, WebhookIntake
+from doxa.gateway.webhooks.bodies import media_type
+from doxa.gateway.webhooks.intake import Headers, Post, WebhookIntake
 
 router = APIRouter(prefix="/inbound", tags=["inbound"])
+# A small JSON or form-encoded body is checked (signature, parse, fields) on the loop:
+# measured, cheaper than the hop to a worker thread (0.05-0.1 ms of the server's 0.7 ms a
+# post), and at most 1.5 ms for the worst 16 KiB. Others go to a thread, multipart above all:
+# the email parser takes about 0.15 ms a part (60 ms for 16 KiB of empty parts).
+INLINE_CHECK_BYTES = 16 * 1024
+INLINE_TYPES = frozenset(("application/json", "application/x-www-form-urlencoded"))
 
 
 class IntakeAccepted(BaseModel):
@@ -110,15 +117,20 @@ _JSON_BODY: dict[str, Any] = {
 }
 
 
-async def _run(request: Request, accept: Callable[[Headers, bytes], Stored]) -> Response:
+async def _run(request: Request, check: Callable[[Headers, bytes], Post]) -> Response:
     intake = _intake(request)
     raw = await request.body()
     # Counted from the whole body on: a client trickling its body would otherwise hold
     # processing back for as long as it liked.
     with intake.pacer.serving():
-        stored = await anyio.to_thread.run_sync(accept, request.headers, raw)
-    if stored.waiting:  # committed: the worker may start on it
-        intake.submit(stored.event_id)
+        if (
+            len(raw) <= INLINE_CHECK_BYTES
+            and media_type(request.headers.get("content-type")) in INLINE_TYPES
+        ):
+            post = check(request.headers, raw)
+        else:
+            post = await anyio.to_thread.run_sync(check, request.headers, raw)
+        stored = await intake.store(post)
     return Response(b'{"intake_event_id":%d}' % stored.event_id, media_type="application/json")
 
 
