@@ -74,6 +74,10 @@ class Repeated(Exception):
         self.first = first
 
 
+class NotStored(Exception):
+    """The edge stopped (its loop cancelled) before the item's group was stored."""
+
+
 class _Contested(Exception):
     """A key claimed in a group was taken (a retry, a replay, a race): each item alone."""
 
@@ -148,7 +152,7 @@ class GroupCommitter:
         or what kept it from being stored; None: not stored."""
         for index, waiting in enumerate(group):
             waiting.pending.close()
-            result = RuntimeError("not stored") if results is None else results[index]
+            result = NotStored() if results is None else results[index]
             if isinstance(result, Accepted) and result.status is IntakeStatus.RECEIVED:
                 self.submit(result.id)
             if waiting.answer.done():

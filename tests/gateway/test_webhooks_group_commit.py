@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
 from doxa.core.enums import IntakeStatus
@@ -52,6 +53,12 @@ def as_a_group(
         return [answer.result() for answer in answers], hold.sizes
 
 
+def _groups() -> list[float]:
+    """Groups stored so far and the posts in them, as /metrics shows them."""
+    name = "doxa_webhook_commit_group_posts"
+    return [REGISTRY.get_sample_value(f"{name}_{part}") or 0.0 for part in ("count", "sum")]
+
+
 def _count(hooks: Smtp, model: Any) -> int:
     with hooks.context.sessions() as db:
         return int(db.scalar(select(func.count()).select_from(model)) or 0)
@@ -62,8 +69,10 @@ class TestGroups:
         self, hooks: Smtp
     ) -> None:
         posts = [_form(hooks, form_json(subject=f"visitor {n}")) for n in range(6)]
+        before = _groups()
         answers, sizes = as_a_group(hooks, posts)
         assert sizes == [1, 6] and [a.status_code for a in answers] == [202] * 6
+        assert [now - then for now, then in zip(_groups(), before, strict=True)] == [2, 7]
         ids = [answer.json()["intake_event_id"] for answer in answers]
         events = {event.id: event for event in hooks.settle()}
         assert len(set(ids)) == 6 and {events[i].status for i in ids} == {

@@ -40,6 +40,7 @@ from doxa.gateway.accepting import (
     LARGE_GROUP_LIMITS,
     SMALL_GROUP_LIMITS,
     GroupCommitter,
+    NotStored,
     Repeated,
 )
 from doxa.gateway.webhooks import auth
@@ -118,7 +119,7 @@ class WebhookIntake:
             if isinstance(repeat, Conflict):
                 raise
             return Stored(repeat.first, waiting=False)  # a retry or a replay: nothing new stored
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, NotStored) as exc:
             raise Unavailable("could not store the post just now; retry shortly") from exc
         if time.monotonic() >= self._purge_at:
             self._purge_at = time.monotonic() + PURGE_EVERY_SECONDS
