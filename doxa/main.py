@@ -102,12 +102,15 @@ class Runtime:
         # Processing and classification wait for a moment when no post or message is being
         # answered (at most a second a step): measured, they cost the edges' p99 15-20 ms.
         self.pacer = Pacer()
-        self.triage = TriageRunner(
-            settings, context.sessions, executor=pool, classify=classify, pacer=self.pacer
-        )
         self.worker = IntakeWorker(
             context.sessions, self.pipeline, after=self._processed, process=process,
             process_many=many, pacer=self.pacer,
+        )  # fmt: skip
+        # Classification also waits for intake to catch up (at most a second a batch): they
+        # share the worker processes, and new mail becoming tickets goes first.
+        self.triage = TriageRunner(
+            settings, context.sessions, executor=pool, classify=classify, pacer=self.pacer,
+            intake_caught_up=self.worker.caught_up,
         )  # fmt: skip
         self.webhooks = webhooks.WebhookIntake(
             settings, context.sessions, self.pipeline, self.worker.submit, self.pacer

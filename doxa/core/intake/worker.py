@@ -231,6 +231,8 @@ class IntakeWorker:
         self.concurrency, self.sweep_every = concurrency, sweep_every
         self._queue: asyncio.Queue[int] = asyncio.Queue()
         self._queued: set[int] = set()
+        self.caught_up = asyncio.Event()  # set while no submitted event waits or is processed
+        self.caught_up.set()
         self._tasks: list[asyncio.Task[None]] = []
         self._limiter = anyio.CapacityLimiter(concurrency)
         self._retries: dict[int, int] = {}
@@ -238,6 +240,7 @@ class IntakeWorker:
     def submit(self, event_id: int) -> None:
         if event_id not in self._queued:
             self._queued.add(event_id)
+            self.caught_up.clear()
             self._queue.put_nowait(event_id)
 
     async def start(self) -> None:
@@ -267,6 +270,8 @@ class IntakeWorker:
                 for event_id in batch:
                     self._queued.discard(event_id)
                     self._queue.task_done()
+                if not self._queued:
+                    self.caught_up.set()
 
     async def _run(self, batch: list[int]) -> None:
         alone = batch

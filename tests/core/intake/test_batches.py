@@ -198,3 +198,21 @@ class TestIntakeWorker:
             return during, _statuses(clean, [event_id])[0]
 
         assert asyncio.run(run()) == (IntakeStatus.RECEIVED, IntakeStatus.TICKET_CREATED)
+
+    def test_the_worker_is_caught_up_only_once_every_submitted_event_is_processed(
+        self, clean: Context, pipeline: Pipeline
+    ) -> None:
+        ids = [_accept(clean, pipeline, _mail(n)) for n in range(3)]
+
+        async def run() -> tuple[bool, bool, bool]:
+            worker = IntakeWorker(clean.sessions, pipeline, sweep_every=3600)
+            before = worker.caught_up.is_set()
+            for event_id in ids:
+                worker.submit(event_id)
+            submitted = worker.caught_up.is_set()
+            await worker.start()
+            await asyncio.wait_for(worker.caught_up.wait(), 30)
+            await worker.stop(grace=30)
+            return before, submitted, _statuses(clean, ids) == [IntakeStatus.TICKET_CREATED] * 3
+
+        assert asyncio.run(run()) == (True, False, True)
