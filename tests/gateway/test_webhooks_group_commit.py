@@ -82,6 +82,16 @@ class TestGroups:
             ["first", *(f"visitor {n}" for n in range(6))]
         )
 
+    def test_each_202_comes_after_its_own_row_is_committed(self, hooks: Smtp) -> None:
+        def post_and_look(n: int) -> bool:
+            answer = _form(hooks, form_json(subject=f"look {n}"))()
+            with hooks.context.sessions() as db:  # another connection sees it at once
+                return db.get(IntakeEvent, answer.json()["intake_event_id"]) is not None
+
+        with ThreadPoolExecutor(8) as pool:
+            assert list(pool.map(post_and_look, range(40))) == [True] * 40
+        assert len(hooks.settle()) == 40
+
     def test_a_replay_inside_a_group_gets_the_first_answer_and_stores_nothing(
         self, hooks: Smtp
     ) -> None:
