@@ -212,3 +212,19 @@ class GroupCommitter:
         if not isinstance(exc, Repeated | DomainError | OperationalError | InterfaceError):
             log.exception("could not store an item of %d bytes", pending.size)
         return exc
+
+
+class Lanes:
+    """Two committers: items up to GROUP_ITEM_BYTES stored in groups, larger ones alone."""
+
+    def __init__(self, sessions: sessionmaker[Session], pipeline: Pipeline, *,
+                 submit: Callable[[int], object],
+                 committed: Callable[[int], object] = lambda _size: None) -> None:  # fmt: skip
+        self.small, self.large = (
+            GroupCommitter(sessions, pipeline, submit=submit, limits=limits, committed=committed)
+            for limits in (SMALL_GROUP_LIMITS, LARGE_GROUP_LIMITS)
+        )
+
+    def enqueue(self, pending: Pending) -> asyncio.Future[Accepted]:
+        lane = self.large if pending.size > GROUP_ITEM_BYTES else self.small
+        return lane.enqueue(pending)

@@ -31,12 +31,7 @@ from doxa.core.enums import Channel
 from doxa.core.intake.pipeline import Accepted, Delivery, Pipeline, message_id_of
 from doxa.core.intake.worker import IntakeWorker
 from doxa.core.pacing import Pacer
-from doxa.gateway.accepting import (
-    GROUP_ITEM_BYTES,
-    LARGE_GROUP_LIMITS,
-    SMALL_GROUP_LIMITS,
-    GroupCommitter,
-)
+from doxa.gateway.accepting import Lanes
 
 log = logging.getLogger(__name__)
 
@@ -333,15 +328,8 @@ class IntakeHandler:
         self.pacer = pacer or Pacer()  # counts messages until their 250; processing gives way
         self.submit: Callable[[int], object] = worker.submit
         # Looked up at each call: SmtpListener.start replaces `submit` with a thread-safe one.
-        self.small, self.large = (
-            GroupCommitter(
-                sessions,
-                pipeline,
-                submit=self._submit,
-                limits=limits,
-                committed=metrics.smtp_group_committed,
-            )
-            for limits in (SMALL_GROUP_LIMITS, LARGE_GROUP_LIMITS)
+        self.lanes = Lanes(
+            sessions, pipeline, submit=self._submit, committed=metrics.smtp_group_committed
         )
         self.in_flight = 0
         self.idle = asyncio.Event()
@@ -371,8 +359,7 @@ class IntakeHandler:
         item = Delivery(channel=Channel.EMAIL, raw=b"", recipients=list(envelope.rcpt_tos),
                         envelope_from=envelope.mail_from, extra={"peer": peer})  # fmt: skip
         envelope.spool = None  # the committer closes it once the message is stored or refused
-        lane = self.large if spool.size > GROUP_ITEM_BYTES else self.small
-        answer = lane.enqueue(SpooledMessage(item, spool))
+        answer = self.lanes.enqueue(SpooledMessage(item, spool))
         self.in_flight += 1
         self.idle.clear()
         answer.add_done_callback(self._settled)  # counted until stored, even if the client left

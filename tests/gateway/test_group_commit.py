@@ -77,7 +77,7 @@ class Held:
 
 @contextmanager
 def held(smtp: Smtp, fault: Fault) -> Iterator[Held]:
-    with holding(_handler(smtp).small, fault) as hold:
+    with holding(_handler(smtp).lanes.small, fault) as hold:
         yield hold
 
 

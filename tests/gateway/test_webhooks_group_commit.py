@@ -25,7 +25,7 @@ Post = Callable[[], Any]  # one request, as sent by a client: gives its httpx re
 
 
 def _committer(hooks: Smtp) -> GroupCommitter:
-    committer: GroupCommitter = hooks.http.app.state.webhooks.small  # type: ignore[attr-defined]
+    committer: GroupCommitter = hooks.http.app.state.webhooks.lanes.small  # type: ignore[attr-defined]
     return committer
 
 

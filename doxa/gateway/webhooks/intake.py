@@ -35,14 +35,7 @@ from doxa.core.errors import (
 from doxa.core.intake import keys
 from doxa.core.intake.pipeline import Delivery, Pipeline
 from doxa.core.pacing import Pacer
-from doxa.gateway.accepting import (
-    GROUP_ITEM_BYTES,
-    LARGE_GROUP_LIMITS,
-    SMALL_GROUP_LIMITS,
-    GroupCommitter,
-    NotStored,
-    Repeated,
-)
+from doxa.gateway.accepting import Lanes, NotStored, Repeated
 from doxa.gateway.webhooks import auth
 from doxa.gateway.webhooks.bodies import read_form
 from doxa.gateway.webhooks.forms import form_post
@@ -100,19 +93,16 @@ class WebhookIntake:
     ) -> None:
         self.settings, self.sessions, self.pipeline = settings, sessions, pipeline
         self.pacer = pacer or Pacer()  # counts the posts being answered; processing gives way
-        self.small, self.large = (
-            GroupCommitter(sessions, pipeline, submit=submit, limits=limits,
-                           committed=metrics.webhook_group_committed)
-            for limits in (SMALL_GROUP_LIMITS, LARGE_GROUP_LIMITS)
-        )  # fmt: skip
+        self.lanes = Lanes(
+            sessions, pipeline, submit=submit, committed=metrics.webhook_group_committed
+        )
         self._purge_at = 0.0  # keys expire after a day; forgotten at most hourly
 
     async def store(self, post: Post) -> Stored:
         """Commit the post; a repeated key gets the first answer (or 401 when refused)."""
-        lane = self.large if post.size > GROUP_ITEM_BYTES else self.small
         try:
             # Shielded: a client that leaves does not take its post out of a group being stored.
-            accepted = await asyncio.shield(lane.enqueue(post))
+            accepted = await asyncio.shield(self.lanes.enqueue(post))
         except (Repeated, Conflict) as repeat:
             if post.replay_refused:
                 raise Unauthenticated("this token was used before: a replayed request") from None
