@@ -423,7 +423,9 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
         bare = summary(bare_load, args.posts)
         bare["cpu_ms_per_post"] = cpu_used(before, cpu_sample(process.pid, args.database_url),
                                            args.posts)  # fmt: skip
-        bare["sending_cpu_ms_per_post"] = bare["cpu_ms_per_post"] | clients_cpu(bare_load, args.posts)
+        bare["sending_cpu_ms_per_post"] = bare["cpu_ms_per_post"] | clients_cpu(
+            bare_load, args.posts
+        )
     subprocess.run(doxa("migrate"), env=doxa_env(args.database_url, 0), cwd=scratch, check=True,  # noqa: S603
                    stdout=subprocess.DEVNULL)  # fmt: skip
     port = free_port()
