@@ -134,9 +134,10 @@ class SvmLr:
         return self
 
     def decision_function(self, x: Matrix) -> np.ndarray:
-        return sum(
+        scores: np.ndarray = sum(
             m.decision_function(x) / s for m, s in zip(self.models, self.spread, strict=True)
         )
+        return scores
 
 
 class NbSvm:
