@@ -100,7 +100,7 @@ class GroupCommitter:
 
     def __init__(self, sessions: sessionmaker[Session], pipeline: Pipeline, *,
                  submit: Callable[[int], object], limits: tuple[int, int],
-                 committed: Callable[[int], object] = lambda _size: None) -> None:  # fmt: skip
+                 committed: Callable[[int], object]) -> None:  # fmt: skip
         self.sessions, self.pipeline, self.submit = sessions, pipeline, submit
         self.max_items, self.max_bytes = limits
         self.committed = committed
@@ -219,7 +219,7 @@ class Lanes:
 
     def __init__(self, sessions: sessionmaker[Session], pipeline: Pipeline, *,
                  submit: Callable[[int], object],
-                 committed: Callable[[int], object] = lambda _size: None) -> None:  # fmt: skip
+                 committed: Callable[[int], object]) -> None:  # fmt: skip
         self.small, self.large = (
             GroupCommitter(sessions, pipeline, submit=submit, limits=limits, committed=committed)
             for limits in (SMALL_GROUP_LIMITS, LARGE_GROUP_LIMITS)
