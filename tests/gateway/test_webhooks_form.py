@@ -22,6 +22,11 @@ def _events(hooks: Smtp) -> list[IntakeEvent]:
         return list(db.scalars(select(IntakeEvent).order_by(IntakeEvent.id)))
 
 
+def _keys(hooks: Smtp) -> list[IntakeKey]:
+    with hooks.context.sessions() as db:
+        return list(db.scalars(select(IntakeKey)))
+
+
 class TestSignature:
     def test_a_signed_json_post_gets_202_and_opens_a_form_ticket(self, hooks: Smtp) -> None:
         body = form_json(order="ORD-7", plan={"tier": "pro"})
@@ -145,6 +150,22 @@ class TestReplayAndIdempotency:
         )
         assert response.status_code == 202
         assert len(_events(hooks)) == 2
+
+    def test_keys_older_than_24_hours_are_forgotten_in_the_background(self, hooks: Smtp) -> None:
+        body = form_json()
+        hooks.http.post(FORM, content=body, headers=signed(body) | {"Idempotency-Key": "stale"})
+        with hooks.context.sessions() as db, db.begin():
+            for key in db.scalars(select(IntakeKey)):
+                key.created_at = key.created_at.replace(year=key.created_at.year - 1)
+        hooks.http.app.state.webhooks._purge_at = 0.0  # type: ignore[attr-defined]  # an hour on
+        other = form_json(message="Another question")
+        headers = signed(other)
+        assert hooks.http.post(FORM, content=other, headers=headers).status_code == 202
+        left = {headers["X-Doxa-Signature"].removeprefix("sha256=")}  # the new post's alone
+        deadline = time.monotonic() + 15
+        while {k.key for k in _keys(hooks)} != left:
+            assert time.monotonic() < deadline, [k.key for k in _keys(hooks)]
+            time.sleep(0.05)
 
 
 class TestBadInput:

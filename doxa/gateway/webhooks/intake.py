@@ -97,6 +97,7 @@ class WebhookIntake:
             sessions, pipeline, submit=submit, committed=metrics.webhook_group_committed
         )
         self._purge_at = 0.0  # keys expire after a day; forgotten at most hourly
+        self._purging: asyncio.Task[None] | None = None
 
     async def store(self, post: Post) -> Stored:
         """Commit the post; a repeated key gets the first answer (or 401 when refused)."""
@@ -111,9 +112,9 @@ class WebhookIntake:
             return Stored(repeat.first, waiting=False)  # a retry or a replay: nothing new stored
         except (SQLAlchemyError, NotStored) as exc:
             raise Unavailable("could not store the post just now; retry shortly") from exc
-        if time.monotonic() >= self._purge_at:
+        if time.monotonic() >= self._purge_at:  # in the background: no post waits for it
             self._purge_at = time.monotonic() + PURGE_EVERY_SECONDS
-            await anyio.to_thread.run_sync(self._purge)
+            self._purging = asyncio.create_task(anyio.to_thread.run_sync(self._purge))
         return Stored(accepted.id, waiting=accepted.status is IntakeStatus.RECEIVED)
 
     def _purge(self) -> None:

@@ -16,9 +16,14 @@ def _batch_after(clean: Context, caught_up: asyncio.Event, *, catch_up_in: float
     """Seconds until one classification batch ran, intake catching up after `catch_up_in`."""
     started: list[float] = []
 
+    def classify() -> int:
+        started.append(time.monotonic())
+        return 0
+
     async def run() -> float:
-        triage = TriageRunner(clean.settings, clean.sessions, intake_caught_up=caught_up,
-                              classify=lambda: started.append(time.monotonic()) or 0)  # fmt: skip
+        triage = TriageRunner(
+            clean.settings, clean.sessions, intake_caught_up=caught_up, classify=classify
+        )
         if catch_up_in is not None:
             asyncio.get_running_loop().call_later(catch_up_in, caught_up.set)
         began = time.monotonic()
