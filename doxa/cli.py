@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import logging
 import sys
+import warnings
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -152,7 +155,8 @@ def ingest_stdin(args: argparse.Namespace, settings: Settings) -> int:
         )
     finally:
         context.close()
-    print(result.detail, file=sys.stdout if result.code == pipe.EX_OK else sys.stderr)
+    if result.code != pipe.EX_OK:
+        _pipe_line(result.detail)
     return result.code
 
 
@@ -323,24 +327,61 @@ def _version() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     logs.configure()
     args = parser().parse_args(argv)
+    # Behind an MTA's pipe every failure of ours is temporary: the MTA keeps the mail and retries.
+    piped = args.command == "ingest" and _piped(args)
+    if piped:  # the MTA copies our output into its log and bounces: only _pipe_line speaks
+        with _quiet():
+            return _run(args, piped)
+    return _run(args, piped)
+
+
+def _run(args: argparse.Namespace, piped: bool) -> int:
     from doxa.core.config import ConfigError, load_settings
     from doxa.core.errors import DomainError
 
-    # Behind an MTA's pipe every failure of ours is temporary: the MTA keeps the mail and retries.
-    piped = args.command == "ingest" and _piped(args)
     try:
         settings = load_settings(**_overrides(args))
-        logs.configure(settings.log_format)
+        if not piped:
+            logs.configure(settings.log_format)
         run: Command = args.run
         return run(args, settings)
     except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
+        _say(f"configuration error: {exc}", piped)
         return EX_TEMPFAIL if piped else 2
     except (DomainError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _say(f"error: {exc}", piped)
         return EX_TEMPFAIL if piped else 1
     except KeyboardInterrupt:  # Ctrl-C before a command's own handling (migrating, loading)
         return EX_TEMPFAIL if piped else 130
+    except Exception as exc:
+        if not piped:
+            raise
+        _pipe_line(f"4.3.0 temporary failure: {type(exc).__name__}")  # never a traceback
+        return EX_TEMPFAIL
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """No log line and no warning on the pipe's output (SPEC: nothing on success)."""
+    logging.disable(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def _say(text: str, piped: bool) -> None:
+    if piped:
+        _pipe_line(text)
+    else:
+        print(text, file=sys.stderr)
+
+
+def _pipe_line(text: str) -> None:
+    """The pipe's single line on failure, short enough for the MTA's status text."""
+    print(" ".join(text.split())[:200], file=sys.stderr)
 
 
 if __name__ == "__main__":

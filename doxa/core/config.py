@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     # authserv-id is listed here and the message came from one of these relays.
     trusted_authserv_ids: Annotated[tuple[str, ...], NoDecode] = ()
     trusted_relays: Annotated[tuple[IPNetwork, ...], NoDecode] = ()
+    # Also the header directly below the relay's Received line (Debian's milters put theirs
+    # there), and Authentication-Results on mail piped in by `doxa ingest -` (issue 19).
+    trusted_ar_below_received: bool = False
+    trusted_pipe: bool = False
     ack_hourly_limit_per_recipient: int = Field(3, ge=0)
     ack_hourly_limit: int = Field(200, ge=0)
     # Accounts (issue 8): where mailed links point, and the proxies whose X-Forwarded-For counts.

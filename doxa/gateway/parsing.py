@@ -36,6 +36,7 @@ from doxa.gateway.mime.headers import (
     single_line,
 )
 from doxa.gateway.mime.loading import MAX_HEADER_BYTES, MAX_PARTS, load_message
+from doxa.gateway.mime.trace import relay_results
 
 __all__ = [
     "MAX_DEPTH",
@@ -87,6 +88,7 @@ def parse_email(
     sender_email, sender_name, reply_to = identity(message, body.notes, hint)
     walk_safely(message, body, max_attachment_bytes)
     plain, html = texts(body)
+    results_above, result_below = relay_results(message)
     return InboundMessage(
         sender_email=sender_email,
         sender_name=sender_name,
@@ -99,6 +101,8 @@ def parse_email(
         in_reply_to=ids(header(message, "in-reply-to")),
         references=ids(header(message, "references")),
         headers=loop_headers(message, hint),
+        auth_results_above=results_above,
+        auth_result_below=result_below,
         content_type=content_type(message),
         attachments=body.attachments,
         notes=body.notes,

@@ -42,6 +42,11 @@ class InboundMessage:
     # Where answers should go; never who wrote it (SPEC: Reply-To grants no identity).
     reply_to: str | None = None
     cc: list[str] = field(default_factory=list)  # lower-cased Cc: addresses
+    # Authentication-Results values the MTA in front may have written (SPEC "Who wrote it"),
+    # top down: those above the topmost Received line, and the one directly below it. Both are
+    # empty when the message has no Received line: then no relay handled it.
+    auth_results_above: list[str] = field(default_factory=list)
+    auth_result_below: str | None = None
 
 
 # Column lengths of what an inbound message fills (tests/core/intake/test_inbound.py checks
@@ -140,6 +145,8 @@ def storable(msg: InboundMessage) -> InboundMessage:
         in_reply_to=[_s(v, ID_CHARS) for v in msg.in_reply_to],
         references=[_s(v, ID_CHARS) for v in msg.references],
         headers={_s(k): _s(v) for k, v in msg.headers.items()},
+        auth_results_above=[_s(v) for v in msg.auth_results_above],
+        auth_result_below=_opt(msg.auth_result_below),
         reply_to=reply_to or None,
         cc=[a for a in (_address(v, "Cc", notes) for v in msg.cc[:MAX_CC]) if a],
         attachments=[_attachment(a) for a in msg.attachments],

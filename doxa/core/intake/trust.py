@@ -1,19 +1,24 @@
 """Who really wrote an inbound message, as far as the MTA in front can vouch for it.
 
 Anyone can write any `From:`; only the MTA that received the message from the internet
-checked SPF, DKIM and DMARC, and it says so in the `Authentication-Results` header it puts on
-top (RFC 8601). We believe that header only when both hold: its authserv-id is one of
-`TRUSTED_AUTHSERV_IDS`, and the message reached our SMTP listener from one of
-`TRUSTED_RELAYS`, so a sender connecting directly cannot write the header itself. Only the
-topmost header counts: anything below it came from further away, where anyone writes it.
+checked SPF, DKIM and DMARC, and it says so in an `Authentication-Results` header (RFC 8601).
+We believe such a header only when all hold: its authserv-id is one of
+`TRUSTED_AUTHSERV_IDS`; the message reached our SMTP listener from one of `TRUSTED_RELAYS`
+(or came through `doxa ingest -` with `TRUSTED_PIPE=true`); and the header sits above the
+relay's topmost `Received` line, where only the relay writes (the one directly below it counts
+too with `TRUSTED_AR_BELOW_RECEIVED=true`, where milters insert theirs). Anything lower came
+with the message, from wherever the sender liked.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
-import re
+import unicodedata
 from dataclasses import dataclass
+from typing import NamedTuple
 
+from publicsuffixlist import PublicSuffixList
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -26,13 +31,11 @@ from doxa.core.users import service as users
 from doxa.core.users.models import User
 
 AUTHENTICATION_RESULTS = "authentication-results"
-HEADERS_READ = frozenset({AUTHENTICATION_RESULTS})
 SPOOFED = "spoofed"
 DEACTIVATED = "deactivated_user"
 UNVERIFIED = "unverified_sender"
-
-_COMMENT = re.compile(r"\([^()]*\)")
-_PROPERTY = re.compile(r"([A-Za-z0-9_.-]+)\s*=\s*(\"[^\"]*\"|[^\s;]+)")
+PIPE = "pipe"  # the `via` of an event that `doxa ingest -` stored
+MAX_RESULTS = 50  # results read from one header; a real MTA writes a handful
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +54,24 @@ class Assessment:
     author: User | None = None  # the user the From: address names, looked up once per event
 
 
+class Result(NamedTuple):
+    """One method's result in an Authentication-Results header (RFC 8601 `resinfo`)."""
+
+    method: str  # lower-cased, without a version: "dkim", "dmarc", "spf"
+    result: str  # lower-cased: "pass", "fail", "none", ...
+    props: dict[str, str]  # lower-cased "ptype.property" -> value, e.g. "header.from"
+    # Its ";" had no whitespace after it (`smtp.helo=x;dmarc=pass`): it may be the tail of a
+    # value the sender chose (an unquoted HELO name), so it can fail a message, never pass one.
+    glued: bool = False
+
+
 def assess(db: Session, event: IntakeEvent, msg: InboundMessage, settings: Settings) -> Assessment:
     """SPEC "Who wrote it": staff only when authenticated, DMARC fail held where it matters."""
     author = users.find_by_email(db, msg.sender_email) if msg.sender_email else None
-    # Only our SMTP listener records a peer; no other channel can claim to be a trusted relay.
-    peer = (event.extra or {}).get("peer") if event.channel is Channel.EMAIL else None
-    said = verdict(msg, peer=peer, settings=settings)
+    # Only our SMTP listener records a peer, and only the pipe edge says "pipe": no other
+    # channel can claim to have come from the MTA in front.
+    extra = (event.extra or {}) if event.channel is Channel.EMAIL else {}
+    said = verdict(msg, peer=extra.get("peer"), settings=settings, piped=extra.get("via") == PIPE)
     if author is not None and not author.is_active:
         return Assessment(DEACTIVATED, said.authenticated, author=author)
     # A web form proves nothing about the address typed into it.
@@ -74,49 +89,182 @@ def _has_tickets(db: Session, user_id: int) -> bool:
     return db.scalar(select(Ticket.id).where(Ticket.requester_id == user_id).limit(1)) is not None
 
 
-def verdict(msg: InboundMessage, *, peer: object, settings: Settings) -> Verdict:
-    """The topmost Authentication-Results header's word on the From: domain, if we trust it."""
-    header = msg.headers.get(AUTHENTICATION_RESULTS)
-    if not header or not _from_trusted_relay(peer, settings):
+def verdict(
+    msg: InboundMessage, *, peer: object, settings: Settings, piped: bool = False
+) -> Verdict:
+    """What the trusted Authentication-Results headers the relay wrote say of the From: domain."""
+    relayed = settings.trusted_pipe if piped else _from_trusted_relay(peer, settings)
+    if not relayed:
         return Verdict()
-    authserv_id, results = parse_results(header)
-    if authserv_id not in settings.trusted_authserv_ids:
+    counted = list(msg.auth_results_above)
+    if settings.trusted_ar_below_received and msg.auth_result_below is not None:
+        counted.append(msg.auth_result_below)
+    trusted = [
+        results
+        for authserv_id, results in map(parse_results, counted)
+        if authserv_id in settings.trusted_authserv_ids
+    ]
+    if not trusted:
         return Verdict()
-    domain = msg.sender_email.rpartition("@")[2]
-    authenticated = dmarc_failed = False
-    for method, result, props in results:
-        if method == "dmarc" and _aligned(props.get("header.from"), domain, exact=True):
-            authenticated |= result == "pass"
-            dmarc_failed |= result == "fail"
-        elif method == "dkim" and result == "pass":
-            signer = props.get("header.d") or props.get("header.i", "").rpartition("@")[2]
-            authenticated |= bool(signer) and _aligned(signer, domain, exact=False)
-    return Verdict(authenticated and not dmarc_failed, dmarc_failed)
+    domain = normalized_domain(msg.sender_email.rpartition("@")[2])
+    dmarc_failed = any(_dmarc_fails(results, domain) for results in trusted)
+    authenticated = not dmarc_failed and _passes(trusted[0], domain)  # the topmost one speaks
+    return Verdict(authenticated, dmarc_failed)
 
 
-def parse_results(header: str) -> tuple[str, list[tuple[str, str, dict[str, str]]]]:
-    """(authserv-id, [(method, result, {ptype.property: value})]) of one RFC 8601 header."""
-    text = header
-    for _ in range(5):  # comments may nest; a few passes take out any a real MTA writes
-        text = _COMMENT.sub(" ", text)
-    first, *rest = text.split(";")
-    authserv_id = (first.split() or [""])[0].lower()
+def _dmarc_fails(results: list[Result], domain: str) -> bool:
+    """A DMARC fail about this From domain (or about no domain named: the message's own)."""
+    return any(
+        r.method == "dmarc"
+        and r.result == "fail"
+        and normalized_domain(r.props.get("header.from", domain)) == domain
+        for r in results
+    )
+
+
+def _passes(results: list[Result], domain: str) -> bool:
+    """DMARC pass naming this From domain, or DKIM pass signed by its organizational domain."""
+    if not domain:
+        return False
+    for r in results:
+        if r.glued or r.result != "pass":
+            continue
+        if r.method == "dmarc" and normalized_domain(r.props.get("header.from", "")) == domain:
+            return True
+        if r.method == "dkim":
+            signer = r.props.get("header.d") or r.props.get("header.i", "").rpartition("@")[2]
+            if _organizational(signer) is not None and _organizational(signer) == _organizational(
+                domain
+            ):
+                return True
+    return False
+
+
+def normalized_domain(value: str) -> str:
+    """A domain as compared: Unicode NFKC, lower case, no trailing dot, IDNA A-labels."""
+    value = unicodedata.normalize("NFKC", value).strip().lower().rstrip(".")
+    try:
+        return value.encode("idna").decode("ascii")
+    except UnicodeError:
+        return value
+
+
+@functools.cache
+def _suffixes() -> PublicSuffixList:
+    # The list bundled with the package: nothing is fetched at run time.
+    return PublicSuffixList()
+
+
+def _organizational(domain: str) -> str | None:
+    """The registrable domain (`staff.example` of `mail.staff.example`); None for a public
+    suffix itself (`example`, `co.uk`) or nothing at all."""
+    domain = normalized_domain(domain)
+    return _suffixes().privatesuffix(domain) if domain else None
+
+
+def parse_results(header: str) -> tuple[str, list[Result]]:
+    """(authserv-id, results) of one RFC 8601 header value, read by its grammar: quoted strings
+    and comments (nested at any depth) are never separators, `ptype.property=value` pairs
+    belong to the result before them, and whatever does not fit the grammar counts for nothing."""
+    segments = _segments(_tokens(header))
+    head = segments[0][1]
+    authserv_id = head[0].text.lower() if head and head[0].kind == _VALUE else ""
     results = []
-    for clause in rest[:50]:
-        pairs = [(k.lower(), v.strip('"').lower()) for k, v in _PROPERTY.findall(clause)]
-        if pairs:
-            (method, result), props = pairs[0], dict(pairs[1:])
-            results.append((method.split("/")[0], result, props))
+    for glued, tokens in segments[1 : MAX_RESULTS + 1]:
+        result = _result(tokens, glued)
+        if result is not None:
+            results.append(result)
     return authserv_id, results
 
 
-def _aligned(value: str | None, domain: str, *, exact: bool) -> bool:
-    """DMARC names the From domain itself (absent: it spoke of this message's From); a DKIM
-    signature aligns when it is the From domain or a parent of it (relaxed alignment)."""
-    if value is None:
-        return exact
-    value = value.lower().rstrip(".")
-    return bool(domain) and (value == domain or (not exact and domain.endswith("." + value)))
+class _Token(NamedTuple):
+    kind: str  # _VALUE (a word or quoted string), ";" or "="
+    text: str
+    spaced: bool = False  # whitespace or a comment came right before it
+    glued: bool = False  # a ";" with no whitespace right after it
+
+
+_VALUE = "value"
+_SPECIALS = frozenset('();="')
+
+
+def _tokens(text: str) -> list[_Token]:
+    """RFC 5322 lexical tokens; comments (nested, with quoted-pairs) are dropped as spacing."""
+    tokens: list[_Token] = []
+    i, n, spaced = 0, len(text), False
+    while i < n:
+        ch = text[i]
+        if ch.isspace():
+            i, spaced = i + 1, True
+        elif ch == "(":
+            depth = 0
+            while i < n:
+                if text[i] == "\\":
+                    i += 1
+                elif text[i] == "(":
+                    depth += 1
+                elif text[i] == ")":
+                    depth -= 1
+                    if depth == 0:
+                        break
+                i += 1
+            i, spaced = i + 1, True
+        elif ch == '"':
+            chars, i = [], i + 1
+            while i < n and text[i] != '"':
+                if text[i] == "\\" and i + 1 < n:
+                    i += 1
+                chars.append(text[i])
+                i += 1
+            tokens.append(_Token(_VALUE, "".join(chars), spaced))
+            i, spaced = i + 1, False
+        elif ch in ";=":
+            glued = ch == ";" and i + 1 < n and not text[i + 1].isspace()
+            tokens.append(_Token(ch, ch, spaced, glued))
+            i, spaced = i + 1, False
+        else:
+            start = i
+            while i < n and not text[i].isspace() and text[i] not in _SPECIALS:
+                i += 1
+            tokens.append(_Token(_VALUE, text[start:i], spaced))
+            spaced = False
+    return _joined(tokens)
+
+
+def _joined(tokens: list[_Token]) -> list[_Token]:
+    """Adjacent values with nothing between them are one (`"a;b"@evil.test`)."""
+    out: list[_Token] = []
+    for token in tokens:
+        if out and token.kind == out[-1].kind == _VALUE and not token.spaced:
+            out[-1] = out[-1]._replace(text=out[-1].text + token.text)
+        else:
+            out.append(token)
+    return out
+
+
+def _segments(tokens: list[_Token]) -> list[tuple[bool, list[_Token]]]:
+    """The tokens between `;` separators, each with whether its `;` was glued."""
+    segments: list[tuple[bool, list[_Token]]] = [(False, [])]
+    for token in tokens:
+        if token.kind == ";":
+            segments.append((token.glued, []))
+        else:
+            segments[-1][1].append(token)
+    return segments
+
+
+def _result(tokens: list[_Token], glued: bool) -> Result | None:
+    """`method[/version]=result [reason=value] *(ptype.property=value)`; None if not that."""
+    pairs: list[tuple[str, str]] = []
+    for at in range(0, len(tokens) - 2, 3):
+        key, equals, value = tokens[at : at + 3]
+        if key.kind != _VALUE or equals.kind != "=" or value.kind != _VALUE:
+            break  # off the grammar: what follows is no property we can place
+        pairs.append((key.text.lower(), value.text.lower()))
+    if not pairs:
+        return None
+    (method, result), props = pairs[0], dict(pairs[:0:-1])  # the first of a repeated key wins
+    return Result(method.split("/")[0].strip(), result, props, glued)
 
 
 def _from_trusted_relay(peer: object, settings: Settings) -> bool:
