@@ -17,14 +17,15 @@ from doxa.cli import main
 from doxa.core.config import Settings
 from doxa.core.context import Context
 from doxa.core.db import transaction
-from doxa.core.enums import Channel, IntakeStatus
+from doxa.core.enums import Channel, IntakeStatus, Role
 from doxa.core.intake.inbound import InboundMessage
 from doxa.core.intake.models import IntakeEvent
 from doxa.core.intake.pipeline import Delivery, Pipeline, RawEvent
 from doxa.core.models import Ticket, User
 from doxa.core.triage.models import ClassifierModel
 from doxa.main import build_pipeline
-from tests.gateway.conftest import message
+from tests.conftest import MakeUser
+from tests.gateway.conftest import message, relayed
 
 DOXA = str(Path(sys.executable).with_name("doxa"))
 
@@ -375,6 +376,35 @@ class TestIngestPipe:
         with clean.sessions() as db:
             assert db.scalar(select(IntakeEvent.id)) is None
 
+    def test_a_stored_message_prints_nothing_for_the_mtas_status_text(
+        self, environment: dict[str, str]
+    ) -> None:
+        result = _pipe(environment, message("Quiet", message_id="pipe-q@example.org").encode())
+        assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
+
+    def test_a_refusal_prints_one_short_line(self, environment: dict[str, str]) -> None:
+        result = _pipe(environment, message().encode(), recipient="someone@elsewhere.example")
+        assert (result.returncode, result.stdout) == (65, b"")
+        [line] = result.stderr.decode().splitlines()
+        assert "no such mailbox" in line and len(line) <= 200
+
+    def test_staff_mail_is_believed_only_with_trusted_pipe(
+        self, clean: Context, environment: dict[str, str], make_user: MakeUser
+    ) -> None:
+        agent = make_user(Role.AGENT)
+        trusting = {**environment, "TRUSTED_AUTHSERV_IDS": "mx.ours.test"}
+        trusting["TRUSTED_RELAYS"] = "127.0.0.1"  # loopback is not the pipe
+        verdict = "mx.ours.test; dmarc=pass header.from=example.com"
+        for flag, message_id in (("false", "pipe-s1@example.org"), ("true", "pipe-s2@example.org")):
+            raw = relayed(message("Note", sender=agent.email, message_id=message_id), verdict)
+            assert _pipe({**trusting, "TRUSTED_PIPE": flag}, raw.encode()).returncode == 0
+        with clean.sessions() as db:
+            events = list(db.scalars(select(IntakeEvent).order_by(IntakeEvent.id)))
+        assert [(e.status, e.reason) for e in events] == [
+            (IntakeStatus.HELD, "spoofed"),
+            (IntakeStatus.TICKET_CREATED, None),
+        ]
+
     def test_database_away_exits_75_so_the_mta_retries(self, tmp_path: Path) -> None:
         closed = {
             **os.environ,
@@ -384,4 +414,5 @@ class TestIngestPipe:
         }
         assert _pipe(closed, message().encode()).returncode == 75
         missing = {**closed, "DATABASE_URL": f"sqlite:///{tmp_path}/no/such/dir/doxa.db"}
-        assert _pipe(missing, message().encode()).returncode == 75
+        result = _pipe(missing, message().encode())
+        assert result.returncode == 75 and len(result.stderr.splitlines()) == 1

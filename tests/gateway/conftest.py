@@ -169,6 +169,23 @@ def message(subject: str = "Printer is broken", body: str = "It prints blank pag
     return "\r\n".join(lines) + "\r\n\r\n" + body + "\r\n"
 
 
+# The line the MTA in front adds on top when the message reaches it from the internet.
+RELAY_RECEIVED = (
+    "Received: from mail.sender.test (mail.sender.test [198.51.100.7])\r\n"
+    "\tby mx.ours.test (Postfix) with ESMTPS id 4Qx1; Fri, 27 Nov 2026 10:00:01 +0000"
+)
+
+
+def relayed(raw: str, *above: str, below: str | None = None) -> str:
+    """The message as the MTA in front hands it on: the Authentication-Results headers it wrote
+    above its Received line, that line, then a header directly below it (a milter's, or one the
+    sender wrote), then the message as the sender wrote it."""
+    lines = [f"Authentication-Results: {value}" for value in above] + [RELAY_RECEIVED]
+    if below is not None:
+        lines.append(f"Authentication-Results: {below}")
+    return "\r\n".join(lines) + "\r\n" + raw
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -236,10 +236,25 @@ class TestParseEmailBasics:
         msg = parse(mail("Cc: Bob <BOB@x.test>, carol@y.test, bob@x.test", "Subject: x"))
         assert msg.cc == ["bob@x.test", "carol@y.test"]
 
-    def test_topmost_authentication_results_is_kept_whole(self, parse: Parse) -> None:
+    def test_authentication_results_are_placed_around_the_topmost_received_line(
+        self, parse: Parse
+    ) -> None:
         top = "mx.ours.test; dkim=pass header.d=example.com; spf=pass " + "x" * 1500
-        msg = parse(mail(f"Authentication-Results: {top}", "Authentication-Results: forged; x"))
-        assert msg.headers["authentication-results"] == top
+        raw = (
+            f"Authentication-Results: {top}\r\nAuthentication-Results: mx.ours.test;\r\n"
+            " dmarc=pass\r\nReceived: from a by mx.ours.test; Fri, 27 Nov 2026 10:00:01 +0000\r\n"
+            "Authentication-Results: milter; =?us-ascii?q?x=3B?=\r\n"
+            "Received: from b by c\r\nAuthentication-Results: sender; x\r\n"
+        )
+        msg = parse(raw + mail())
+        assert msg.auth_results_above == [top, "mx.ours.test; dmarc=pass"]
+        assert msg.auth_result_below == "milter; =?us-ascii?q?x=3B?="  # never RFC 2047-decoded
+
+    def test_without_a_received_line_no_authentication_results_are_placed(
+        self, parse: Parse
+    ) -> None:
+        msg = parse(mail("Authentication-Results: mx.ours.test; dmarc=pass"))
+        assert (msg.auth_results_above, msg.auth_result_below) == ([], None)
 
     def test_missing_from_is_noted(self, parse: Parse) -> None:
         msg = parse(b"Subject: hi\r\n\r\nbody\r\n")

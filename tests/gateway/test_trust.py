@@ -7,17 +7,20 @@ mail still goes where it belongs.
 
 from __future__ import annotations
 
+import pytest
+
 from doxa.core.enums import IntakeStatus, Role, ThreadedBy
 from doxa.core.intake.models import IntakeEvent
 from doxa.core.tickets.models import Ticket
 from tests.conftest import MakeUser
-from tests.gateway.conftest import Sink, Smtp, StartSmtp, message
+from tests.gateway.conftest import Sink, Smtp, StartSmtp, message, relayed
 from tests.gateway.webhook_support import form_json, signed, start_hooks
 
 CUSTOMER = "alice@example.org"
 STRANGER = "mallory@evil.test"
 FORM = "/api/v1/inbound/form"
 TRUSTED = {"trusted_authserv_ids": "mx.ours.test", "trusted_relays": "127.0.0.1"}
+MILTERS = {**TRUSTED, "trusted_ar_below_received": True}
 
 
 def _customer_ticket(smtp: Smtp, message_id: str = "alice-1@example.org") -> Ticket:
@@ -122,23 +125,7 @@ class TestStaffAddresses:
     ) -> None:
         smtp = start_smtp(trusted_authserv_ids="mx.ours.test", trusted_relays="192.0.2.1")
         agent = make_user(Role.AGENT)
-        smtp.send(
-            message("x", sender=agent.email, Authentication_Results="mx.ours.test; dmarc=pass")
-        )
-        assert _last(smtp).reason == "spoofed"
-
-    def test_a_header_below_an_untrusted_topmost_one_is_ignored(
-        self, start_smtp: StartSmtp, make_user: MakeUser
-    ) -> None:
-        smtp = start_smtp(**TRUSTED)
-        agent = make_user(Role.AGENT)
-        raw = message("x", sender=agent.email).replace(
-            "From:",
-            "Authentication-Results: other.test; none\r\n"
-            "Authentication-Results: mx.ours.test; dmarc=pass\r\nFrom:",
-            1,
-        )
-        smtp.send(raw)
+        smtp.send(relayed(message("x", sender=agent.email), PASS))
         assert _last(smtp).reason == "spoofed"
 
     def test_agent_mail_authenticated_by_the_trusted_mta_is_stored_as_the_agents(
@@ -148,9 +135,7 @@ class TestStaffAddresses:
         agent = make_user(Role.AGENT)
         ticket = _customer_ticket(smtp)
         verdict = "mx.ours.test; dkim=pass header.d=example.com; dmarc=pass header.from=example.com"
-        smtp.send(
-            message(f"Re: [#{ticket.id}]", sender=agent.email, Authentication_Results=verdict)
-        )
+        smtp.send(relayed(message(f"Re: [#{ticket.id}]", sender=agent.email), verdict))
         assert _last(smtp).status is IntakeStatus.FOLLOWUP
         assert smtp.messages(ticket.id)[-1].author_id == agent.id
 
@@ -159,9 +144,116 @@ class TestStaffAddresses:
     ) -> None:
         smtp = start_smtp(**TRUSTED)
         agent = make_user(Role.AGENT)
-        verdict = "mx.ours.test; dkim=pass header.d=evil.test"
-        smtp.send(message("x", sender=agent.email, Authentication_Results=verdict))
+        smtp.send(
+            relayed(message("x", sender=agent.email), "mx.ours.test; dkim=pass header.d=evil.test")
+        )
         assert _last(smtp).reason == "spoofed"
+
+
+PASS = "mx.ours.test; dmarc=pass header.from=example.com"
+STAFF = "admin@staff.example"
+
+
+class TestWhereTheRelayWrites:
+    """SPEC "Who wrote it": only the relay's own Authentication-Results headers count."""
+
+    def test_stock_postfix_passes_on_the_senders_own_header_and_it_is_not_believed(
+        self, start_smtp: StartSmtp, make_user: MakeUser
+    ) -> None:
+        smtp = start_smtp(**TRUSTED)  # a relay that neither adds nor strips the header
+        admin = make_user(Role.ADMIN)
+        ticket = _customer_ticket(smtp)
+        forged = message(f"Re: [#{ticket.id}] Refund approved", sender=admin.email)
+        smtp.send(relayed(forged, below=PASS))  # the stranger's header, below the relay's line
+        event = _last(smtp)
+        assert (event.status, event.reason, event.ticket_id) == (IntakeStatus.HELD, "spoofed", None)
+        assert len(smtp.messages(ticket.id)) == 2  # nothing new for the customer to read
+
+    def test_a_milters_header_directly_below_is_believed_with_the_flag(
+        self, start_smtp: StartSmtp, make_user: MakeUser
+    ) -> None:
+        smtp = start_smtp(**MILTERS)  # Debian's OpenDMARC inserts below Postfix's Received line
+        agent = make_user(Role.AGENT)
+        ticket = _customer_ticket(smtp)
+        smtp.send(relayed(message(f"Re: [#{ticket.id}]", sender=agent.email), below=PASS))
+        assert _last(smtp).status is IntakeStatus.FOLLOWUP
+        assert smtp.messages(ticket.id)[-1].author_id == agent.id
+
+    def test_with_the_flag_a_header_further_down_still_counts_for_nothing(
+        self, start_smtp: StartSmtp, make_user: MakeUser
+    ) -> None:
+        smtp = start_smtp(**MILTERS)
+        agent = make_user(Role.AGENT)
+        senders = message("x", sender=agent.email, Authentication_Results=PASS)
+        smtp.send(relayed(senders, below="mx.ours.test; dmarc=none header.from=example.com"))
+        assert _last(smtp).reason == "spoofed"
+
+    def test_without_a_received_line_no_header_is_believed(
+        self, start_smtp: StartSmtp, make_user: MakeUser
+    ) -> None:
+        smtp = start_smtp(**MILTERS)
+        agent = make_user(Role.AGENT)
+        smtp.send(f"Authentication-Results: {PASS}\r\n" + message("x", sender=agent.email))
+        assert _last(smtp).reason == "spoofed"
+
+    def test_the_topmost_trusted_header_speaks_past_an_untrusted_one(
+        self, start_smtp: StartSmtp, make_user: MakeUser
+    ) -> None:
+        smtp = start_smtp(**TRUSTED)
+        agent = make_user(Role.AGENT)
+        smtp.send(relayed(message("x", sender=agent.email), "other.test; dmarc=fail", PASS))
+        assert _last(smtp).status is IntakeStatus.TICKET_CREATED
+
+    def test_dmarc_fail_in_any_trusted_header_wins(
+        self, start_smtp: StartSmtp, make_user: MakeUser
+    ) -> None:
+        smtp = start_smtp(**MILTERS)
+        agent = make_user(Role.AGENT)
+        fail = "mx.ours.test; dmarc=fail header.from=example.com"
+        smtp.send(relayed(message("x", sender=agent.email), PASS, below=fail))
+        assert _last(smtp).reason == "spoofed"
+
+
+class TestCraftedHeaders:
+    """Values the sender chose, inside the relay's own header, must not read as a verdict."""
+
+    @pytest.mark.parametrize(
+        "results",
+        [
+            'spf=pass smtp.mailfrom="a;dmarc=pass header.from=staff.example;"@evil.test',
+            "spf=none (a ;dmarc=pass header.from=staff.example (b (c (d (e (f))))))",  # 6 deep
+            "spf=none (a (b (c (d (e (f ;dmarc=pass header.from=staff.example))))))",
+            "spf=pass smtp.helo=x;dmarc=pass",
+            "spf=pass smtp.helo=x;dmarc=pass(c)header.from=staff.example",
+            "spf=pass smtp.helo==?us-ascii?q?x=3B_dmarc=3Dpass_header.from=3Dstaff.example?=",
+            "dmarc=pass",
+            "dkim=pass header.d=example",
+            "dmarc=pass header.from=example",
+        ],
+    )
+    def test_a_crafted_header_does_not_make_a_stranger_staff(
+        self, start_smtp: StartSmtp, make_user: MakeUser, results: str
+    ) -> None:
+        smtp = start_smtp(**TRUSTED)
+        make_user(Role.ADMIN, email=STAFF)
+        smtp.send(relayed(message("Refund approved", sender=STAFF), f"mx.ours.test; {results}"))
+        assert (_last(smtp).status, _last(smtp).reason) == (IntakeStatus.HELD, "spoofed")
+
+    @pytest.mark.parametrize(
+        "results",
+        [
+            "dkim=pass header.d=mail.staff.example",
+            "dmarc=pass (p=reject) header.from=Staff.Example.",
+            'spf=pass smtp.mailfrom="a;b"@x.test; dmarc=pass header.from=staff.example',
+        ],
+    )
+    def test_the_relays_real_verdict_still_makes_staff(
+        self, start_smtp: StartSmtp, make_user: MakeUser, results: str
+    ) -> None:
+        smtp = start_smtp(**TRUSTED)
+        make_user(Role.ADMIN, email=STAFF)
+        smtp.send(relayed(message("Note", sender=STAFF), f"mx.ours.test; {results}"))
+        assert _last(smtp).status is IntakeStatus.TICKET_CREATED
 
 
 class TestDmarcFail:
@@ -169,7 +261,7 @@ class TestDmarcFail:
         smtp = start_smtp(**TRUSTED)
         ticket = _customer_ticket(smtp)
         verdict = "mx.ours.test; dmarc=fail header.from=example.org"
-        smtp.send(message(f"[#{ticket.id}]", sender=CUSTOMER, Authentication_Results=verdict))
+        smtp.send(relayed(message(f"[#{ticket.id}]", sender=CUSTOMER), verdict))
         assert (_last(smtp).status, _last(smtp).reason) == (IntakeStatus.HELD, "spoofed")
 
     def test_dmarc_fail_from_a_new_sender_is_processed_with_a_note(
@@ -177,7 +269,7 @@ class TestDmarcFail:
     ) -> None:
         smtp = start_smtp(**TRUSTED)
         verdict = "mx.ours.test; dmarc=fail header.from=evil.test"
-        smtp.send(message("help", sender=STRANGER, Authentication_Results=verdict))
+        smtp.send(relayed(message("help", sender=STRANGER), verdict))
         assert _last(smtp).status is IntakeStatus.TICKET_CREATED
         assert "unverified_sender" in smtp.messages(smtp.tickets()[0].id)[0].notes
 

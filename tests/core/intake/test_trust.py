@@ -20,8 +20,12 @@ def settings() -> Settings:
 
 
 def _said(make_message: MakeMessage, settings: Settings, header: str, **kw: object) -> Verdict:
-    msg = make_message(headers={"authentication-results": header})
+    msg = make_message(auth_results_above=[header])
     return verdict(msg, peer=kw.get("peer", "10.1.2.3"), settings=settings)
+
+
+def _methods(header: str) -> list[tuple[str, str]]:
+    return [(r.method, r.result) for r in parse_results(header)[1]]
 
 
 class TestParseResults:
@@ -32,16 +36,32 @@ class TestParseResults:
         )
         authserv_id, results = parse_results(header)
         assert authserv_id == "mx.ours.test"
-        assert [(method, result) for method, result, _ in results] == [
-            ("dkim", "pass"),
-            ("spf", "neutral"),
-            ("dmarc", "fail"),
-        ]
-        assert results[0][2]["header.d"] == "example.com"
+        assert _methods(header) == [("dkim", "pass"), ("spf", "neutral"), ("dmarc", "fail")]
+        assert results[0].props["header.d"] == "example.com"
+        assert results[1].props["smtp.mailfrom"] == "a@x.test"
 
     def test_comments_cannot_smuggle_a_result(self) -> None:
-        _, results = parse_results("mx.ours.test; dmarc=fail (dmarc=pass; dkim=pass)")
-        assert [(m, r) for m, r, _ in results] == [("dmarc", "fail")]
+        assert _methods("mx.ours.test; dmarc=fail (dmarc=pass; dkim=pass)") == [("dmarc", "fail")]
+
+    def test_a_comment_nested_deeper_than_any_mta_writes_is_still_a_comment(self) -> None:
+        deep = "(x " * 40 + "; dmarc=pass header.from=example.com" + ")" * 40
+        assert _methods(f"mx.ours.test; spf=none {deep}") == [("spf", "none")]
+
+    def test_an_unclosed_comment_or_quote_swallows_the_rest(self) -> None:
+        assert _methods("mx.ours.test; spf=none (x; dmarc=pass") == [("spf", "none")]
+        assert _methods('mx.ours.test; spf=none smtp.helo="x; dmarc=pass') == [("spf", "none")]
+
+    def test_a_quoted_local_part_stays_one_value(self) -> None:
+        _, [result] = parse_results('mx.ours.test; spf=pass smtp.mailfrom="a; b=c"@evil.test')
+        assert result.props == {"smtp.mailfrom": "a; b=c@evil.test"}
+
+    def test_a_result_glued_to_the_value_before_it_is_marked(self) -> None:
+        _, [spf, dmarc] = parse_results("mx.ours.test; spf=pass smtp.helo=x;dmarc=pass")
+        assert (spf.glued, dmarc.glued) == (False, True)
+
+    def test_none_and_garbage_give_no_results(self) -> None:
+        assert parse_results("mx.ours.test; none") == ("mx.ours.test", [])
+        assert parse_results("mx.ours.test; = = ; pass") == ("mx.ours.test", [])
 
 
 class TestVerdict:
@@ -55,32 +75,53 @@ class TestVerdict:
     def test_any_other_peer_is_not_believed(
         self, make_message: MakeMessage, settings: Settings, peer: str | None
     ) -> None:
-        said = _said(make_message, settings, "mx.ours.test; dmarc=pass", peer=peer)
-        assert said == Verdict()
+        header = "mx.ours.test; dmarc=pass header.from=example.com"
+        assert _said(make_message, settings, header, peer=peer) == Verdict()
 
     def test_ipv4_mapped_ipv6_peer_counts_as_its_ipv4_address(
         self, make_message: MakeMessage, settings: Settings
     ) -> None:
-        said = _said(make_message, settings, "mx.ours.test; dmarc=pass", peer="::ffff:10.0.0.9")
-        assert said.authenticated
+        header = "mx.ours.test; dmarc=pass header.from=example.com"
+        assert _said(make_message, settings, header, peer="::ffff:10.0.0.9").authenticated
 
     def test_another_authserv_id_is_not_believed(
         self, make_message: MakeMessage, settings: Settings
     ) -> None:
-        assert _said(make_message, settings, "mx.evil.test; dmarc=pass") == Verdict()
+        header = "mx.evil.test; dmarc=pass header.from=example.com"
+        assert _said(make_message, settings, header) == Verdict()
+
+    def test_dmarc_pass_without_header_from_says_nothing(
+        self, make_message: MakeMessage, settings: Settings
+    ) -> None:
+        assert _said(make_message, settings, "mx.ours.test; dmarc=pass") == Verdict()
 
     @pytest.mark.parametrize(
         ("signer", "authenticated"),
-        [("example.com", True), ("mail.example.com", False), ("com", True), ("evil.test", False)],
+        [
+            ("example.com", True),
+            ("mail.example.com", True),  # the same organizational domain
+            ("com", False),  # a public suffix is nobody's domain
+            ("evil.test", False),
+            ("example.com.evil.test", False),
+        ],
     )
-    def test_dkim_authenticates_only_aligned_with_the_from_domain(
+    def test_dkim_authenticates_only_within_the_from_domains_organization(
         self, make_message: MakeMessage, settings: Settings, signer: str, authenticated: bool
     ) -> None:
         msg = make_message(
-            sender_email="alice@example.com",
-            headers={"authentication-results": f"mx.ours.test; dkim=pass header.d={signer}"},
+            sender_email="alice@mail.example.com",
+            auth_results_above=[f"mx.ours.test; dkim=pass header.d={signer}"],
         )
         assert verdict(msg, peer="10.0.0.1", settings=settings).authenticated is authenticated
+
+    def test_dkim_on_a_private_suffix_needs_the_same_site(
+        self, make_message: MakeMessage, settings: Settings
+    ) -> None:
+        msg = make_message(
+            sender_email="alice@ours.github.io",
+            auth_results_above=["mx.ours.test; dkim=pass header.d=theirs.github.io"],
+        )
+        assert not verdict(msg, peer="10.0.0.1", settings=settings).authenticated
 
     def test_dmarc_about_another_domain_says_nothing_of_this_one(
         self, make_message: MakeMessage, settings: Settings
@@ -93,3 +134,22 @@ class TestVerdict:
     ) -> None:
         header = "mx.ours.test; dkim=pass header.d=example.com; dmarc=fail"
         assert _said(make_message, settings, header) == Verdict(False, dmarc_failed=True)
+
+    def test_a_header_below_the_received_line_counts_only_with_the_flag(
+        self, make_message: MakeMessage, settings: Settings
+    ) -> None:
+        msg = make_message(auth_result_below="mx.ours.test; dmarc=pass header.from=example.com")
+        assert not verdict(msg, peer="10.0.0.1", settings=settings).authenticated
+        milters = settings.model_copy(update={"trusted_ar_below_received": True})
+        assert verdict(msg, peer="10.0.0.1", settings=milters).authenticated
+
+    def test_piped_mail_is_believed_only_with_trusted_pipe(
+        self, make_message: MakeMessage, settings: Settings
+    ) -> None:
+        msg = make_message(auth_results_above=["mx.ours.test; dmarc=pass header.from=example.com"])
+        loopback = make_settings(
+            "sqlite://", trusted_authserv_ids="mx.ours.test", trusted_relays="127.0.0.1"
+        )
+        assert not verdict(msg, peer="127.0.0.1", settings=loopback, piped=True).authenticated
+        piped = settings.model_copy(update={"trusted_pipe": True})
+        assert verdict(msg, peer=None, settings=piped, piped=True).authenticated
