@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import re
 import unicodedata
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -42,7 +43,7 @@ MAX_RESULTS = 50  # results read from one header; a real MTA writes a handful
 class Verdict:
     """What a trusted MTA said about the From: domain; all False when nobody we trust spoke."""
 
-    authenticated: bool = False  # DMARC pass, or DKIM pass with a signature of the From domain
+    authenticated: bool = False  # DMARC pass, or DKIM pass signed within the From organization
     dmarc_failed: bool = False
 
 
@@ -133,9 +134,8 @@ def _passes(results: list[Result], domain: str) -> bool:
             return True
         if r.method == "dkim":
             signer = r.props.get("header.d") or r.props.get("header.i", "").rpartition("@")[2]
-            if _organizational(signer) is not None and _organizational(signer) == _organizational(
-                domain
-            ):
+            organization = _organizational(signer)
+            if organization is not None and organization == _organizational(domain):
                 return True
     return False
 
@@ -170,7 +170,7 @@ def parse_results(header: str) -> tuple[str, list[Result]]:
     head = segments[0][1]
     authserv_id = head[0].text.lower() if head and head[0].kind == _VALUE else ""
     results = []
-    for glued, tokens in segments[1 : MAX_RESULTS + 1]:
+    for glued, tokens in segments[1:]:
         result = _result(tokens, glued)
         if result is not None:
             results.append(result)
@@ -185,7 +185,11 @@ class _Token(NamedTuple):
 
 
 _VALUE = "value"
-_SPECIALS = frozenset('();="')
+# One lexeme at a time: whitespace, a comment's start, a quoted string (closed or running to
+# the end), a separator, a word, or a stray ")". Regular expressions keep it linear and fast.
+_LEXEME = re.compile(r'(\s+)|(\()|("(?:[^"\\]|\\.)*"?)|([;=])|([^\s();="]+)|(\))', re.S)
+_IN_COMMENT = re.compile(r"\\.|[()]", re.S)
+_QUOTED_PAIR = re.compile(r"\\(.)", re.S)
 
 
 def _tokens(text: str) -> list[_Token]:
@@ -193,42 +197,37 @@ def _tokens(text: str) -> list[_Token]:
     tokens: list[_Token] = []
     i, n, spaced = 0, len(text), False
     while i < n:
-        ch = text[i]
-        if ch.isspace():
-            i, spaced = i + 1, True
-        elif ch == "(":
-            depth = 0
-            while i < n:
-                if text[i] == "\\":
-                    i += 1
-                elif text[i] == "(":
-                    depth += 1
-                elif text[i] == ")":
-                    depth -= 1
-                    if depth == 0:
-                        break
-                i += 1
-            i, spaced = i + 1, True
-        elif ch == '"':
-            chars, i = [], i + 1
-            while i < n and text[i] != '"':
-                if text[i] == "\\" and i + 1 < n:
-                    i += 1
-                chars.append(text[i])
-                i += 1
-            tokens.append(_Token(_VALUE, "".join(chars), spaced))
-            i, spaced = i + 1, False
-        elif ch in ";=":
-            glued = ch == ";" and i + 1 < n and not text[i + 1].isspace()
-            tokens.append(_Token(ch, ch, spaced, glued))
-            i, spaced = i + 1, False
-        else:
-            start = i
-            while i < n and not text[i].isspace() and text[i] not in _SPECIALS:
-                i += 1
-            tokens.append(_Token(_VALUE, text[start:i], spaced))
-            spaced = False
+        match = _LEXEME.match(text, i)
+        if match is None:  # cannot happen: every character starts some lexeme
+            break
+        space, comment, quoted, separator, word, stray = match.groups()
+        end = match.end()
+        if comment is not None:
+            end = _comment_end(text, i)
+        elif quoted is not None:
+            body = quoted[1:-1] if len(quoted) > 1 and quoted.endswith('"') else quoted[1:]
+            tokens.append(_Token(_VALUE, _QUOTED_PAIR.sub(r"\1", body), spaced))
+        elif separator is not None:
+            glued = separator == ";" and end < n and not text[end].isspace()
+            tokens.append(_Token(separator, separator, spaced, glued))
+        elif word is not None:
+            tokens.append(_Token(_VALUE, word, spaced))
+        spaced = space is not None or comment is not None or stray is not None
+        i = end
     return _joined(tokens)
+
+
+def _comment_end(text: str, start: int) -> int:
+    """Where the comment opening at `start` closes (nested ones included), or the end."""
+    depth = 0
+    for part in _IN_COMMENT.finditer(text, start):
+        if part.group() == "(":
+            depth += 1
+        elif part.group() == ")":
+            depth -= 1
+            if depth == 0:
+                return part.end()
+    return len(text)
 
 
 def _joined(tokens: list[_Token]) -> list[_Token]:
@@ -247,6 +246,8 @@ def _segments(tokens: list[_Token]) -> list[tuple[bool, list[_Token]]]:
     segments: list[tuple[bool, list[_Token]]] = [(False, [])]
     for token in tokens:
         if token.kind == ";":
+            if len(segments) > MAX_RESULTS:
+                break
             segments.append((token.glued, []))
         else:
             segments[-1][1].append(token)

@@ -59,6 +59,9 @@ class TestParseResults:
         _, [spf, dmarc] = parse_results("mx.ours.test; spf=pass smtp.helo=x;dmarc=pass")
         assert (spf.glued, dmarc.glued) == (False, True)
 
+    def test_a_stray_closing_parenthesis_is_only_spacing(self) -> None:
+        assert _methods("mx.ours.test; spf=pass smtp.helo=x) ) dkim=none") == [("spf", "pass")]
+
     def test_none_and_garbage_give_no_results(self) -> None:
         assert parse_results("mx.ours.test; none") == ("mx.ours.test", [])
         assert parse_results("mx.ours.test; = = ; pass") == ("mx.ours.test", [])
