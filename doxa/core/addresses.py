@@ -111,3 +111,11 @@ def identity_key(value: str) -> str:
     """The address as accounts store and look it up: normalized; when it is no usable address
     (a typo at login), only trimmed and lower-cased, so it still names nobody else."""
     return normalize_address(value) or value.strip().lower()
+
+
+def ascii_address(address: str) -> str:
+    """The address with its domain in punycode, as an SMTP server without SMTPUTF8 takes it."""
+    local, at, domain = address.rpartition("@")
+    if not at or domain.isascii():
+        return address
+    return f"{local}@{'.'.join(_to_punycode(label) for label in domain.split('.'))}"

@@ -16,7 +16,7 @@ from doxa.core.intake.models import IntakeEvent
 from doxa.core.tickets.models import Ticket
 from doxa.core.users.models import User
 from tests.conftest import MakeUser
-from tests.gateway.conftest import Smtp, StartSmtp, message
+from tests.gateway.conftest import Sink, Smtp, StartSmtp, message
 from tests.gateway.webhook_support import mailgun_signed, start_hooks
 
 CUSTOMER = "alice@example.org"
@@ -154,6 +154,15 @@ class TestLookAlikeAddresses:
         smtp.send(message("b", sender="jo@B\u00fccher.example"))
         smtp.settle()
         assert _users(smtp) == ["jo@b\u00fccher.example"]
+
+    def test_a_customer_stored_with_a_unicode_domain_is_mailed_in_punycode(
+        self, start_smtp: StartSmtp, sink: Sink
+    ) -> None:
+        smtp = start_smtp(outbound_smtp_url=sink.url)
+        smtp.send(message("Hallo", sender="jo@xn--bcher-kva.example"), sender="jo@x.example")
+        [ack] = sink.wait_for(1)
+        assert ack["To"] == "jo@xn--bcher-kva.example"
+        assert [envelope[1] for envelope in sink.envelopes] == [["jo@xn--bcher-kva.example"]]
 
 
 def _spell(shape: str, address: str) -> str:
