@@ -237,6 +237,21 @@ class TestNoUsableFrom:
         assert ticket.requester.email == "bob@example.org"
         assert "from_envelope" not in hooks.messages(ticket.id)[0].notes
 
+    def test_a_mailgun_post_with_no_from_at_all_is_its_envelope_senders(
+        self, start_smtp: StartSmtp
+    ) -> None:
+        hooks = start_hooks(start_smtp)
+        fields = {
+            "recipient": "support@example.com", "sender": "Carol@Example.net",
+            "subject": "Hello", "body-plain": "Hi",
+            "message-headers": json.dumps([["To", "support@example.com"], ["Subject", "Hello"]]),
+        }  # fmt: skip
+        hooks.http.post("/api/v1/inbound/mailgun", data=mailgun_signed(fields))
+        assert _last(hooks).status is IntakeStatus.TICKET_CREATED
+        [ticket] = hooks.tickets()
+        assert ticket.requester.email == "carol@example.net"
+        assert "from_envelope" in hooks.messages(ticket.id)[0].notes
+
 
 RULES = [ThreadedBy.SUBJECT_TOKEN, ThreadedBy.PLUS_ADDRESS, ThreadedBy.REFERENCES]
 
