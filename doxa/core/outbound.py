@@ -22,6 +22,7 @@ import anyio
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from doxa.core.addresses import ascii_address
 from doxa.core.config import Settings
 from doxa.core.db import is_postgresql, transaction
 from doxa.core.enums import Channel, DeliveryState, Direction
@@ -82,7 +83,7 @@ def compose(db: Session, message: Message, *, settings: Settings) -> EmailMessag
     mail = EmailMessage()
     mail["From"] = formataddr(("Support", mailbox))
     mail["Reply-To"] = f"{local}+{ticket.id}@{domain}"  # threads even if headers are lost
-    mail["To"] = ticket.requester.email
+    mail["To"] = ascii_address(ticket.requester.email)  # stored in Unicode (core.addresses)
     subject = outbound_subject(ticket, automatic=message.author_id is None)
     mail["Subject"] = subject if message.author_id is None else f"Re: {subject}"
     mail["Message-ID"] = f"<{message.message_id}>"

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import re
 from collections.abc import Callable
 
+from doxa.core.addresses import normalize_address
 from doxa.core.config import Settings
 from doxa.core.errors import Rejected
-from doxa.core.intake.inbound import ADDRESS_CHARS, InboundAttachment, InboundMessage
+from doxa.core.intake.inbound import InboundAttachment, InboundMessage
 from doxa.core.intake.pipeline import RawEvent
 from doxa.gateway.mime.addresses import copied, identity
 from doxa.gateway.mime.bodies import MAX_DEPTH, MAX_TEXT_CHARS, Body, texts, walk_safely
@@ -123,7 +123,7 @@ def headerless(raw: bytes, sender: str) -> InboundMessage:
         text = decode_bytes(raw, None).replace("\r\n", "\n").strip()[:MAX_TEXT_CHARS]
         return InboundMessage(
             sender_email=sender, sender_name=None, subject=NO_SUBJECT, text=text, html=None,
-            message_id=None, notes=[note],
+            message_id=None, notes=[note], from_envelope=True,
         )  # fmt: skip
     filename, ctype = kind
     part = InboundAttachment(
@@ -134,7 +134,7 @@ def headerless(raw: bytes, sender: str) -> InboundMessage:
     notes = [note, f"message data was binary; kept as the attachment {filename}"]
     return InboundMessage(
         sender_email=sender, sender_name=None, subject=NO_SUBJECT, text=text, html=None,
-        message_id=None, attachments=[part], notes=notes,
+        message_id=None, attachments=[part], notes=notes, from_envelope=True,
     )  # fmt: skip
 
 
@@ -150,13 +150,8 @@ def _binary_kind(raw: bytes) -> tuple[str, str] | None:
 
 
 def _usable_sender(envelope_from: str | None) -> str | None:
-    address = (envelope_from or "").strip().strip("<>").strip().lower()
-    if 3 <= len(address) <= ADDRESS_CHARS and _ENVELOPE_ADDRESS.match(address):
-        return address
-    return None
-
-
-_ENVELOPE_ADDRESS = re.compile(r"^[^@\s<>()\[\],;:\"]+@[^@\s<>()\[\],;:\"]+$")
+    """The envelope sender as an author: a usable address, never the null reverse path."""
+    return normalize_address((envelope_from or "").strip().strip("<>"))
 
 
 def email_normalizer(

@@ -307,6 +307,7 @@ def upgrade() -> None:
         sa.Column("envelope_from", sa.String(length=320), nullable=True),
         sa.Column("envelope_to", sa.JSON(), nullable=False),
         sa.Column("sender", sa.String(length=320), nullable=True),
+        sa.Column("authenticated", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.Column("raw", sa.LargeBinary(), nullable=True),
         sa.Column("raw_size", sa.Integer(), nullable=False),
         sa.Column("extra", sa.JSON(), nullable=False),

@@ -59,7 +59,8 @@ def deliver(
     notes: tuple[str, ...] = (),
 ) -> Outcome:
     """A follow-up when a participant names an open ticket; otherwise a new ticket, linked to
-    the one named (closed, or not the author's to write into).
+    the one named (closed, or not the author's to write into). The Cc: of an opening message
+    become participants; of a follow-up, only when it is authenticated or staff wrote it.
 
     `author` is the user the From: address names (the caller looked it up); an address with no
     user becomes a client here."""
@@ -68,7 +69,8 @@ def deliver(
     if ticket is not None and thread.participant and ticket.status is not Status.CLOSED:
         body = strip_reply(msg.text) or msg.text
         _store(db, ticket, event, msg, sender, body=body, thread=thread, notes=notes)
-        _copy(ticket, msg, settings=settings)
+        if authenticated or sender.is_staff:  # anyone can forge a participant's From: and Cc:
+            _copy(ticket, msg, settings=settings)
         _reopen(db, ticket)
         return Outcome(IntakeStatus.FOLLOWUP, ticket)
     new = _open(db, event, msg, sender, settings=settings, previous=ticket, notes=notes)

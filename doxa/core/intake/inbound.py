@@ -10,6 +10,8 @@ import re
 import unicodedata
 from dataclasses import dataclass, field, replace
 
+from doxa.core.addresses import normalize_address
+
 
 @dataclass(frozen=True, slots=True)
 class InboundAttachment:
@@ -25,7 +27,9 @@ class InboundAttachment:
 
 @dataclass(frozen=True, slots=True)
 class InboundMessage:
-    sender_email: str  # the author: the lower-cased From: address (Sender: when From is unusable)
+    # The author, normalized (doxa.core.addresses): From:, its Sender: when From: lists several,
+    # else the envelope sender (then `from_envelope`).
+    sender_email: str
     sender_name: str | None
     subject: str
     text: str  # full plain text (HTML-only mail converted to text)
@@ -41,7 +45,9 @@ class InboundMessage:
     date: str | None = None
     # Where answers should go; never who wrote it (SPEC: Reply-To grants no identity).
     reply_to: str | None = None
-    cc: list[str] = field(default_factory=list)  # lower-cased Cc: addresses
+    cc: list[str] = field(default_factory=list)  # normalized Cc: addresses
+    # No usable From: the envelope sender is the author; such mail never threads (SPEC).
+    from_envelope: bool = False
     # Authentication-Results values the MTA in front may have written (SPEC "Who wrote it"),
     # top down: those above the topmost Received line, and the one directly below it. Both are
     # empty when the message has no Received line: then no relay handled it.
@@ -58,6 +64,7 @@ SUBJECT_CHARS = 998  # ticket.subject
 FILENAME_CHARS = 255  # attachment.filename
 TYPE_CHARS = 255  # attachment.content_type
 MAX_CC = 50
+FROM_ENVELOPE = "from_envelope"  # the note on a message whose author is its envelope sender
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 # Format characters (bidirectional overrides and isolates, zero-width joiners) and controls:
 # in a file name they make "invoice\u202egpj.exe" show as "invoiceexe.jpg".
@@ -89,9 +96,12 @@ def one_line(value: str, limit: int | None = None) -> str:
 
 
 def _address(value: str, what: str, notes: list[str]) -> str:
-    if len(value) <= ADDRESS_CHARS:
-        return _s(value)
-    notes.append(f"{what} address of {len(value)} characters is not an address; ignored")
+    """The normalized address, so every identity decision compares one spelling of it."""
+    if (address := normalize_address(_s(value))) is not None:
+        return address
+    if "@" not in value and len(value) <= NAME_CHARS:
+        return _s(value).lower()  # "From: MAILER-DAEMON": no address, but the loop rules read it
+    notes.append(f"{what} address {_s(value)[:80]!r} is not an address; ignored")
     return ""
 
 
@@ -132,6 +142,8 @@ def storable(msg: InboundMessage) -> InboundMessage:
     over-long address is no address, and says so in a note), a one-line subject and name (a
     line break there would break outbound headers), harmless attachment names and types."""
     notes = [_s(v) for v in msg.notes]
+    if msg.from_envelope and FROM_ENVELOPE not in notes:
+        notes.insert(0, FROM_ENVELOPE)
     reply_to = _address(msg.reply_to, "Reply-To", notes) if msg.reply_to else ""
     return replace(
         msg,
@@ -148,7 +160,19 @@ def storable(msg: InboundMessage) -> InboundMessage:
         auth_results_above=[_s(v) for v in msg.auth_results_above],
         auth_result_below=_opt(msg.auth_result_below),
         reply_to=reply_to or None,
-        cc=[a for a in (_address(v, "Cc", notes) for v in msg.cc[:MAX_CC]) if a],
+        cc=[a for a in dict.fromkeys(normalize_address(_s(v)) for v in msg.cc[:MAX_CC]) if a],
         attachments=[_attachment(a) for a in msg.attachments],
         notes=notes,
     )
+
+
+def envelope_authored(msg: InboundMessage, envelope_from: str | None) -> InboundMessage:
+    """SPEC: a message whose From: gives no usable address is written by its envelope sender
+    (noted `from_envelope`), when that is a usable address; otherwise it stays authorless."""
+    if msg.sender_email or not envelope_from:
+        return msg
+    sender = normalize_address(_s(envelope_from).strip().strip("<>"))
+    if sender is None:
+        return msg
+    notes = [FROM_ENVELOPE, *(n for n in msg.notes if n != FROM_ENVELOPE)]
+    return replace(msg, sender_email=sender, sender_name=None, from_envelope=True, notes=notes)

@@ -3,7 +3,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import Mapped, deferred, mapped_column
 
 from doxa.core.db import Base, UTCDateTime, str_enum, utcnow
@@ -27,6 +36,8 @@ class IntakeEvent(Base):
     envelope_from: Mapped[str | None] = mapped_column(String(320))
     envelope_to: Mapped[list[str]] = mapped_column(JSON, default=list)
     sender: Mapped[str | None] = mapped_column(String(320))  # indexed with received_at, below
+    # A trusted MTA vouched for the sender: such mail has its own hourly allowance.
+    authenticated: Mapped[bool] = mapped_column(default=False, server_default=false())
     raw: Mapped[bytes] = deferred(mapped_column(LargeBinary))
     raw_size: Mapped[int] = mapped_column(default=0)
     # Channel-specific extras (form fields, provider ids) that are not in the raw bytes.

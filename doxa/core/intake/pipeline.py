@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from email.parser import BytesHeaderParser
 from typing import Any
@@ -28,11 +28,17 @@ from doxa.core.db import LARGE_VALUE_BYTES, insert, is_postgresql, large_value, 
 from doxa.core.enums import Channel, IntakeStatus, ThreadedBy
 from doxa.core.errors import Conflict, NotFound, Rejected
 from doxa.core.intake import delivery
-from doxa.core.intake.inbound import ADDRESS_CHARS, InboundMessage, storable, storable_text
+from doxa.core.intake.inbound import (
+    ADDRESS_CHARS,
+    InboundMessage,
+    envelope_authored,
+    storable,
+    storable_text,
+)
 from doxa.core.intake.loops import loop_reason
 from doxa.core.intake.models import IntakeEvent
 from doxa.core.intake.threads import Thread, find_thread
-from doxa.core.intake.trust import Assessment, assess
+from doxa.core.intake.trust import SPOOFED, Assessment, assess
 from doxa.core.tickets.models import Message
 from doxa.core.users.models import User
 
@@ -224,7 +230,9 @@ class Pipeline:
         ]
 
     def normalize(self, raw: RawEvent) -> InboundMessage:
-        return storable(self.normalizers[raw.channel](raw))
+        """The channel's message, storable, its author the envelope sender when From: names
+        nobody usable (every channel that has an envelope, one rule)."""
+        return envelope_authored(storable(self.normalizers[raw.channel](raw)), raw.envelope_from)
 
     def apply(self, db: Session, event_id: int, msg: InboundMessage) -> IntakeEvent | None:
         """Decide what the message is and make it so; None when another worker got there first."""
@@ -250,6 +258,8 @@ class Pipeline:
     def apply_claimed(self, db: Session, event: IntakeEvent, msg: InboundMessage) -> IntakeEvent:
         """`apply` for an event this transaction has claimed."""
         trust = assess(db, event, msg, self.settings)
+        if msg.from_envelope:
+            trust = _envelope_author(trust)
         reason = None if event.released_by_id else self._hold_reason(db, event, msg, trust)
         if reason is not None:
             event.status, event.reason = IntakeStatus.HELD, reason
@@ -265,14 +275,15 @@ class Pipeline:
             event.reason = None if thread.participant else NOT_A_PARTICIPANT
         # Set last, so the queries above flush nothing of the event: one UPDATE writes it all.
         event.sender, event.processed_at = msg.sender_email or None, utcnow()
-        event.error = None
+        event.authenticated, event.error = trust.authenticated, None
         db.flush()
         return event
 
     def _thread(
         self, db: Session, event: IntakeEvent, msg: InboundMessage, *, author: User | None
     ) -> Thread:
-        if event.channel is Channel.FORM:  # a typed address proves nothing: always a new ticket
+        # A typed address, or an envelope sender, proves nothing: always a new ticket.
+        if event.channel is Channel.FORM or msg.from_envelope:
             return Thread(None, ThreadedBy.NEW)
         return find_thread(
             db, msg, recipients=event.envelope_to, secret=self.settings.secret, author=author
@@ -290,11 +301,17 @@ class Pipeline:
             return "no_sender"
         if trust.hold is not None:
             return trust.hold
-        return "rate_limited" if self._over_rate(db, event, msg.sender_email) else None
+        over = self._over_rate(db, event, msg.sender_email, authenticated=trust.authenticated)
+        return "rate_limited" if over else None
 
-    def _over_rate(self, db: Session, event: IntakeEvent, sender: str) -> bool:
+    def _over_rate(
+        self, db: Session, event: IntakeEvent, sender: str, *, authenticated: bool
+    ) -> bool:
+        """Authenticated and unauthenticated mail from an address are counted apart: anyone can
+        send mail claiming an address, and that must not hold its owner's authenticated mail."""
         recent = select(func.count()).where(
             IntakeEvent.sender == sender,
+            IntakeEvent.authenticated.is_(authenticated),
             IntakeEvent.id != event.id,
             IntakeEvent.received_at >= utcnow() - timedelta(hours=1),
             IntakeEvent.status.in_(_COUNTED),
@@ -369,3 +386,11 @@ class Pipeline:
             .limit(limit)
         )  # fmt: skip
         return list(db.scalars(query))
+
+
+def _envelope_author(trust: Assessment) -> Assessment:
+    """The author of mail with no usable From: is its envelope sender, which nothing
+    authenticates: it is never staff (SPEC: held as spoofed) and never counted as proven."""
+    if trust.hold is None and trust.author is not None and trust.author.is_staff:
+        return replace(trust, hold=SPOOFED, authenticated=False)
+    return replace(trust, authenticated=False)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from doxa.core.addresses import normalize_address
 from doxa.core.enums import ThreadedBy
 from doxa.core.intake.inbound import InboundMessage
 from doxa.core.message_ids import is_forged
@@ -52,7 +53,7 @@ def is_participant(ticket: Ticket, email: str, user: User | None) -> bool:
     """The requester, an address recorded in the ticket's cc, or an active staff member."""
     if user is not None and (user.id == ticket.requester_id or (user.is_staff and user.is_active)):
         return True
-    return bool(email) and email.lower() in (ticket.cc or [])
+    return bool(email) and normalize_address(email) in (ticket.cc or [])
 
 
 def _named(

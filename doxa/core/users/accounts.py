@@ -14,6 +14,7 @@ from datetime import timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from doxa.core.addresses import identity_key
 from doxa.core.auth import Passwords
 from doxa.core.db import utcnow
 from doxa.core.enums import Role, TokenPurpose
@@ -71,7 +72,7 @@ def request_sign_up(
     """
     mailer.require()
     throttle.request_mail(email, network)
-    email = email.strip().lower()
+    email = identity_key(email)
     user = find_by_email(db, email)
     if user is not None and not user.is_active:
         return  # deactivated: an admin's decision, not undone by mail

@@ -7,6 +7,7 @@ from enum import StrEnum
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from doxa.core.addresses import identity_key
 from doxa.core.auth import Passwords, Tokens
 from doxa.core.db import insert, utcnow
 from doxa.core.enums import Role, TokenPurpose
@@ -24,7 +25,7 @@ def require_role(actor: User, *roles: Role) -> None:
 
 
 def find_by_email(db: Session, email: str) -> User | None:
-    return db.scalar(select(User).where(User.email == email.strip().lower()))
+    return db.scalar(select(User).where(User.email == identity_key(email)))
 
 
 def login_allowed(passwords: Passwords, throttle: Throttle, *, email: str, network: str) -> None:
@@ -101,7 +102,7 @@ def create_user(db: Session, passwords: Passwords, data: UserCreate, *, actor: U
 def add_user(db: Session, passwords: Passwords, data: UserCreate) -> User:
     """Insert a user as given; trusted callers only (the CLI, admins through create_user)."""
     user = User(
-        email=data.email.lower(),
+        email=identity_key(data.email),
         full_name=data.full_name,
         role=data.role,
         password_hash=passwords.hash(data.password),
@@ -180,7 +181,7 @@ def ensure_admin(db: Session, passwords: Passwords, *, email: str, password: str
     if user is not None and (user.password_hash is not None or user.token_issued_at is not None):
         return AdminBootstrap.TAKEN
     if user is None:
-        user = User(email=email.strip().lower(), role=Role.ADMIN, token_version=0)
+        user = User(email=identity_key(email), role=Role.ADMIN, token_version=0)
         db.add(user)
         db.flush()
     user.role, user.is_active = Role.ADMIN, True
@@ -200,7 +201,7 @@ def new_requester(db: Session, *, email: str, name: str | None) -> User:
     One INSERT .. ON CONFLICT DO NOTHING: another delivery may create the same sender at the
     same moment, and then that user is the one.
     """
-    address = email.strip().lower()
+    address = identity_key(email)
     created = db.scalars(
         insert(db, User)
         .values(email=address, full_name=name or None, role=Role.CLIENT)

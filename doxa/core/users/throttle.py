@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from doxa.core.addresses import identity_key
 from doxa.core.config import IPNetwork
 from doxa.core.errors import TooManyRequests
 
@@ -112,7 +113,7 @@ class Throttle:
 
 
 def _pair(email: str, network: str) -> str:
-    return f"{email.strip().lower()}|{network}"
+    return f"{identity_key(email)}|{network}"  # every spelling that signs in as one account
 
 
 def _refuse(wait: float, what: str) -> None:

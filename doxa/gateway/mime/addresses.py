@@ -6,9 +6,9 @@ import email.utils
 import re
 from email.message import Message
 
+from doxa.core.addresses import normalize_address
 from doxa.gateway.mime.headers import decode_header, raw_values, single_line, undo_surrogates
 
-_ADDRESS = re.compile(r"^[^@\s<>()\[\],;:\"]+@[^@\s<>()\[\],;:\"]+$")
 _ADDRESS_SEARCH = re.compile(r"[^@\s<>()\[\],;:\"']+@[^@\s<>()\[\],;:\"']+\.[^@\s<>()\[\],;:\"']+")
 _DAEMON_LOCAL = re.compile(r"^(?:mailer-daemon|postmaster)$", re.IGNORECASE)
 
@@ -16,13 +16,16 @@ _DAEMON_LOCAL = re.compile(r"^(?:mailer-daemon|postmaster)$", re.IGNORECASE)
 def identity(
     message: Message, notes: list[str], hint: str | None
 ) -> tuple[str, str | None, str | None]:
-    """(author address, author name, Reply-To address): From: is who wrote it.
+    """(author address, author name, Reply-To address): From: is who wrote it, or its Sender:
+    when it lists several authors (RFC 5322 3.6.2); "" when neither gives a usable address.
 
     Reply-To only says where answers should go; anyone can set it to anyone's address.
     """
-    author = (
-        _addresses(message, "from", hint) or _addresses(message, "sender", hint) or [("", "")]
-    )[0]
+    authors = _addresses(message, "from", hint)
+    sender = _addresses(message, "sender", hint)
+    if len(authors) > 1 and sender:
+        authors = sender
+    author = (authors or [("", "")])[0]
     if not author[1]:
         notes.append("no valid From address")
     reply_to = (_addresses(message, "reply-to", hint) or [("", "")])[0][1]
@@ -35,7 +38,7 @@ def copied(message: Message, hint: str | None) -> list[str]:
 
 
 def _addresses(message: Message, name: str, hint: str | None) -> list[tuple[str, str]]:
-    """(display name, lower-cased address) pairs of a header, valid addresses only."""
+    """(display name, normalized address) pairs of a header, usable addresses only."""
     # Raw 8-bit bytes stay escaped until each name is decoded: inside an encoded word they are
     # in the word's charset, not the guess for the whole line.
     escaped = [value.replace("\r", "").replace("\n", "") for value in raw_values(message, name)]
@@ -45,13 +48,16 @@ def _addresses(message: Message, name: str, hint: str | None) -> list[tuple[str,
     except Exception:  # fall back to finding bare addresses below
         pairs = []
     found = [
-        (decode_header(n, hint).strip(), a.strip().lower())
+        (decode_header(n, hint).strip(), address)
         for n, a in pairs
-        if _ADDRESS.match(a.strip())
+        if (address := normalize_address(a)) is not None
     ]
     if not found:
         found = [
-            ("", match.lower()) for value in values for match in _ADDRESS_SEARCH.findall(value)
+            ("", address)
+            for value in values
+            for match in _ADDRESS_SEARCH.findall(value)
+            if (address := normalize_address(match)) is not None
         ]
     if not found:
         # "From: MAILER-DAEMON" without a domain still names who sent it.

@@ -95,6 +95,8 @@ def mailgun_message(event: RawEvent, *, max_attachment_bytes: int, **limits: int
         headers = [(str(n), str(v)) for n, v in listed]
     except (ValueError, TypeError, RecursionError):
         headers = []
+    if headers and not any(name.lower() == "from" for name, _ in headers) and form.text("from"):
+        headers.append(("From", form.text("from")))  # Mailgun's own field names the author too
     raw = synthesize(
         headers or _summary(form),
         text=form.text("body-plain"),
