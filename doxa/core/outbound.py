@@ -14,8 +14,9 @@ import smtplib
 import ssl
 import threading
 from dataclasses import dataclass
+from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, formataddr
+from email.utils import format_datetime
 from urllib.parse import unquote, urlsplit
 
 import anyio
@@ -80,10 +81,12 @@ def compose(db: Session, message: Message, *, settings: Settings) -> EmailMessag
         message.message_id = new_message_id(settings.secret, ticket_id=ticket.id, domain=domain)
     earlier, answering = _earlier_ids(db, message)
     mail = EmailMessage()
-    mail["From"] = formataddr(("Support", mailbox))
+    # An Address, not formataddr: a name with both non-ASCII and a comma stays one address.
+    mail["From"] = Address(display_name=settings.support_name, addr_spec=mailbox)
     mail["Reply-To"] = f"{local}+{ticket.id}@{domain}"  # threads even if headers are lost
     mail["To"] = ticket.requester.email
-    subject = outbound_subject(ticket, automatic=message.author_id is None)
+    # An acknowledgment carries the subject chosen when it was recorded (its text's).
+    subject = message.subject or outbound_subject(ticket, automatic=message.author_id is None)
     mail["Subject"] = subject if message.author_id is None else f"Re: {subject}"
     mail["Message-ID"] = f"<{message.message_id}>"
     mail["Date"] = format_datetime(message.created_at)
