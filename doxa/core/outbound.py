@@ -25,15 +25,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from doxa.core.config import Settings
 from doxa.core.db import is_postgresql, transaction
-from doxa.core.enums import Channel, DeliveryState, Direction
+from doxa.core.enums import DeliveryState, Direction
 from doxa.core.errors import InvalidInput
+from doxa.core.intake.ack_texts import NEUTRAL_SUBJECT
 from doxa.core.intake.threads import SUBJECT_TOKEN
 from doxa.core.message_ids import new_message_id
 from doxa.core.tickets.models import Message, Ticket
 
 log = logging.getLogger(__name__)
 MAX_REFERENCES = 20
-FORM_ACKNOWLEDGMENT_SUBJECT = "We have received your request"
 _DEFAULT_PORTS = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
 
 
@@ -104,9 +104,10 @@ def outbound_subject(ticket: Ticket, *, automatic: bool) -> str:
     """`[#id] subject`: this ticket's reference only, even if the customer's subject carried
     another ticket's (a reply to it would otherwise thread there)."""
     subject = " ".join(SUBJECT_TOKEN.sub(" ", ticket.subject).split())
-    if ticket.channel is Channel.FORM and automatic:
-        # Whoever typed someone else's address into a form must not choose what they are sent.
-        subject = FORM_ACKNOWLEDGMENT_SUBJECT
+    if automatic:
+        # An automatic message recorded without its own subject: whoever wrote from (or typed)
+        # someone else's address must not choose what they are sent.
+        subject = NEUTRAL_SUBJECT
     return f"{ticket.reference} {subject}".strip()
 
 

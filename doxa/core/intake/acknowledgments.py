@@ -43,21 +43,13 @@ def acknowledge(
     address) or an hourly cap records it `not_sent` with the reason.
     """
     mailbox = ticket.mailbox or settings.support_addresses[0].address
-    texts = load_texts(settings.ack_templates)
-    text = texts.choose(mailbox, _language(msg, texts, mailbox))
-    # A form's typed address is unproven whoever it names: its subject is never repeated (SPEC).
-    repeat = ticket.channel is not Channel.FORM and (
-        authenticated or is_known_requester(db, ticket.requester)
-    )
-    name = msg.sender_name or ticket.requester.full_name or ""
-    subject, body = text.render(
-        reference=ticket.reference,
-        subject=_one_line(SUBJECT_TOKEN.sub(" ", ticket.subject)) if repeat else None,
-        name=_one_line(name)[:NAME_CHARS] if repeat else None,
-    )
+    held = _reply_elsewhere(msg, authenticated=authenticated)
+    # The language matters only to mail that may go out (detecting it loads a model, ~1 s once
+    # per process): a relay is set and nothing has stopped it yet (a cap may still).
+    detect = settings.outbound_smtp_url is not None and held is None
+    subject, body = _text(db, ticket, msg, mailbox, settings, authenticated, detect=detect)
     recipient = recipient_key(ticket.requester.email)
-    held = _why_not_send(db, msg, recipient, settings=settings, authenticated=authenticated)
-    domain = mailbox.rpartition("@")[2]
+    held = held or _capped(db, recipient, settings=settings)
     message = Message(
         ticket_id=ticket.id,
         author_id=None,
@@ -67,7 +59,9 @@ def acknowledge(
         recipient_key=recipient[:ADDRESS_CHARS],
         body=body,
         full_body=body,
-        message_id=new_message_id(settings.secret, ticket_id=ticket.id, domain=domain),
+        message_id=new_message_id(
+            settings.secret, ticket_id=ticket.id, domain=mailbox.rpartition("@")[2]
+        ),
         in_reply_to=msg.message_id,
         notes=[NOTE],
         delivery_state=(
@@ -80,6 +74,32 @@ def acknowledge(
     db.add(message)
     db.flush()
     return message
+
+
+def _text(
+    db: Session,
+    ticket: Ticket,
+    msg: InboundMessage,
+    mailbox: str,
+    settings: Settings,
+    authenticated: bool,
+    *,
+    detect: bool,
+) -> tuple[str, str]:
+    """(subject, body): the mailbox's text in the customer's language, their own words in it
+    only when they may be repeated."""
+    texts = load_texts(settings.ack_templates)
+    language = _language(msg, texts, mailbox) if detect else FALLBACK_LANGUAGE
+    # A form's typed address is unproven whoever it names: its subject is never repeated (SPEC).
+    repeat = ticket.channel is not Channel.FORM and (
+        authenticated or is_known_requester(db, ticket.requester)
+    )
+    name = msg.sender_name or ticket.requester.full_name or ""
+    return texts.choose(mailbox, language).render(
+        reference=ticket.reference,
+        subject=_one_line(SUBJECT_TOKEN.sub(" ", ticket.subject)) if repeat else None,
+        name=_one_line(name)[:NAME_CHARS] if repeat else None,
+    )
 
 
 def is_known_requester(db: Session, user: User) -> bool:
@@ -141,11 +161,13 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _why_not_send(
-    db: Session, msg: InboundMessage, recipient: str, *, settings: Settings, authenticated: bool
-) -> str | None:
+def _reply_elsewhere(msg: InboundMessage, *, authenticated: bool) -> str | None:
     if msg.reply_to and msg.reply_to != msg.sender_email and not authenticated:
         return REPLY_TO_ELSEWHERE
+    return None
+
+
+def _capped(db: Session, recipient: str, *, settings: Settings) -> str | None:
     if is_postgresql(db):
         # Intake workers run side by side: without this, each would count the acknowledgments
         # committed so far and several could pass the cap at once. Held to the commit, briefly.
