@@ -116,7 +116,12 @@ def ingest(args: argparse.Namespace, settings: Settings) -> int:
     to = args.to or settings.support_addresses[0].address
     try:
         report = ingest_files(
-            context, build_pipeline(settings), args.paths, to=to, dry_run=args.dry_run
+            context,
+            build_pipeline(settings),
+            args.paths,
+            to=to,
+            dry_run=args.dry_run,
+            acknowledge=args.acknowledge,
         )
     finally:
         context.close()
@@ -286,6 +291,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", type=Path)
     p.add_argument("--to", help="mailbox they were sent to (default: the first support address)")
     p.add_argument("--dry-run", action="store_true", help="parse and classify, store nothing")
+    p.add_argument(
+        "--acknowledge",
+        action="store_true",
+        help="mail each new ticket's sender an acknowledgment (an archive is old mail: none "
+        "by default; `-` is acknowledged as SMTP mail is)",
+    )
     p.add_argument("--sender", help="with `-`: the envelope sender (Postfix: ${sender})")
     p.add_argument("--recipient", help="with `-`: the envelope recipient (Postfix: ${recipient})")
     p.set_defaults(run=ingest)

@@ -17,11 +17,11 @@ from doxa.cli import main
 from doxa.core.config import Settings
 from doxa.core.context import Context
 from doxa.core.db import transaction
-from doxa.core.enums import Channel, IntakeStatus, Role
+from doxa.core.enums import Channel, DeliveryState, Direction, IntakeStatus, Role
 from doxa.core.intake.inbound import InboundMessage
 from doxa.core.intake.models import IntakeEvent
 from doxa.core.intake.pipeline import Delivery, Pipeline, RawEvent
-from doxa.core.models import Ticket, User
+from doxa.core.models import Message, Ticket, User
 from doxa.core.triage.models import ClassifierModel
 from doxa.main import build_pipeline
 from tests.conftest import MakeUser
@@ -152,6 +152,35 @@ class TestIngest:
         out = capsys.readouterr().out
         assert f"{tmp_path}/boom.eml: failed: " in out and "the parser broke" in out
         assert "fine.eml" not in out.split("to look at:")[1]
+
+    def test_an_archive_is_not_acknowledged_unless_asked(
+        self, env: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("OUTBOUND_SMTP_URL", "smtp://127.0.0.1:1")  # queued acks would go
+        archive = mailbox.mbox(tmp_path / "old-inbox.mbox")
+        for n in range(3):
+            archive.add(message(f"Old {n}", sender=f"customer{n}@example.org"))
+        archive.close()
+        assert main(["ingest", str(tmp_path / "old-inbox.mbox")]) == 0
+        assert _acknowledgments(env) == []
+        (tmp_path / "new.eml").write_text(message("Recent", sender="recent@example.org"))
+        assert main(["ingest", "--acknowledge", str(tmp_path / "new.eml")]) == 0
+        assert _acknowledgments(env) == [("recent@example.org", DeliveryState.QUEUED)]
+
+    def test_a_bad_template_folder_stops_the_command_in_one_line(
+        self,
+        env: Context,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        monkeypatch.setenv("ACK_TEMPLATES", str(tmp_path / "missing"))
+        assert main(["ingest", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert (
+            err.splitlines()[-1]
+            == f"configuration error: ACK_TEMPLATES: {tmp_path}/missing is not a folder"
+        )
 
     def test_missing_path_is_a_one_line_error(
         self, env: Context, capsys: pytest.CaptureFixture[str]
@@ -302,6 +331,18 @@ class TestInstalledCommand:
         ]
 
 
+def _acknowledgments(context: Context) -> list[tuple[str, DeliveryState | None]]:
+    """(recipient, delivery state) of every recorded acknowledgment."""
+    with context.sessions() as db:
+        query = (
+            select(User.email, Message.delivery_state)
+            .join(Ticket, Ticket.id == Message.ticket_id)
+            .join(User, User.id == Ticket.requester_id)
+            .where(Message.direction == Direction.OUT, Message.author_id.is_(None))
+        )
+        return [(email, state) for email, state in db.execute(query)]
+
+
 def _pipe(
     env: dict[str, str],
     raw: bytes,
@@ -365,6 +406,13 @@ class TestIngestPipe:
             event = db.scalars(select(IntakeEvent)).one()
             assert db.scalar(select(Ticket.id)) is None
         assert event.status is IntakeStatus.HELD and event.reason == "bounce"
+
+    def test_piped_mail_is_acknowledged_as_smtp_mail_is(
+        self, clean: Context, environment: dict[str, str]
+    ) -> None:
+        environment["OUTBOUND_SMTP_URL"] = "smtp://127.0.0.1:1"
+        assert _pipe(environment, message("Printer").encode()).returncode == 0
+        assert _acknowledgments(clean) == [("alice@example.org", DeliveryState.QUEUED)]
 
     def test_foreign_recipient_and_oversized_message_exit_65(
         self, clean: Context, environment: dict[str, str]

@@ -5,18 +5,23 @@ from __future__ import annotations
 import ipaddress
 import logging
 import secrets
+import unicodedata
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from doxa.core.intake.ack_texts import load_texts, mailboxes
+
 log = logging.getLogger(__name__)
 
 # Values that look like secrets but are copied from examples; refused outside dev.
 _PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "changethis", "jwt-secret", "example"}
 MIN_SECRET_LENGTH = 32
+MAX_SUPPORT_NAME = 100
 
 
 class ConfigError(Exception):
@@ -63,6 +68,10 @@ class Settings(BaseSettings):
     sendgrid_inbound_user: str | None = None
     sendgrid_inbound_password: str | None = None
     form_acknowledge: bool = False  # web-form addresses are unproven: no mail unless asked
+    # Acknowledgments (SPEC "Replies out"): the display name on all mail DOXA sends, and a
+    # folder of texts by mailbox and language (None: the built-in texts).
+    support_name: str = "Support"
+    ack_templates: Path | None = None
     outbound_smtp_url: str | None = None
     doxa_admin_email: str | None = None
     doxa_admin_password: str | None = None
@@ -102,7 +111,7 @@ class Settings(BaseSettings):
         "jwt_secret", "webhook_secret", "mailgun_signing_key", "postmark_inbound_user",
         "postmark_inbound_password", "sendgrid_inbound_user", "sendgrid_inbound_password",
         "outbound_smtp_url", "doxa_admin_email", "doxa_admin_password", "ai_base_url",
-        "ai_api_key", mode="before",
+        "ai_api_key", "ack_templates", mode="before",
     )  # fmt: skip
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
@@ -151,6 +160,24 @@ class Settings(BaseSettings):
                 raise ValueError("must look like smtp://host:port, smtp+starttls:// or smtps://")
         return value
 
+    @field_validator("support_name")
+    @classmethod
+    def _display_name(cls, value: str) -> str:
+        value = value.strip()
+        if not value or len(value) > MAX_SUPPORT_NAME:
+            raise ValueError(f"must be 1 to {MAX_SUPPORT_NAME} characters")
+        if any(unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp") for char in value):
+            raise ValueError("must not contain line breaks or other control characters")
+        return value
+
+    @field_validator("ack_templates")
+    @classmethod
+    def _templates(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            load_texts(value.resolve())  # a missing folder or a bad file stops the start here
+            return value.resolve()
+        return value
+
     @field_validator("public_base_url")
     @classmethod
     def _base_url(cls, value: str) -> str:
@@ -168,6 +195,18 @@ class Settings(BaseSettings):
             # psycopg 3 is the driver we ship; a plain URL would ask for psycopg2.
             return "postgresql+psycopg://" + value.split("://", 1)[1]
         return value
+
+    @model_validator(mode="after")
+    def _template_mailboxes(self) -> Settings:
+        if self.ack_templates is not None:
+            ours = {box.address for box in self.support_addresses}
+            unknown = sorted(mailboxes(load_texts(self.ack_templates)) - ours)
+            if unknown:
+                raise ValueError(
+                    f"ACK_TEMPLATES: {unknown[0]} has texts but is not a mailbox "
+                    "of SUPPORT_ADDRESSES"
+                )
+        return self
 
     @model_validator(mode="after")
     def _require_secret(self) -> Settings:

@@ -14,8 +14,9 @@ import smtplib
 import ssl
 import threading
 from dataclasses import dataclass
+from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, formataddr
+from email.utils import format_datetime
 from urllib.parse import unquote, urlsplit
 
 import anyio
@@ -25,15 +26,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from doxa.core.addresses import ascii_address
 from doxa.core.config import Settings
 from doxa.core.db import is_postgresql, transaction
-from doxa.core.enums import Channel, DeliveryState, Direction
+from doxa.core.enums import DeliveryState, Direction
 from doxa.core.errors import InvalidInput
+from doxa.core.intake.ack_texts import NEUTRAL_SUBJECT
 from doxa.core.intake.threads import SUBJECT_TOKEN
 from doxa.core.message_ids import new_message_id
 from doxa.core.tickets.models import Message, Ticket
 
 log = logging.getLogger(__name__)
 MAX_REFERENCES = 20
-FORM_ACKNOWLEDGMENT_SUBJECT = "We have received your request"
 _DEFAULT_PORTS = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
 
 
@@ -81,10 +82,12 @@ def compose(db: Session, message: Message, *, settings: Settings) -> EmailMessag
         message.message_id = new_message_id(settings.secret, ticket_id=ticket.id, domain=domain)
     earlier, answering = _earlier_ids(db, message)
     mail = EmailMessage()
-    mail["From"] = formataddr(("Support", mailbox))
+    # An Address, not formataddr: a name with both non-ASCII and a comma stays one address.
+    mail["From"] = Address(display_name=settings.support_name, addr_spec=mailbox)
     mail["Reply-To"] = f"{local}+{ticket.id}@{domain}"  # threads even if headers are lost
     mail["To"] = ascii_address(ticket.requester.email)  # stored in Unicode (core.addresses)
-    subject = outbound_subject(ticket, automatic=message.author_id is None)
+    # An acknowledgment carries the subject chosen when it was recorded (its text's).
+    subject = message.subject or outbound_subject(ticket, automatic=message.author_id is None)
     mail["Subject"] = subject if message.author_id is None else f"Re: {subject}"
     mail["Message-ID"] = f"<{message.message_id}>"
     mail["Date"] = format_datetime(message.created_at)
@@ -102,9 +105,10 @@ def outbound_subject(ticket: Ticket, *, automatic: bool) -> str:
     """`[#id] subject`: this ticket's reference only, even if the customer's subject carried
     another ticket's (a reply to it would otherwise thread there)."""
     subject = " ".join(SUBJECT_TOKEN.sub(" ", ticket.subject).split())
-    if ticket.channel is Channel.FORM and automatic:
-        # Whoever typed someone else's address into a form must not choose what they are sent.
-        subject = FORM_ACKNOWLEDGMENT_SUBJECT
+    if automatic:
+        # An automatic message recorded without its own subject: whoever wrote from (or typed)
+        # someone else's address must not choose what they are sent.
+        subject = NEUTRAL_SUBJECT
     return f"{ticket.reference} {subject}".strip()
 
 

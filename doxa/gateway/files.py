@@ -16,6 +16,7 @@ from doxa.core.context import Context
 from doxa.core.db import transaction
 from doxa.core.enums import Channel
 from doxa.core.errors import Rejected
+from doxa.core.intake.delivery import ACKNOWLEDGE
 from doxa.core.intake.inbound import InboundMessage
 from doxa.core.intake.loops import loop_reason
 from doxa.core.intake.models import IntakeEvent
@@ -94,16 +95,25 @@ class Filing:
         return f"would be filed as {self.pinned or guess.category}", why
 
 
-def ingest(context: Context, pipeline: Pipeline, paths: list[Path], *, to: str,
-           dry_run: bool = False) -> Report:  # fmt: skip
+def ingest(
+    context: Context,
+    pipeline: Pipeline,
+    paths: list[Path],
+    *,
+    to: str,
+    dry_run: bool = False,
+    acknowledge: bool = False,
+) -> Report:
     """Feed every message through the pipeline (or only parse it); count the outcomes and name
-    the files that failed or were held. Empty files are skipped: there is nothing to keep."""
+    the files that failed or were held. Empty files are skipped: there is nothing to keep.
+
+    An archive is old mail: its senders are acknowledged only when `acknowledge` asks for it."""
     report = Report()
     filing = Filing(context, to=to) if dry_run else None
     # Log lines (a failed event's warning) are printed above the bar, not through it.
     with logging_redirect_tqdm():
         for where, raw in tqdm(list(raw_messages(paths)), unit="msg", desc="ingesting"):
-            outcome, why = _one(context, pipeline, raw, to=to, filing=filing)
+            outcome, why = _one(context, pipeline, raw, to=to, filing=filing, ack=acknowledge)
             report.outcomes[outcome] += 1
             if filing is not None:
                 report.each.append((where, f"{outcome}: {why}" if why else outcome))
@@ -113,11 +123,12 @@ def ingest(context: Context, pipeline: Pipeline, paths: list[Path], *, to: str,
 
 
 def _one(
-    context: Context, pipeline: Pipeline, raw: bytes, *, to: str, filing: Filing | None
+    context: Context, pipeline: Pipeline, raw: bytes, *, to: str, filing: Filing | None, ack: bool
 ) -> tuple[str, str | None]:
     if not raw.strip():
         return "skipped_empty", None
-    item = Delivery(Channel.EMAIL, raw, [to], None, message_id_of(raw))
+    extra = {} if ack else {ACKNOWLEDGE: False}
+    item = Delivery(Channel.EMAIL, raw, [to], None, message_id_of(raw), extra)
     if filing is not None:
         return _dry_run(pipeline, item, filing)
     return _run(context, pipeline, item)

@@ -97,3 +97,30 @@ class TestSettings:
     def test_public_base_url_must_be_http(self) -> None:
         with pytest.raises(ConfigError, match=r"^PUBLIC_BASE_URL:"):
             settings(doxa_env="dev", public_base_url="javascript:alert(1)")
+
+
+class TestAcknowledgmentSettings:
+    def test_a_missing_template_folder_stops_the_start_in_one_line(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError, match=r"^ACK_TEMPLATES: .*/none is not a folder$"):
+            settings(doxa_env="dev", ack_templates=str(tmp_path / "none"))
+
+    def test_a_template_with_an_unknown_placeholder_stops_the_start(self, tmp_path: Path) -> None:
+        (tmp_path / "default.en.txt").write_text("Subject: {reference}\n\nDear {customer}\n")
+        with pytest.raises(ConfigError) as error:
+            settings(doxa_env="dev", ack_templates=str(tmp_path))
+        assert str(error.value).startswith("ACK_TEMPLATES: default.en.txt: unknown placeholder")
+        assert "\n" not in str(error.value)
+
+    def test_a_text_for_a_mailbox_that_is_not_ours_stops_the_start(self, tmp_path: Path) -> None:
+        (tmp_path / "default.en.txt").write_text("Subject: {reference}\n\nThanks\n")
+        (tmp_path / "sales@example.com.en.txt").write_text("Subject: {reference}\n\nThanks\n")
+        with pytest.raises(ConfigError, match=r"^ACK_TEMPLATES: sales@example.com has texts"):
+            settings(doxa_env="dev", ack_templates=str(tmp_path))
+
+    def test_an_empty_template_folder_setting_means_the_built_in_texts(self) -> None:
+        assert settings(doxa_env="dev", ack_templates=" ").ack_templates is None  # type: ignore[attr-defined]
+
+    @pytest.mark.parametrize("name", ["", "Support\r\nBcc: victim@example.net", "x" * 101])
+    def test_a_support_name_that_cannot_be_a_display_name_is_refused(self, name: str) -> None:
+        with pytest.raises(ConfigError, match=r"^SUPPORT_NAME: "):
+            settings(doxa_env="dev", support_name=name)

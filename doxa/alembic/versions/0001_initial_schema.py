@@ -449,6 +449,8 @@ def upgrade() -> None:
             nullable=True,
         ),
         sa.Column("delivery_error", sa.Text(), nullable=True),
+        sa.Column("subject", sa.String(length=998), nullable=True),
+        sa.Column("recipient_key", sa.String(length=320), nullable=True),
         sa.Column("notes", sa.JSON(), nullable=False),
         sa.Column("intake_event_id", sa.Integer(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),

@@ -3,42 +3,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from doxa.core.config import Settings
-from doxa.core.db import is_postgresql, utcnow
 from doxa.core.enums import (
     Channel,
     ClassificationState,
-    DeliveryState,
     Direction,
     IntakeStatus,
     Status,
 )
+from doxa.core.intake import acknowledgments
 from doxa.core.intake.inbound import MAX_CC, InboundMessage
 from doxa.core.intake.models import IntakeEvent
 from doxa.core.intake.text import strip_reply
 from doxa.core.intake.threads import Thread
-from doxa.core.message_ids import new_message_id
 from doxa.core.tickets.models import Attachment, Message, Ticket
 from doxa.core.tickets.service import add_text, record
 from doxa.core.users import service as users
 from doxa.core.users.models import User
 
-ACKNOWLEDGMENT = (
-    "Thank you for your message. We have opened ticket {reference} and will answer soon.\n"
-    "Please keep {reference} in the subject when you write about this request."
-)
-ACKNOWLEDGMENT_NOTE = "automatic acknowledgment"
-# Why an acknowledgment was recorded but not sent (Message.delivery_error).
-CAP = "cap"
-REPLY_TO_ELSEWHERE = "reply_to_elsewhere"
-ACK_CAP_LOCK = 0x444F5841  # "DOXA": the advisory lock that serializes the hourly cap checks
-# Acknowledgments that count towards the hourly caps: the ones that went, or were to go, out.
-_COUNTED_STATES = (DeliveryState.QUEUED, DeliveryState.SENT, DeliveryState.FAILED)
+# In an intake event's `extra`: False when the edge asks for no acknowledgment (`doxa ingest`
+# of files without --acknowledge).
+ACKNOWLEDGE = "acknowledge"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +62,17 @@ def deliver(
         _reopen(db, ticket)
         return Outcome(IntakeStatus.FOLLOWUP, ticket)
     new = _open(db, event, msg, sender, settings=settings, previous=ticket, notes=notes)
-    _acknowledge(db, new, msg, settings=settings, authenticated=authenticated)
+    if _acknowledged(event, settings=settings):
+        acknowledgments.acknowledge(db, new, msg, settings=settings, authenticated=authenticated)
     return Outcome(IntakeStatus.TICKET_CREATED, new)
+
+
+def _acknowledged(event: IntakeEvent, *, settings: Settings) -> bool:
+    """A form's typed address is unproven: no answer unless FORM_ACKNOWLEDGE asks for one. An
+    archive fed to `doxa ingest` is old mail: none unless `--acknowledge` (SPEC)."""
+    if event.channel is Channel.FORM and not settings.form_acknowledge:
+        return False
+    return (event.extra or {}).get(ACKNOWLEDGE, True) is not False
 
 
 def _open(
@@ -162,66 +159,3 @@ def _reopen(db: Session, ticket: Ticket) -> None:
     if ticket.status in (Status.RESOLVED, Status.PENDING):
         record(db, ticket, actor=None, field="status", old=ticket.status, new=Status.OPEN)
         ticket.status = Status.OPEN
-
-
-def _acknowledge(
-    db: Session, ticket: Ticket, msg: InboundMessage, *, settings: Settings, authenticated: bool
-) -> None:
-    """Record the automatic answer to the From: address; it threads the customer's reply back.
-
-    Whether it may go out is decided here, so DOXA cannot be made to mail third parties: a
-    Reply-To elsewhere (From: may be someone else's address) or an hourly cap stops it. A
-    form's typed address is unproven: no answer unless FORM_ACKNOWLEDGE asks for one.
-    """
-    if ticket.channel is Channel.FORM and not settings.form_acknowledge:
-        return
-    domain = (ticket.mailbox or settings.support_addresses[0].address).rpartition("@")[2]
-    body = ACKNOWLEDGMENT.format(reference=ticket.reference)
-    held = _why_not_send(db, ticket, msg, settings=settings, authenticated=authenticated)
-    sendable = settings.outbound_smtp_url is not None and held is None
-    db.add(
-        Message(
-            ticket_id=ticket.id,
-            author_id=None,
-            direction=Direction.OUT,
-            internal=False,
-            body=body,
-            full_body=body,
-            message_id=new_message_id(settings.secret, ticket_id=ticket.id, domain=domain),
-            in_reply_to=msg.message_id,
-            notes=[ACKNOWLEDGMENT_NOTE],
-            delivery_state=DeliveryState.QUEUED if sendable else DeliveryState.NOT_SENT,
-            delivery_error=held,
-        )
-    )
-    db.flush()
-
-
-def _why_not_send(
-    db: Session, ticket: Ticket, msg: InboundMessage, *, settings: Settings, authenticated: bool
-) -> str | None:
-    if msg.reply_to and msg.reply_to != msg.sender_email and not authenticated:
-        return REPLY_TO_ELSEWHERE
-    if is_postgresql(db):
-        # Intake workers run side by side: without this, each would count the acknowledgments
-        # committed so far and several could pass the cap at once. Held to the commit, briefly.
-        db.execute(select(func.pg_advisory_xact_lock(ACK_CAP_LOCK)))
-    since = utcnow() - timedelta(hours=1)
-    acks = (
-        select(func.count())
-        .select_from(Message)
-        .where(
-            Message.direction == Direction.OUT,
-            Message.created_at >= since,
-            Message.author_id.is_(None),
-            Message.delivery_state.in_(_COUNTED_STATES),
-        )
-    )
-    if (db.scalar(acks) or 0) >= settings.ack_hourly_limit:
-        return CAP
-    mine = acks.join(Ticket, Ticket.id == Message.ticket_id).where(
-        Ticket.requester_id == ticket.requester_id
-    )
-    if (db.scalar(mine) or 0) >= settings.ack_hourly_limit_per_recipient:
-        return CAP
-    return None

@@ -97,6 +97,10 @@ class Message(Base):
     threaded_by: Mapped[ThreadedBy | None] = mapped_column(str_enum(ThreadedBy))
     delivery_state: Mapped[DeliveryState | None] = mapped_column(str_enum(DeliveryState))
     delivery_error: Mapped[str | None] = mapped_column(Text)
+    # Automatic messages (acknowledgments): the subject they are sent with, and the recipient's
+    # mailbox as the hourly caps count it (acknowledgments.recipient_key). Replies: None.
+    subject: Mapped[str | None] = mapped_column(String(998))
+    recipient_key: Mapped[str | None] = mapped_column(String(320))
     notes: Mapped[list[str]] = mapped_column(JSON, default=list)
     intake_event_id: Mapped[int | None] = mapped_column(ForeignKey("intake_event.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -12,8 +12,9 @@ import logging
 import re
 import smtplib
 import threading
+from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, formataddr, make_msgid
+from email.utils import format_datetime, make_msgid
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -44,6 +45,7 @@ class AccountMailer:
         self.sessions = sessions
         self.base_url = settings.public_base_url
         self.sender = settings.support_addresses[0].address
+        self.sender_name = settings.support_name
         self.relay = Relay.parse(settings.outbound_smtp_url) if settings.outbound_smtp_url else None
         self._lock = threading.Lock()
 
@@ -93,7 +95,7 @@ class AccountMailer:
 
     def _compose(self, mail: AccountMail) -> EmailMessage:
         message = EmailMessage()
-        message["From"] = formataddr(("Support", self.sender))
+        message["From"] = Address(display_name=self.sender_name, addr_spec=self.sender)
         message["To"] = mail.recipient
         message["Subject"] = mail.subject
         message["Date"] = format_datetime(utcnow())

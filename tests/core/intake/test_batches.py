@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from doxa.core.context import Context
 from doxa.core.db import transaction
 from doxa.core.enums import Channel, DeliveryState, Direction, IntakeStatus
-from doxa.core.intake.delivery import CAP
+from doxa.core.intake.acknowledgments import CAP
 from doxa.core.intake.inbound import InboundMessage
 from doxa.core.intake.models import IntakeEvent
 from doxa.core.intake.pipeline import Delivery, Pipeline
