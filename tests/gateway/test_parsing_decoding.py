@@ -7,12 +7,13 @@ import binascii
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
 from doxa.core.intake.inbound import InboundMessage
 from doxa.gateway.mime.charsets import decode_bytes
-from tests.gateway.conftest import ParsedCorpus, mail
+from tests.gateway.conftest import ParsedCorpus, Smtp, mail
 
 Parse = Callable[..., InboundMessage]
 
@@ -171,6 +172,62 @@ class TestIllegalHeaderFieldName:
             "after-bad@x.test",
             "Grüße, der Drucker",
         )
+
+    # Issue 19, item 24: names of any length with spaces, punctuation or 8-bit bytes, each
+    # with folded continuation lines, and a colon-less line before well-formed fields.
+    SHAPES: ClassVar[list[bytes]] = [
+        b"X-Script/function/ !\"#$%&'()*+,-./0123456789;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`"
+        b"abcdefghijklmnopqrstuvwxyz{|}~: TEST\r\n\tfunction() {\r\n\t  return 1; }",
+        b"X " + b"very long name " * 20 + b": value\r\n folded: line\r\n\tanother",
+        b"X-Sp\xe4m Score (local): 5.1\r\n\tdetails: BAYES_99",
+        b"Content Type: text/html\r\n charset=latin1",
+        b"a line of junk without a colon\r\n\twith a folded line",
+    ]
+
+    @pytest.mark.parametrize("bad", SHAPES)
+    @pytest.mark.parametrize("from_first", [True, False])
+    def test_a_bad_field_is_dropped_with_its_folded_lines(
+        self, parse: Parse, bad: bytes, from_first: bool
+    ) -> None:
+        author = b"From: Alice <alice@example.com>"
+        lines = [b"Received: by mx.example.com; Mon, 7 Dec 2026 10:00:00 +0000"]
+        lines += [author, bad] if from_first else [bad, author]
+        lines += [
+            b"Subject: Printer",
+            b"Message-ID: <after-bad@x.test>",
+            b"Content-Type: text/plain; charset=utf-8",
+            b"Content-Transfer-Encoding: base64",
+            b"",
+            base64.b64encode("Grüße, der Drucker".encode()),
+            b"",
+        ]
+        msg = parse(b"\r\n".join(lines))
+        assert (msg.sender_email, msg.subject, msg.message_id, msg.text) == (
+            "alice@example.com",
+            "Printer",
+            "after-bad@x.test",
+            "Grüße, der Drucker",
+        )
+
+    def test_a_mail_with_one_through_smtp_becomes_its_ticket(self, smtp: Smtp) -> None:
+        raw = _headers(
+            b"To: support@example.com",
+            self.SHAPES[0],
+            b"Subject: Printer",
+            b"Content-Type: text/plain; charset=utf-8",
+            b"Content-Transfer-Encoding: base64",
+            body=base64.b64encode("Grüße, der Drucker".encode()),
+        )
+        smtp.send(raw)
+        smtp.settle()
+        [ticket] = smtp.tickets()
+        assert ticket.subject == "Printer"
+        assert smtp.messages(ticket.id)[0].body == "Grüße, der Drucker"
+
+    def test_the_folded_lines_of_a_dropped_field_join_no_other(self, parse: Parse) -> None:
+        raw = _headers(b"Subject: Printer", b"X Bad: one\r\n\ttwo", b"Message-ID: <m@x.test>")
+        msg = parse(raw)
+        assert (msg.subject, msg.message_id) == ("Printer", "m@x.test")
 
     def test_a_body_without_its_blank_line_stays_the_body(self, parse: Parse) -> None:
         raw = _headers(b"Subject: Printer", b"Dear team, my question: why?\r\nIt jams.")

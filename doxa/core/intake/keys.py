@@ -1,4 +1,5 @@
-"""Keys a webhook sender may use once: Idempotency-Keys, form signatures, Mailgun tokens.
+"""Keys a webhook sender may use once: Idempotency-Keys, form signatures, Mailgun tokens;
+and the Message-IDs that made tickets (for a day: after that `_seen` in the pipeline holds).
 
 Each is claimed with one INSERT .. ON CONFLICT DO NOTHING in the transaction that stores the
 event, so of two racing requests with the same key one inserts and the other waits for its
@@ -22,6 +23,8 @@ from doxa.core.intake.models import IntakeKey
 
 KEEP = timedelta(hours=24)
 IDEMPOTENCY, SIGNATURE, MAILGUN_TOKEN = "idempotency", "signature", "mailgun_token"
+# A Message-ID that made a ticket: two copies processed at once make one (intake.pipeline).
+MESSAGE_ID = "message_id"
 
 
 class Claim(NamedTuple):

@@ -61,13 +61,19 @@ CHALLENGE_SUBJECT = re.compile(
 # Sender addresses and names of mail systems ("odd forms": MAILER_DAEMON, mailer-daemon+tag,
 # postmaster@[192.0.2.1], "Mail Delivery Subsystem").
 DAEMON_LOCAL_PART = re.compile(
-    r"^(?:mailer[-_.]?daemon|mail[-_.]?daemon|postmaster|post[-_.]?master)(?:[+=].*)?$",
+    r"^(?:mailer[-_.]?daemon|mail[-_.]?daemon|postmaster|post[-_.]?master|"
+    r"microsoftexchange[0-9a-f]{32})(?:[+=].*)?$",  # Exchange's own report sender
     re.IGNORECASE,
 )
 DAEMON_NAME = re.compile(
     r"^(?:mail delivery (?:subsystem|system|service)|mailer[- _]?daemon|"
     r"mail administrator|postmaster|e-?mail delivery system|microsoft outlook)$",
     re.IGNORECASE,
+)
+# A From: header naming a mail system, read raw: Exchange writes delay notices from malformed
+# forms ("postmaster@", "postmaster@[10.0.0.1") that yield no usable address.
+DAEMON_FROM = re.compile(
+    r"(?:^|[\s<\"'(])(?:mailer[-_.]?daemon|postmaster)(?:@|[\s>\"')]|$)", re.IGNORECASE
 )
 # An envelope sender only a mail system uses (postmaster is also a person's mailbox).
 DAEMON_ENVELOPE = re.compile(
@@ -84,6 +90,20 @@ DSN_BODY = re.compile(
     r"(?:had permanent fatal errors|failed))|"
     r"delivery to the following recipients? (?:failed|has been delayed|was unsuccessful)|"
     r"delivery has failed to these recipients|smtp error from remote (?:mail )?server|"
+    # A list of recipients the message did not reach (security gateways, Exchange delays).
+    r"(?:not|n't|never) (?:be |been )?deliver(?:ed|able)? to (?:the following|these|all) "
+    r"(?:recipients?|addresse?s?)|"
+    r"(?:the )?following (?:recipients?|addresse?s?)(?: or groups)? "
+    r"(?:(?:is|are|was|were) (?:undeliverable|rejected|not delivered)|"
+    r"(?:could|did|can)(?:n't| not) (?:be (?:delivered|reached)|receive))|"
+    r"^\s*(?:undeliverable|failed|rejected|delayed) (?:recipients?|addresse?s?)\s*:|"
+    r"delivery (?:is|was|has been) delayed to (?:the following|these) recipients?|"
+    r"delivery (?:has )?failed (?:for|to) (?:the following|these) recipients?|"
+    r"(?:your|this) message (?:to .{1,200} )?(?:has(?:n't| not)|was(?:n't| not)) (?:yet )?been "
+    r"delivered|"
+    r"this is a warning message only|you do not need to resend (?:your|the|this) message|"
+    r"(?:will|shall) (?:keep|continue) (?:trying|to try|attempting|to attempt) to deliver|"
+    r"delivery will continue to be attempted|"
     r"your message (?:did not reach|could(?:n't| not) be delivered to|wasn't delivered to)|"
     r"i'm (?:sorry|afraid) (?:to (?:have to )?inform you that )?(?:your message|i wasn't able)|"
     r"unable to deliver (?:your )?message|retry timeout exceeded|"

@@ -42,7 +42,7 @@ _BODY_SCAN_CHARS = 20_000  # a report's machine part comes first; never scan a h
 
 # Every header the rules read; the parser must copy each one into InboundMessage.headers.
 HEADERS_READ: frozenset[str] = frozenset(
-    {"auto-submitted", "precedence", "x-precedence", "return-path", "content-type"}
+    {"auto-submitted", "precedence", "x-precedence", "return-path", "content-type", "from"}
     | set(_AUTO_REPLY_HEADERS)
     | set(_LIST_HEADERS)
     | set(_BOUNCE_HEADERS)
@@ -137,7 +137,11 @@ def _reverse_paths(msg: InboundMessage, envelope_from: str | None) -> list[str]:
 def _daemon_author(msg: InboundMessage) -> bool:
     local = msg.sender_email.rsplit("@", 1)[0] if msg.sender_email else ""
     name = (msg.sender_name or "").strip().strip("\"'")
-    return bool(shapes.DAEMON_LOCAL_PART.match(local) or shapes.DAEMON_NAME.match(name))
+    return bool(
+        shapes.DAEMON_LOCAL_PART.match(local)
+        or shapes.DAEMON_NAME.match(name)
+        or shapes.DAEMON_FROM.search(msg.headers.get("from", ""))
+    )
 
 
 def _responder_header(msg: InboundMessage) -> bool:

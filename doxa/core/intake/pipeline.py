@@ -27,7 +27,7 @@ from doxa.core.config import Settings
 from doxa.core.db import LARGE_VALUE_BYTES, insert, is_postgresql, large_value, utcnow
 from doxa.core.enums import Channel, IntakeStatus, ThreadedBy
 from doxa.core.errors import Conflict, NotFound, Rejected
-from doxa.core.intake import delivery
+from doxa.core.intake import delivery, keys
 from doxa.core.intake.inbound import (
     ADDRESS_CHARS,
     InboundMessage,
@@ -263,8 +263,12 @@ class Pipeline:
         reason = None if event.released_by_id else self._hold_reason(db, event, msg, trust)
         if reason is not None:
             event.status, event.reason = IntakeStatus.HELD, reason
-        elif self._seen(db, msg):
+        elif (seen := self._seen(db, msg)) is not None:
             event.status, event.reason = IntakeStatus.DUPLICATE, "message_id"
+            event.duplicate_of_id, event.ticket_id = seen
+        elif (first := self._claim_message_id(db, event, msg)) is not None:
+            event.status, event.reason = IntakeStatus.DUPLICATE, "message_id"
+            event.duplicate_of_id, event.ticket_id = first.id, first.ticket_id
         else:
             thread = self._thread(db, event, msg, author=trust.author)
             outcome = delivery.deliver(
@@ -318,12 +322,29 @@ class Pipeline:
         )
         return (db.scalar(recent) or 0) >= self.settings.sender_hourly_limit
 
-    def _seen(self, db: Session, msg: InboundMessage) -> bool:
-        """The Message-ID is on a ticket already (another mailbox, or our own outbound copy)."""
+    def _seen(self, db: Session, msg: InboundMessage) -> tuple[int | None, int] | None:
+        """(the event that stored it, its ticket) when the Message-ID is on a ticket already
+        (another mailbox, or our own outbound copy, which came from no event)."""
         if not msg.message_id:
-            return False
-        query = select(Message.id).where(Message.message_id == msg.message_id).limit(1)
-        return db.scalar(query) is not None
+            return None
+        query = select(Message.intake_event_id, Message.ticket_id).where(
+            Message.message_id == msg.message_id
+        )
+        row = db.execute(query.limit(1)).first()
+        return None if row is None else (row.intake_event_id, row.ticket_id)
+
+    def _claim_message_id(
+        self, db: Session, event: IntakeEvent, msg: InboundMessage
+    ) -> IntakeEvent | None:
+        """The event that already makes the ticket for this Message-ID, else None (then this
+        one does). Copies with different dedupe keys (two mailboxes, two channels) pass `_seen`
+        side by side in two workers; the unique key lets one through, and the other waits
+        for its commit (PostgreSQL) and becomes its duplicate."""
+        if not msg.message_id:
+            return None
+        digest = hashlib.sha256(msg.message_id.encode("utf-8", "surrogatepass")).hexdigest()
+        first_id = keys.claim(db, keys.Claim(keys.MESSAGE_ID, digest, ""), event_id=event.id)
+        return None if first_id is None else db.get(IntakeEvent, first_id)
 
     def fail(
         self, db: Session, event_id: int, error: BaseException, *, reason: str | None = None
