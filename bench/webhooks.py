@@ -19,6 +19,10 @@ One run, in this order (the database is dropped and created afresh, loopback onl
    until every accepted post is processed (a ticket each). `--hold-processing` locks the
    ticket table while posting, so the sending phase measures accepting alone (processing
    waits, using no CPU) and the drain all of the processing.
+4. With `--replays`, once drained: one more form is posted, then sent again P times from the N
+   clients with the very same headers (a replay: the same timestamp and signature). A replay
+   is answered with the first post's event and stores nothing; it must cost no more than a
+   distinct post, so its rate is compared with the distinct posts' rate of step 2.
 
 Each of N clients (threads spread over up to four client processes) keeps one HTTP connection
 and posts its share of P JSON forms, signed as a website's backend signs them (HMAC-SHA256 of
@@ -211,14 +215,20 @@ def signed(body: bytes) -> dict[str, str]:
 
 
 def client(
-    url: str, bodies: list[bytes], load: Load, lock: threading.Lock, start: threading.Barrier
+    url: str,
+    bodies: list[bytes],
+    load: Load,
+    lock: threading.Lock,
+    start: threading.Barrier,
+    headers: dict[str, str] | None,
 ) -> None:
+    """Posts `bodies`, each signed as it is sent, or all with the same `headers` (replays)."""
     with httpx.Client(timeout=60) as http:
         start.wait()
         for body in bodies:
             began = time.monotonic()
             try:
-                response = http.post(url, content=body, headers=signed(body))
+                response = http.post(url, content=body, headers=headers or signed(body))
                 status = response.status_code
             except httpx.HTTPError as exc:
                 status, response = 0, None
@@ -232,13 +242,17 @@ def client(
                     load.errors.append(f"{status} {response.text[:200] if response else error}")
 
 
-def _client_process(url: str, shares: list[list[bytes]], start: Any, results: Any) -> None:
+def _client_process(
+    url: str, shares: list[list[bytes]], start: Any, results: Any, headers: dict[str, str] | None
+) -> None:
     """One client process: a thread per client, started together with the other processes."""
     load, lock = Load(), threading.Lock()
     ready = threading.Barrier(len(shares) + 1)
     cpu_before = time.process_time()
-    threads = [threading.Thread(target=client, args=(url, share, load, lock, ready))
-               for share in shares]  # fmt: skip
+    threads = [
+        threading.Thread(target=client, args=(url, share, load, lock, ready, headers))
+        for share in shares
+    ]
     for thread in threads:
         thread.start()
     start.wait()
@@ -248,16 +262,21 @@ def _client_process(url: str, shares: list[list[bytes]], start: Any, results: An
     results.put((load.latencies_ms, load.errors, load.last_2xx, time.process_time() - cpu_before))
 
 
-def post_all(url: str, bodies: list[bytes], clients: int) -> Load:
+def post_all(
+    url: str, bodies: list[bytes], clients: int, headers: dict[str, str] | None = None
+) -> Load:
     """The bodies from `clients` clients (a thread and connection each), spread over up to
     CLIENT_PROCESSES processes: in one process the clients' own GIL added tens of ms to the
-    latencies measured at p99, for the bare endpoint as for DOXA."""
+    latencies measured at p99, for the bare endpoint as for DOXA. With `headers`, every post
+    carries those (a replay of one signed post), else each is signed as it is sent."""
     shares = [bodies[n::clients] for n in range(clients)]
     processes = min(CLIENT_PROCESSES, clients)
     context = mp.get_context("fork")  # the clients only: no server threads here yet
     start, results = context.Barrier(processes + 1), context.Queue()
     workers = [
-        context.Process(target=_client_process, args=(url, shares[n::processes], start, results))
+        context.Process(
+            target=_client_process, args=(url, shares[n::processes], start, results, headers)
+        )
         for n in range(processes)
     ]
     for worker in workers:
@@ -443,6 +462,7 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
             sent = cpu_sample(process.pid, args.database_url)
         done, outcomes = drained_after(args.database_url, len(warm) + args.posts)
         after = cpu_sample(process.pid, args.database_url)
+        replays = replayed(url, args, process.pid) if args.replays else None
     doxa_figures = summary(load, args.posts)
     # The sending phase alone (processing as it went on meanwhile), clients included: on a
     # machine with fewer cores than busy processes the rate follows this sum.
@@ -451,13 +471,32 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     )
     # Accepting and processing together: CPU per post, by part, from before sending until drained.
     doxa_figures["cpu_ms_per_post"] = cpu_used(before, after, args.posts)
-    return {
+    result = {
         "at": datetime.now(UTC).isoformat(timespec="seconds"), "clients": args.clients,
         "cpus": os.cpu_count(), "hold_processing": args.hold_processing,
         "bare": bare, "doxa": doxa_figures,
         "ratio": round(doxa_figures["rate"] / bare["rate"], 3),
         "drain_s": round(done - load.last_2xx, 2), "outcomes": outcomes,
     }  # fmt: skip
+    if replays is not None:
+        result["replays"] = replays
+        result["replay_ratio"] = round(replays["rate"] / doxa_figures["rate"], 3)
+    return result
+
+
+def replayed(url: str, args: argparse.Namespace, server_pid: int) -> dict[str, Any]:
+    """One form stored, then sent again `args.posts` times with the same headers."""
+    body = form(10 * args.posts)
+    headers = signed(body)
+    first = httpx.post(url, content=body, headers=headers, timeout=60)
+    first.raise_for_status()
+    before = _cpu(server_pid)
+    load = post_all(url, [body] * args.posts, args.clients, headers)
+    figures = summary(load, args.posts)
+    figures["server_cpu_ms_per_post"] = round((_cpu(server_pid) - before) * 1000 / args.posts, 2)
+    again = httpx.post(url, content=body, headers=headers, timeout=60)
+    figures["first_answer_again"] = again.json() == first.json()
+    return figures
 
 
 def report(result: dict[str, Any]) -> None:
@@ -488,6 +527,15 @@ def report(result: dict[str, Any]) -> None:
         ("no error", result["doxa"]["errors"] == 0),
         ("processed within 20 s", result["drain_s"] <= TARGETS["drain_s"]),
     ]
+    if "replays" in result:
+        row = result["replays"]
+        print(
+            f"replays: {row['rate']} posts/s ({result['replay_ratio']:.0%} of distinct posts), "
+            f"p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms, server CPU "
+            f"{row['server_cpu_ms_per_post']} ms a replay, errors {row['errors']}, "
+            f"first answer again: {row['first_answer_again']}"
+        )
+        checks += [("replays at least as fast as distinct posts", result["replay_ratio"] >= 1.0)]
     for name, ok in checks:
         print(f"  {'PASS' if ok else 'FAIL'}  {name}")
 
@@ -503,6 +551,11 @@ def main() -> None:
         "--hold-processing",
         action="store_true",
         help="hold processing back while posting (accepting alone), then time the drain",
+    )
+    parser.add_argument(
+        "--replays",
+        action="store_true",
+        help="then replay one signed post as many times, from as many clients, and compare",
     )
     parser.add_argument("--log", type=Path, help="keep the DOXA server's log at this path")
     parser.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)

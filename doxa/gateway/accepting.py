@@ -22,18 +22,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 import anyio
+from sqlalchemy import delete
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from doxa.core.db import URGENT_WRITE, transaction
 from doxa.core.enums import IntakeStatus
-from doxa.core.errors import DomainError
+from doxa.core.errors import Conflict, DomainError
 from doxa.core.intake import keys
+from doxa.core.intake.models import IntakeEvent, IntakeKey
 from doxa.core.intake.pipeline import Accepted, Delivery, Pipeline
 
 log = logging.getLogger(__name__)
@@ -45,6 +49,10 @@ log = logging.getLogger(__name__)
 GROUP_ITEM_BYTES = 256 * 1024  # larger items take the other lane
 SMALL_GROUP_LIMITS = (64, 4 * 1024 * 1024)  # items and bytes in one transaction, at most
 LARGE_GROUP_LIMITS = (1, 0)
+# Keys this process committed, remembered so that a replay of one is answered before it joins
+# a group (about 300 bytes each); forgotten a minute before the database may take them afresh.
+KEYS_REMEMBERED = 16_384
+REMEMBER_SECONDS = keys.KEEP.total_seconds() - 60
 
 
 class Pending(Protocol):
@@ -79,7 +87,43 @@ class NotStored(Exception):
 
 
 class _Contested(Exception):
-    """A key claimed in a group was taken (a retry, a replay, a race): each item alone."""
+    """A key claimed in a group is to be claimed afresh, or the rows of an item that leaves the
+    group may be another's first: each item alone."""
+
+
+def _again(answer: Repeated | Conflict) -> Repeated | Conflict:
+    """The same answer for another item (an exception instance is raised once)."""
+    return Repeated(answer.first) if isinstance(answer, Repeated) else Conflict(answer.detail)
+
+
+class KeyMemory:
+    """The keys this process claimed and committed, newest last, with the body digest and the
+    event of their first use: a repeat of an item's first key (a form's signature, a Mailgun
+    token) gets its answer here, on the loop, with no database work at all. Other keys, and
+    keys claimed by another process, are found taken in the group's transaction."""
+
+    def __init__(self, size: int = KEYS_REMEMBERED) -> None:
+        self.size = size
+        self._keys: OrderedDict[tuple[str, str], tuple[str, int, float]] = OrderedDict()
+
+    def remember(self, claims: tuple[keys.Claim, ...], event_id: int) -> None:
+        for scope, key, body_sha256 in claims:
+            self._keys.pop((scope, key), None)
+            self._keys[scope, key] = (body_sha256, event_id, time.monotonic())
+        while len(self._keys) > self.size:
+            self._keys.popitem(last=False)
+
+    def repeat(self, claims: tuple[keys.Claim, ...]) -> Repeated | Conflict | None:
+        """The answer to an item whose first key this process committed; None: not known."""
+        if not claims:
+            return None
+        scope, key, body_sha256 = claims[0]
+        known = self._keys.get((scope, key))
+        if known is None or time.monotonic() - known[2] > REMEMBER_SECONDS:
+            return None
+        if known[0] != body_sha256:
+            return Conflict(keys.CONFLICT.format(scope))
+        return Repeated(known[1])
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -100,10 +144,10 @@ class GroupCommitter:
 
     def __init__(self, sessions: sessionmaker[Session], pipeline: Pipeline, *,
                  submit: Callable[[int], object], limits: tuple[int, int],
-                 committed: Callable[[int], object]) -> None:  # fmt: skip
+                 committed: Callable[[int], object], memory: KeyMemory) -> None:  # fmt: skip
         self.sessions, self.pipeline, self.submit = sessions, pipeline, submit
         self.max_items, self.max_bytes = limits
-        self.committed = committed
+        self.committed, self.memory = committed, memory
         self._waiting: list[Waiting] = []
         self._running: asyncio.Task[None] | None = None
         self._thread = anyio.CapacityLimiter(1)
@@ -153,8 +197,10 @@ class GroupCommitter:
         for index, waiting in enumerate(group):
             waiting.pending.close()
             result = NotStored() if results is None else results[index]
-            if isinstance(result, Accepted) and result.status is IntakeStatus.RECEIVED:
-                self.submit(result.id)
+            if isinstance(result, Accepted):
+                self.memory.remember(waiting.pending.claims, result.id)
+                if result.status is IntakeStatus.RECEIVED:
+                    self.submit(result.id)
             if waiting.answer.done():
                 continue
             if isinstance(result, Exception):
@@ -168,7 +214,7 @@ class GroupCommitter:
                 db.connection(execution_options={URGENT_WRITE: True})  # clients wait on it
                 if len(group) == 1:
                     return [self._store_one(db, group[0].pending)]
-                return list(self._store_many(db, [waiting.pending for waiting in group]))
+                return self._store_many(db, [waiting.pending for waiting in group])
         except (OperationalError, InterfaceError) as lost:
             log.warning("database unavailable: %d items refused for now (%s)", len(group), lost)
             return [lost] * len(group)
@@ -196,16 +242,53 @@ class GroupCommitter:
                 raise Repeated(first)
         return accepted
 
-    def _store_many(self, db: Session, group: list[Pending]) -> list[Accepted]:
+    def _store_many(self, db: Session, group: list[Pending]) -> list[Accepted | Exception]:
         accepted = self.pipeline.accept_many(db, [pending.delivery() for pending in group])
         claims = [
             (claim, event.id)
             for pending, event in zip(group, accepted, strict=True)
             for claim in pending.claims
         ]
-        if claims and not keys.claim_all(db, claims):
-            raise _Contested  # rolled back; each alone finds whose key it was
-        return accepted
+        taken = keys.claim_all(db, claims) if claims else set()
+        if not taken:
+            return list(accepted)
+        return self._without_repeats(db, group, accepted, taken)
+
+    def _without_repeats(
+        self,
+        db: Session,
+        group: list[Pending],
+        accepted: list[Accepted],
+        taken: set[tuple[str, str, int]],
+    ) -> list[Accepted | Exception]:
+        """The group's answers once the items whose keys were taken have left it: each gets
+        what `_store_one` would have answered it (the first answer, or a conflict), and its
+        rows are deleted; the others stay stored in this transaction."""
+        holders = keys.owners(db, {(scope, key) for scope, key, _ in taken})
+        results: list[Accepted | Exception] = list(accepted)
+        left: dict[int, Repeated | Conflict] = {}  # event ids of items that left: their answers
+        for index, (pending, event) in enumerate(zip(group, accepted, strict=True)):
+            claim = next((c for c in pending.claims if (c.scope, c.key, event.id) in taken), None)
+            if claim is None:
+                continue
+            holder = holders.get((claim.scope, claim.key))
+            if holder is None or holder.intake_event_id is None:
+                raise _Contested  # expired or gone: `keys.claim` takes it afresh, alone
+            if holder.body_sha256 != claim.body_sha256:
+                answer: Repeated | Conflict = Conflict(keys.CONFLICT.format(claim.scope))
+            elif (earlier := left.get(holder.intake_event_id)) is not None:
+                answer = _again(earlier)  # the same body as an item that left before it
+            else:
+                answer = Repeated(holder.intake_event_id)
+            results[index] = left[event.id] = answer
+        stays = [event for event in accepted if event.id not in left]
+        if any(event.status is IntakeStatus.DUPLICATE for event in stays) and any(
+            event.status is IntakeStatus.RECEIVED for event in accepted if event.id in left
+        ):
+            raise _Contested  # a row that leaves may be the first of a duplicate that stays
+        db.execute(delete(IntakeKey).where(IntakeKey.intake_event_id.in_(list(left))))
+        db.execute(delete(IntakeEvent).where(IntakeEvent.id.in_(list(left))))
+        return results
 
     @staticmethod
     def _failed(pending: Pending, exc: Exception) -> Exception:
@@ -215,16 +298,30 @@ class GroupCommitter:
 
 
 class Lanes:
-    """Two committers: items up to GROUP_ITEM_BYTES stored in groups, larger ones alone."""
+    """Two committers: items up to GROUP_ITEM_BYTES stored in groups, larger ones alone; a
+    repeat of a key they committed is answered before either."""
 
     def __init__(self, sessions: sessionmaker[Session], pipeline: Pipeline, *,
                  submit: Callable[[int], object],
                  committed: Callable[[int], object]) -> None:  # fmt: skip
+        self.memory = KeyMemory()
         self.small, self.large = (
-            GroupCommitter(sessions, pipeline, submit=submit, limits=limits, committed=committed)
+            GroupCommitter(
+                sessions,
+                pipeline,
+                submit=submit,
+                limits=limits,
+                committed=committed,
+                memory=self.memory,
+            )
             for limits in (SMALL_GROUP_LIMITS, LARGE_GROUP_LIMITS)
         )
 
     def enqueue(self, pending: Pending) -> asyncio.Future[Accepted]:
+        if (repeat := self.memory.repeat(pending.claims)) is not None:
+            pending.close()
+            answer: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
+            answer.set_exception(repeat)
+            return answer
         lane = self.large if pending.size > GROUP_ITEM_BYTES else self.small
         return lane.enqueue(pending)

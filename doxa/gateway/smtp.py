@@ -8,6 +8,7 @@ tickets) happens after the reply, on the intake worker, so a slow parse never ho
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import re
 import resource
@@ -16,7 +17,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import IO, Any, AnyStr
 
@@ -26,7 +27,7 @@ from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
 from doxa import metrics
-from doxa.core.config import Settings
+from doxa.core.config import IPNetwork, Settings
 from doxa.core.enums import Channel
 from doxa.core.intake.pipeline import Accepted, Delivery, Pipeline, message_id_of
 from doxa.core.intake.worker import IntakeWorker
@@ -41,6 +42,15 @@ COMMAND_CALL_LIMIT = 1000
 TOO_BIG = "552 5.3.4 Message too big for system"
 RETRY_LATER = "451 4.3.0 Temporary failure storing the message, please retry"
 TOO_MANY = b"421 4.7.0 Too many connections, try again later\r\n"
+IDLE_CLOSED = b"421 4.4.2 Too many connections: closing a session idle without MAIL\r\n"
+# Sessions from TRUSTED_RELAYS beyond the caps: 200 idle sessions from 10 addresses had locked
+# out the relay itself. Twenty is Postfix's default concurrency towards one destination.
+TRUSTED_RESERVE = 20
+# Above this share of SMTP_MAX_CONNECTIONS, a session that has not sent MAIL for
+# IDLE_BEFORE_MAIL_SECONDS (since it opened or since its last MAIL or message; NOOP, RSET, HELO
+# do not count) gets IDLE_CLOSED: idle sessions cannot hold the listener's places for long.
+CROWDED_SHARE = 0.8
+IDLE_BEFORE_MAIL_SECONDS = 10.0
 # DATA beyond this is written to a temporary file while it arrives: sessions that stall in
 # DATA hold disk, not memory (16 sessions holding 20 MiB each added 360 MB before).
 SPOOL_BYTES = 1024 * 1024
@@ -70,7 +80,10 @@ class DoxaSMTP(SMTP):
 
     def __init__(self, handler: IntakeHandler, *, gate: SessionGate, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
-        self.gate, self.client, self.admitted = gate, "", False
+        self.gate, self.client, self.admitted, self.trusted = gate, "", False, False
+        # Since when the session has been waiting to send MAIL; None while a message is read
+        # and stored (that takes as long as its size needs).
+        self.waiting_since: float | None = None
 
     def _create_envelope(self) -> SpooledEnvelope:
         return SpooledEnvelope()
@@ -79,19 +92,29 @@ class DoxaSMTP(SMTP):
         if not self.admitted:  # not a STARTTLS upgrade of an admitted session
             peer = transport.get_extra_info("peername")
             self.client = str(peer[0]) if isinstance(peer, tuple) and peer else ""
-            if not self.gate.admit(self.client):
+            self.trusted = self.gate.trusts(self.client)
+            if not self.gate.admit(self.client, trusted=self.trusted):
                 if isinstance(transport, asyncio.WriteTransport):
                     transport.write(TOO_MANY)
                 transport.close()
                 return
-            self.admitted = True
+            self.admitted, self.waiting_since = True, time.monotonic()
+            self.gate.sessions.add(self)
         super().connection_made(transport)
+
+    def close_idle(self) -> None:
+        """Tell the client the session is closed for want of MAIL, and close it."""
+        transport = self.transport
+        if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
+            transport.write(IDLE_CLOSED)
+            transport.close()
 
     def connection_lost(self, error: Exception | None) -> None:
         if not self.admitted:
             return  # refused at connection_made: aiosmtpd never started this session
         self.admitted = False
-        self.gate.release(self.client)
+        self.gate.release(self.client, trusted=self.trusted)
+        self.gate.sessions.discard(self)
         envelope = self.envelope
         if isinstance(envelope, SpooledEnvelope):
             envelope.discard()
@@ -105,7 +128,19 @@ class DoxaSMTP(SMTP):
             return
         await super().push(status)
 
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        await super().smtp_MAIL(arg)
+        if self.envelope is not None and self.envelope.mail_from is not None:
+            self.waiting_since = time.monotonic()
+
     async def smtp_DATA(self, arg: str) -> None:
+        try:
+            self.waiting_since = None
+            await self._data(arg)
+        finally:
+            self.waiting_since = time.monotonic()
+
+    async def _data(self, arg: str) -> None:
         if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
             return
         if self.envelope is None or not self.envelope.rcpt_tos:
@@ -242,25 +277,77 @@ def _unstuffed(piece: bytes, before: bytes) -> bytes:
 
 
 class SessionGate:
-    """Counts open sessions, in all and per client address; refuses those over either limit."""
+    """Counts open sessions, in all and per client address; refuses those over either limit.
 
-    def __init__(self, total: int, per_client: int) -> None:
-        self.total, self.per_client = total, per_client
+    Sessions from trusted relays are not counted against either: they have TRUSTED_RESERVE
+    places of their own, and beyond those take free places of the total like anyone.
+    """
+
+    def __init__(
+        self,
+        total: int,
+        per_client: int,
+        *,
+        trusted: Iterable[IPNetwork] = (),
+        reserve: int = TRUSTED_RESERVE,
+    ) -> None:
+        self.total, self.per_client, self.reserve = total, per_client, reserve
+        self.trusted_networks = tuple(trusted)
         self.open: Counter[str] = Counter()
-        self.count = 0
+        self.count = 0  # untrusted sessions
+        self.trusted = 0
+        self.sessions: set[DoxaSMTP] = set()
 
-    def admit(self, client: str) -> bool:
-        if self.count >= self.total or self.open[client] >= self.per_client:
+    def trusts(self, client: str) -> bool:
+        if not self.trusted_networks:
+            return False
+        try:
+            address = ipaddress.ip_address(client)
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in self.trusted_networks)
+
+    @property
+    def used(self) -> int:
+        """Places of the total in use: untrusted sessions and relays' beyond their reserve."""
+        return self.count + max(0, self.trusted - self.reserve)
+
+    def admit(self, client: str, *, trusted: bool = False) -> bool:
+        if trusted:
+            if self.trusted >= self.reserve and self.used >= self.total:
+                return False
+            self.trusted += 1
+            return True
+        if self.used >= self.total or self.open[client] >= self.per_client:
             return False
         self.count += 1
         self.open[client] += 1
         return True
 
-    def release(self, client: str) -> None:
+    def release(self, client: str, *, trusted: bool = False) -> None:
+        if trusted:
+            self.trusted -= 1
+            return
         self.count -= 1
         self.open[client] -= 1
         if self.open[client] <= 0:
             del self.open[client]
+
+    def idle(self, limit: float) -> list[DoxaSMTP]:
+        """Untrusted sessions waiting over `limit` seconds for MAIL, when over CROWDED_SHARE of
+        the total is in use; otherwise none."""
+        if self.used <= CROWDED_SHARE * self.total:
+            return []
+        since = time.monotonic() - limit
+        return [
+            session
+            for session in self.sessions
+            if not session.trusted
+            and session.waiting_since is not None
+            and session.waiting_since < since
+        ]
 
 
 def session_limit(wanted: int) -> int:
@@ -392,8 +479,11 @@ class SmtpListener:
         self.settings, self.handler = settings, handler
         self.sock = sock  # bound by `doxa serve`, so a taken port is found before start-up
         self.gate = SessionGate(
-            session_limit(settings.smtp_max_connections), settings.smtp_max_connections_per_client
+            session_limit(settings.smtp_max_connections),
+            settings.smtp_max_connections_per_client,
+            trusted=settings.trusted_relays,
         )
+        self.idle_before_mail = IDLE_BEFORE_MAIL_SECONDS  # tests shorten it
         self.server: asyncio.Server | None = None
         self.hostname = socket.gethostname()  # once: aiosmtpd would resolve it per connection
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -431,10 +521,18 @@ class SmtpListener:
             loop.close()
             return
         ready.set()
+        loop.call_soon(self._close_idle)
         try:
             loop.run_forever()
         finally:
             loop.close()
+
+    def _close_idle(self) -> None:
+        """Close sessions idle without MAIL while the listener is crowded; again and again."""
+        for session in self.gate.idle(self.idle_before_mail):
+            session.close_idle()
+        if self._loop is not None:
+            self._loop.call_later(min(1.0, self.idle_before_mail / 4), self._close_idle)
 
     def _protocol(self) -> DoxaSMTP:
         return DoxaSMTP(

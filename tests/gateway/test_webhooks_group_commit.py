@@ -5,20 +5,23 @@ Keys used once (signatures, Idempotency-Keys, Mailgun tokens) keep their rules i
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
 from prometheus_client import REGISTRY
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from doxa.core.enums import IntakeStatus
 from doxa.core.intake.models import IntakeEvent, IntakeKey
 from doxa.gateway.accepting import GroupCommitter
-from tests.gateway.conftest import Smtp
+from tests.gateway.conftest import Smtp, StartSmtp
 from tests.gateway.test_group_commit import Fault, _database_lost_at_commit, holding
-from tests.gateway.webhook_support import form_json, mailgun_signed, signed
+from tests.gateway.webhook_support import form_json, mailgun_signed, signed, start_hooks
 
 FORM, MAILGUN = "/api/v1/inbound/form", "/api/v1/inbound/mailgun"
 Post = Callable[[], Any]  # one request, as sent by a client: gives its httpx response
@@ -128,6 +131,73 @@ class TestGroups:
         assert sizes == [1, 2] and sorted(a.status_code for a in answers) == [200, 401]
         hooks.settle()
         assert sorted(t.subject for t in hooks.tickets()) == ["Via Mailgun", "first"]
+
+
+@contextmanager
+def _transactions(hooks: Smtp, ended: Counter[str]) -> Iterator[None]:
+    """Counts the commits and rollbacks of the committing thread (the group's, within it)."""
+    thread, armed = threading.get_ident(), True
+
+    def seen(kind: str) -> Callable[[Any], None]:
+        def count(_conn: Any) -> None:
+            if armed and threading.get_ident() == thread:
+                ended[kind] += 1
+
+        return count
+
+    for kind in ("commit", "rollback"):
+        event.listen(hooks.context.engine, kind, seen(kind))
+    try:
+        yield
+    finally:
+        armed = False  # left listening, disarmed: see test_group_commit._poisoned_insert
+
+
+def _mailgun_fields() -> dict[str, Any]:
+    fields = {"recipient": "support@example.com", "sender": "alice@example.org"}
+    fields |= {"from": "Alice <alice@example.org>", "subject": "Via Mailgun", "body-plain": "Hi"}
+    return mailgun_signed(fields)
+
+
+class TestReplays:
+    def test_replays_in_a_group_leave_it_and_the_others_are_stored_in_its_one_transaction(
+        self, hooks: Smtp, start_smtp: StartSmtp
+    ) -> None:
+        body, fields = form_json(subject="stored"), _mailgun_fields()
+        headers = signed(body) | {"Idempotency-Key": "order-1"}
+        first = hooks.http.post(FORM, content=body, headers=headers).json()["intake_event_id"]
+        assert hooks.http.post(MAILGUN, data=fields).status_code == 200
+        other = start_hooks(start_smtp)  # another process: it never saw them
+        again = functools.partial(other.http.post, FORM, content=body, headers=headers)
+        replays = [
+            again,
+            _form(other, form_json(subject="changed"), **{"Idempotency-Key": "order-1"}),
+            functools.partial(other.http.post, MAILGUN, data=fields),
+            again,
+        ]
+        posts = [_form(other, form_json(subject=f"new {n}")) for n in range(4)] + replays
+        ended: Counter[str] = Counter()
+        answers, sizes = as_a_group(other, posts, functools.partial(_transactions, other, ended))
+        assert sizes == [1, 8] and ended == {"commit": 1}
+        assert [a.status_code for a in answers] == [202] * 4 + [202, 409, 401, 202]
+        assert answers[4].json() == answers[7].json() == {"intake_event_id": first}
+        other.settle()
+        assert sorted(t.subject for t in other.tickets()) == sorted(
+            ["stored", "Via Mailgun", "first", *(f"new {n}" for n in range(4))]
+        )
+        assert _count(other, IntakeEvent) == 7 and _count(other, IntakeKey) == 8
+
+    def test_a_replay_of_what_this_process_stored_is_answered_without_a_group(
+        self, hooks: Smtp
+    ) -> None:
+        stored = _form(hooks, form_json(subject="stored"))
+        mailgun = functools.partial(hooks.http.post, MAILGUN, data=_mailgun_fields())
+        first = stored()
+        assert mailgun().status_code == 200
+        before = _groups()
+        assert [stored().json() for _ in range(20)] == [first.json()] * 20
+        assert [mailgun().status_code for _ in range(20)] == [401] * 20
+        assert _groups() == before and _count(hooks, IntakeEvent) == 2
 
 
 class TestGroupFaults:

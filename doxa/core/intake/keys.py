@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -25,6 +25,7 @@ KEEP = timedelta(hours=24)
 IDEMPOTENCY, SIGNATURE, MAILGUN_TOKEN = "idempotency", "signature", "mailgun_token"
 # A Message-ID that made a ticket: two copies processed at once make one (intake.pipeline).
 MESSAGE_ID = "message_id"
+CONFLICT = "{} key already used with another body"
 
 
 class Claim(NamedTuple):
@@ -39,8 +40,8 @@ def claim(db: Session, claimed: Claim, *, event_id: int) -> int | None:
     """Claim the key for `event_id`: None when it is new (or expired), else the event its
     first use stored, whose answer a repeat gets. The same key with another body is a
     Conflict. Claim after storing the event, and roll back when this returns an id."""
-    new_id = db.connection().execute(_claim_statement(db), _row(claimed, event_id)).scalar()
-    if new_id is not None:
+    inserted = db.connection().execute(_claim_statement(db), _row(claimed, event_id)).first()
+    if inserted is not None:
         return None
     scope, key, body_sha256 = claimed
     old = db.execute(
@@ -51,15 +52,37 @@ def claim(db: Session, claimed: Claim, *, event_id: int) -> int | None:
         db.flush()
         return None
     if old.body_sha256 != body_sha256:
-        raise Conflict(f"{scope} key already used with another body")
+        raise Conflict(CONFLICT.format(scope))
     return old.intake_event_id
 
 
-def claim_all(db: Session, claims: list[tuple[Claim, int]]) -> bool:
-    """Claim each key for its event in one statement; False when any was taken (then roll
-    back and `claim` each alone, which tells a retry from a conflict or an expired key)."""
+def claim_all(db: Session, claims: list[tuple[Claim, int]]) -> set[tuple[str, str, int]]:
+    """Claim each key for its event in one statement; (scope, key, event id) of the claims that
+    found their key taken, by an earlier use or an earlier claim in `claims` (see `owners`)."""
     rows = [_row(claimed, event_id) for claimed, event_id in claims]
-    return len(db.connection().execute(_claim_statement(db), rows).all()) == len(rows)
+    inserted = {tuple(row) for row in db.connection().execute(_claim_statement(db), rows)}
+    return {(c.scope, c.key, event_id) for c, event_id in claims} - inserted
+
+
+class Owner(NamedTuple):
+    """Whoever holds a key: its body's digest and the event its first use stored (or None:
+    the key may be claimed afresh, as its event is gone or it is older than `KEEP`)."""
+
+    body_sha256: str
+    intake_event_id: int | None
+
+
+def owners(db: Session, taken: set[tuple[str, str]]) -> dict[tuple[str, str], Owner]:
+    """The holders of the keys (scope, key) that `claim_all` found taken, in one statement."""
+    columns = (IntakeKey.body_sha256, IntakeKey.intake_event_id, IntakeKey.created_at)
+    query = select(IntakeKey.scope, IntakeKey.key, *columns).where(
+        tuple_(IntakeKey.scope, IntakeKey.key).in_(sorted(taken))
+    )
+    expired = utcnow() - KEEP
+    return {
+        (scope, key): Owner(body_sha256, None if created_at < expired else event_id)
+        for scope, key, body_sha256, event_id, created_at in db.execute(query)
+    }
 
 
 def _row(claimed: Claim, event_id: int) -> dict[str, Any]:
@@ -77,7 +100,7 @@ def _claim_statement(db: Session) -> Any:
         table: Any = IntakeKey.__table__
         insert = (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
         _CLAIM[dialect] = insert.on_conflict_do_nothing(index_elements=["scope", "key"]).returning(
-            table.c.id
+            table.c.scope, table.c.key, table.c.intake_event_id
         )
     return _CLAIM[dialect]
 

@@ -7,16 +7,22 @@ normalizers, which read the stored raw body again (it is the only copy that is k
 from __future__ import annotations
 
 import email.policy
+import functools
 import json
 from dataclasses import dataclass, field
 from email.message import Message
 from email.parser import BytesParser
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote_plus
 
 from doxa.core.errors import InvalidInput
 
 MAX_FIELDS = 1000
+# `first_fields` looks at most this many places a field's name occurs, reads a value of at most
+# MAX_FIRST_VALUE bytes, and a multipart header block of at most MAX_PART_HEAD bytes.
+FIRST_FIELD_LOOKS = 64
+MAX_FIRST_VALUE = 1024
+MAX_PART_HEAD = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,3 +129,96 @@ def _add_part(form: Form, part: Message) -> None:
         text = content.decode("utf-8", errors="replace")
     form.fields.setdefault(name, text)
     form.octets.setdefault(name, content)
+
+
+def first_fields(raw: bytes, content_type: str | None, names: tuple[str, ...]) -> dict[str, str]:
+    """The first value of each of `names`, short text fields of a form, without reading the
+    whole body; the search stops at the first name that is absent or empty (all are needed).
+
+    For a check before the body may cost anything (Mailgun's signature fields): reading every
+    part of 5.5 MB of empty multipart parts took 12.7 s of CPU, and python-multipart's streaming
+    parser 1.5 s, as both walk the body byte by byte or part by part in Python. Here each name
+    is looked for with `bytes.find` (C: 2.5 ms for 5 MB) at FIRST_FIELD_LOOKS places at most,
+    each checked in a window of a few KiB, so the cost is at most one reading of the body by C
+    per name, whatever its shape. A field found here may not be the one the full parser reads
+    first: the caller compares them after the full parse. Other media types: nothing found.
+    """
+    kind = media_type(content_type)
+    if kind == "multipart/form-data":
+        boundary = _boundary(content_type or "")
+        if not boundary:
+            return {}
+        find = functools.partial(_part_value, raw, boundary=boundary)
+    elif kind == "application/x-www-form-urlencoded":
+        find = functools.partial(_pair_value, raw)
+    else:
+        return {}
+    found: dict[str, str] = {}
+    for name in names:
+        value = find(name)
+        if not value:
+            break
+        found[name] = value
+    return found
+
+
+def _boundary(content_type: str) -> bytes:
+    head = Message()
+    head["content-type"] = content_type
+    boundary = head.get_boundary()
+    return boundary.encode("utf-8", errors="replace") if boundary else b""
+
+
+def _part_value(raw: bytes, name: str, *, boundary: bytes) -> str | None:
+    """The first part named `name` (quoted, in a Content-Disposition line of a part's header
+    block): its content, if it is at most MAX_FIRST_VALUE bytes."""
+    needle, opener = f'name="{name}"'.encode(), b"--" + boundary + b"\r\n"
+    closer = b"\r\n" + opener[:-2]
+    at = 0
+    for _ in range(FIRST_FIELD_LOOKS):
+        at = raw.find(needle, at)
+        if at < 0:
+            return None
+        head = raw.rfind(opener, max(0, at - MAX_PART_HEAD), at)
+        if (
+            head < 0
+            or (head and raw[head - 2 : head] != b"\r\n")  # not a delimiter
+            or raw.find(b"\r\n\r\n", head + len(opener) - 2, at) >= 0  # past the header block
+        ):
+            at = raw.find(closer, at)  # in a part's content: nothing more in it is a name
+            if at < 0:
+                return None
+            continue
+        line = raw.rfind(b"\r\n", head, at) + 2
+        if (
+            not raw[line:at].lower().startswith(b"content-disposition:")
+            or raw[at - 1] not in b" ;\t"
+        ):
+            at += len(needle)
+            continue
+        start = raw.find(b"\r\n\r\n", at, head + MAX_PART_HEAD)
+        if start < 0:
+            return None
+        end = raw.find(closer, start + 4, start + 4 + MAX_FIRST_VALUE + len(closer))
+        return None if end < 0 else raw[start + 4 : end].decode("utf-8", errors="replace")
+    return None
+
+
+def _pair_value(raw: bytes, name: str) -> str | None:
+    """The first `name=value` pair of a form-encoded body, if its value is short."""
+    needle = name.encode() + b"="
+    at = -len(needle)
+    for _ in range(FIRST_FIELD_LOOKS):
+        at = raw.find(needle, at + len(needle))
+        if at < 0:
+            return None
+        if at and raw[at - 1] != ord("&"):
+            continue  # the end of another name, or inside a value
+        start = at + len(needle)
+        end = raw.find(b"&", start, start + MAX_FIRST_VALUE + 1)
+        if end < 0:
+            end = len(raw)
+        if end - start > MAX_FIRST_VALUE:
+            return None
+        return unquote_plus(raw[start:end].decode("utf-8", errors="replace"))
+    return None

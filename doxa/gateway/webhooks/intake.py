@@ -37,7 +37,7 @@ from doxa.core.intake.pipeline import Delivery, Pipeline
 from doxa.core.pacing import Pacer
 from doxa.gateway.accepting import Lanes, NotStored, Repeated
 from doxa.gateway.webhooks import auth
-from doxa.gateway.webhooks.bodies import read_form
+from doxa.gateway.webhooks.bodies import first_fields, read_form
 from doxa.gateway.webhooks.forms import form_post
 from doxa.gateway.webhooks.providers import (
     Envelope,
@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 MAX_KEY_CHARS = 255
 PURGE_EVERY_SECONDS = 3600.0
 Headers = Mapping[str, str]
+MAILGUN_SIGNED = ("timestamp", "token", "signature")  # as `auth.mailgun_signature` takes them
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,12 +154,17 @@ class WebhookIntake:
     def mailgun(self, headers: Headers, raw: bytes) -> Post:
         """A Mailgun route's post, signed with the domain's webhook signing key."""
         key = auth.required(self.settings.mailgun_signing_key, "MAILGUN_SIGNING_KEY")
+        content_type = headers.get("content-type")
         try:
-            form = read_form(raw, headers.get("content-type"))
+            # Verified before the body is parsed: only Mailgun may make us read all of it.
+            signed = first_fields(raw, content_type, MAILGUN_SIGNED)
+            auth.mailgun_signature(key, *(signed.get(name, "") for name in MAILGUN_SIGNED))
+            form = read_form(raw, content_type)
         except InvalidInput as exc:
             raise Unauthenticated(f"no readable Mailgun signature: {exc.detail}") from None
-        token = form.text("token")
-        auth.mailgun_signature(key, form.text("timestamp"), token, form.text("signature"))
+        if any(form.text(name) != signed[name] for name in MAILGUN_SIGNED):
+            raise Unauthenticated("the body names its signature fields more than once")
+        token = signed["token"]
         envelope = mailgun_envelope(form)
         recipients = self._ours(envelope)
         digest = hashlib.sha256(raw).hexdigest()
