@@ -191,6 +191,7 @@ def create_app(
     app.state.throttle = Throttle()
     app.state.account_mail = AccountMailer(settings, context.sessions)
     app.state.trusted_proxies = settings.forwarded_allow_ips
+    app.state.metrics_token = settings.metrics_token  # opens /metrics to a scraper
     app.state.webhooks = runtime.webhooks
     api = APIRouter(prefix="/api/v1")
     for module in (auth, users, tickets, attachments, intake, classifier):

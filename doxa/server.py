@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import uvicorn
 
-from doxa import logs
+from doxa import http_limits, logs
 from doxa.core.config import Settings
 from doxa.main import create_app
 
@@ -79,6 +79,7 @@ def run(settings: Settings, *, migrate: Callable[[], None] | None = None) -> int
             )
         if migrate is not None:
             migrate()
+        http_limits.descriptors_for(settings.http_max_connections)
         config = uvicorn.Config(
             create_app(settings, smtp_socket=smtp),
             host=settings.http_host,
@@ -86,6 +87,10 @@ def run(settings: Settings, *, migrate: Callable[[], None] | None = None) -> int
             log_level="info",
             log_config=logs.config(settings.log_format),
             proxy_headers=False,
+            # Connections counted and timed while their headers arrive (see http_limits);
+            # no WebSocket route exists, so no upgrade takes a connection out of that count.
+            http=http_limits.guarded(http_limits.ConnectionGate(settings.http_max_connections)),
+            ws="none",
         )
         server = _Server(config, lambda: banner(settings, http, smtp))
         # Uvicorn raises the SIGINT it caught again once it has stopped: that is the stop.

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import ipaddress
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -91,14 +93,23 @@ def metrics_reader(
     context: ContextDep,
     token: Annotated[str | None, Depends(oauth2)],
 ) -> None:
-    """/metrics: a scraper on this host, or an admin's token. A request relayed by a proxy on
-    this host (it names the client it forwards) is not taken for a local one."""
-    if _from_loopback(request):
+    """/metrics: a scraper on this host, one with METRICS_TOKEN, or an admin's token. A request
+    relayed by a proxy on this host (it names the client it forwards) is not taken for a local
+    one."""
+    if _from_loopback(request) or _is_metrics_token(request.app.state.metrics_token, token):
         return
     if not token:
         raise Unauthenticated("metrics are open to this host and to admins' tokens only")
     if users.user_for_token(db, context.tokens, token).role is not Role.ADMIN:
         raise PermissionDenied("requires role ADMIN")
+
+
+def _is_metrics_token(expected: str | None, token: str | None) -> bool:
+    if not expected or not token:
+        return False
+    # Digests of equal length, compared in constant time: the answer tells nothing of the token.
+    given, wanted = (hashlib.sha256(value.encode()).digest() for value in (token, expected))
+    return hmac.compare_digest(given, wanted)
 
 
 def _from_loopback(request: Request) -> bool:

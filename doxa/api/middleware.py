@@ -1,5 +1,5 @@
-"""ASGI middleware: a request id on every response, request latency for /metrics, and a cap
-on request bodies."""
+"""ASGI middleware: a request id on every response (and in every problem body), request
+latency for /metrics, and a cap on request bodies."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ from doxa import metrics
 
 
 class RequestId:
+    """An id for each request, in the `X-Request-ID` header of its response and, for an error,
+    in the problem+json body as `request_id`, whichever layer wrote it (a user quotes the body)."""
+
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
@@ -23,13 +26,49 @@ class RequestId:
             return
         request_id = uuid.uuid4().hex[:16]
         scope.setdefault("state", {})["request_id"] = request_id
+        held: Message | None = None  # a problem's start, sent once its body has the id
+        body = b""
 
         async def send_with_id(message: Message) -> None:
+            nonlocal held, body
             if message["type"] == "http.response.start":
-                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+                headers = message.setdefault("headers", [])
+                headers.append((b"x-request-id", request_id.encode()))
+                if _is_problem(headers):
+                    held = message
+                    return
+            elif held is not None and message["type"] == "http.response.body":
+                body += message.get("body", b"")
+                if message.get("more_body", False):
+                    return
+                body = _with_request_id(body, request_id)
+                held["headers"] = [
+                    (name, str(len(body)).encode() if name.lower() == b"content-length" else value)
+                    for name, value in held["headers"]
+                ]
+                await send(held)
+                message = {"type": "http.response.body", "body": body}
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+def _is_problem(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(
+        name.lower() == b"content-type" and value.startswith(b"application/problem+json")
+        for name, value in headers
+    )
+
+
+def _with_request_id(body: bytes, request_id: str) -> bytes:
+    try:
+        problem = json.loads(body)
+    except ValueError:
+        return body
+    if not isinstance(problem, dict) or "request_id" in problem:
+        return body
+    with_id = {**problem, "request_id": request_id}
+    return json.dumps(with_id, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 class RequestMetrics:

@@ -106,12 +106,16 @@ class Settings(BaseSettings):
     processing_timeout_seconds: float = Field(60.0, gt=0, le=3600)
     smtp_max_connections: int = Field(200, ge=1)
     smtp_max_connections_per_client: int = Field(20, ge=1)
+    # HTTP (issue 19): connections at once (event streams at most half of them), and the
+    # bearer token that opens /metrics to a scraper that is not on loopback.
+    http_max_connections: int = Field(1000, ge=2)
+    metrics_token: str | None = None
 
     @field_validator(
         "jwt_secret", "webhook_secret", "mailgun_signing_key", "postmark_inbound_user",
         "postmark_inbound_password", "sendgrid_inbound_user", "sendgrid_inbound_password",
         "outbound_smtp_url", "doxa_admin_email", "doxa_admin_password", "ai_base_url",
-        "ai_api_key", "ack_templates", mode="before",
+        "ai_api_key", "ack_templates", "metrics_token", mode="before",
     )  # fmt: skip
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
@@ -150,6 +154,13 @@ class Settings(BaseSettings):
         if not boxes:
             raise ValueError("at least one address is required")
         return tuple(boxes)
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _strong_token(cls, value: str | None) -> str | None:
+        if value is not None and len(value) < MIN_SECRET_LENGTH:  # a guessable token opens it
+            raise ValueError(f"must be a random value of at least {MIN_SECRET_LENGTH} characters")
+        return value
 
     @field_validator("outbound_smtp_url")
     @classmethod

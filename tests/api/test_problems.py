@@ -21,6 +21,8 @@ def _is_problem(response: object, status: int) -> bool:
         and response.headers["content-type"] == PROBLEM  # type: ignore[attr-defined]
         and {"type", "title", "status", "detail"} <= body.keys()
         and body["status"] == status
+        # the id a user quotes from the body is the one in the response's header
+        and body["request_id"] == response.headers["x-request-id"]  # type: ignore[attr-defined]
     )
 
 
@@ -36,6 +38,9 @@ class TestProblems:
             "/api/v1/tickets", content=b'{"subject": ', headers={"content-type": "application/json"}
         )
         assert _is_problem(response, 422)
+
+    def test_unsigned_webhook_post_is_401_problem(self, client: TestClient) -> None:
+        assert _is_problem(client.post("/api/v1/inbound/form", json={"email": "a@b.c"}), 401)
 
     def test_non_numeric_id_is_422_problem(self, as_user: AsUser, make_user: MakeUser) -> None:
         assert _is_problem(as_user(make_user()).get("/api/v1/tickets/abc"), 422)

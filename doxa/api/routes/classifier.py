@@ -27,7 +27,8 @@ class ClassifierRead(BaseModel):
 
 
 class TaxonomyUpdate(BaseModel):
-    model_config = example(categories=["security"])
+    # A default category: sent as it stands from Swagger, it adds nothing new.
+    model_config = example(categories=["general"])
 
     categories: list[Label] = Field(min_length=1, max_length=100)
 

@@ -44,7 +44,10 @@ class TicketCreate(BaseModel):
 
 
 class TicketUpdate(BaseModel):
-    model_config = example(status="pending", category="billing", priority="high")
+    """Only the fields sent change, e.g. `{"status": "pending", "priority": "high"}`."""
+
+    # Sent as it stands from Swagger, the example must change nothing: an empty change.
+    model_config = example()
 
     status: Status | None = None
     priority: Priority | None = None
@@ -151,9 +154,10 @@ class TicketRead(BaseModel):
 
 
 class MessageCreate(BaseModel):
+    # An internal note: sent as it stands from Swagger, a public reply would mail the customer.
     model_config = example(
-        body="We have refunded the second charge; it shows on your statement in 3-5 days.",
-        internal=False,
+        body="Checked with billing: the second charge is a duplicate, refund approved.",
+        internal=True,
     )
 
     body: Body

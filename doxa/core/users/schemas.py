@@ -123,7 +123,10 @@ class Accepted(BaseModel):
 
 
 class UserUpdate(BaseModel):
-    model_config = example(role="AGENT")
+    """Only the fields sent change, e.g. `{"role": "AGENT"}` or `{"is_active": false}`."""
+
+    # Sent as it stands from Swagger, the example must change nothing: an empty change.
+    model_config = example()
 
     full_name: FullName | None = None
     role: Role | None = None
