@@ -48,11 +48,12 @@ def authenticate(
         raise Unauthenticated("wrong email or password")
     login_allowed(passwords, throttle, email=email, network=network)  # before any bcrypt
     user = find_by_email(db, email)
-    if not passwords.verify(password, user.password_hash if user else None) or user is None:
+    matched = passwords.verify(password, user.password_hash if user else None)
+    # A deactivated account answers and counts exactly as a wrong password: anything else would
+    # tell a guesser that the password was right.
+    if user is None or not matched or not user.is_active:
         throttle.login_failed(email, network)
         raise Unauthenticated("wrong email or password")
-    if not user.is_active:
-        raise Unauthenticated("this account is deactivated")
     return user
 
 
@@ -145,6 +146,8 @@ def update_user(
     demoted = data.role is not None and data.role is not Role.ADMIN
     if user.role is Role.ADMIN and (demoted or data.is_active is False):
         _keep_one_admin(db, user)
+    if data.is_active is False and user.is_active:
+        user.token_version += 1  # deactivation ends its tokens for good, reactivation or not
     for name in ("full_name", "role", "is_active"):
         if name in data.model_fields_set and getattr(data, name) is not None:
             setattr(user, name, getattr(data, name))
