@@ -231,6 +231,15 @@ class TestCreateUser:
         assert user.email == "boss@example.com" and user.role == "ADMIN"
         assert env.passwords.verify("a good password", user.password_hash)
 
+    def test_a_staff_address_at_localhost_is_accepted(
+        self, env: Context, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr("sys.stdin", io.StringIO("a good password\n"))
+        command = ["create-user", "--email", "support@localhost", "--role", "agent"]
+        assert main([*command, "--password-stdin"]) == 0
+        with env.sessions() as db:
+            assert db.scalars(select(User.email)).one() == "support@localhost"
+
     def test_without_a_terminal_it_says_to_use_password_stdin_in_one_line(
         self, env: Context, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
     ) -> None:

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from doxa.core.auth import Passwords
+from doxa.core.context import Context
+from doxa.core.db import transaction
+from doxa.core.enums import Role
+from doxa.core.models import User
 from doxa.core.users.throttle import Throttle
-from tests.conftest import PASSWORD, PROXY, MailClient, MakeUser
+from doxa.main import create_app
+from tests.conftest import PASSWORD, PROXY, MailClient, MakeUser, make_settings
 
 LIMIT = Throttle.FAILED_LOGINS_PER_ADDRESS.count
 
@@ -119,3 +130,62 @@ class TestMailRequests:
             other.post("/api/v1/auth/register", json={"email": "nobody@example.com"}).status_code
             == 202
         )
+
+
+class TestHashingShare:
+    """One network's logins, successful ones included, never take the hashing pool from
+    another's: a network is an IPv4 /24 or an IPv6 /48 however many addresses it holds."""
+
+    ROUNDS = 8  # ~20 ms a hash here: one thread is saturated by a handful of clients
+
+    @pytest.fixture
+    def costly(self, clean: Context) -> Iterator[tuple[FastAPI, str, str]]:
+        passwords = Passwords(self.ROUNDS, workers=1)  # one hashing thread, as on two cores
+        context = dataclasses.replace(clean, passwords=passwords)
+        emails = ("flooder@example.com", "victim@example.com")
+        with transaction(clean.sessions) as db:
+            for email in emails:
+                db.add(User(email=email, role=Role.CLIENT, password_hash=passwords.hash(PASSWORD)))
+        yield create_app(make_settings(clean.settings.database_url), context=context), *emails
+        passwords.close()
+
+    def _victims_fast_logins(self, app: FastAPI, victim: str, flooders: list[list[str]]) -> int:
+        stop = threading.Event()
+
+        def flood(addresses: list[str]) -> None:
+            clients = [TestClient(app, client=(a, 40000)) for a in addresses]
+            while not stop.is_set():
+                for http in clients:
+                    if not stop.is_set():
+                        _login(http, "flooder@example.com", PASSWORD)
+
+        threads = [threading.Thread(target=flood, args=(a,)) for a in flooders]
+        for thread in threads:
+            thread.start()
+        try:
+            time.sleep(1.0)  # the flood holds the pool before the victim comes
+            http, fast = TestClient(app, client=("198.51.100.7", 40000)), 0
+            for _ in range(20):
+                started = time.monotonic()
+                answer = _login(http, victim, PASSWORD)
+                fast += answer.status_code == 200 and time.monotonic() - started < 1.0
+            return fast
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
+
+    def test_four_clients_of_one_24_leave_another_networks_logins_fast(
+        self, costly: tuple[FastAPI, str, str]
+    ) -> None:
+        app, _, victim = costly
+        flooders = [[f"203.0.113.{i}"] for i in range(1, 5)]
+        assert self._victims_fast_logins(app, victim, flooders) >= 19
+
+    def test_256_64s_of_one_48_leave_another_networks_logins_fast(
+        self, costly: tuple[FastAPI, str, str]
+    ) -> None:
+        app, _, victim = costly
+        nets = [f"2001:db8:7:{n:x}::1" for n in range(256)]
+        flooders = [nets[i::16] for i in range(16)]
+        assert self._victims_fast_logins(app, victim, flooders) >= 19

@@ -11,7 +11,7 @@ from doxa.core.db import transaction, utcnow
 from doxa.core.enums import Role
 from doxa.core.models import User
 from doxa.main import create_app
-from tests.conftest import PASSWORD, AsUser, MakeTicket, MakeUser, make_settings
+from tests.conftest import PASSWORD, AsUser, MailClient, MakeTicket, MakeUser, make_settings
 
 
 def _app_with_admin(clean: Context, password: str) -> TestClient:
@@ -103,6 +103,44 @@ class TestAdministration:
             "/api/v1/users/999999", json={"full_name": "x"}
         )
         assert response.status_code == 404
+
+
+class TestStaffOnSpecialUseDomains:
+    """A closed network's staff live at localhost, .local or .test (support@localhost is the
+    default support address): an admin may create them; self sign-up stays strict."""
+
+    @pytest.mark.parametrize("email", ["support@localhost", "agent@staff.test", "it@desk.local"])
+    def test_an_admin_creates_one_who_can_log_in(
+        self, client: TestClient, as_user: AsUser, make_user: MakeUser, email: str
+    ) -> None:
+        body = {"email": email, "password": "long enough", "role": "AGENT"}
+        created = as_user(make_user(Role.ADMIN)).post("/api/v1/users", json=body)
+        assert created.status_code == 201 and created.json()["email"] == email
+        login = {"username": email, "password": "long enough"}
+        assert client.post("/api/v1/auth/login", data=login).status_code == 200
+
+    def test_doxa_admin_email_at_localhost_is_the_first_admin(self, clean: Context) -> None:
+        settings = make_settings(clean.settings.database_url, doxa_admin_email="admin@localhost",
+                                 doxa_admin_password="first password")  # fmt: skip
+        with TestClient(create_app(settings, context=clean)) as http:
+            login = {"username": "admin@localhost", "password": "first password"}
+            assert http.post("/api/v1/auth/login", data=login).status_code == 200
+
+    def test_such_staff_may_ask_for_a_reset_but_nobody_signs_up_there(
+        self, mail_client: MailClient, make_user: MakeUser
+    ) -> None:
+        http, staff = mail_client(), make_user(Role.AGENT, email="agent@staff.test")
+        reset = http.post("/api/v1/auth/password-reset", json={"email": staff.email})
+        assert reset.status_code == 202
+        signup = http.post("/api/v1/auth/register", json={"email": "someone@staff.test"})
+        assert signup.status_code == 422
+
+    @pytest.mark.parametrize("email", ["x@nowhere.invalid", "x@@localhost", "x@.test"])
+    def test_other_reserved_names_and_malformed_addresses_stay_refused(
+        self, as_user: AsUser, make_user: MakeUser, email: str
+    ) -> None:
+        body = {"email": email, "password": "long enough", "role": "AGENT"}
+        assert as_user(make_user(Role.ADMIN)).post("/api/v1/users", json=body).status_code == 422
 
 
 class TestNames:

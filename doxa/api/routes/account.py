@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from doxa.api.deps import ContextDep, SessionDep
+from doxa.api.deps import ContextDep, NetworkDep, SessionDep
 from doxa.core.auth import Passwords
 from doxa.core.errors import DomainError
 from doxa.core.users import accounts
@@ -88,6 +88,7 @@ def _submit(page: str) -> Callable[..., HTMLResponse]:
     def submit(
         db: SessionDep,
         context: ContextDep,
+        network: NetworkDep,
         token: Annotated[str, Form(max_length=128)] = "",
         password: Annotated[str, Form(max_length=400)] = "",
         again: Annotated[str, Form(max_length=400)] = "",
@@ -99,17 +100,22 @@ def _submit(page: str) -> Callable[..., HTMLResponse]:
         except ValidationError as exc:
             first = exc.errors()[0]
             return _form(page, token, f"{first['loc'][0]}: {first['msg']}", 422)
-        return _redeem(redeem, db, context.passwords, body, page)
+        return _redeem(redeem, db, context.passwords, body, page, network)
 
     submit.__doc__ = f"The {page} form's post: set the password the token allows."
     return submit
 
 
 def _redeem(
-    redeem: Callable[..., User], db: Session, passwords: Passwords, body: LinkPassword, page: str
+    redeem: Callable[..., User],
+    db: Session,
+    passwords: Passwords,
+    body: LinkPassword,
+    page: str,
+    network: str,
 ) -> HTMLResponse:
     try:
-        user = redeem(db, passwords, token=body.token, password=body.password)
+        user = redeem(db, passwords, token=body.token, password=body.password, network=network)
     except DomainError as exc:
         status = _STATUS.get(type(exc).__name__, 422)
         return _html(PAGES[page][0], f'<p class="error">{escape(exc.detail)}</p>', status)

@@ -52,6 +52,8 @@ def login(
     """Exchange an email (`username`) and password for a bearer token.
 
     Failed attempts are throttled per (address, network) and per network: 429 with Retry-After.
+    Password checks share a pool fairly between networks (IPv4 /24, IPv6 /48): a network past
+    its share, successful logins included, gets 429 rather than a slower answer.
     """
     user = users.authenticate(
         db,
@@ -106,9 +108,13 @@ def register(
         e429="The password hashing pool is full; retry after Retry-After",
     ),
 )
-def verify(body: LinkPassword, db: SessionDep, context: ContextDep) -> UserRead:
+def verify(
+    body: LinkPassword, db: SessionDep, context: ContextDep, network: NetworkDep
+) -> UserRead:
     """Choose the password with the token from a sign-up mail (once, before it expires)."""
-    user = accounts.verify_sign_up(db, context.passwords, token=body.token, password=body.password)
+    user = accounts.verify_sign_up(
+        db, context.passwords, token=body.token, password=body.password, network=network
+    )
     return UserRead.model_validate(user)
 
 
@@ -137,9 +143,13 @@ def password_reset(
         429, e429="The password hashing pool is full; retry after Retry-After"
     ),
 )
-def password_reset_confirm(body: LinkPassword, db: SessionDep, context: ContextDep) -> UserRead:
+def password_reset_confirm(
+    body: LinkPassword, db: SessionDep, context: ContextDep, network: NetworkDep
+) -> UserRead:
     """Set a new password with the token from a reset mail; every earlier access token ends."""
-    user = accounts.reset_password(db, context.passwords, token=body.token, password=body.password)
+    user = accounts.reset_password(
+        db, context.passwords, token=body.token, password=body.password, network=network
+    )
     return UserRead.model_validate(user)
 
 

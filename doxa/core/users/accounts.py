@@ -22,7 +22,7 @@ from doxa.core.errors import Conflict, InvalidInput, PermissionDenied
 from doxa.core.users.mail import AccountMailer, queue_mail
 from doxa.core.users.models import AccountToken, User
 from doxa.core.users.service import find_by_email, set_password, void_links
-from doxa.core.users.throttle import Throttle
+from doxa.core.users.throttle import Throttle, hashing_network
 
 LIFETIME = {TokenPurpose.VERIFY: timedelta(hours=24), TokenPurpose.RESET: timedelta(hours=1)}
 PAGE = {TokenPurpose.VERIFY: "verify", TokenPurpose.RESET: "reset"}
@@ -119,7 +119,9 @@ def issue_link(
     return token
 
 
-def verify_sign_up(db: Session, passwords: Passwords, *, token: str, password: str) -> User:
+def verify_sign_up(
+    db: Session, passwords: Passwords, *, token: str, password: str, network: str
+) -> User:
     """The mailbox owner chooses the password; the account exists from now on."""
     link = _redeem(db, TokenPurpose.VERIFY, token)
     user = find_by_email(db, link.email)
@@ -132,17 +134,19 @@ def verify_sign_up(db: Session, passwords: Passwords, *, token: str, password: s
         raise Conflict("this account has a password already; use password reset")
     else:
         user.full_name = user.full_name or link.full_name
-    set_password(db, passwords, user, password)
+    set_password(db, passwords, user, password, network=network)
     return user
 
 
-def reset_password(db: Session, passwords: Passwords, *, token: str, password: str) -> User:
+def reset_password(
+    db: Session, passwords: Passwords, *, token: str, password: str, network: str
+) -> User:
     """Set a new password from a reset link; every earlier access token of the user ends."""
     link = _redeem(db, TokenPurpose.RESET, token)
     user = find_by_email(db, link.email)
     if user is None or not user.is_active:
         raise InvalidInput(BAD_LINK)
-    set_password(db, passwords, user, password)
+    set_password(db, passwords, user, password, network=network)
     return user
 
 
@@ -158,10 +162,10 @@ def change_password(
 ) -> None:
     """Change one's own password, proving the current one; earlier tokens end."""
     throttle.check_login(user.email, network)
-    if not passwords.verify(current, user.password_hash):
+    if not passwords.verify(current, user.password_hash, network=hashing_network(network)):
         throttle.login_failed(user.email, network)
         raise PermissionDenied("the current password is wrong")
-    set_password(db, passwords, user, new)
+    set_password(db, passwords, user, new, network=network)
 
 
 def _redeem(db: Session, purpose: TokenPurpose, token: str) -> AccountToken:

@@ -8,14 +8,14 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from doxa.core.addresses import identity_key
-from doxa.core.auth import Passwords, Tokens
+from doxa.core.auth import LOCAL, Passwords, Tokens
 from doxa.core.db import insert, utcnow
 from doxa.core.enums import Role, TokenPurpose
 from doxa.core.errors import Conflict, NotFound, PermissionDenied, Unauthenticated
 from doxa.core.schemas import MAX_PAGE_SIZE, Page, decode_cursor, encode_cursor
 from doxa.core.users.models import AccountToken, User
 from doxa.core.users.schemas import UserCreate, UserRead, UserUpdate
-from doxa.core.users.throttle import Throttle
+from doxa.core.users.throttle import Throttle, hashing_network
 
 
 def require_role(actor: User, *roles: Role) -> None:
@@ -32,7 +32,7 @@ def login_allowed(passwords: Passwords, throttle: Throttle, *, email: str, netwo
     """TooManyRequests for a login that would be refused anyway; no I/O, so the edge can ask
     before it spends a thread or a query (authenticate asks again)."""
     throttle.check_login(email, network)
-    passwords.check_capacity()
+    passwords.check_capacity(hashing_network(network))
 
 
 def authenticate(
@@ -49,11 +49,13 @@ def authenticate(
         raise Unauthenticated("wrong email or password")
     login_allowed(passwords, throttle, email=email, network=network)  # before any bcrypt
     user = find_by_email(db, email)
-    if not passwords.verify(password, user.password_hash if user else None) or user is None:
+    stored = user.password_hash if user else None
+    matched = passwords.verify(password, stored, network=hashing_network(network))
+    # A deactivated account answers and counts exactly as a wrong password: anything else would
+    # tell a guesser that the password was right.
+    if user is None or not matched or not user.is_active:
         throttle.login_failed(email, network)
         raise Unauthenticated("wrong email or password")
-    if not user.is_active:
-        raise Unauthenticated("this account is deactivated")
     return user
 
 
@@ -74,9 +76,11 @@ def user_for_token(db: Session, tokens: Tokens, token: str) -> User:
     return user
 
 
-def set_password(db: Session, passwords: Passwords, user: User, password: str) -> None:
+def set_password(
+    db: Session, passwords: Passwords, user: User, password: str, *, network: str = LOCAL
+) -> None:
     """Set a password and end the user's earlier access tokens and outstanding mailed links."""
-    user.password_hash = passwords.hash(password)
+    user.password_hash = passwords.hash(password, network=hashing_network(network))
     user.token_version += 1
     void_links(db, user.email)
     db.flush()
@@ -146,6 +150,8 @@ def update_user(
     demoted = data.role is not None and data.role is not Role.ADMIN
     if user.role is Role.ADMIN and (demoted or data.is_active is False):
         _keep_one_admin(db, user)
+    if data.is_active is False and user.is_active:
+        user.token_version += 1  # deactivation ends its tokens for good, reactivation or not
     for name in ("full_name", "role", "is_active"):
         if name in data.model_fields_set and getattr(data, name) is not None:
             setattr(user, name, getattr(data, name))

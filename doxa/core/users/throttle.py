@@ -146,6 +146,19 @@ def client_network(
     return str(address)
 
 
+def hashing_network(network: str) -> str:
+    """The wider network that shares the password-hashing pool: an IPv4 /24, an IPv6 /48.
+
+    One holder of many addresses (a /24, the /64s of a /48) counts once there.
+    """
+    try:
+        wide = ipaddress.ip_network(network, strict=False)
+    except ValueError:
+        return network  # not an IP (a test client, a Unix socket): itself
+    prefix = 24 if wide.version == 4 else 48
+    return str(wide.supernet(new_prefix=prefix)) if wide.prefixlen > prefix else str(wide)
+
+
 def _ip(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     if not text:
         return None

@@ -5,7 +5,13 @@ import ipaddress
 import pytest
 
 from doxa.core.errors import TooManyRequests
-from doxa.core.users.throttle import Limit, SlidingWindow, Throttle, client_network
+from doxa.core.users.throttle import (
+    Limit,
+    SlidingWindow,
+    Throttle,
+    client_network,
+    hashing_network,
+)
 
 
 class Clock:
@@ -65,3 +71,16 @@ class TestClientNetwork:
         self, peer: str, forwarded: str | None, network: str
     ) -> None:
         assert client_network(peer, forwarded, TRUSTED) == network
+
+
+class TestHashingNetwork:
+    @pytest.mark.parametrize(
+        ("network", "wide"),
+        [
+            ("198.51.100.7", "198.51.100.0/24"),
+            ("2001:db8:1:2::/64", "2001:db8:1::/48"),
+            ("testclient", "testclient"),
+        ],
+    )
+    def test_widens_a_client_network_to_its_24_or_48(self, network: str, wide: str) -> None:
+        assert hashing_network(network) == wide
