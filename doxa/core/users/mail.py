@@ -29,9 +29,19 @@ log = logging.getLogger(__name__)
 _TOKEN = re.compile(r"token=[A-Za-z0-9_\-]+")
 
 
-def queue_mail(db: Session, *, recipient: str, subject: str, body: str) -> AccountMail:
-    """Queue one account message; the edge sends the queue after its commit."""
-    mail = AccountMail(recipient=recipient, subject=subject, body=body)
+def queue_mail(
+    db: Session,
+    *,
+    recipient: str,
+    subject: str,
+    body: str,
+    state: DeliveryState = DeliveryState.QUEUED,
+) -> AccountMail:
+    """Queue one account message; the edge sends the queue after its commit. A mail recorded
+    `not_sent` (the request named no account that may have one) never leaves, nor its link."""
+    if state is DeliveryState.NOT_SENT:
+        body = _TOKEN.sub("token=(not sent)", body)
+    mail = AccountMail(recipient=recipient, subject=subject, body=body, delivery_state=state)
     db.add(mail)
     db.flush()
     return mail
