@@ -7,7 +7,8 @@ Usage::
 
 Starts the real server (`doxa serve`, uvicorn) on a free loopback port with a fresh SQLite
 database, one AGENT to probe with and one CLIENT whose correct password the flood sends (a
-successful login is the costliest: it is never throttled and always runs bcrypt). It times R
+successful login is the costliest: no failure limit stops it, and it always runs bcrypt; from one
+network it gets only that network's share of the hashing pool). It times R
 authenticated `GET /api/v1/users/me` one after another while idle, then again while F
 concurrent clients (in a separate process, so their CPU is not the probe's GIL) post logins
 as fast as the server answers. Prints p50/p99 of both runs, the p99 ratio, and what the flood

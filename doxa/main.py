@@ -168,6 +168,7 @@ def create_app(
             yield
         finally:
             await runtime.stop()
+            app.state.account_mail.close()
             if owns_context:  # an injected context (tests, several apps) is its owner's to close
                 context.close()
 

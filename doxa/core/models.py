@@ -9,10 +9,11 @@ from doxa.core.triage.models import (
     ClassifierModel,
     TrainingExample,
 )
-from doxa.core.users.models import AccountMail, AccountToken, User
+from doxa.core.users.models import AccountMail, AccountNetwork, AccountToken, User
 
 __all__ = [
     "AccountMail",
+    "AccountNetwork",
     "AccountToken",
     "Attachment",
     "Base",

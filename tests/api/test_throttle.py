@@ -19,7 +19,7 @@ from doxa.core.enums import Role
 from doxa.core.models import User
 from doxa.core.users.throttle import Throttle
 from doxa.main import create_app
-from tests.conftest import PASSWORD, PROXY, MailClient, MakeUser, make_settings
+from tests.conftest import PASSWORD, PROXY, MailClient, MakeUser, mailed_token, make_settings
 
 LIMIT = Throttle.FAILED_LOGINS_PER_ADDRESS.count
 
@@ -112,24 +112,113 @@ class TestForwardedFor:
 
 
 class TestMailRequests:
-    def test_sign_up_requests_are_throttled_alike_for_known_and_unknown(
+    def test_one_mail_per_address_per_15_minutes_whatever_the_network_known_or_not(
         self, mail_client: MailClient, make_user: MakeUser
     ) -> None:
-        http = mail_client("203.0.113.66")
-        limit = Throttle.MAIL_PER_ADDRESS.count
+        refusals = []
         for email in (make_user().email, "nobody@example.com"):
-            statuses = [
-                http.post("/api/v1/auth/register", json={"email": email}).status_code
-                for _ in range(limit + 1)
-            ]
-            assert statuses == [202] * limit + [429]
-        reset = http.post("/api/v1/auth/password-reset", json={"email": "nobody@example.com"})
-        assert reset.status_code == 429 and "retry-after" in reset.headers
+            body = {"email": email}
+            assert (
+                mail_client("203.0.113.66").post("/api/v1/auth/register", json=body).status_code
+                == 202
+            )
+            for address in ("203.0.113.66", "198.51.100.20", "2001:db8:9::1"):
+                http = mail_client(address)
+                refusals += [
+                    http.post("/api/v1/auth/register", json=body),
+                    http.post("/api/v1/auth/password-reset", json=body),
+                ]
+        assert {r.status_code for r in refusals} == {429}
+        assert len({(r.json()["detail"], r.headers["content-type"]) for r in refusals}) == 1
+        assert all(0 < int(r.headers["retry-after"]) <= 15 * 60 for r in refusals)
+
+    def test_a_network_asking_for_many_addresses_is_refused_and_others_are_not(
+        self, mail_client: MailClient
+    ) -> None:
+        http = mail_client("203.0.113.66")
+        limit = Throttle.MAIL_PER_NETWORK.count
+        statuses = [
+            http.post("/api/v1/auth/register", json={"email": f"a{i}@example.com"}).status_code
+            for i in range(limit + 1)
+        ]
+        assert statuses == [202] * limit + [429]
         other = mail_client("198.51.100.20")
         assert (
-            other.post("/api/v1/auth/register", json={"email": "nobody@example.com"}).status_code
-            == 202
+            other.post("/api/v1/auth/register", json={"email": "b@example.com"}).status_code == 202
         )
+
+
+ACCOUNT_CAP = Throttle.FAILED_LOGINS_PER_ACCOUNT.count
+FLOOD = [f"192.0.2.{i}" for i in range(1, 21)]  # twenty networks, one attacker
+
+
+def _flood(mail_client: MailClient, email: str) -> list[int]:
+    """Every network guesses as often as its own limit lets it."""
+    return [
+        _login(mail_client(address), email, "wrong guess!").status_code
+        for address in FLOOD
+        for _ in range(LIMIT)
+    ]
+
+
+class TestAccountCap:
+    """Failures at one account from all networks together are capped, and the cap never locks
+    its owner out: a network that signed in lately may still try, a reset lifts it."""
+
+    def test_twenty_networks_flooding_one_account_are_refused_past_the_cap(
+        self, mail_client: MailClient, make_user: MakeUser
+    ) -> None:
+        statuses = _flood(mail_client, make_user(Role.AGENT).email)
+        # Past the cap each network has one try a minute: 20 more at most, not 100.
+        assert statuses.count(401) <= ACCOUNT_CAP + len(FLOOD)
+        assert statuses.count(429) >= len(statuses) - ACCOUNT_CAP - len(FLOOD)
+
+    def test_the_cap_answers_alike_for_known_and_unknown_addresses(
+        self, mail_client: MailClient, make_user: MakeUser
+    ) -> None:
+        answers = []
+        for email in (make_user().email, "nobody@example.com"):
+            _flood(mail_client, email)
+            http = mail_client("198.51.100.99")
+            assert _login(http, email, "wrong guess!").status_code == 401  # its one try
+            answers.append(_login(http, email, "wrong guess!"))
+        assert {a.status_code for a in answers} == {429}
+        assert answers[0].json()["detail"] == answers[1].json()["detail"]
+        assert all(0 < int(a.headers["retry-after"]) <= 60 for a in answers)
+
+    def test_its_owner_gets_in_from_a_new_network_through_a_reset(
+        self, mail_client: MailClient, make_user: MakeUser, clean: Context
+    ) -> None:
+        user = make_user(Role.AGENT)
+        _flood(mail_client, user.email)
+        owner = mail_client("198.51.100.7")
+        assert _login(owner, user.email, "half-remembered").status_code == 401  # its one try
+        assert _login(owner, user.email, PASSWORD).status_code == 429
+        reset = owner.post("/api/v1/auth/password-reset", json={"email": user.email})
+        assert reset.status_code == 202
+        link = mailed_token(clean, user.email)
+        # The attacker asks for reset mail too: refused, and the owner's link stays valid.
+        attacker = mail_client(FLOOD[0])
+        assert (
+            attacker.post("/api/v1/auth/password-reset", json={"email": user.email}).status_code
+            == 429
+        )
+        body = {"token": link, "password": "a brand new secret"}
+        assert owner.post("/api/v1/auth/password-reset/confirm", json=body).status_code == 200
+        assert _login(owner, user.email, "a brand new secret").status_code == 200
+
+    def test_a_network_that_signed_in_may_still_try_in_every_process(
+        self, mail_client: MailClient, make_user: MakeUser, clean: Context
+    ) -> None:
+        user = make_user(Role.AGENT)
+        elsewhere = create_app(make_settings(clean.settings.database_url), context=clean)
+        home = TestClient(elsewhere, client=("198.51.100.7", 40000))
+        assert _login(home, user.email, PASSWORD).status_code == 200  # another process
+        _flood(mail_client, user.email)
+        # This process never saw the sign-in; the database remembers it.
+        assert _login(mail_client("198.51.100.7"), user.email, PASSWORD).status_code == 200
+        assert _login(mail_client("198.51.100.8"), user.email, "wrong guess!").status_code == 401
+        assert _login(mail_client("198.51.100.8"), user.email, PASSWORD).status_code == 429
 
 
 class TestHashingShare:

@@ -123,6 +123,19 @@ def upgrade() -> None:
             batch_op.f("ix_account_mail_delivery_state"), ["delivery_state"], unique=False
         )
     op.create_table(
+        "account_network",
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("network", sa.String(length=64), nullable=False),
+        sa.Column("signed_in_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["user.id"],
+            name=op.f("fk_account_network_user_id_user"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("user_id", "network", name=op.f("pk_account_network")),
+    )
+    op.create_table(
         "ticket",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("subject", sa.String(length=998), nullable=False),
@@ -545,6 +558,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_account_mail_delivery_state"))
 
     op.drop_table("account_mail")
+    op.drop_table("account_network")
     with op.batch_alter_table("account_token", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_account_token_email_purpose"))
 

@@ -93,7 +93,7 @@ def register(
     accounts.request_sign_up(
         db, mailer, throttle, email=body.email, full_name=body.full_name, network=network
     )
-    background.add_task(mailer.send_queued)  # after the commit, off the answer's path
+    background.add_task(mailer.send_soon)  # after the commit; sent on the mailer's thread
     return Accepted(detail=MAILED)
 
 
@@ -133,7 +133,7 @@ def password_reset(
 ) -> Accepted:
     """Mail a password reset link; the same answer whether or not the address has an account."""
     accounts.request_reset(db, mailer, throttle, email=body.email, network=network)
-    background.add_task(mailer.send_queued)
+    background.add_task(mailer.send_soon)
     return Accepted(detail=MAILED)
 
 

@@ -50,7 +50,7 @@ def create_user(
 def update_user(
     user_id: IdPath, body: UserUpdate, db: SessionDep, admin: AdminUser, context: ContextDep
 ) -> UserRead:
-    """Change a user's name, role, password or deactivate them (their tokens stop at once)."""
+    """Change a user's name, role, password or deactivate them (their tokens end for good)."""
     user = users.update_user(db, context.passwords, user_id, body, actor=admin)
     return UserRead.model_validate(user)
 

@@ -11,19 +11,26 @@ import hashlib
 import secrets
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from doxa.core.addresses import identity_key
 from doxa.core.auth import Passwords
 from doxa.core.db import utcnow
-from doxa.core.enums import Role, TokenPurpose
+from doxa.core.enums import DeliveryState, Role, TokenPurpose
 from doxa.core.errors import Conflict, InvalidInput, PermissionDenied
 from doxa.core.users.mail import AccountMailer, queue_mail
 from doxa.core.users.models import AccountToken, User
-from doxa.core.users.service import find_by_email, set_password, void_links
-from doxa.core.users.throttle import Throttle, hashing_network
+from doxa.core.users.service import find_by_email, set_password
+from doxa.core.users.throttle import (
+    MAIL_REQUESTS,
+    Throttle,
+    account_key,
+    hashing_network,
+    refuse,
+)
 
+MAIL_INTERVAL = timedelta(minutes=15)
 LIFETIME = {TokenPurpose.VERIFY: timedelta(hours=24), TokenPurpose.RESET: timedelta(hours=1)}
 PAGE = {TokenPurpose.VERIFY: "verify", TokenPurpose.RESET: "reset"}
 BAD_LINK = "this link is invalid, already used or expired; request a new one"
@@ -73,17 +80,15 @@ def request_sign_up(
     mailer.require()
     throttle.request_mail(email, network)
     email = identity_key(email)
+    _one_mail_per_interval(db, email)
     user = find_by_email(db, email)
-    if user is not None and not user.is_active:
-        return  # deactivated: an admin's decision, not undone by mail
     if user is None or user.password_hash is None:
         purpose, text, subject = TokenPurpose.VERIFY, _VERIFY_TEXT, "Choose your password"
-        token = issue_link(db, purpose, email, full_name=full_name)
     else:
         purpose, text, subject = TokenPurpose.RESET, _EXISTS_TEXT, "You have an account already"
-        token = issue_link(db, purpose, email)
-    body = text.format(link=mailer.link(PAGE[purpose], token))
-    queue_mail(db, recipient=email, subject=f"Support account: {subject}", body=body)
+    # Deactivated: an admin's decision, not undone by mail; nothing goes out.
+    deliver = user is None or user.is_active
+    _mail_link(db, mailer, purpose, email, text, subject, full_name=full_name, deliver=deliver)
 
 
 def request_reset(
@@ -92,27 +97,63 @@ def request_reset(
     """Mail a reset link when the address has an active account; the same answer otherwise."""
     mailer.require()
     throttle.request_mail(email, network)
+    email = identity_key(email)
+    _one_mail_per_interval(db, email)
     user = find_by_email(db, email)
-    if user is None or not user.is_active:
-        return
-    token = issue_link(db, TokenPurpose.RESET, user.email)
-    body = _RESET_TEXT.format(link=mailer.link(PAGE[TokenPurpose.RESET], token))
-    queue_mail(db, recipient=user.email, subject="Support account: reset your password", body=body)
+    deliver = user is not None and user.is_active
+    subject = "reset your password"
+    _mail_link(db, mailer, TokenPurpose.RESET, email, _RESET_TEXT, subject, deliver=deliver)
+
+
+def _one_mail_per_interval(db: Session, email: str) -> None:
+    """At most one sign-up or reset mail to an address per MAIL_INTERVAL, whatever the network
+    and the process (the database knows the last); unknown addresses are counted alike."""
+    last = db.scalar(select(func.max(AccountToken.created_at)).where(AccountToken.email == email))
+    if last is not None:
+        refuse((last + MAIL_INTERVAL - utcnow()).total_seconds(), MAIL_REQUESTS)
+
+
+def _mail_link(
+    db: Session,
+    mailer: AccountMailer,
+    purpose: TokenPurpose,
+    email: str,
+    text: str,
+    subject: str,
+    *,
+    full_name: str | None = None,
+    deliver: bool,
+) -> None:
+    """Issue a token and queue its mail. An address that may not get one (no account, or a
+    deactivated one) gets the same work, a spent token and a mail that is never sent, so the
+    time of the answer does not tell which addresses have accounts."""
+    token = issue_link(db, purpose, email, full_name=full_name, usable=deliver)
+    body = text.format(link=mailer.link(PAGE[purpose], token))
+    state = DeliveryState.QUEUED if deliver else DeliveryState.NOT_SENT
+    queue_mail(db, recipient=email, subject=f"Support account: {subject}", body=body, state=state)
 
 
 def issue_link(
-    db: Session, purpose: TokenPurpose, email: str, *, full_name: str | None = None
+    db: Session,
+    purpose: TokenPurpose,
+    email: str,
+    *,
+    full_name: str | None = None,
+    usable: bool = True,
 ) -> str:
-    """A new token for the address; the older unused ones of that purpose stop working."""
-    void_links(db, email, purpose)
+    """A new token for the address. Links sent earlier stay valid until they expire or a
+    password is set: someone else's request never voids the owner's link."""
     token = secrets.token_urlsafe(32)
+    now = utcnow()
     db.add(
         AccountToken(
             token_hash=_digest(token),
             purpose=purpose,
             email=email.lower(),
             full_name=full_name,
-            expires_at=utcnow() + LIFETIME[purpose],
+            created_at=now,
+            expires_at=now + LIFETIME[purpose],
+            used_at=None if usable else now,
         )
     )
     db.flush()
@@ -163,7 +204,9 @@ def change_password(
     """Change one's own password, proving the current one; earlier tokens end."""
     throttle.check_login(user.email, network)
     if not passwords.verify(current, user.password_hash, network=hashing_network(network)):
-        throttle.login_failed(user.email, network)
+        throttle.login_failed(
+            user.email, network, account=account_key(user.email, user.token_version)
+        )
         raise PermissionDenied("the current password is wrong")
     set_password(db, passwords, user, new, network=network)
 

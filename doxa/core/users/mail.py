@@ -12,6 +12,7 @@ import logging
 import re
 import smtplib
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -30,9 +31,19 @@ log = logging.getLogger(__name__)
 _TOKEN = re.compile(r"token=[A-Za-z0-9_\-]+")
 
 
-def queue_mail(db: Session, *, recipient: str, subject: str, body: str) -> AccountMail:
-    """Queue one account message; the edge sends the queue after its commit."""
-    mail = AccountMail(recipient=recipient, subject=subject, body=body)
+def queue_mail(
+    db: Session,
+    *,
+    recipient: str,
+    subject: str,
+    body: str,
+    state: DeliveryState = DeliveryState.QUEUED,
+) -> AccountMail:
+    """Queue one account message; the edge sends the queue after its commit. A mail recorded
+    `not_sent` (the request named no account that may have one) never leaves, nor its link."""
+    if state is DeliveryState.NOT_SENT:
+        body = _TOKEN.sub("token=(not sent)", body)
+    mail = AccountMail(recipient=recipient, subject=subject, body=body, delivery_state=state)
     db.add(mail)
     db.flush()
     return mail
@@ -48,6 +59,10 @@ class AccountMailer:
         self.sender_name = settings.support_name
         self.relay = Relay.parse(settings.outbound_smtp_url) if settings.outbound_smtp_url else None
         self._lock = threading.Lock()
+        # Sending happens on a thread of its own: a request that queued a mail ends as soon as
+        # one that did not (the answer's time must not tell which addresses have accounts).
+        self._sender = ThreadPoolExecutor(1, thread_name_prefix="account-mail")
+        self._pending = threading.Event()
 
     def require(self) -> None:
         """Self-service accounts need a relay: the mailbox is the proof of ownership."""
@@ -59,6 +74,24 @@ class AccountMailer:
 
     def link(self, page: str, token: str) -> str:
         return f"{self.base_url}/account/{page}?token={token}"
+
+    def send_soon(self) -> None:
+        """Have the queue sent on the mailer's thread; returns at once. Calls that come while a
+        run is pending fold into it."""
+        if self.relay is None or self._pending.is_set():
+            return
+        self._pending.set()
+        self._sender.submit(self._run)
+
+    def _run(self) -> None:
+        self._pending.clear()
+        try:
+            self.send_queued()
+        except Exception:  # the next request tries again; never lose the thread to one error
+            log.exception("account mail run failed")
+
+    def close(self) -> None:
+        self._sender.shutdown(wait=False, cancel_futures=True)
 
     def send_queued(self, limit: int = 20) -> int:
         """Send queued account mail; a relay that is down leaves it queued for the next call."""

@@ -33,6 +33,19 @@ class User(Base):
         return self.role in (Role.AGENT, Role.ADMIN)
 
 
+class AccountNetwork(Base):
+    """A client network that signed in to an account, and when it last did: past the account's
+    failure cap such a network may still try (SPEC). In the database, so every process knows."""
+
+    __tablename__ = "account_network"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("user.id", ondelete="CASCADE"), primary_key=True
+    )
+    network: Mapped[str] = mapped_column(String(64), primary_key=True)
+    signed_in_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
 class AccountToken(Base):
     """A mailed, single-use link token (sign-up or password reset); only its SHA-256 is kept."""
 

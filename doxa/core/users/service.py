@@ -13,9 +13,10 @@ from doxa.core.db import insert, utcnow
 from doxa.core.enums import Role, TokenPurpose
 from doxa.core.errors import Conflict, NotFound, PermissionDenied, Unauthenticated
 from doxa.core.schemas import MAX_PAGE_SIZE, Page, decode_cursor, encode_cursor
+from doxa.core.users import networks
 from doxa.core.users.models import AccountToken, User
 from doxa.core.users.schemas import UserCreate, UserRead, UserUpdate
-from doxa.core.users.throttle import Throttle, hashing_network
+from doxa.core.users.throttle import Throttle, account_key, hashing_network
 
 
 def require_role(actor: User, *roles: Role) -> None:
@@ -44,18 +45,24 @@ def authenticate(
     password: str,
     network: str,
 ) -> User:
-    """The user these credentials name; failures count against the address and the network."""
+    """The user these credentials name; failures count against the address, the network and
+    the account (all networks together: past that cap only networks that signed in to it
+    lately may go on trying, any other once a minute). A success remembers the network."""
     if "\x00" in email or len(email) > 320:
         raise Unauthenticated("wrong email or password")
     login_allowed(passwords, throttle, email=email, network=network)  # before any bcrypt
     user = find_by_email(db, email)
+    account = account_key(email, user.token_version if user else 0)
+    if throttle.account_capped(account) and not networks.signed_in_from(db, user, network):
+        throttle.capped_try(email, network)
     stored = user.password_hash if user else None
     matched = passwords.verify(password, stored, network=hashing_network(network))
     # A deactivated account answers and counts exactly as a wrong password: anything else would
     # tell a guesser that the password was right.
     if user is None or not matched or not user.is_active:
-        throttle.login_failed(email, network)
+        throttle.login_failed(email, network, account=account)
         raise Unauthenticated("wrong email or password")
+    networks.remember(db, user, network)
     return user
 
 

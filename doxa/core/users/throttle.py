@@ -68,10 +68,19 @@ class SlidingWindow:
 
 
 class Throttle:
-    """The limits on failed logins and on sign-up and reset requests."""
+    """The limits on failed logins and on sign-up and reset requests.
+
+    Per-process windows; what must hold across processes (which networks signed in to an
+    account, when an address was last mailed) is in the database (see users.service and
+    users.accounts).
+    """
 
     FAILED_LOGINS_PER_ADDRESS = Limit(5, 15 * 60)
     FAILED_LOGINS_PER_NETWORK = Limit(50, 15 * 60)
+    # One account's failures from every network together; past it, a network that has not
+    # signed in to the account gets CAPPED_TRIES (SPEC).
+    FAILED_LOGINS_PER_ACCOUNT = Limit(10, 15 * 60)
+    CAPPED_TRIES = Limit(1, 60)
     MAIL_PER_ADDRESS = Limit(3, 60 * 60)
     MAIL_PER_NETWORK = Limit(20, 60 * 60)
 
@@ -81,45 +90,69 @@ class Throttle:
         self.refusal_delay = refusal_delay  # how long an edge holds a refused login's answer
         self._login_address = SlidingWindow(self.FAILED_LOGINS_PER_ADDRESS, clock=clock)
         self._login_network = SlidingWindow(self.FAILED_LOGINS_PER_NETWORK, clock=clock)
+        self._login_account = SlidingWindow(self.FAILED_LOGINS_PER_ACCOUNT, clock=clock)
+        self._capped_tries = SlidingWindow(self.CAPPED_TRIES, clock=clock)
         self._mail_address = SlidingWindow(self.MAIL_PER_ADDRESS, clock=clock)
         self._mail_network = SlidingWindow(self.MAIL_PER_NETWORK, clock=clock)
 
     def check_login(self, email: str, network: str) -> None:
         """Refuse before any password check while this pair or network has failed too often."""
-        _refuse(
+        refuse(
             max(self._login_address.wait(_pair(email, network)), self._login_network.wait(network)),
-            "too many failed logins",
+            FAILED_LOGINS,
         )
 
-    def login_failed(self, email: str, network: str) -> None:
+    def account_capped(self, account: str) -> bool:
+        """Whether the account (see `account_key`) failed too often from all networks together."""
+        return self._login_account.wait(account) > 0
+
+    def capped_try(self, email: str, network: str) -> None:
+        """Count a try at a capped account from a network that never signed in to it: one a
+        minute, refused past that."""
+        pair = _pair(email, network)
+        refuse(self._capped_tries.wait(pair), FAILED_LOGINS)
+        self._capped_tries.hit(pair)
+
+    def login_failed(self, email: str, network: str, *, account: str) -> None:
         self._login_address.hit(_pair(email, network))
         self._login_network.hit(network)
+        self._login_account.hit(account)
 
     def request_mail(self, email: str, network: str) -> None:
         """Count one sign-up or reset request; refuse it past the limits."""
         pair = _pair(email, network)
-        _refuse(
-            max(self._mail_address.wait(pair), self._mail_network.wait(network)),
-            "too many sign-up or reset requests",
-        )
+        refuse(max(self._mail_address.wait(pair), self._mail_network.wait(network)), MAIL_REQUESTS)
         self._mail_address.hit(pair)
         self._mail_network.hit(network)
 
     def reset(self) -> None:
-        for window in (self._login_address, self._login_network):
+        for window in (self._login_address, self._login_network, self._login_account):
             window.reset()
-        for window in (self._mail_address, self._mail_network):
+        for window in (self._capped_tries, self._mail_address, self._mail_network):
             window.reset()
+
+
+# The details say what was refused, never how long for (Retry-After does): one answer for every
+# address, known or not.
+FAILED_LOGINS = "too many failed logins; retry after the time Retry-After gives"
+MAIL_REQUESTS = "too many sign-up or reset requests; retry after the time Retry-After gives"
+
+
+def account_key(email: str, token_version: int) -> str:
+    """The account's key for the cap across networks. It carries the token version: a completed
+    password reset bumps it, which lifts the cap in every process at once. An unknown address
+    is counted as an account at version 0, alike."""
+    return f"{email.strip().lower()}|v{token_version}"
 
 
 def _pair(email: str, network: str) -> str:
     return f"{identity_key(email)}|{network}"  # every spelling that signs in as one account
 
 
-def _refuse(wait: float, what: str) -> None:
+def refuse(wait: float, what: str) -> None:
+    """TooManyRequests with Retry-After when `wait` (seconds) is positive."""
     if wait > 0:
-        seconds = math.ceil(wait)
-        raise TooManyRequests(f"{what}; retry in {seconds} s", retry_after=seconds)
+        raise TooManyRequests(what, retry_after=math.ceil(wait))
 
 
 def client_network(

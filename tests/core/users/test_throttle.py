@@ -9,6 +9,7 @@ from doxa.core.users.throttle import (
     Limit,
     SlidingWindow,
     Throttle,
+    account_key,
     client_network,
     hashing_network,
 )
@@ -44,11 +45,24 @@ class TestThrottle:
     def test_failed_logins_are_counted_per_pair_and_per_network(self) -> None:
         throttle = Throttle(Clock())
         for _ in range(Throttle.FAILED_LOGINS_PER_ADDRESS.count):
-            throttle.login_failed("a@x.org", "n1")
+            throttle.login_failed("a@x.org", "n1", account=account_key("a@x.org", 0))
         with pytest.raises(TooManyRequests) as refused:
             throttle.check_login("A@x.org", "n1")
         assert refused.value.retry_after == 15 * 60
         throttle.check_login("a@x.org", "n2")  # another network is not affected
+
+    def test_past_an_accounts_cap_a_network_gets_one_try_a_minute_until_a_reset(self) -> None:
+        clock = Clock()
+        throttle = Throttle(clock)
+        for i in range(Throttle.FAILED_LOGINS_PER_ACCOUNT.count):
+            throttle.login_failed("a@x.org", f"n{i}", account=account_key("a@x.org", 3))
+        assert throttle.account_capped(account_key("A@x.org", 3))
+        throttle.capped_try("a@x.org", "new")
+        with pytest.raises(TooManyRequests):
+            throttle.capped_try("a@x.org", "new")
+        clock.now += 60
+        throttle.capped_try("a@x.org", "new")
+        assert not throttle.account_capped(account_key("a@x.org", 4))  # a reset bumps it
 
 
 TRUSTED = (ipaddress.ip_network("10.0.0.0/8"),)
