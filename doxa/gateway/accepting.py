@@ -155,6 +155,8 @@ class GroupCommitter:
             result = NotStored() if results is None else results[index]
             if isinstance(result, Accepted) and result.status is IntakeStatus.RECEIVED:
                 self.submit(result.id)
+            elif isinstance(result, Accepted) and result.outcome is not None:
+                result.outcome.log()  # a repeated delivery: its outcome is final, committed
             if waiting.answer.done():
                 continue
             if isinstance(result, Exception):
