@@ -15,7 +15,8 @@ _QUIET = ("alembic", "mail.log")
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object a line: time, level, logger, message (and the exception, if any)."""
+    """One JSON object a line: time, level, logger, message, the line's own fields (given as
+    `extra={"fields": {...}}`, e.g. an intake outcome's) and the exception, if any."""
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
@@ -24,6 +25,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            line.update((name, value) for name, value in fields.items() if name not in line)
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, ensure_ascii=False)

@@ -12,7 +12,7 @@ from fastapi import APIRouter, FastAPI
 
 from doxa import metrics
 from doxa.api import docs, problems
-from doxa.api.middleware import BodyLimit, RequestId, RequestMetrics
+from doxa.api.middleware import BodyLimit, RequestId, RequestMetrics, UntrustedProxyWarning
 from doxa.api.routes import (
     account,
     attachments,
@@ -211,6 +211,7 @@ def create_app(
     app.add_middleware(
         BodyLimit, default=settings.max_api_body_bytes, inbound=settings.max_message_bytes
     )
+    app.add_middleware(UntrustedProxyWarning, trusted=settings.forwarded_allow_ips)
     app.add_middleware(RequestId)
     app.add_middleware(RequestMetrics)  # outermost: the time includes every other layer
     return app

@@ -1,16 +1,22 @@
 """ASGI middleware: a request id on every response (and in every problem body), request
-latency for /metrics, and a cap on request bodies."""
+latency for /metrics, a cap on request bodies, and a warning about an untrusted proxy."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import logging
 import time
 import uuid
+from collections.abc import Sequence
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from doxa import metrics
+from doxa.core.config import IPNetwork
+
+log = logging.getLogger(__name__)
 
 
 class RequestId:
@@ -168,3 +174,37 @@ async def _too_large(send: Send, limit: int) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+class UntrustedProxyWarning:
+    """Warns once, on the first `X-Forwarded-For` from a peer not in FORWARDED_ALLOW_IPS: the
+    header is ignored then, so throttling and logs see that peer, which is wrong when it is the
+    operator's own proxy. Once said, requests pass untouched."""
+
+    def __init__(self, app: ASGIApp, *, trusted: Sequence[IPNetwork]) -> None:
+        self.app, self.trusted = app, tuple(trusted)
+        self.warned = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self.warned and scope["type"] == "http":
+            self._check(scope)
+        await self.app(scope, receive, send)
+
+    def _check(self, scope: Scope) -> None:
+        if not any(name == b"x-forwarded-for" for name, _ in scope["headers"]):
+            return
+        peer = scope["client"][0] if scope.get("client") else ""
+        try:
+            address = ipaddress.ip_address(peer)
+        except ValueError:
+            return
+        if any(address in network for network in self.trusted):
+            return
+        self.warned = True
+        log.warning(
+            "X-Forwarded-For from %s, which is not in FORWARDED_ALLOW_IPS, is ignored: throttling "
+            "and logs count every client behind it as %s. If it is your proxy, add it to "
+            "FORWARDED_ALLOW_IPS (said once)",
+            peer,
+            peer,
+        )

@@ -201,6 +201,8 @@ class GroupCommitter:
                 self.memory.remember(waiting.pending.claims, result.id)
                 if result.status is IntakeStatus.RECEIVED:
                     self.submit(result.id)
+                elif result.outcome is not None:
+                    result.outcome.log()  # a repeated delivery: its outcome is final, committed
             if waiting.answer.done():
                 continue
             if isinstance(result, Exception):

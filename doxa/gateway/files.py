@@ -139,6 +139,8 @@ def _run(context: Context, pipeline: Pipeline, item: Delivery) -> tuple[str, str
     with transaction(context.sessions) as db:
         accepted = pipeline.accept(db, item)
         event_id, status = accepted.id, accepted.status
+    if accepted.outcome is not None:
+        accepted.outcome.log()
     if status.value != "received":
         return status.value, None
     outcome = process_event(context.sessions, pipeline, event_id)

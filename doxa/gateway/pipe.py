@@ -85,6 +85,8 @@ def deliver(
     except SQLAlchemyError as exc:
         log.warning("could not store a piped message from <%s>: %s", sender, type(exc).__name__)
         return PipeResult(EX_TEMPFAIL, "4.3.0 temporary failure storing the message")
+    if accepted.outcome is not None:
+        accepted.outcome.log()
     if status is IntakeStatus.RECEIVED:
         try:  # stored: whatever happens now, a running server's sweep finishes the job
             outcome = process_event(context.sessions, pipeline, event_id)

@@ -39,19 +39,23 @@ class TestAccepting:
         assert ack.direction == "out" and ack.delivery_state == "not_sent"
         assert ack.body.count(f"[#{ticket.id}]") == 2
 
-    def test_each_outcome_is_one_log_line(
+    def test_each_outcome_is_one_log_line_a_repeated_delivery_too(
         self, smtp: Smtp, caplog: pytest.LogCaptureFixture
     ) -> None:
-        caplog.set_level(logging.INFO, logger="doxa.core.intake.worker")
-        smtp.send(message("VPN down"))
+        caplog.set_level(logging.INFO, logger="doxa.core.intake.outcomes")
+        smtp.send(message("VPN down", message_id="vpn@example.org"))
         smtp.send(message("Away", Auto_Submitted="auto-replied"))
         first, second = smtp.settle()
-        lines = [r.getMessage() for r in caplog.records if r.name == "doxa.core.intake.worker"]
+        smtp.send(message("VPN down", message_id="vpn@example.org"))  # a second MX's copy
+        *_, again = smtp.settle()
+        lines = [r.getMessage() for r in caplog.records if r.name == "doxa.core.intake.outcomes"]
         assert sorted(lines) == [  # two workers: either may finish first
             f"intake event {first.id} email from alice@example.org: ticket_created "
             f"ticket={first.ticket_id} reason=None",
             f"intake event {second.id} email from alice@example.org: held ticket=None "
             "reason=auto_reply",
+            f"intake event {again.id} email from alice@example.org: duplicate "
+            f"ticket={first.ticket_id} reason=None duplicate_of={first.id}",
         ]
 
     def test_unknown_recipient_is_refused_with_550_and_nothing_relays(self, smtp: Smtp) -> None:

@@ -37,6 +37,7 @@ from doxa.core.intake.inbound import (
 )
 from doxa.core.intake.loops import loop_reason
 from doxa.core.intake.models import IntakeEvent
+from doxa.core.intake.outcomes import Outcome
 from doxa.core.intake.threads import Thread, find_thread
 from doxa.core.intake.trust import SPOOFED, Assessment, assess
 from doxa.core.tickets.models import Message
@@ -74,10 +75,12 @@ Normalizer = Callable[[RawEvent], InboundMessage]
 
 @dataclass(frozen=True, slots=True)
 class Accepted:
-    """What the edge needs to answer: the event's id and whether it still needs processing."""
+    """What the edge needs to answer: the event's id and whether it still needs processing;
+    for a repeated delivery, its outcome, which the edge logs once it has committed."""
 
     id: int
     status: IntakeStatus
+    outcome: Outcome | None = None
 
 
 _ACCEPT: dict[str, Any] = {}
@@ -163,7 +166,11 @@ class Pipeline:
                 "ticket_id": first.ticket_id, "processed_at": utcnow(),
             }).returning(IntakeEvent.id)
         ).scalar_one()  # fmt: skip
-        return Accepted(duplicate_id, IntakeStatus.DUPLICATE)
+        sender, ticket_id = row["envelope_from"], first.ticket_id
+        outcome = Outcome(
+            duplicate_id, item.channel, sender, IntakeStatus.DUPLICATE, ticket_id, None, first.id
+        )
+        return Accepted(duplicate_id, IntakeStatus.DUPLICATE, outcome)
 
     def accept_many(self, db: Session, items: list[Delivery]) -> list[Accepted]:
         """`accept` for several deliveries in one transaction, in one round trip when none is
@@ -348,24 +355,24 @@ class Pipeline:
 
     def fail(
         self, db: Session, event_id: int, error: BaseException, *, reason: str | None = None
-    ) -> None:
-        """Keep the raw input with the reason it could not be processed, for reprocessing.
-
-        Only an event still `received`: one that a killed worker committed stays as it is.
-        """
+    ) -> IntakeEvent | None:
+        """Keep the raw input with the reason it could not be processed, for reprocessing; the
+        event, or None when it was not `received` (a killed worker committed it: it stays)."""
         event = db.get(IntakeEvent, event_id)
         if event is None or event.status is not IntakeStatus.RECEIVED:
-            return
+            return None
         event.status, event.processed_at, event.reason = IntakeStatus.FAILED, utcnow(), reason
         event.attempts += 1  # the failed run's own claim, if it got that far, was rolled back
         event.error = f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS]
         db.flush()
+        return event
 
-    def reject(self, db: Session, event_id: int, error: Rejected) -> None:
-        """Keep input that can never become a ticket, final, with the reason (never retried)."""
+    def reject(self, db: Session, event_id: int, error: Rejected) -> IntakeEvent | None:
+        """Keep input that can never become a ticket, final, with the reason (never retried);
+        the event, or None when it was not `received`."""
         event = db.get(IntakeEvent, event_id)
         if event is None or event.status is not IntakeStatus.RECEIVED:
-            return
+            return None
         event.status, event.reason, event.processed_at = (
             IntakeStatus.REJECTED,
             error.reason,
@@ -373,6 +380,7 @@ class Pipeline:
         )
         event.error = error.detail[:MAX_ERROR_CHARS]
         db.flush()
+        return event
 
     def requeue(self, db: Session, event_id: int) -> IntakeEvent:
         """Mark a failed event for another run."""

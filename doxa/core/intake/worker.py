@@ -19,10 +19,10 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from doxa.core.db import recycle_if_large, transaction
-from doxa.core.enums import Channel, IntakeStatus
+from doxa.core.enums import IntakeStatus
 from doxa.core.errors import DomainError, Rejected
 from doxa.core.intake.inbound import InboundMessage
-from doxa.core.intake.models import IntakeEvent
+from doxa.core.intake.outcomes import Outcome
 from doxa.core.intake.pipeline import Pipeline
 from doxa.core.pacing import Pacer
 
@@ -47,28 +47,6 @@ class ProcessingTimeout(WorkerLost):
     """The event ran past PROCESSING_TIMEOUT_SECONDS; the process working on it was replaced."""
 
     reason = "timeout"
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What became of one event, read before its session closes, logged after the commit."""
-
-    event_id: int
-    channel: Channel
-    sender: str | None
-    status: IntakeStatus
-    ticket_id: int | None
-    reason: str | None
-
-    @classmethod
-    def of(cls, event: IntakeEvent) -> Outcome:
-        return cls(event.id, event.channel, event.sender, event.status, event.ticket_id,
-                   event.reason)  # fmt: skip
-
-    def log(self) -> None:
-        """One line per outcome: what an operator follows in the log."""
-        log.info("intake event %s %s from %s: %s ticket=%s reason=%s", self.event_id,
-                 self.channel, self.sender, self.status, self.ticket_id, self.reason)  # fmt: skip
 
 
 Reader = Callable[[int], InboundMessage | None]
@@ -109,18 +87,16 @@ def process_event(sessions: sessionmaker[Session], pipeline: Pipeline, event_id:
     except (OperationalError, InterfaceError) as lost:
         raise DatabaseUnavailable(str(lost)) from lost
     except Rejected as never:  # input that no retry can mend: kept, marked, not retried
-        log.warning("intake event %s rejected: %s", event_id, never)
         try:
             with transaction(sessions) as db:
-                pipeline.reject(db, event_id, never)
+                rejected = pipeline.reject(db, event_id, never)
+                final = None if rejected is None else Outcome.of(rejected)
         except (OperationalError, InterfaceError) as lost:
             raise DatabaseUnavailable(str(lost)) from never
+        if final is not None:
+            final.log(logging.WARNING)
         return IntakeStatus.REJECTED
     except Exception as exc:
-        if isinstance(exc, DomainError | WorkerLost):  # said in the error: no traceback needed
-            log.warning("intake event %s failed: %s", event_id, exc)
-        else:
-            log.exception("intake event %s failed", event_id)
         return _record_failure(sessions, pipeline, event_id, exc)
 
 
@@ -183,7 +159,6 @@ def process_elsewhere(
     try:
         return run(event_id)
     except WorkerLost as exc:
-        log.warning("intake event %s failed: %s", event_id, exc)
         return _record_failure(sessions, pipeline, event_id, exc)
 
 
@@ -201,11 +176,20 @@ def batch_elsewhere(run: Callable[[list[int]], Batch], event_ids: list[int]) -> 
 def _record_failure(
     sessions: sessionmaker[Session], pipeline: Pipeline, event_id: int, exc: BaseException
 ) -> IntakeStatus:
+    """Mark the event `failed` and log that outcome; an error that does not say itself what
+    went wrong (not a domain error, not a lost worker) is logged with its traceback."""
     try:
         with transaction(sessions) as db:
-            pipeline.fail(db, event_id, exc, reason=getattr(exc, "reason", None))
+            failed = pipeline.fail(db, event_id, exc, reason=getattr(exc, "reason", None))
+            outcome = None if failed is None else Outcome.of(failed)
     except (OperationalError, InterfaceError) as lost:
         raise DatabaseUnavailable(str(lost)) from exc
+    if outcome is None:  # another run recorded the event's outcome first
+        log.warning("intake event %s failed after it was processed: %s", event_id, exc)
+    elif isinstance(exc, DomainError | WorkerLost):  # said in the error: no traceback needed
+        outcome.log(logging.WARNING)
+    else:
+        outcome.log(logging.ERROR, error=exc)
     return IntakeStatus.FAILED
 
 
