@@ -16,7 +16,7 @@ from doxa.core.intake.models import IntakeEvent
 from doxa.core.tickets.models import Ticket
 from doxa.core.users.models import User
 from tests.conftest import MakeUser
-from tests.gateway.conftest import Sink, Smtp, StartSmtp, message
+from tests.gateway.conftest import Sink, Smtp, StartSmtp, message, relayed
 from tests.gateway.webhook_support import mailgun_signed, start_hooks
 
 CUSTOMER = "alice@example.org"
@@ -68,10 +68,8 @@ class TestCcOfFollowUps:
     ) -> None:
         smtp = start_smtp(**TRUSTED)
         ticket = _customer_ticket(smtp)
-        smtp.send(
-            message(f"Re: [#{ticket.id}] x", sender=CUSTOMER, Cc="Bob <Bob@Example.org.>",
-                    Authentication_Results=CUSTOMER_PASSES)
-        )  # fmt: skip
+        follow_up = message(f"Re: [#{ticket.id}] x", sender=CUSTOMER, Cc="Bob <Bob@Example.org.>")
+        smtp.send(relayed(follow_up, CUSTOMER_PASSES))
         smtp.settle()
         assert smtp.tickets()[0].cc == ["bob@example.org"]
         smtp.send(message(f"Re: [#{ticket.id}] y", sender="bob@example.org"))
@@ -84,10 +82,8 @@ class TestCcOfFollowUps:
         agent = make_user(Role.AGENT)
         ticket = _customer_ticket(smtp)
         verdict = "mx.ours.test; dmarc=pass header.from=example.com"
-        smtp.send(
-            message(f"Re: [#{ticket.id}]", sender=agent.email, Cc="carol@example.net",
-                    Authentication_Results=verdict)
-        )  # fmt: skip
+        follow_up = message(f"Re: [#{ticket.id}]", sender=agent.email, Cc="carol@example.net")
+        smtp.send(relayed(follow_up, verdict))
         assert _last(smtp).status is IntakeStatus.FOLLOWUP
         assert smtp.tickets()[0].cc == ["carol@example.net"]
 
@@ -101,13 +97,13 @@ class TestSenderRateLimit:
             smtp.send(message(f"forged {n}", sender=CUSTOMER))
             smtp.settle()
         assert _last(smtp).reason == "rate_limited"  # the forger is held
-        smtp.send(message("mine", sender=CUSTOMER, Authentication_Results=CUSTOMER_PASSES))
+        smtp.send(relayed(message("mine", sender=CUSTOMER), CUSTOMER_PASSES))
         assert (_last(smtp).status, _last(smtp).reason) == (IntakeStatus.TICKET_CREATED, None)
 
     def test_authenticated_mail_over_the_limit_is_still_held(self, start_smtp: StartSmtp) -> None:
         smtp = start_smtp(sender_hourly_limit=2, **TRUSTED)
         for n in range(3):
-            smtp.send(message(f"{n}", sender=CUSTOMER, Authentication_Results=CUSTOMER_PASSES))
+            smtp.send(relayed(message(f"{n}", sender=CUSTOMER), CUSTOMER_PASSES))
             smtp.settle()
         assert [e.reason for e in smtp.settle()] == [None, None, "rate_limited"]
 

@@ -8,13 +8,12 @@ whose mail was authenticated; everyone else gets a neutral text with the referen
 
 from __future__ import annotations
 
-import contextlib
-import unicodedata
 from datetime import timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
+from doxa.core.addresses import identity_key
 from doxa.core.config import Settings
 from doxa.core.db import is_postgresql, utcnow
 from doxa.core.enums import Channel, DeliveryState, Direction
@@ -133,17 +132,10 @@ def is_known_requester(db: Session, user: User) -> bool:
 
 
 def recipient_key(address: str) -> str:
-    """The mailbox an address reaches, as the caps count it: without `+tag`, quotes and case,
-    the domain in its IDNA form without a trailing dot (`"Alice+2"@Exämple.COM.` and
-    `alice@xn--exmple-cua.com` are one recipient)."""
-    local, at, domain = address.strip().rpartition("@")
-    if not at:
-        return unicodedata.normalize("NFKC", address.strip()).casefold()
-    local = unicodedata.normalize("NFKC", local.strip('"')).casefold().split("+", 1)[0]
-    domain = unicodedata.normalize("NFKC", domain).casefold().rstrip(".")
-    with contextlib.suppress(UnicodeError):  # not a valid IDN: its folded form is the key
-        domain = domain.encode("idna").decode("ascii")
-    return f"{local}@{domain}"
+    """The mailbox an address reaches, as the caps count it: its one spelling
+    (core.addresses) without the `+tag` (`"Alice+2"@Exämple.COM.` is `alice@exämple.com`)."""
+    local, at, domain = identity_key(address).rpartition("@")
+    return f"{local.split('+', 1)[0]}@{domain}" if at else domain
 
 
 def _language(msg: InboundMessage, texts: AckTexts, mailbox: str) -> str:

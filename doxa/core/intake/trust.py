@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
-import unicodedata
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -23,6 +22,7 @@ from publicsuffixlist import PublicSuffixList
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from doxa.core.addresses import normalize_domain
 from doxa.core.config import Settings
 from doxa.core.enums import Channel
 from doxa.core.intake.inbound import InboundMessage
@@ -107,7 +107,7 @@ def verdict(
     ]
     if not trusted:
         return Verdict()
-    domain = normalized_domain(msg.sender_email.rpartition("@")[2])
+    domain = _domain(msg.sender_email.rpartition("@")[2])
     dmarc_failed = any(_dmarc_fails(results, domain) for results in trusted)
     authenticated = not dmarc_failed and _passes(trusted[0], domain)  # the topmost one speaks
     return Verdict(authenticated, dmarc_failed)
@@ -118,7 +118,7 @@ def _dmarc_fails(results: list[Result], domain: str) -> bool:
     return any(
         r.method == "dmarc"
         and r.result == "fail"
-        and normalized_domain(r.props.get("header.from", domain)) == domain
+        and _domain(r.props.get("header.from", domain)) == domain
         for r in results
     )
 
@@ -130,7 +130,7 @@ def _passes(results: list[Result], domain: str) -> bool:
     for r in results:
         if r.glued or r.result != "pass":
             continue
-        if r.method == "dmarc" and normalized_domain(r.props.get("header.from", "")) == domain:
+        if r.method == "dmarc" and _domain(r.props.get("header.from", "")) == domain:
             return True
         if r.method == "dkim":
             signer = r.props.get("header.d") or r.props.get("header.i", "").rpartition("@")[2]
@@ -140,13 +140,9 @@ def _passes(results: list[Result], domain: str) -> bool:
     return False
 
 
-def normalized_domain(value: str) -> str:
-    """A domain as compared: Unicode NFKC, lower case, no trailing dot, IDNA A-labels."""
-    value = unicodedata.normalize("NFKC", value).strip().lower().rstrip(".")
-    try:
-        return value.encode("idna").decode("ascii")
-    except UnicodeError:
-        return value
+def _domain(value: str) -> str:
+    """A domain as compared (core.addresses' one spelling); empty when it is none."""
+    return normalize_domain(value) or ""
 
 
 @functools.cache
@@ -158,7 +154,7 @@ def _suffixes() -> PublicSuffixList:
 def _organizational(domain: str) -> str | None:
     """The registrable domain (`staff.example` of `mail.staff.example`); None for a public
     suffix itself (`example`, `co.uk`) or nothing at all."""
-    domain = normalized_domain(domain)
+    domain = _domain(domain)
     return _suffixes().privatesuffix(domain) if domain else None
 
 
