@@ -257,6 +257,34 @@ class TestUpdateTicket:
             == 403
         )
 
+    def test_staff_set_cc_in_the_spelling_intake_compares(
+        self, as_user: AsUser, make_user: MakeUser, make_ticket: MakeTicket
+    ) -> None:
+        ticket = make_ticket(make_user())
+        cc = ["Bob@Example.ORG.", '"carol"@example.net', "bob@example.org"]
+        response = as_user(make_user(Role.AGENT)).patch(
+            f"/api/v1/tickets/{ticket.id}", json={"cc": cc}
+        )
+        assert response.status_code == 200
+        assert response.json()["cc"] == ["bob@example.org", "carol@example.net"]
+
+    def test_a_client_cannot_add_participants(
+        self, as_user: AsUser, make_user: MakeUser, make_ticket: MakeTicket
+    ) -> None:
+        me = make_user()
+        ticket = make_ticket(me)
+        response = as_user(me).patch(f"/api/v1/tickets/{ticket.id}", json={"cc": ["m@evil.test"]})
+        assert response.status_code == 403
+
+    def test_cc_that_is_no_address_gets_422_naming_it(
+        self, as_user: AsUser, make_user: MakeUser, make_ticket: MakeTicket
+    ) -> None:
+        ticket = make_ticket(make_user())
+        api = as_user(make_user(Role.AGENT))
+        response = api.patch(f"/api/v1/tickets/{ticket.id}", json={"cc": ["bob@", "a@b.org"]})
+        assert response.status_code == 422
+        assert "bob@" in response.json()["detail"]
+
 
 class TestMessages:
     def test_client_never_sees_internal_notes(

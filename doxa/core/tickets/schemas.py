@@ -53,6 +53,9 @@ class TicketUpdate(BaseModel):
     priority: Priority | None = None
     category: Label | None = None
     assignee_id: Id | None = Field(None, description="null unassigns")
+    cc: list[Annotated[str, StringConstraints(max_length=320), NoNul]] | None = Field(
+        None, max_length=50, description="the whole list of participants besides the requester"
+    )
 
 
 class TicketFilters(BaseModel):

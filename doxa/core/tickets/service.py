@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from doxa.core.addresses import normalize_address
 from doxa.core.enums import Channel, ClassificationState, Direction, Priority, Role, Status
 from doxa.core.errors import Conflict, InvalidInput, PermissionDenied
 from doxa.core.tickets.access import get_readable
@@ -93,7 +94,7 @@ def record(
 
 
 def update_ticket(db: Session, ticket_id: int, data: TicketUpdate, *, actor: User) -> Ticket:
-    """Change status, priority, category or assignee, recording each change."""
+    """Change status, priority, category, assignee or cc, recording each change."""
     ticket = get_readable(db, ticket_id, actor=actor, for_update=True)
     changes = {name: getattr(data, name) for name in data.model_fields_set}
     if actor.role is Role.CLIENT and set(changes) - {"status"}:
@@ -102,6 +103,8 @@ def update_ticket(db: Session, ticket_id: int, data: TicketUpdate, *, actor: Use
         _move(ticket, changes["status"], actor=actor)
     if "assignee_id" in changes:
         _check_assignee(db, changes["assignee_id"])
+    if changes.get("cc") is not None:
+        changes["cc"] = _participants(changes["cc"])
     if changes.get("category") is not None:
         known = categories(db)
         if changes["category"] not in known:
@@ -115,11 +118,22 @@ def update_ticket(db: Session, ticket_id: int, data: TicketUpdate, *, actor: Use
         old = getattr(ticket, name)
         if old != new:
             setattr(ticket, name, new)
+            if name == "cc":
+                old, new = ", ".join(old), ", ".join(new)
             record(db, ticket, actor=actor, field=name, old=old, new=new)
     if {"priority", "category"} & changes.keys():
         ticket.needs_triage = False  # a person decided
     db.flush()
     return ticket
+
+
+def _participants(addresses: list[str]) -> list[str]:
+    """Staff's cc list in the one spelling intake compares (core.addresses), each once."""
+    normalized = [normalize_address(address) for address in addresses]
+    bad = [address for address, each in zip(addresses, normalized, strict=True) if each is None]
+    if bad:
+        raise InvalidInput(f"cc: not an email address: {bad[0]}")
+    return list(dict.fromkeys(address for address in normalized if address))
 
 
 def _move(ticket: Ticket, target: Status, *, actor: User) -> None:
