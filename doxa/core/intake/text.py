@@ -6,8 +6,10 @@ never raises: a helper that fails degrades to a plainer result instead.
 
 from __future__ import annotations
 
+import functools
 import html as html_lib
 import re
+from dataclasses import dataclass
 
 import html2text
 import nh3
@@ -15,8 +17,14 @@ from mailparser_reply import EmailReplyParser
 
 # html2text is pure Python and roughly linear, but a multi-megabyte HTML body still costs
 # seconds; nobody reads more than this in a ticket anyway.
-MAX_HTML_CHARS = 2 * 1024 * 1024
-MAX_SANITIZE_CHARS = 5 * 1024 * 1024
+MAX_HTML_READ_CHARS = 2 * 1024 * 1024  # of the HTML as written: `flatten_deep` reads this far
+MAX_HTML_CHARS = 512 * 1024  # of the flattened HTML, for HTML to text
+MAX_SANITIZE_CHARS = 1024 * 1024  # of the flattened HTML, for the HTML kept
+# What each costs per tag, not per byte: html2text about 10-20 us a tag ("<li>x" * 200,000 took
+# 8.6 s), html5ever under nh3 about 2 us. A long newsletter has a few thousand tags; past these
+# the HTML is converted or kept up to that tag, with a note.
+MAX_CONVERTED_TAGS = 5_000
+MAX_SANITIZED_TAGS = 30_000
 # The reply parser runs its multi-line regexes once per language over the whole text (about
 # 0.1 s per 32 KiB with five languages on the long-quote perf case, 0.5 s at 64 KiB with ten);
 # the new text of a reply starts well before this point.
@@ -68,6 +76,17 @@ _ELEMENT_TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9]*)\b[^<>]*>")
 # ("&#" * 400,000 took 17 s, "&amp;" * 800,000 13 s): a bare "&", one that starts no complete
 # reference, and "&amp;" itself pass through it as a private-use placeholder.
 _AMP = "\ue000"
+# The entities nh3's serializer writes; html2text spends microseconds on each one ("&#" * 400,000
+# became "&amp;#" and took 17 s there), so they reach it as private-use characters (input's own
+# are replaced first) and come back as the characters they stand for.
+# Plain str.replace, not a regex with a function: a million Python calls cost seconds too.
+_ESCAPED = (
+    ("&amp;", _AMP),
+    ("&lt;", "\ue001"),
+    ("&gt;", "\ue002"),
+    ("&quot;", "\ue003"),
+    ("&nbsp;", "\ue004"),
+)
 _AMP_REFERENCE = re.compile(r"&(?:amp|#0*38|#[xX]0*26);")
 _INCOMPLETE_REFERENCE = re.compile(
     r"&(?![a-zA-Z][a-zA-Z0-9]{0,31};|#[0-9]{1,8};|#[xX][0-9a-fA-F]{1,8};)"
@@ -86,6 +105,7 @@ _TRAILING_ATTRIBUTION = re.compile(
 )
 
 
+@functools.lru_cache(maxsize=2)  # HTML to text and sanitizing flatten the same body
 def flatten_deep(html: str) -> str:
     """HTML without the element tags nested deeper than `MAX_HTML_DEPTH` (text is kept).
 
@@ -110,34 +130,81 @@ def flatten_deep(html: str) -> str:
     return "".join(pieces)
 
 
-def html_to_text(html: str) -> str:
+def html_to_text(html: str, notes: list[str] | None = None) -> str:
     """Readable plain text of an HTML body: no wrapping, no images, links as `[text](url)`.
 
     html2text reads with the standard library's HTMLParser, which is quadratic on malformed
-    markup (10,000 unclosed "<div " took 28 s); it is given html5ever's well-formed rewrite.
+    markup (10,000 unclosed "<div " took 28 s); it is given html5ever's well-formed rewrite,
+    without entities, and only the first `MAX_CONVERTED_TAGS` tags (noted in `notes`).
     """
-    html = html[:MAX_HTML_CHARS]
+    bound = _Bound(MAX_HTML_CHARS, MAX_CONVERTED_TAGS, "converted to text", notes)
+    html = bound.first_chars(html)
     try:
         converter = html2text.HTML2Text()
         converter.body_width = 0
         converter.ignore_images = True
         converter.unicode_snob = True
         converter.single_line_break = False
-        text = converter.handle(_clean(html, link_rel=None))
+        for _, private in _ESCAPED:
+            html = html.replace(private, "\ufffd")
+        clean = _clean(html, link_rel=None, bound=bound, keep_amp=True)
+        for entity, private in _ESCAPED:
+            clean = clean.replace(entity, private)
+        text = converter.handle(clean)
+        for entity, private in _ESCAPED:
+            text = text.replace(private, html_lib.unescape(entity))
     except Exception:  # hostile HTML must degrade, not fail
         text = html_lib.unescape(_TAG.sub(" ", html))
     return _BLANK_LINES.sub("\n\n", text).strip()
 
 
-def sanitize_html(html: str) -> str:
+def sanitize_html(html: str, notes: list[str] | None = None) -> str:
     """HTML safe to show an agent: allowlisted tags and styles, no hidden text, and `cid:`
     images kept while remote images become a link (loading one tells the sender the mail was
-    read, and from where)."""
+    read, and from where). Only the first `MAX_SANITIZED_TAGS` tags are kept (noted)."""
     try:
-        clean = _clean(html[:MAX_SANITIZE_CHARS], link_rel="noopener noreferrer nofollow")
+        bound = _Bound(MAX_SANITIZE_CHARS, MAX_SANITIZED_TAGS, "kept", notes)
+        rel = "noopener noreferrer nofollow"
+        clean = _clean(bound.first_chars(html), link_rel=rel, bound=bound)
         return _IMG.sub(_remote_image_placeholder, clean)
     except Exception:  # fall back to escaped text rather than raw HTML
         return html_lib.escape(html_to_text(html))
+
+
+@dataclass(frozen=True, slots=True)
+class _Bound:
+    """`MAX_HTML_READ_CHARS` of the HTML are flattened, and at most `chars` characters and
+    `tags` tags of that (each "<" counts) reach the parser; a cut is noted in `notes` as the
+    HTML `done` up to that point."""
+
+    chars: int
+    tags: int
+    done: str
+    notes: list[str] | None
+
+    def first_chars(self, html: str, limit: int = MAX_HTML_READ_CHARS) -> str:
+        if len(html) <= limit:
+            return html
+        if self.notes is not None:
+            self.notes.append(f"HTML body {self.done} up to character {limit} of {len(html)}")
+        return html[:limit]
+
+    def prefix(self, html: str) -> str:
+        html = self.first_chars(html, self.chars)
+        position = -1
+        for _ in range(self.tags):
+            position = html.find("<", position + 1)
+            if position < 0:
+                return html
+        cut = html.find("<", position + 1)
+        if cut < 0:
+            return html
+        if self.notes is not None:
+            self.notes.append(
+                f"HTML body {self.done} up to its tag number {self.tags} "
+                f"(character {cut} of {len(html)})"
+            )
+        return html[:cut]
 
 
 def _visible_only(tag: str, attribute: str, value: str) -> str | None:
@@ -160,10 +227,11 @@ def _remote_image_placeholder(match: re.Match[str]) -> str:
     )
 
 
-def _clean(html: str, *, link_rel: str | None) -> str:
+def _clean(html: str, *, link_rel: str | None, bound: _Bound, keep_amp: bool = False) -> str:
+    """nh3's rewrite; `keep_amp`: each "&" that stands for itself stays the placeholder."""
     # Every "&" that stands for itself passes nh3 as a placeholder, and is put back escaped.
-    html = _AMP_REFERENCE.sub(_AMP, flatten_deep(html).replace(_AMP, "\ufffd"))
-    return nh3.clean(
+    html = _AMP_REFERENCE.sub(_AMP, bound.prefix(flatten_deep(html)).replace(_AMP, "\ufffd"))
+    clean = nh3.clean(
         _INCOMPLETE_REFERENCE.sub(_AMP, html),
         tags=_TAGS,
         clean_content_tags={"script", "style", "title", "head"},
@@ -172,7 +240,8 @@ def _clean(html: str, *, link_rel: str | None) -> str:
         url_schemes=_URL_SCHEMES,
         filter_style_properties=_STYLE_PROPERTIES,
         link_rel=link_rel,
-    ).replace(_AMP, "&amp;")
+    )
+    return clean if keep_amp else clean.replace(_AMP, "&amp;")
 
 
 def strip_reply(text: str) -> str:

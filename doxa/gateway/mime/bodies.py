@@ -94,9 +94,9 @@ def texts(body: Body) -> tuple[str, str | None]:
     html = "\n".join(part.strip() for part in body.html if part.strip()) or None
     plain = "\n\n".join(part.strip("\r\n") for part in body.plain if part.strip())
     if not plain and html:
-        plain = text.html_to_text(html)
+        plain = text.html_to_text(html, body.notes)
     plain = plain.replace("\r\n", "\n")
     if len(plain) > MAX_TEXT_CHARS:
         body.notes.append(f"text truncated to {MAX_TEXT_CHARS} characters (was {len(plain)})")
         plain = plain[:MAX_TEXT_CHARS]
-    return plain, (text.sanitize_html(html) if html else None)
+    return plain, (text.sanitize_html(html, body.notes) if html else None)

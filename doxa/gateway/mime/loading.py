@@ -22,9 +22,11 @@ log = logging.getLogger(__name__)
 linear.install()
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
-_HEADER_LINE = re.compile(rb"^[!-9;-~]{1,76}[ \t]*:")
-# A field whose name is illegal (spaces, 8-bit bytes): "X Mailer: ...", "Sübject: ...".
-_ILLEGAL_FIELD = re.compile(rb"^[^\s:][^:\r\n]{0,76}:")
+# Field names are as long as a line may be (RFC 5322: 998 characters).
+_HEADER_LINE = re.compile(rb"^[!-9;-~]{1,998}[ \t]*:")
+# A field whose name is illegal (spaces, punctuation, 8-bit bytes): "X Mailer: ...",
+# "Sübject: ...", 'X-Script/function/ !"#$%&...: TEST'.
+_ILLEGAL_FIELD = re.compile(rb"^[^\s:][^:\r\n]{0,997}:")
 # A quoted boundary folded inside its quotes (Outlook 2000): boundary="----=_NextPart_0\r\n\t00".
 _FOLDED_BOUNDARY = re.compile(
     rb'(boundary\s*=\s*")([^"\r\n]{1,200})\r?\n([ \t]+)([^"\r\n]{1,200})"', re.IGNORECASE
@@ -180,14 +182,47 @@ def _load_recovered(
 
 
 def _repaired(lines: list[bytes], *, only_fields: bool) -> list[bytes] | None:
+    """The header lines without illegal fields (each dropped with its continuation lines).
+
+    `only_fields`: a bad line is dropped only where header fields go on after it (a colon-less
+    line only before a well-formed field); elsewhere it is where the body starts (None).
+    Otherwise a colon-less line is a continuation that lost its indentation.
+    """
+    header_follows = _header_follows(lines)
     fixed: list[bytes] = []
-    for line in lines:
-        if _HEADER_LINE.match(line) or line[:1] in b" \t":
+    dropping = False
+    for i, line in enumerate(lines):
+        if line[:1] in b" \t":
+            if not dropping:
+                fixed.append(line)
+        elif _HEADER_LINE.match(line):
             fixed.append(line)
-        elif _ILLEGAL_FIELD.match(line):
-            continue  # one bad field name must not end the header block
-        elif only_fields:
+            dropping = False
+        elif only_fields and not header_follows[i]:
             return None
+        elif only_fields or _ILLEGAL_FIELD.match(line):
+            dropping = True  # one bad field must not end the header block
         else:
             fixed.append(b" " + line)
+            dropping = False
     return fixed
+
+
+def _header_follows(lines: list[bytes]) -> list[bool]:
+    """For each line that is no well-formed field: whether, after it and its continuation
+    lines, the header block goes on (a well-formed field, or another such line that may be
+    dropped). One pass from the end, so a run of bad lines stays linear."""
+    follows = [False] * len(lines)
+    after = True  # past the end: the header block simply ends
+    header_next = False  # the next line that is no continuation is a well-formed field
+    for i in range(len(lines) - 1, -1, -1):
+        line = lines[i]
+        if line[:1] in b" \t":
+            continue
+        if _HEADER_LINE.match(line):
+            after, header_next = True, True
+            continue
+        illegal = bool(_ILLEGAL_FIELD.match(line))
+        follows[i] = (after if illegal else header_next) and after
+        after, header_next = follows[i], False
+    return follows
