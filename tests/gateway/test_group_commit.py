@@ -238,11 +238,11 @@ def _intake_commit(smtp: Smtp, *, fails: bool = False) -> Iterator[CommitHold]:
     mark = f"stores_intake_{id(hold)}"  # this hold's own: earlier tests' listeners stay
 
     def before(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if _is_intake_insert(statement):
+        if armed[0] and _is_intake_insert(statement):
             conn.info[mark] = True
 
     def commit(conn: Any) -> None:
-        if not (conn.info.pop(mark, False) and armed[0]):
+        if not (armed[0] and conn.info.pop(mark, False)):
             return
         armed[0] = False
         hold.reached.set()
@@ -253,7 +253,8 @@ def _intake_commit(smtp: Smtp, *, fails: bool = False) -> Iterator[CommitHold]:
             )
 
     def rollback(conn: Any) -> None:
-        conn.info.pop(mark, None)
+        if armed[0]:  # a connection a later test invalidates has no info to read
+            conn.info.pop(mark, None)
 
     listeners = {"before_cursor_execute": before, "commit": commit, "rollback": rollback}
     for name, listener in listeners.items():
