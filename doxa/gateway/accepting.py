@@ -24,9 +24,10 @@ key's first use had (or a conflict), and the others commit together. Before, a t
 rolled the whole group back and stored its items one per transaction: 1,500 replays of one
 signed form post ran at 0.25x the rate of 1,500 distinct posts, and a legitimate client's p99
 was 370 ms beside 15 replaying clients. A repeat of a key this process committed does not
-even reach a group: `KeyMemory` answers it on the loop (bench/webhooks.py --replays, 1,500
-replays from 16 clients: 1.57x the distinct posts' rate, 1.4 ms of server CPU a replay). Only
-a key to be claimed afresh (expired) still sends its group one item per transaction.
+even reach a group: `KeyMemory` answers it on the loop (bench/webhooks.py --replays, 16
+clients on a loaded machine: 1.6x and 5.1x the distinct posts' rate in two runs, 0.8-1.4 ms of
+server CPU a replay). Only a key to be claimed afresh (expired) still sends its group one item
+per transaction.
 """
 
 from __future__ import annotations
