@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -141,6 +142,27 @@ class TestGroupCommit:
             assert list(pool.map(send_and_look, range(40))) == [True] * 40
         assert len(smtp.settle()) == 40
 
+    def test_no_reply_is_sent_while_the_commit_is_held_and_250_once_it_completes(
+        self, smtp: Smtp
+    ) -> None:
+        with _intake_commit(smtp) as hold, ThreadPoolExecutor(1) as pool:
+            reply = pool.submit(_send, smtp, message("Held at commit"))
+            assert hold.reached.wait(30)  # the row is written; its commit waits for the test
+            time.sleep(0.5)  # ample for a reply sent before the commit to arrive
+            assert not reply.done() and _stored(smtp) == 0
+            hold.release.set()
+            event_id = _event_id(reply.result(30))
+        assert [e.id for e in smtp.settle()] == [event_id]
+
+    def test_a_commit_that_fails_gets_451_and_the_retry_250(self, smtp: Smtp) -> None:
+        with _intake_commit(smtp, fails=True) as hold:
+            hold.release.set()
+            code, text = _send(smtp, message("Failed at commit"))
+        assert (code, text[:5]) == (451, "4.3.0") and _stored(smtp) == 0
+        assert _send(smtp, message("Failed at commit"))[0] == 250
+        smtp.settle()
+        assert [t.subject for t in smtp.tickets()] == ["Failed at commit"]
+
     def test_a_repeated_message_id_within_one_group_is_stored_once_and_the_rest_are_duplicates(
         self, smtp: Smtp
     ) -> None:
@@ -194,6 +216,54 @@ class TestGroupFaults:
 
 def _is_intake_insert(statement: str) -> bool:
     return statement.lstrip().upper().startswith("INSERT INTO INTAKE_EVENT")
+
+
+def _stored(smtp: Smtp) -> int:
+    """Intake events another connection sees."""
+    with smtp.context.sessions() as db:
+        return len(db.scalars(sa.select(IntakeEvent.id)).all())
+
+
+@dataclass
+class CommitHold:
+    reached: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+
+
+@contextmanager
+def _intake_commit(smtp: Smtp, *, fails: bool = False) -> Iterator[CommitHold]:
+    """The next commit of a transaction that stored an intake event waits for `release`, then
+    goes on (or fails, as a disk that is gone makes it)."""
+    engine, hold, armed = smtp.context.engine, CommitHold(), [True]
+    mark = f"stores_intake_{id(hold)}"  # this hold's own: earlier tests' listeners stay
+
+    def before(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if armed[0] and _is_intake_insert(statement):
+            conn.info[mark] = True
+
+    def commit(conn: Any) -> None:
+        if not (armed[0] and conn.info.pop(mark, False)):
+            return
+        armed[0] = False
+        hold.reached.set()
+        hold.release.wait(30)
+        if fails:
+            raise sa.exc.OperationalError(
+                "COMMIT", None, sqlite3.OperationalError("disk I/O error")
+            )
+
+    def rollback(conn: Any) -> None:
+        if armed[0]:  # a connection a later test invalidates has no info to read
+            conn.info.pop(mark, None)
+
+    listeners = {"before_cursor_execute": before, "commit": commit, "rollback": rollback}
+    for name, listener in listeners.items():
+        event.listen(engine, name, listener)
+    try:
+        yield hold
+    finally:
+        armed[0] = False  # left listening: see _poisoned_insert
+        hold.release.set()
 
 
 @contextmanager

@@ -35,6 +35,39 @@ class TestFormSignature:
             auth.form_signature("k", {"x-doxa-timestamp": stamp, "x-doxa-signature": digest}, b"")
 
 
+NOW = 1_800_000_000.0  # the server's clock in these tests: no time passes between the checks
+
+
+def _form_headers(stamp: int) -> dict[str, str]:
+    return {k.lower(): v for k, v in signed(b"{}", secret="k", timestamp=stamp).items()}
+
+
+def _mailgun_fields(stamp: int) -> tuple[str, str, str]:
+    token = "t" * 50
+    signature = hmac.new(b"key", (str(stamp) + token).encode(), hashlib.sha256).hexdigest()
+    return str(stamp), token, signature
+
+
+class TestSignatureWindow:
+    @pytest.mark.parametrize("offset", [-300, 0, 300])
+    def test_a_timestamp_up_to_300_s_either_side_is_accepted(self, offset: int) -> None:
+        auth.form_signature("k", _form_headers(int(NOW) + offset), b"{}", now=NOW)
+        auth.mailgun_signature("key", *_mailgun_fields(int(NOW) + offset), now=NOW)
+
+    @pytest.mark.parametrize("offset", [301, 3600, 10**9])
+    def test_a_timestamp_more_than_300_s_in_the_future_is_refused(self, offset: int) -> None:
+        with pytest.raises(Unauthenticated, match="300 s"):
+            auth.form_signature("k", _form_headers(int(NOW) + offset), b"{}", now=NOW)
+        with pytest.raises(Unauthenticated, match="300 s"):
+            auth.mailgun_signature("key", *_mailgun_fields(int(NOW) + offset), now=NOW)
+
+    def test_a_timestamp_more_than_300_s_in_the_past_is_refused(self) -> None:
+        with pytest.raises(Unauthenticated, match="300 s"):
+            auth.form_signature("k", _form_headers(int(NOW) - 301), b"{}", now=NOW)
+        with pytest.raises(Unauthenticated, match="300 s"):
+            auth.mailgun_signature("key", *_mailgun_fields(int(NOW) - 301), now=NOW)
+
+
 class TestMailgunSignature:
     def test_the_documented_scheme_is_accepted(self) -> None:
         stamp, token = str(int(time.time())), "t" * 50

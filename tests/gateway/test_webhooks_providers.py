@@ -110,6 +110,12 @@ class TestMailgun:
         stale = mailgun_signed(fields, timestamp=int(time.time()) - 302)
         assert hooks.http.post(MAILGUN, data=stale).status_code == 401
 
+    def test_a_timestamp_from_the_future_gets_401(self, hooks: Smtp) -> None:
+        fields = _fields("mailgun/mailgun-documentation/route-message-forward.fields.json")
+        ahead = mailgun_signed(fields, timestamp=int(time.time()) + 400)  # time only shortens it
+        assert hooks.http.post(MAILGUN, data=ahead).status_code == 401
+        assert _events(hooks) == []
+
     def test_the_samples_own_signature_from_2016_gets_401(self, hooks: Smtp) -> None:
         fields = _fields("mailgun/mailgun-documentation/route-message-forward.fields.json")
         assert hooks.http.post(MAILGUN, data=fields).status_code == 401

@@ -41,24 +41,28 @@ def hmac_hex(key: str, message: bytes) -> str:
     return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
 
 
-def form_signature(secret: str, headers: Mapping[str, str], raw: bytes) -> str:
+def form_signature(
+    secret: str, headers: Mapping[str, str], raw: bytes, *, now: float | None = None
+) -> str:
     """Check X-Doxa-Timestamp and X-Doxa-Signature; the signature's hex, which is used once."""
     timestamp = headers.get("x-doxa-timestamp", "")
     given = headers.get("x-doxa-signature", "").strip()
     if not timestamp or not given:
         raise Unauthenticated("X-Doxa-Timestamp and X-Doxa-Signature are required")
-    fresh(timestamp)
+    fresh(timestamp, now=now)
     expected = hmac_hex(secret, timestamp.strip().encode() + b"." + raw)
     if not hmac.compare_digest(given.lower().encode(), (SIGNATURE_PREFIX + expected).encode()):
         raise Unauthenticated("signature does not match")
     return expected
 
 
-def mailgun_signature(key: str, timestamp: str, token: str, signature: str) -> None:
+def mailgun_signature(
+    key: str, timestamp: str, token: str, signature: str, *, now: float | None = None
+) -> None:
     """Mailgun signs timestamp + token with the domain's webhook signing key."""
     if not (timestamp and token and signature):
         raise Unauthenticated("timestamp, token and signature fields are required")
-    fresh(timestamp)
+    fresh(timestamp, now=now)
     expected = hmac_hex(key, (timestamp + token).encode())
     if not hmac.compare_digest(signature.strip().lower().encode(), expected.encode()):
         raise Unauthenticated("signature does not match")

@@ -117,12 +117,20 @@ _JSON_BODY: dict[str, Any] = {
 }
 
 
-async def _run(request: Request, check: Callable[[Headers, bytes], Post]) -> Response:
+async def _run(
+    request: Request,
+    check: Callable[[Headers, bytes], Post],
+    authenticate: Callable[[Headers, bytes], object] | None = None,
+) -> Response:
+    """`authenticate`, when given, runs on the loop first: a post that fails it costs no more
+    than a scan of its body (measured, a thread hop had added 1.5 ms to the 7 of 5 MB)."""
     intake = _intake(request)
     raw = await request.body()
     # Counted from the whole body on: a client trickling its body would otherwise hold
     # processing back for as long as it liked.
     with intake.pacer.serving():
+        if authenticate is not None:
+            authenticate(request.headers, raw)
         if (
             len(raw) <= INLINE_CHECK_BYTES
             and media_type(request.headers.get("content-type")) in INLINE_TYPES
@@ -168,7 +176,8 @@ async def inbound_mailgun(request: Request) -> Response:
     """A Mailgun route's forward(), with or without `body-mime`; signed with
     MAILGUN_SIGNING_KEY, each token accepted once."""
     try:
-        return await _run(request, _intake(request).mailgun)
+        intake = _intake(request)
+        return await _run(request, intake.mailgun, intake.mailgun_signed)
     except PermissionDenied as exc:
         return JSONResponse(
             {"type": "about:blank", "title": "Not Acceptable", "status": 406, "detail": exc.detail},
