@@ -26,8 +26,8 @@ signed form post ran at 0.25x the rate of 1,500 distinct posts, and a legitimate
 was 370 ms beside 15 replaying clients. A repeat of a key this process committed does not
 even reach a group: `KeyMemory` answers it on the loop (bench/webhooks.py --replays, 16
 clients on a loaded machine: 1.6x and 5.1x the distinct posts' rate in two runs, 0.8-1.4 ms of
-server CPU a replay). Only a key to be claimed afresh (expired) still sends its group one item
-per transaction.
+server CPU a replay). Only a key to be claimed afresh (expired), or a leaving item whose row
+may be the first of a duplicate that stays, still sends its group one item per transaction.
 """
 
 from __future__ import annotations
