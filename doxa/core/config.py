@@ -6,6 +6,7 @@ import ipaddress
 import logging
 import secrets
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -35,6 +36,18 @@ class Mailbox:
 
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def in_networks(peer: str, networks: Iterable[IPNetwork]) -> bool:
+    """Whether a peer address (as a socket names it; IPv4-mapped IPv6 counts as IPv4) is in one
+    of the networks; anything that is not an address is in none."""
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in networks)
 
 
 def _comma_list(value: object) -> object:

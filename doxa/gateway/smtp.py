@@ -8,7 +8,6 @@ tickets) happens after the reply, on the intake worker, so a slow parse never ho
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import re
 import resource
@@ -27,7 +26,7 @@ from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
 from doxa import metrics
-from doxa.core.config import IPNetwork, Settings
+from doxa.core.config import IPNetwork, Settings, in_networks
 from doxa.core.enums import Channel
 from doxa.core.intake.pipeline import Accepted, Delivery, Pipeline, message_id_of
 from doxa.core.intake.worker import IntakeWorker
@@ -299,15 +298,7 @@ class SessionGate:
         self.sessions: set[DoxaSMTP] = set()
 
     def trusts(self, client: str) -> bool:
-        if not self.trusted_networks:
-            return False
-        try:
-            address = ipaddress.ip_address(client)
-        except ValueError:
-            return False
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        return any(address in network for network in self.trusted_networks)
+        return in_networks(client, self.trusted_networks)
 
     @property
     def used(self) -> int:

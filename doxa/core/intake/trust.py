@@ -13,7 +13,6 @@ with the message, from wherever the sender liked.
 from __future__ import annotations
 
 import functools
-import ipaddress
 import re
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -23,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from doxa.core.addresses import normalize_domain
-from doxa.core.config import Settings
+from doxa.core.config import Settings, in_networks
 from doxa.core.enums import Channel
 from doxa.core.intake.inbound import InboundMessage
 from doxa.core.intake.models import IntakeEvent
@@ -267,12 +266,4 @@ def _result(tokens: list[_Token], glued: bool) -> Result | None:
 
 
 def _from_trusted_relay(peer: object, settings: Settings) -> bool:
-    if not isinstance(peer, str) or not settings.trusted_relays:
-        return False
-    try:
-        address = ipaddress.ip_address(peer)
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return any(address in network for network in settings.trusted_relays)
+    return isinstance(peer, str) and in_networks(peer, settings.trusted_relays)
