@@ -150,12 +150,12 @@ class GroupCommitter:
     `enqueue` takes over the item (closed once stored or refused) and gives a future that
     holds the stored event, or the exception that kept it from being stored (`Repeated` for
     a key used before). Each id of a stored event still waiting to be processed goes to
-    `submit` after its commit, whatever became of the client that sent it; `committed` hears
-    each group's size.
+    `submit` (with its size) after its commit, whatever became of the client that sent it;
+    `committed` hears each group's size.
     """
 
     def __init__(self, sessions: sessionmaker[Session], pipeline: Pipeline, *,
-                 submit: Callable[[int], object], limits: tuple[int, int],
+                 submit: Callable[[int, int], object], limits: tuple[int, int],
                  committed: Callable[[int], object], memory: KeyMemory) -> None:  # fmt: skip
         self.sessions, self.pipeline, self.submit = sessions, pipeline, submit
         self.max_items, self.max_bytes = limits
@@ -212,7 +212,7 @@ class GroupCommitter:
             if isinstance(result, Accepted):
                 self.memory.remember(waiting.pending.claims, result.id)
                 if result.status is IntakeStatus.RECEIVED:
-                    self.submit(result.id)
+                    self.submit(result.id, waiting.pending.size)  # its queue by size
                 elif result.outcome is not None:
                     result.outcome.log()  # a repeated delivery: its outcome is final, committed
             if waiting.answer.done():
@@ -318,7 +318,7 @@ class Lanes:
     repeat of a key they committed is answered before either."""
 
     def __init__(self, sessions: sessionmaker[Session], pipeline: Pipeline, *,
-                 submit: Callable[[int], object],
+                 submit: Callable[[int, int], object],
                  committed: Callable[[int], object]) -> None:  # fmt: skip
         self.memory = KeyMemory()
         self.small, self.large = (

@@ -404,7 +404,7 @@ class IntakeHandler:
         self.settings, self.sessions = settings, sessions
         self.pipeline = pipeline
         self.pacer = pacer or Pacer()  # counts messages until their 250; processing gives way
-        self.submit: Callable[[int], object] = worker.submit
+        self.submit: Callable[[int, int], object] = worker.submit
         # Looked up at each call: SmtpListener.start replaces `submit` with a thread-safe one.
         self.lanes = Lanes(
             sessions, pipeline, submit=self._submit, committed=metrics.smtp_group_committed
@@ -413,8 +413,8 @@ class IntakeHandler:
         self.idle = asyncio.Event()
         self.idle.set()
 
-    def _submit(self, event_id: int) -> None:
-        self.submit(event_id)
+    def _submit(self, event_id: int, size: int) -> None:
+        self.submit(event_id, size)
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:  # fmt: skip
@@ -485,8 +485,8 @@ class SmtpListener:
         app_loop = asyncio.get_running_loop()
         worker_submit = self.handler.submit
         # Accepted ids go to the intake worker, which lives on the app's loop.
-        self.handler.submit = lambda event_id: app_loop.call_soon_threadsafe(
-            worker_submit, event_id
+        self.handler.submit = lambda event_id, size: app_loop.call_soon_threadsafe(
+            worker_submit, event_id, size
         )
         ready = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(ready,), name="smtp", daemon=True)

@@ -115,10 +115,11 @@ class TestGroupCommit:
         committed: list[bool] = []
         submit = _handler(smtp).submit
 
-        def submitted(event_id: int) -> None:  # the worker hears of an event after its commit
+        # The worker hears of an event after its commit.
+        def submitted(event_id: int, size: int) -> None:
             with smtp.context.sessions() as db:
                 committed.append(db.get(IntakeEvent, event_id) is not None)
-            submit(event_id)
+            submit(event_id, size)
 
         _handler(smtp).submit = submitted
         raws = [message(f"client {n}") for n in range(8)]

@@ -83,11 +83,6 @@ class TestEachShapeIsCheap:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="not met yet on the shared machine: 2.8-6.8 s behind 8 hostile 5 MB messages "
-    "(control 0.03-0.06 s); see bench/README.md, mime_cost.py",
-)
 def test_eight_hostile_messages_delay_an_ordinary_one_by_at_most_2_s(
     start_smtp: StartSmtp,
 ) -> None:

@@ -49,7 +49,7 @@ def reprocess(
     """Run a failed event through the pipeline again (after a fix); poll it for the outcome."""
     service.get_event(db, event_id, actor=admin)
     event = pipeline.requeue(db, event_id)
-    _process_after_response(background, worker, event_id)
+    _process_after_response(background, worker, event_id, event.raw_size)
     return IntakeEventRead.model_validate(event)
 
 
@@ -70,14 +70,14 @@ def release(
     customer); poll it for the outcome."""
     service.get_event(db, event_id, actor=admin)
     event = pipeline.release(db, event_id, actor_id=admin.id)
-    _process_after_response(background, worker, event_id)
+    _process_after_response(background, worker, event_id, event.raw_size)
     return IntakeEventRead.model_validate(event)
 
 
 def _process_after_response(
-    background: BackgroundTasks, worker: IntakeWorker, event_id: int
+    background: BackgroundTasks, worker: IntakeWorker, event_id: int, size: int
 ) -> None:
     async def submit() -> None:  # after the response (so after the commit), on the loop
-        worker.submit(event_id)
+        worker.submit(event_id, size)  # its queue by size
 
     background.add_task(submit)

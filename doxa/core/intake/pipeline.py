@@ -405,16 +405,18 @@ class Pipeline:
         db.flush()
         return event
 
-    def waiting(self, db: Session, *, older_than: timedelta, limit: int = 100) -> list[int]:
-        """Events accepted but never processed (a crash or restart in between)."""
+    def waiting(
+        self, db: Session, *, older_than: timedelta, limit: int = 100
+    ) -> list[tuple[int, int]]:
+        """Events accepted but never processed (a crash or restart in between): id and raw size."""
         query = (
-            select(IntakeEvent.id)
+            select(IntakeEvent.id, IntakeEvent.raw_size)
             .where(IntakeEvent.status == IntakeStatus.RECEIVED,
                    IntakeEvent.received_at <= utcnow() - older_than)
             .order_by(IntakeEvent.id)
             .limit(limit)
         )  # fmt: skip
-        return list(db.scalars(query))
+        return [(event_id, size) for event_id, size in db.execute(query)]
 
 
 def _envelope_author(trust: Assessment) -> Assessment:

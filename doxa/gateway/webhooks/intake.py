@@ -89,7 +89,7 @@ class WebhookIntake:
         settings: Settings,
         sessions: sessionmaker[Session],
         pipeline: Pipeline,
-        submit: Callable[[int], object],
+        submit: Callable[[int, int], object],
         pacer: Pacer | None = None,
     ) -> None:
         self.settings, self.sessions, self.pipeline = settings, sessions, pipeline

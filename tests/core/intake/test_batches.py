@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -36,6 +38,9 @@ def _mail(
              f"Subject: Question {n}", f"Message-ID: <{message_id or f'q{n}@example.org'}>",
              "Content-Type: text/plain; charset=utf-8", "", body, ""]  # fmt: skip
     return "\r\n".join(lines).encode()
+
+
+SMALL = 1_000  # bytes, the size each test mail is submitted with: one for a batch
 
 
 def _accept(clean: Context, pipeline: Pipeline, raw: bytes, *, to: str = "support@example.com",
@@ -172,7 +177,7 @@ class TestIntakeWorker:
         async def run() -> None:
             worker = IntakeWorker(clean.sessions, pipeline, process_many=many, sweep_every=3600)
             for event_id in ids:
-                worker.submit(event_id)
+                worker.submit(event_id, SMALL)
             await worker.start()
             await worker.stop(grace=60)
 
@@ -191,7 +196,7 @@ class TestIntakeWorker:
             worker = IntakeWorker(clean.sessions, pipeline, sweep_every=3600, pacer=pacer)
             await worker.start()
             with pacer.serving():  # a post in flight: the stored event waits
-                worker.submit(event_id)
+                worker.submit(event_id, SMALL)
                 await asyncio.sleep(0.5)
                 during = _statuses(clean, [event_id])[0]
             await worker.stop(grace=30)
@@ -208,7 +213,7 @@ class TestIntakeWorker:
             worker = IntakeWorker(clean.sessions, pipeline, sweep_every=3600)
             before = worker.caught_up.is_set()
             for event_id in ids:
-                worker.submit(event_id)
+                worker.submit(event_id, SMALL)
             submitted = worker.caught_up.is_set()
             await worker.start()
             await asyncio.wait_for(worker.caught_up.wait(), 30)
@@ -216,3 +221,44 @@ class TestIntakeWorker:
             return before, submitted, _statuses(clean, ids) == [IntakeStatus.TICKET_CREATED] * 3
 
         assert asyncio.run(run()) == (True, False, True)
+
+    def test_a_small_event_runs_while_large_ones_hold_every_slot_they_may_take(
+        self, clean: Context, pipeline: Pipeline
+    ) -> None:
+        """The rule, without timing: large events blocked in `process` take at most
+        concurrency - 1 threads, so a small one submitted after them still runs."""
+        large, small = [1, 2, 3], 4
+        blocked, small_started = threading.Event(), threading.Event()
+        started: list[int] = []
+
+        def process(event_id: int) -> IntakeStatus:
+            started.append(event_id)
+            if event_id == small:
+                small_started.set()
+            if event_id in large:
+                assert blocked.wait(30)
+            return IntakeStatus.TICKET_CREATED
+
+        async def run() -> tuple[set[int], list[int]]:
+            worker = IntakeWorker(clean.sessions, pipeline, process=process, sweep_every=3600)
+            await worker.start()
+            for event_id in large:
+                worker.submit(event_id, BATCH_EVENT_BYTES + 1)
+            worker.submit(small, SMALL)
+            assert await asyncio.to_thread(small_started.wait, 30)
+            await asyncio.sleep(0.1)  # a second large one, were it let in, would start now
+            during = set(started)
+            blocked.set()
+            await worker.stop(grace=30)
+            return during, sorted(started)
+
+        assert asyncio.run(asyncio.wait_for(run(), 30)) == ({large[0], small}, [1, 2, 3, 4])
+
+    def test_the_sweep_learns_each_waiting_event_s_size(
+        self, clean: Context, pipeline: Pipeline
+    ) -> None:
+        raws = [_mail(1), _mail(2, body="x" * (BATCH_EVENT_BYTES + 1))]
+        ids = [_accept(clean, pipeline, raw) for raw in raws]
+        with transaction(clean.sessions) as db:
+            waiting = pipeline.waiting(db, older_than=timedelta(0))
+        assert waiting == [(event_id, len(raw)) for event_id, raw in zip(ids, raws, strict=True)]
