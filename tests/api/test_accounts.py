@@ -360,3 +360,13 @@ class TestAccountMail:
         mails = _mails_once(clean, lambda mails: bool(mails[0].delivery_error))
         assert [m.delivery_state for m in mails] == ["queued"] * 3
         assert mails[0].delivery_error and not mails[2].delivery_error  # the run stopped early
+
+    def test_a_unicode_domain_is_mailed_in_punycode_as_ticket_mail_is(
+        self, clean: Context, relay: Sink
+    ) -> None:
+        settings = make_settings(clean.settings.database_url, outbound_smtp_url=relay.url)
+        http = TestClient(create_app(settings, context=clean), raise_server_exceptions=False)
+        answer = http.post("/api/v1/auth/register", json={"email": "ann@xn--exmple-cua.com"})
+        assert answer.status_code == 202
+        [mail] = relay.wait_for(1)
+        assert mail["To"] == "ann@xn--exmple-cua.com"

@@ -20,6 +20,7 @@ from email.utils import format_datetime, make_msgid
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from doxa.core.addresses import ascii_address
 from doxa.core.config import Settings
 from doxa.core.db import is_postgresql, transaction, utcnow
 from doxa.core.enums import DeliveryState
@@ -129,7 +130,7 @@ class AccountMailer:
     def _compose(self, mail: AccountMail) -> EmailMessage:
         message = EmailMessage()
         message["From"] = Address(display_name=self.sender_name, addr_spec=self.sender)
-        message["To"] = mail.recipient
+        message["To"] = ascii_address(mail.recipient)  # stored in Unicode (core.addresses)
         message["Subject"] = mail.subject
         message["Date"] = format_datetime(utcnow())
         message["Message-ID"] = make_msgid(domain=self.sender.partition("@")[2] or None)
