@@ -370,3 +370,20 @@ class TestAccountMail:
         assert answer.status_code == 202
         [mail] = relay.wait_for(1)
         assert mail["To"] == "ann@xn--exmple-cua.com"
+
+    def test_a_mailbox_the_relay_cannot_take_fails_and_holds_up_no_later_mail(
+        self, clean: Context
+    ) -> None:
+        relay = Sink(smtputf8=False)  # a non-ASCII mailbox can never go through it
+        relay.controller.start()
+        try:
+            settings = make_settings(clean.settings.database_url, outbound_smtp_url=relay.url)
+            http = TestClient(create_app(settings, context=clean), raise_server_exceptions=False)
+            for email in ("jörg@example.com", "ann@example.com"):
+                assert http.post("/api/v1/auth/register", json={"email": email}).status_code == 202
+            [mail] = relay.wait_for(1)
+            assert mail["To"] == "ann@example.com"
+            [failed, _] = _mails_once(clean, lambda mails: mails[-1].delivery_state == "sent")
+            assert failed.delivery_state == "failed" and failed.delivery_error
+        finally:
+            relay.controller.stop()

@@ -195,11 +195,13 @@ def free_port() -> int:
 class Sink:
     """A real SMTP relay on a free port that keeps what it is given (the outbound side)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, smtputf8: bool = True) -> None:
         self.received: list[EmailMessage] = []
         self.envelopes: list[tuple[str, list[str]]] = []
         self.port = free_port()
-        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self.controller = Controller(
+            self, hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=smtputf8
+        )
 
     async def handle_DATA(self, server: object, session: object, envelope: Envelope) -> str:
         raw = envelope.original_content or b""

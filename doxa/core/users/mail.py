@@ -144,6 +144,10 @@ def _deliver(relay: Relay, mail: AccountMail, message: EmailMessage) -> Delivery
         relay.send(message)
     except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused) as exc:
         mail.delivery_state, mail.delivery_error = DeliveryState.FAILED, str(exc)
+    except (smtplib.SMTPNotSupportedError, UnicodeError) as exc:
+        # A non-ASCII mailbox and a relay without SMTPUTF8: no retry changes that, and kept
+        # queued it would stop every mail behind it (anyone can sign up as `jörg@…`).
+        mail.delivery_state, mail.delivery_error = DeliveryState.FAILED, str(exc)
     except (OSError, smtplib.SMTPException) as exc:  # relay down: stays queued
         log.warning("account mail %s not sent yet: %s", mail.id, exc.__class__.__name__)
         mail.delivery_error = str(exc)
