@@ -277,8 +277,13 @@ class TestServe:
         self, env: Context, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         seen: list[Settings] = []
+
+        def serve(_args: object, settings: Settings) -> int:
+            seen.append(settings)
+            return 0
+
         monkeypatch.setenv("HTTP_PORT", "8123")
-        monkeypatch.setattr("doxa.cli.serve", lambda args, settings: seen.append(settings) or 0)
+        monkeypatch.setattr("doxa.cli.serve", serve)
         assert main(["serve", "--host", "127.0.0.2", "--port", "9001", "--smtp-port", "2601"]) == 0
         assert (seen[0].http_host, seen[0].http_port, seen[0].smtp_port) == (
             "127.0.0.2",

@@ -134,8 +134,8 @@ class TestSlowHeaders:
         next_line = time.monotonic() + 1
         while len(closed) < len(slow) and time.monotonic() < deadline:
             for key, _ in selector.select(timeout=0.2):
+                assert isinstance(key.fileobj, socket.socket)
                 connection = key.fileobj
-                assert isinstance(connection, socket.socket)
                 if _read_until_closed(connection, received[connection]):
                     closed[connection] = (time.monotonic(), bytes(received[connection]))
                     selector.unregister(connection)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx2
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -13,16 +14,15 @@ from tests.conftest import AsUser, MakeUser, make_settings
 PROBLEM = "application/problem+json"
 
 
-def _is_problem(response: object, status: int) -> bool:
-    assert hasattr(response, "status_code") and hasattr(response, "json")
-    body = response.json()
+def _is_problem(response: httpx2.Response, status: int) -> bool:
+    body: dict[str, object] = response.json()
     return (
         response.status_code == status
-        and response.headers["content-type"] == PROBLEM  # type: ignore[attr-defined]
+        and response.headers["content-type"] == PROBLEM
         and {"type", "title", "status", "detail"} <= body.keys()
         and body["status"] == status
         # the id a user quotes from the body is the one in the response's header
-        and body["request_id"] == response.headers["x-request-id"]  # type: ignore[attr-defined]
+        and body["request_id"] == response.headers["x-request-id"]
     )
 
 
@@ -57,7 +57,7 @@ class TestProblems:
     def test_streamed_body_over_the_limit_is_413_problem(
         self, as_user: AsUser, make_user: MakeUser
     ) -> None:
-        def chunks() -> object:
+        def chunks() -> Iterator[bytes]:
             yield b'{"subject": "x", "body": "'
             for _ in range(40):
                 yield b"a" * 65536

@@ -117,7 +117,7 @@ class TestListTickets:
         wanted = make_ticket(requester, channel="email")
         make_ticket(requester)
         make_ticket(channel="email")
-        params = {"channel": "email", "requester_id": requester.id}
+        params: dict[str, str | int] = {"channel": "email", "requester_id": requester.id}
         response = as_user(make_user(Role.AGENT)).get("/api/v1/tickets", params=params)
         assert [t["id"] for t in response.json()["items"]] == [wanted.id]
 

@@ -166,7 +166,9 @@ class TestSimilar:
             api.post("/api/v1/tickets", headers=agent, json={"subject": subject, "body": body})
         tickets = _settled(clean, 4)
         with clean.sessions.begin() as db:
-            db.get(Ticket, tickets[1].id).status = Status.RESOLVED  # type: ignore[union-attr]
+            resolved = db.get(Ticket, tickets[1].id)
+            assert resolved is not None
+            resolved.status = Status.RESOLVED
         response = api.get(f"/api/v1/tickets/{tickets[3].id}/similar", headers=agent)
         assert response.status_code == 200, response.text
         found = response.json()

@@ -9,7 +9,7 @@ import pytest
 from doxa.core.config import ConfigError, Mailbox, Settings, load_settings
 
 
-def settings(**values: object) -> object:
+def settings(**values: object) -> Settings:
     return load_settings(_env_file=None, **values)
 
 
@@ -27,7 +27,7 @@ class TestSettings:
 
     def test_dev_without_secret_gets_a_random_one_per_process(self) -> None:
         first, second = settings(doxa_env="dev"), settings(doxa_env="dev")
-        assert first.jwt_secret and first.jwt_secret != second.jwt_secret  # type: ignore[attr-defined]
+        assert first.jwt_secret and first.jwt_secret != second.jwt_secret
 
     def test_bad_port_names_the_variable_in_one_line(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("HTTP_PORT", "eighty")
@@ -40,9 +40,9 @@ class TestSettings:
         assert loaded.support_addresses == (
             Mailbox("help@x.org"),
             Mailbox("billing@x.org", "billing"),
-        )  # type: ignore[attr-defined]
-        assert loaded.mailbox("billing+42@x.org") == Mailbox("billing@x.org", "billing")  # type: ignore[attr-defined]
-        assert loaded.mailbox("sales@x.org") is None  # type: ignore[attr-defined]
+        )
+        assert loaded.mailbox("billing+42@x.org") == Mailbox("billing@x.org", "billing")
+        assert loaded.mailbox("sales@x.org") is None
 
     def test_malformed_support_address_is_refused(self) -> None:
         with pytest.raises(ConfigError, match=r"^SUPPORT_ADDRESSES"):
@@ -50,11 +50,11 @@ class TestSettings:
 
     def test_plain_postgresql_url_uses_psycopg3(self) -> None:
         loaded = settings(doxa_env="dev", database_url="postgresql://u@h/db")
-        assert loaded.database_url == "postgresql+psycopg://u@h/db"  # type: ignore[attr-defined]
+        assert loaded.database_url == "postgresql+psycopg://u@h/db"
 
     def test_empty_secrets_count_as_unset(self) -> None:
         loaded = settings(doxa_env="dev", jwt_secret="", webhook_secret="  ")
-        assert len(loaded.jwt_secret or "") >= 32 and loaded.webhook_secret is None  # type: ignore[attr-defined]
+        assert len(loaded.jwt_secret or "") >= 32 and loaded.webhook_secret is None
         with pytest.raises(ConfigError, match=r"^JWT_SECRET: required"):
             settings(doxa_env="prod", jwt_secret="")
 
@@ -66,7 +66,7 @@ class TestSettings:
     def test_env_example_loads_as_valid_settings(self) -> None:
         path = Path(__file__).parents[2] / ".env.example"
         loaded = load_settings(_env_file=str(path), jwt_secret="x" * 40)
-        assert loaded.doxa_env == "prod"  # type: ignore[attr-defined]
+        assert loaded.doxa_env == "prod"
 
     def test_make_env_writes_a_prod_env_with_a_random_secret(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -90,7 +90,7 @@ class TestSettings:
 
     def test_forwarded_allow_ips_takes_addresses_and_networks(self) -> None:
         loaded = settings(doxa_env="dev", forwarded_allow_ips="10.0.0.1, 192.168.0.0/16")
-        assert [str(n) for n in loaded.forwarded_allow_ips] == ["10.0.0.1/32", "192.168.0.0/16"]  # type: ignore[attr-defined]
+        assert [str(n) for n in loaded.forwarded_allow_ips] == ["10.0.0.1/32", "192.168.0.0/16"]
         with pytest.raises(ConfigError, match=r"^FORWARDED_ALLOW_IPS:"):
             settings(doxa_env="dev", forwarded_allow_ips="proxy.example.com")
 
@@ -118,7 +118,7 @@ class TestAcknowledgmentSettings:
             settings(doxa_env="dev", ack_templates=str(tmp_path))
 
     def test_an_empty_template_folder_setting_means_the_built_in_texts(self) -> None:
-        assert settings(doxa_env="dev", ack_templates=" ").ack_templates is None  # type: ignore[attr-defined]
+        assert settings(doxa_env="dev", ack_templates=" ").ack_templates is None
 
     @pytest.mark.parametrize("name", ["", "Support\r\nBcc: victim@example.net", "x" * 101])
     def test_a_support_name_that_cannot_be_a_display_name_is_refused(self, name: str) -> None:

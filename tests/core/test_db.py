@@ -96,7 +96,7 @@ class TestLargeValue:
     def test_large_values_are_stored_byte_for_byte(self, db: Session) -> None:
         db.execute(sa.text("CREATE TEMP TABLE blobs (v bytea)" if is_postgresql(db)
                            else "CREATE TEMP TABLE blobs (v blob)"))  # fmt: skip
-        values = [
+        values: list[bytes | bytearray] = [
             os.urandom(LARGE_VALUE_BYTES + 1),
             bytearray(os.urandom(2 * LARGE_VALUE_BYTES)),
             b"small",

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -29,6 +29,7 @@ from doxa.core.intake.inbound import InboundMessage
 from doxa.core.intake.models import IntakeEvent
 from doxa.core.tickets.models import Message as TicketMessage
 from doxa.core.tickets.models import Ticket
+from doxa.gateway.mime.loading import MAX_HEADER_BYTES, MAX_PARTS
 from doxa.gateway.parsing import parse_email
 from doxa.main import create_app
 from tests.conftest import EMAIL_CORPUS, make_settings
@@ -66,10 +67,19 @@ def parse() -> Callable[..., InboundMessage]:
     """Parse raw bytes (or text, encoded as UTF-8) with the production limit unless given."""
 
     def _parse(
-        raw: bytes | str, *, max_attachment_bytes: int = MAX_ATTACHMENT_BYTES, **limits: int
+        raw: bytes | str,
+        *,
+        max_attachment_bytes: int = MAX_ATTACHMENT_BYTES,
+        max_header_bytes: int = MAX_HEADER_BYTES,
+        max_mime_parts: int = MAX_PARTS,
     ) -> InboundMessage:
         data = raw.encode() if isinstance(raw, str) else raw
-        return parse_email(data, max_attachment_bytes=max_attachment_bytes, **limits)
+        return parse_email(
+            data,
+            max_attachment_bytes=max_attachment_bytes,
+            max_header_bytes=max_header_bytes,
+            max_mime_parts=max_mime_parts,
+        )
 
     return _parse
 
@@ -205,9 +215,7 @@ class Sink:
 
     async def handle_DATA(self, server: object, session: object, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
-        self.received.append(
-            cast(EmailMessage, BytesParser(policy=email.policy.default).parsebytes(raw))
-        )
+        self.received.append(BytesParser(policy=email.policy.default).parsebytes(raw))
         self.envelopes.append((str(envelope.mail_from), list(envelope.rcpt_tos)))
         return "250 2.0.0 OK"
 

@@ -257,7 +257,11 @@ def _intake_commit(smtp: Smtp, *, fails: bool = False) -> Iterator[CommitHold]:
         if armed[0]:  # a connection a later test invalidates has no info to read
             conn.info.pop(mark, None)
 
-    listeners = {"before_cursor_execute": before, "commit": commit, "rollback": rollback}
+    listeners: dict[str, Callable[..., None]] = {
+        "before_cursor_execute": before,
+        "commit": commit,
+        "rollback": rollback,
+    }
     for name, listener in listeners.items():
         event.listen(engine, name, listener)
     try:

@@ -183,10 +183,10 @@ class TestParserProcess:
 
 def read_data_from(
     stream: bytes, *, buffer: int, piece: int, limit: int = 0
-) -> tuple[bytearray | None, bytes]:
+) -> tuple[bytes | None, bytes]:
     """What read_data makes of `stream` fed `piece` bytes at a time, and what it left unread."""
 
-    async def run() -> tuple[bytearray | None, bytes]:
+    async def run() -> tuple[bytes | None, bytes]:
         reader = asyncio.StreamReader(limit=buffer)
 
         async def feed() -> None:
@@ -200,7 +200,7 @@ def read_data_from(
         try:
             complete = await read_data(reader, limit, spool)
             await feeding
-            return (spool.read() if complete else None), await reader.read()
+            return (bytes(spool.read()) if complete else None), await reader.read()
         finally:
             spool.close()
 
@@ -368,7 +368,8 @@ class TestFaults:
         down = start_smtp(database_url="postgresql://postgres@127.0.0.1:1/doxa")
         with pytest.raises(smtplib.SMTPDataError) as refused:
             down.send(message())
-        assert refused.value.smtp_code == 451 and refused.value.smtp_error.startswith(b"4.3.0")
+        code, error = refused.value.smtp_code, refused.value.smtp_error
+        assert code == 451 and isinstance(error, bytes) and error.startswith(b"4.3.0")
 
     def test_database_lost_mid_run_gets_451_then_mail_flows_again(self, smtp: Smtp) -> None:
         engine = smtp.context.engine

@@ -159,7 +159,7 @@ class TestSlowClients:
 
             request = asyncio.create_task(app(scope, receive, send))
             await asyncio.sleep(0.3)
-            counted = pacer.in_flight
+            counted: int = pacer.in_flight
             finished.set()
             await asyncio.gather(request, return_exceptions=True)
             return counted

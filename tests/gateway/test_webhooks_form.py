@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import select
@@ -208,7 +209,7 @@ class TestBadInput:
         hooks = start_hooks(start_smtp, max_message_bytes=4096)
         body = form_json(message="x" * 5000)
 
-        def chunks() -> object:
+        def chunks() -> Iterator[bytes]:
             yield body[:2000]
             yield body[2000:]
 

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
-import httpx
+import httpx2
 from prometheus_client import REGISTRY
 from sqlalchemy import event, func, select
 
@@ -24,7 +24,7 @@ from tests.gateway.test_group_commit import Fault, _database_lost_at_commit, hol
 from tests.gateway.webhook_support import form_json, mailgun_signed, signed, start_hooks
 
 FORM, MAILGUN = "/api/v1/inbound/form", "/api/v1/inbound/mailgun"
-Post = Callable[[], Any]  # one request, as sent by a client: gives its httpx response
+Post = Callable[[], httpx2.Response]  # one request, as sent by a client: gives its response
 
 
 def _committer(hooks: Smtp) -> GroupCommitter:
@@ -39,7 +39,7 @@ def _form(hooks: Smtp, body: bytes, **headers: str) -> Post:
 
 def as_a_group(
     hooks: Smtp, posts: list[Post], fault: Fault | None = None
-) -> tuple[list[httpx.Response], list[int]]:
+) -> tuple[list[httpx2.Response], list[int]]:
     """A first post whose store is held, then `posts` concurrently: stored together as the
     group after it (within `fault`). Their answers, and the sizes of the groups stored."""
     first = _form(hooks, form_json(subject="first"))
@@ -169,7 +169,7 @@ class TestReplays:
         assert hooks.http.post(MAILGUN, data=fields).status_code == 200
         other = start_hooks(start_smtp)  # another process: it never saw them
         again = functools.partial(other.http.post, FORM, content=body, headers=headers)
-        replays = [
+        replays: list[Post] = [
             again,
             _form(other, form_json(subject="changed"), **{"Idempotency-Key": "order-1"}),
             functools.partial(other.http.post, MAILGUN, data=fields),

@@ -165,7 +165,7 @@ def corpus(db: Session, make_user: MakeUser, make_ticket: MakeTicket) -> list[St
         body = " ".join(rng.choices(VOCABULARY, k=rng.randint(2, 8)))
         status = rng.choice([Status.NEW, Status.OPEN])
         ticket = make_ticket(rng.choice(clients), subject=subject, body=body, status=status)
-        public, notes = [subject, body], []
+        public, notes = [subject, body], list[str]()
         for _ in range(rng.randint(0, 2)):
             internal = rng.random() < 0.5
             text = " ".join(rng.choices(VOCABULARY, k=rng.randint(1, 5)))
