@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+import httpx2
 from fastapi.testclient import TestClient
 
 from doxa.core.enums import Role
@@ -13,7 +12,7 @@ from tests.conftest import PASSWORD, MailClient, MakeUser
 LIMIT = Throttle.FAILED_LOGINS_PER_ADDRESS.count
 
 
-def _login(http: TestClient, email: str, password: str) -> Any:
+def _login(http: TestClient, email: str, password: str) -> httpx2.Response:
     return http.post("/api/v1/auth/login", data={"username": email, "password": password})
 
 

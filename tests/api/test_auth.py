@@ -3,8 +3,8 @@ from __future__ import annotations
 import base64
 import json
 from datetime import timedelta
-from typing import Any
 
+import httpx2
 from fastapi.testclient import TestClient
 from jose import jwt
 
@@ -157,7 +157,7 @@ class TestTokenVersion:
 VARYING_HEADERS = {"date", "x-request-id"}
 
 
-def _answer(response: Any) -> tuple[int, dict[str, object], dict[str, str]]:
+def _answer(response: httpx2.Response) -> tuple[int, dict[str, object], dict[str, str]]:
     """What a caller can compare between two answers: all but the per-request id."""
     body = {k: v for k, v in response.json().items() if k != "request_id"}
     headers = {k: v for k, v in response.headers.items() if k not in VARYING_HEADERS}

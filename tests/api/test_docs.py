@@ -130,7 +130,7 @@ class TestTryItOut:
         assert all("requester_email" not in example for example in schema["examples"])
 
     def test_an_agent_sending_the_ticket_example_as_it_stands_makes_up_no_user(
-        self, as_user: AsUser, make_user: MakeUser, db: Any
+        self, as_user: AsUser, make_user: MakeUser, db: Session
     ) -> None:
         agent = as_user(make_user(Role.AGENT))
         [example] = _document(agent)["components"]["schemas"]["TicketCreate"]["examples"]

@@ -6,8 +6,8 @@ import dataclasses
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
 
+import httpx2
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -24,7 +24,7 @@ from tests.conftest import PASSWORD, PROXY, MailClient, MakeUser, mailed_token, 
 LIMIT = Throttle.FAILED_LOGINS_PER_ADDRESS.count
 
 
-def _login(http: TestClient, email: str, password: str, **headers: str) -> Any:
+def _login(http: TestClient, email: str, password: str, **headers: str) -> httpx2.Response:
     form = {"username": email, "password": password}
     return http.post("/api/v1/auth/login", data=form, headers=headers)
 
