@@ -47,6 +47,8 @@ from doxa.core.users.throttle import Throttle
 from doxa.gateway import webhooks
 from doxa.gateway.parsing import configured_email_normalizer
 from doxa.gateway.smtp import IntakeHandler, SmtpListener
+from doxa.runtime.hashing import HashPool, default_hash_workers
+from doxa.runtime.loops import ToLoop
 from doxa.workers import (
     classify_in_worker,
     process_batch_in_worker,
@@ -122,10 +124,11 @@ class Runtime:
         self.triage.classify = metrics.timed_classification(self.triage.classify)
         self.listener: SmtpListener | None = None
         if settings.smtp_enabled:
+            to_worker = ToLoop(self.worker.submit)  # from the listener's loop to the app's
             handler = IntakeHandler(
-                settings, context.sessions, self.pipeline, self.worker, self.pacer
+                settings, context.sessions, self.pipeline, submit=to_worker, pacer=self.pacer
             )
-            self.listener = SmtpListener(settings, handler, sock=smtp_socket)
+            self.listener = SmtpListener(settings, handler, back=[to_worker], sock=smtp_socket)
 
     def _processed(self) -> None:
         """After an intake event: acknowledgments to send, maybe a new ticket to classify."""
@@ -158,7 +161,7 @@ def create_app(
 ) -> FastAPI:
     """The app; `smtp_socket`, bound by `doxa serve`, is where the SMTP listener listens."""
     owns_context = context is None
-    context = context or Context.build(settings)
+    context = context or Context.build(settings, hashing=HashPool(default_hash_workers()))
     runtime = Runtime(settings, context, smtp_socket)
 
     @asynccontextmanager

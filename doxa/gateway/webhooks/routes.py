@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
@@ -18,6 +17,7 @@ from pydantic import BaseModel
 from doxa.core.errors import PermissionDenied
 from doxa.gateway.webhooks.bodies import media_type
 from doxa.gateway.webhooks.intake import Headers, Post, WebhookIntake
+from doxa.runtime.threads import on_thread
 
 router = APIRouter(prefix="/inbound", tags=["inbound"])
 # A small JSON or form-encoded body is checked (signature, parse, fields) on the loop:
@@ -137,7 +137,7 @@ async def _run(
         ):
             post = check(request.headers, raw)
         else:
-            post = await anyio.to_thread.run_sync(check, request.headers, raw)
+            post = await on_thread(check, request.headers, raw)
         stored = await intake.store(post)
     return Response(b'{"intake_event_id":%d}' % stored.event_id, media_type="application/json")
 
