@@ -12,7 +12,6 @@ from fastapi import APIRouter, FastAPI
 
 from doxa import metrics
 from doxa.api import docs, problems
-from doxa.api.middleware import BodyLimit, RequestId, RequestMetrics, UntrustedProxyWarning
 from doxa.api.routes import (
     account,
     attachments,
@@ -47,6 +46,8 @@ from doxa.core.users.throttle import Throttle
 from doxa.gateway import webhooks
 from doxa.gateway.parsing import configured_email_normalizer
 from doxa.gateway.smtp import IntakeHandler, SmtpListener
+from doxa.http import paths
+from doxa.http.middleware import BodyLimit, RequestId, RequestMetrics, UntrustedProxyWarning
 from doxa.runtime.hashing import HashPool, default_hash_workers
 from doxa.runtime.loops import ToLoop
 from doxa.workers import (
@@ -197,13 +198,13 @@ def create_app(
     app.state.trusted_proxies = settings.forwarded_allow_ips
     app.state.metrics_token = settings.metrics_token  # opens /metrics to a scraper
     app.state.webhooks = runtime.webhooks
-    api = APIRouter(prefix="/api/v1")
+    api = APIRouter(prefix=paths.API)
     for module in (auth, users, tickets, attachments, intake, classifier):
         docs.document_errors(module.router)
         api.include_router(module.router)
     # First, so a webhook post (the busiest route under a flood) matches without walking the
     # API's routes; it documents only its own answers.
-    app.include_router(webhooks.router, prefix="/api/v1")
+    app.include_router(webhooks.router)  # served under paths.INBOUND
     app.include_router(api)
     app.include_router(health.router)
     app.include_router(account.router)

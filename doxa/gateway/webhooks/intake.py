@@ -102,6 +102,7 @@ class WebhookIntake:
 
     async def store(self, post: Post) -> Stored:
         """Commit the post; a repeated key gets the first answer (or 401 when refused)."""
+        channel = post.item.channel.value
         try:
             # Shielded: a client that leaves does not take its post out of a group being stored.
             accepted = await asyncio.shield(self.lanes.enqueue(post))
@@ -110,9 +111,12 @@ class WebhookIntake:
                 raise Unauthenticated("this token was used before: a replayed request") from None
             if isinstance(repeat, Conflict):
                 raise
+            metrics.intake_received(channel, IntakeStatus.DUPLICATE.value)
             return Stored(repeat.first, waiting=False)  # a retry or a replay: nothing new stored
         except (SQLAlchemyError, NotStored) as exc:
+            metrics.intake_received(channel, "unavailable")
             raise Unavailable("could not store the post just now; retry shortly") from exc
+        metrics.intake_received(channel, accepted.status.value)
         if time.monotonic() >= self._purge_at:  # in the background: no post waits for it
             self._purge_at = time.monotonic() + PURGE_EVERY_SECONDS
             self._purging.start(lambda: on_thread(self._purge))
