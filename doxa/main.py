@@ -125,11 +125,14 @@ class Runtime:
         self.triage.classify = metrics.timed_classification(self.triage.classify)
         self.listener: SmtpListener | None = None
         if settings.smtp_enabled:
-            to_worker = ToLoop(self.worker.submit)  # from the listener's loop to the app's
             handler = IntakeHandler(
-                settings, context.sessions, self.pipeline, submit=to_worker, pacer=self.pacer
+                settings,
+                context.sessions,
+                self.pipeline,
+                submit=ToLoop(self.worker.submit),  # from the listener's loop to the app's
+                pacer=self.pacer,
             )
-            self.listener = SmtpListener(settings, handler, back=[to_worker], sock=smtp_socket)
+            self.listener = SmtpListener(settings, handler, sock=smtp_socket)
 
     def _processed(self) -> None:
         """After an intake event: acknowledgments to send, maybe a new ticket to classify."""

@@ -15,7 +15,7 @@ import socket
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import IO, Any, AnyStr
 
@@ -398,8 +398,8 @@ class LoopErrorLog:
 class IntakeHandler:
     """aiosmtpd handler: RCPT filtering, then durable acceptance at DATA, in groups.
 
-    `submit` hears each stored event's id and size; it is called on the listener's loop, so
-    the composition root gives a bridge to the intake worker's (`doxa.runtime.loops.ToLoop`).
+    `submit` hears each stored event's id and size on the listener's loop, and carries them to
+    the intake worker on the app's loop: `SmtpListener.start` binds it to that loop.
     """
 
     def __init__(
@@ -408,11 +408,11 @@ class IntakeHandler:
         sessions: sessionmaker[DbSession],
         pipeline: Pipeline,
         *,
-        submit: Callable[[int, int], object],
+        submit: ToLoop[[int, int]],
         pacer: Pacer | None = None,
     ) -> None:
         self.settings, self.sessions = settings, sessions
-        self.pipeline = pipeline
+        self.pipeline, self.submit = pipeline, submit
         self.pacer = pacer or Pacer()  # counts messages until their 250; processing gives way
         self.lanes = Lanes(
             sessions, pipeline, submit=submit, committed=metrics.smtp_group_committed
@@ -466,8 +466,7 @@ class SmtpListener:
 
     Measured reason for its own loop (STYLE prefers the app's): with eight clients streaming
     mail, the SMTP callbacks queued ahead of every HTTP request on a shared loop, and the API's
-    latency grew tenfold. On its own thread the loop only competes for the GIL. `back` are the
-    bridges the handler calls the app's loop through: bound to it when the listener starts.
+    latency grew tenfold. On its own thread the loop only competes for the GIL.
     """
 
     def __init__(
@@ -475,10 +474,9 @@ class SmtpListener:
         settings: Settings,
         handler: IntakeHandler,
         *,
-        back: Iterable[ToLoop[Any]] = (),
         sock: socket.socket | None = None,
     ) -> None:
-        self.settings, self.handler, self.back = settings, handler, tuple(back)
+        self.settings, self.handler = settings, handler
         self.sock = sock  # bound by `doxa serve`, so a taken port is found before start-up
         self.gate = SessionGate(
             session_limit(settings.smtp_max_connections),
@@ -491,7 +489,8 @@ class SmtpListener:
         self.thread = LoopThread("smtp", on_error=LoopErrorLog())
 
     async def start(self) -> None:
-        await self.thread.start(self._serve, back=self.back)
+        # The handler's bridge to the intake worker calls onto this (the app's) loop.
+        await self.thread.start(self._serve, back=[self.handler.submit])
         log.info("SMTP listening on %s:%s", self.settings.smtp_host, self.port)
 
     async def _serve(self) -> None:
