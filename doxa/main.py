@@ -12,7 +12,6 @@ from fastapi import APIRouter, FastAPI
 
 from doxa import metrics
 from doxa.api import docs, problems
-from doxa.api.middleware import BodyLimit, RequestId, RequestMetrics, UntrustedProxyWarning
 from doxa.api.routes import (
     account,
     attachments,
@@ -47,6 +46,10 @@ from doxa.core.users.throttle import Throttle
 from doxa.gateway import webhooks
 from doxa.gateway.parsing import configured_email_normalizer
 from doxa.gateway.smtp import IntakeHandler, SmtpListener
+from doxa.http import paths
+from doxa.http.middleware import BodyLimit, RequestId, RequestMetrics, UntrustedProxyWarning
+from doxa.runtime.hashing import HashPool, default_hash_workers
+from doxa.runtime.loops import ToLoop
 from doxa.workers import (
     classify_in_worker,
     process_batch_in_worker,
@@ -123,7 +126,11 @@ class Runtime:
         self.listener: SmtpListener | None = None
         if settings.smtp_enabled:
             handler = IntakeHandler(
-                settings, context.sessions, self.pipeline, self.worker, self.pacer
+                settings,
+                context.sessions,
+                self.pipeline,
+                submit=ToLoop(self.worker.submit),  # from the listener's loop to the app's
+                pacer=self.pacer,
             )
             self.listener = SmtpListener(settings, handler, sock=smtp_socket)
 
@@ -158,7 +165,7 @@ def create_app(
 ) -> FastAPI:
     """The app; `smtp_socket`, bound by `doxa serve`, is where the SMTP listener listens."""
     owns_context = context is None
-    context = context or Context.build(settings)
+    context = context or Context.build(settings, hashing=HashPool(default_hash_workers()))
     runtime = Runtime(settings, context, smtp_socket)
 
     @asynccontextmanager
@@ -194,13 +201,13 @@ def create_app(
     app.state.trusted_proxies = settings.forwarded_allow_ips
     app.state.metrics_token = settings.metrics_token  # opens /metrics to a scraper
     app.state.webhooks = runtime.webhooks
-    api = APIRouter(prefix="/api/v1")
+    api = APIRouter(prefix=paths.API)
     for module in (auth, users, tickets, attachments, intake, classifier):
         docs.document_errors(module.router)
         api.include_router(module.router)
     # First, so a webhook post (the busiest route under a flood) matches without walking the
     # API's routes; it documents only its own answers.
-    app.include_router(webhooks.router, prefix="/api/v1")
+    app.include_router(webhooks.router)  # served under paths.INBOUND
     app.include_router(api)
     app.include_router(health.router)
     app.include_router(account.router)

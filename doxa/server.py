@@ -15,8 +15,9 @@ from collections.abc import Callable
 
 import uvicorn
 
-from doxa import http_limits, logs
+from doxa import logs
 from doxa.core.config import Settings
+from doxa.http import connections
 from doxa.main import create_app
 
 STARTUP_FAILURE = 3  # Uvicorn's own exit code when the app's start-up fails
@@ -79,7 +80,7 @@ def run(settings: Settings, *, migrate: Callable[[], None] | None = None) -> int
             )
         if migrate is not None:
             migrate()
-        http_limits.descriptors_for(settings.http_max_connections)
+        connections.descriptors_for(settings.http_max_connections)
         config = uvicorn.Config(
             create_app(settings, smtp_socket=smtp),
             host=settings.http_host,
@@ -87,9 +88,9 @@ def run(settings: Settings, *, migrate: Callable[[], None] | None = None) -> int
             log_level="info",
             log_config=logs.config(settings.log_format),
             proxy_headers=False,
-            # Connections counted and timed while their headers arrive (see http_limits);
+            # Connections counted and timed while their headers arrive (see doxa.http.connections);
             # no WebSocket route exists, so no upgrade takes a connection out of that count.
-            http=http_limits.guarded(http_limits.ConnectionGate(settings.http_max_connections)),
+            http=connections.guarded(connections.ConnectionGate(settings.http_max_connections)),
             ws="none",
         )
         server = _Server(config, lambda: banner(settings, http, smtp))

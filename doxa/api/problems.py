@@ -1,17 +1,14 @@
-"""Every error leaves the REST edge as application/problem+json (RFC 9457)."""
+"""Every error leaves the REST edge as application/problem+json (RFC 9457), built by
+`doxa.http.problems`: domain errors mapped to statuses, and what each status means here."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -27,6 +24,10 @@ from doxa.core.errors import (
     Unauthenticated,
     Unavailable,
 )
+from doxa.http import problems
+from doxa.http.problems import Problem, documented
+
+__all__ = ["Problem", "documented", "errors", "install"]
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 5
@@ -42,25 +43,6 @@ STATUS_OF: dict[type[DomainError], int] = {
     Unavailable: 503,
     TooManyRequests: 429,
 }
-
-
-class Problem(BaseModel):
-    """An error, as RFC 9457 describes it."""
-
-    type: str = "about:blank"
-    title: str
-    status: int
-    detail: str
-    request_id: str | None = None
-    errors: list[dict[str, Any]] | None = None
-
-
-def documented(description: str) -> dict[str, Any]:
-    """An error answer in the OpenAPI document: problem+json, with what it means here."""
-    # No `model`: FastAPI would document an application/json body too, which never comes.
-    # docs.install puts the Problem schema in the components.
-    schema = {"$ref": "#/components/schemas/Problem"}
-    return {"description": description, "content": {"application/problem+json": {"schema": schema}}}
 
 
 # What each error status means wherever it is documented; docs.document_errors gives each
@@ -85,19 +67,6 @@ def errors(*statuses: int, **meanings: str) -> dict[int | str, dict[str, Any]]:
     return {status: documented(meanings.get(f"e{status}", MEANING[status])) for status in statuses}
 
 
-def problem(
-    status: int, detail: str, *, headers: Mapping[str, str] | None = None, **extra: Any
-) -> JSONResponse:
-    phrase = HTTPStatus(status).phrase
-    body = {"type": "about:blank", "title": phrase, "status": status, "detail": detail, **extra}
-    return JSONResponse(
-        jsonable_encoder(body),
-        status_code=status,
-        headers=headers,
-        media_type="application/problem+json",
-    )
-
-
 def _domain(request: Request, exc: Exception) -> JSONResponse:
     if not isinstance(exc, DomainError):
         return _unexpected(request, exc)
@@ -107,13 +76,13 @@ def _domain(request: Request, exc: Exception) -> JSONResponse:
         headers = {"Retry-After": str(exc.retry_after)}
     elif isinstance(exc, Unavailable):  # the caller should come back, and be told when
         headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
-    return problem(status, exc.detail, headers=headers)
+    return problems.response(status, exc.detail, headers=headers)
 
 
 def _http(request: Request, exc: Exception) -> JSONResponse:
     if not isinstance(exc, StarletteHTTPException):
         return _unexpected(request, exc)
-    return problem(exc.status_code, str(exc.detail), headers=exc.headers)
+    return problems.response(exc.status_code, str(exc.detail), headers=exc.headers)
 
 
 def _validation(request: Request, exc: Exception) -> JSONResponse:
@@ -125,7 +94,9 @@ def _validation(request: Request, exc: Exception) -> JSONResponse:
     ]
     first = errors[0] if errors else {"loc": [], "msg": "invalid input"}
     where = ".".join(str(part) for part in first["loc"])
-    return problem(422, f"{where}: {first['msg']}" if where else str(first["msg"]), errors=errors)
+    return problems.response(
+        422, f"{where}: {first['msg']}" if where else str(first["msg"]), errors=errors
+    )
 
 
 def _database(request: Request, exc: Exception) -> JSONResponse:
@@ -133,7 +104,7 @@ def _database(request: Request, exc: Exception) -> JSONResponse:
         "database error on %s %s: %s", request.method, request.url.path, exc.__class__.__name__
     )
     if isinstance(exc, OperationalError | InterfaceError):
-        return problem(
+        return problems.response(
             503,
             "the database cannot be reached; try again shortly",
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
@@ -145,7 +116,7 @@ def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     request_id = getattr(request.state, "request_id", "-")
     log.exception("unhandled error, request %s", request_id, exc_info=exc)
     # Rendered outside the middleware stack, so the request id header is set here too.
-    return problem(
+    return problems.response(
         500,
         f"unexpected error; quote request id {request_id}",
         headers={"X-Request-ID": request_id},

@@ -8,7 +8,7 @@ from datetime import timedelta
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from doxa.core.auth import Passwords, Tokens
+from doxa.core.auth import Hashing, Passwords, Tokens
 from doxa.core.config import Settings
 from doxa.core.db import make_engine, make_sessionmaker
 
@@ -22,13 +22,14 @@ class Context:
     tokens: Tokens
 
     @classmethod
-    def build(cls, settings: Settings) -> Context:
+    def build(cls, settings: Settings, *, hashing: Hashing | None = None) -> Context:
+        """`hashing`: where passwords are hashed (the server's pool), else the caller's thread."""
         engine = make_engine(settings.database_url)
         return cls(
             settings=settings,
             engine=engine,
             sessions=make_sessionmaker(engine),
-            passwords=Passwords(settings.bcrypt_rounds),
+            passwords=Passwords(settings.bcrypt_rounds, pool=hashing),
             tokens=Tokens(settings.secret, timedelta(minutes=settings.access_token_expire_minutes)),
         )
 

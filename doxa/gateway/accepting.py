@@ -40,7 +40,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-import anyio
 from sqlalchemy import delete
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -51,6 +50,7 @@ from doxa.core.errors import Conflict, DomainError
 from doxa.core.intake import keys
 from doxa.core.intake.models import IntakeEvent, IntakeKey
 from doxa.core.intake.pipeline import Accepted, Delivery, Pipeline
+from doxa.runtime.threads import Background, Threads
 
 log = logging.getLogger(__name__)
 
@@ -161,15 +161,14 @@ class GroupCommitter:
         self.max_items, self.max_bytes = limits
         self.committed, self.memory = committed, memory
         self._waiting: list[Waiting] = []
-        self._running: asyncio.Task[None] | None = None
-        self._thread = anyio.CapacityLimiter(1)
+        self._running = Background()  # stores the groups while items wait
+        self._thread = Threads(1)  # one committing thread: groups are stored in order
 
     def enqueue(self, pending: Pending) -> asyncio.Future[Accepted]:
         loop = asyncio.get_running_loop()
         waiting = Waiting(pending, loop.create_future())
         self._waiting.append(waiting)
-        if self._running is None:
-            self._running = loop.create_task(self._run())
+        self._running.start(self._run)
         return waiting.answer
 
     async def _run(self) -> None:
@@ -178,9 +177,7 @@ class GroupCommitter:
             while self._waiting:
                 group = self._take()
                 try:
-                    results = await anyio.to_thread.run_sync(
-                        self._store, group, limiter=self._thread
-                    )
+                    results = await self._thread.run(self._store, group)
                 except Exception as exc:  # not expected: _store gives every failure as a result
                     log.exception("storing a group of %d items failed", len(group))
                     results = [exc] * len(group)
@@ -188,7 +185,6 @@ class GroupCommitter:
                 self.committed(len(group))
                 group = []
         finally:
-            self._running = None
             # Cancelled with the edge's loop: whatever is left hears no acceptance.
             self._answer(group + self._waiting, None)
             self._waiting = []

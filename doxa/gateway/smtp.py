@@ -13,10 +13,9 @@ import re
 import resource
 import socket
 import tempfile
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import IO, Any, AnyStr
 
@@ -29,9 +28,9 @@ from doxa import metrics
 from doxa.core.config import IPNetwork, Settings, in_networks
 from doxa.core.enums import Channel
 from doxa.core.intake.pipeline import Accepted, Delivery, Pipeline, message_id_of
-from doxa.core.intake.worker import IntakeWorker
 from doxa.core.pacing import Pacer
 from doxa.gateway.accepting import Lanes
+from doxa.runtime.loops import LoopThread, ToLoop
 
 log = logging.getLogger(__name__)
 
@@ -397,24 +396,30 @@ class LoopErrorLog:
 
 
 class IntakeHandler:
-    """aiosmtpd handler: RCPT filtering, then durable acceptance at DATA, in groups."""
+    """aiosmtpd handler: RCPT filtering, then durable acceptance at DATA, in groups.
 
-    def __init__(self, settings: Settings, sessions: sessionmaker[DbSession], pipeline: Pipeline,
-                 worker: IntakeWorker, pacer: Pacer | None = None) -> None:  # fmt: skip
+    `submit` hears each stored event's id and size on the listener's loop, and carries them to
+    the intake worker on the app's loop: `SmtpListener.start` binds it to that loop.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[DbSession],
+        pipeline: Pipeline,
+        *,
+        submit: ToLoop[[int, int]],
+        pacer: Pacer | None = None,
+    ) -> None:
         self.settings, self.sessions = settings, sessions
-        self.pipeline = pipeline
+        self.pipeline, self.submit = pipeline, submit
         self.pacer = pacer or Pacer()  # counts messages until their 250; processing gives way
-        self.submit: Callable[[int, int], object] = worker.submit
-        # Looked up at each call: SmtpListener.start replaces `submit` with a thread-safe one.
         self.lanes = Lanes(
-            sessions, pipeline, submit=self._submit, committed=metrics.smtp_group_committed
+            sessions, pipeline, submit=submit, committed=metrics.smtp_group_committed
         )
         self.in_flight = 0
         self.idle = asyncio.Event()
         self.idle.set()
-
-    def _submit(self, event_id: int, size: int) -> None:
-        self.submit(event_id, size)
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:  # fmt: skip
@@ -465,7 +470,11 @@ class SmtpListener:
     """
 
     def __init__(
-        self, settings: Settings, handler: IntakeHandler, *, sock: socket.socket | None = None
+        self,
+        settings: Settings,
+        handler: IntakeHandler,
+        *,
+        sock: socket.socket | None = None,
     ) -> None:
         self.settings, self.handler = settings, handler
         self.sock = sock  # bound by `doxa serve`, so a taken port is found before start-up
@@ -477,53 +486,27 @@ class SmtpListener:
         self.idle_before_mail = IDLE_BEFORE_MAIL_SECONDS  # tests shorten it
         self.server: asyncio.Server | None = None
         self.hostname = socket.gethostname()  # once: aiosmtpd would resolve it per connection
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._failure: BaseException | None = None
+        self.thread = LoopThread("smtp", on_error=LoopErrorLog())
 
     async def start(self) -> None:
-        app_loop = asyncio.get_running_loop()
-        worker_submit = self.handler.submit
-        # Accepted ids go to the intake worker, which lives on the app's loop.
-        self.handler.submit = lambda event_id, size: app_loop.call_soon_threadsafe(
-            worker_submit, event_id, size
-        )
-        ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(ready,), name="smtp", daemon=True)
-        self._thread.start()
-        await anyio.to_thread.run_sync(ready.wait)
-        if self._failure is not None:
-            raise self._failure
+        # The handler's bridge to the intake worker calls onto this (the app's) loop.
+        await self.thread.start(self._serve, back=[self.handler.submit])
         log.info("SMTP listening on %s:%s", self.settings.smtp_host, self.port)
 
-    def _run(self, ready: threading.Event) -> None:
-        loop = self._loop = asyncio.new_event_loop()
-        loop.set_exception_handler(LoopErrorLog())
-        try:
-            if self.sock is not None:
-                serving = loop.create_server(self._protocol, sock=self.sock)
-            else:
-                host, port = self.settings.smtp_host, self.settings.smtp_port
-                serving = loop.create_server(self._protocol, host, port)
-            self.server = loop.run_until_complete(serving)
-        except BaseException as exc:  # reported to start(), e.g. the port is taken
-            self._failure = exc
-            ready.set()
-            loop.close()
-            return
-        ready.set()
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.sock is not None:
+            self.server = await loop.create_server(self._protocol, sock=self.sock)
+        else:
+            host, port = self.settings.smtp_host, self.settings.smtp_port
+            self.server = await loop.create_server(self._protocol, host, port)
         loop.call_soon(self._close_idle)
-        try:
-            loop.run_forever()
-        finally:
-            loop.close()
 
     def _close_idle(self) -> None:
         """Close sessions idle without MAIL while the listener is crowded; again and again."""
         for session in self.gate.idle(self.idle_before_mail):
             session.close_idle()
-        if self._loop is not None:
-            self._loop.call_later(min(1.0, self.idle_before_mail / 4), self._close_idle)
+        asyncio.get_running_loop().call_later(min(1.0, self.idle_before_mail / 4), self._close_idle)
 
     def _protocol(self) -> DoxaSMTP:
         return DoxaSMTP(
@@ -544,13 +527,7 @@ class SmtpListener:
 
     async def stop(self, grace: float = 30.0) -> None:
         """Stop accepting connections, let messages in DATA finish storing, end the thread."""
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None or loop.is_closed():
-            return
-        done = asyncio.run_coroutine_threadsafe(self._close(grace), loop)
-        await asyncio.wrap_future(done)
-        loop.call_soon_threadsafe(loop.stop)
-        await anyio.to_thread.run_sync(thread.join, 10)
+        await self.thread.stop(lambda: self._close(grace))
 
     async def _close(self, grace: float) -> None:
         if self.server is None:

@@ -15,7 +15,7 @@ class TestUntrustedProxyWarning:
     def test_x_forwarded_for_from_an_untrusted_peer_is_said_once(
         self, mail_client: MailClient, caplog: pytest.LogCaptureFixture
     ) -> None:
-        caplog.set_level(logging.WARNING, logger="doxa.api.middleware")
+        caplog.set_level(logging.WARNING, logger="doxa.http.middleware")
         proxy, stranger = mail_client(PROXY), mail_client("198.51.100.7")
         proxy.get("/healthz", headers={"X-Forwarded-For": "192.0.2.1"})
         stranger.get("/healthz")

@@ -19,6 +19,7 @@ from doxa.core.enums import Role
 from doxa.core.models import User
 from doxa.core.users.throttle import Throttle
 from doxa.main import create_app
+from doxa.runtime.hashing import HashPool
 from tests.conftest import PASSWORD, PROXY, MailClient, MakeUser, mailed_token, make_settings
 
 LIMIT = Throttle.FAILED_LOGINS_PER_ADDRESS.count
@@ -229,7 +230,7 @@ class TestHashingShare:
 
     @pytest.fixture
     def costly(self, clean: Context) -> Iterator[tuple[FastAPI, str, str]]:
-        passwords = Passwords(self.ROUNDS, workers=1)  # one hashing thread, as on two cores
+        passwords = Passwords(self.ROUNDS, pool=HashPool(1))  # one hashing thread, as on two cores
         context = dataclasses.replace(clean, passwords=passwords)
         emails = ("flooder@example.com", "victim@example.com")
         with transaction(clean.sessions) as db:

@@ -113,7 +113,8 @@ class TestGroupCommit:
         self, smtp: Smtp
     ) -> None:
         committed: list[bool] = []
-        submit = _handler(smtp).submit
+        committer = _handler(smtp).lanes.small
+        submit = committer.submit
 
         # The worker hears of an event after its commit.
         def submitted(event_id: int, size: int) -> None:
@@ -121,7 +122,7 @@ class TestGroupCommit:
                 committed.append(db.get(IntakeEvent, event_id) is not None)
             submit(event_id, size)
 
-        _handler(smtp).submit = submitted
+        committer.submit = submitted
         raws = [message(f"client {n}") for n in range(8)]
         first, replies, hold = send_as_a_group(smtp, raws)
         assert hold.sizes == [1, 8]

@@ -1,4 +1,5 @@
-"""/metrics after real traffic: mail over SMTP and calls to the API move the counters."""
+"""/metrics after real traffic: mail over SMTP, webhook posts and calls to the API move the
+counters."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from doxa.core.enums import Role
 from doxa.core.models import User
 from tests.api.test_metrics import sample
 from tests.gateway.conftest import Smtp, message
+from tests.gateway.webhook_support import form_json, signed
+
+FORM = "/api/v1/inbound/form"
 
 
 def _scrape(smtp: Smtp, token: str) -> str:
@@ -54,3 +58,25 @@ class TestMetricsAfterTraffic:
         route = {"route": "/api/v1/tickets", "status": "200"}
         assert moved("doxa_http_request_duration_seconds_count", **route) == 1
         assert sample(after, "doxa_outbox_depth") == 0
+
+
+class TestWebhookMetrics:
+    def test_a_form_post_is_counted_as_an_answer_and_as_intake(self, hooks: Smtp) -> None:
+        token = _admin_token(hooks)
+        before = _scrape(hooks, token)
+        body, headers = form_json(), signed(form_json())
+        for _ in range(2):  # the second is a retry: answered as the first, counted a duplicate
+            assert hooks.http.post(FORM, content=body, headers=headers).status_code == 202
+        wrong = signed(body, secret="guessed")
+        assert hooks.http.post(FORM, content=body, headers=wrong).status_code == 401
+        after = _scrape(hooks, token)
+
+        def moved(name: str, **labels: str) -> float:
+            return sample(after, name, **labels) - sample(before, name, **labels)
+
+        answers = "doxa_webhook_answers_total"
+        assert moved(answers, endpoint="form", status="202") == 2
+        assert moved(answers, endpoint="form", status="401") == 1
+        received = "doxa_intake_received_total"
+        assert moved(received, channel="form", outcome="received") == 1
+        assert moved(received, channel="form", outcome="duplicate") == 1

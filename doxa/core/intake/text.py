@@ -61,10 +61,6 @@ _IMG = re.compile(r"<img((?:\s+[a-z-]+=\"[^\"]*\")*)\s*/?>")
 _ATTRIBUTE = re.compile(r"([a-z-]+)=\"([^\"]*)\"")
 _URL_SCHEMES = set(nh3.ALLOWED_URL_SCHEMES) | {"cid"}
 
-_SUBJECT_PREFIX = re.compile(
-    r"^\s*(?:(?:re|fwd?|aw|wg|sv|vs|antw|tr|rif|enc|odp|ynt)\s*(?:\[\d+\]|\(\d+\))?\s*[:\uff1a]\s*)+",
-    re.IGNORECASE,
-)
 _TAG = re.compile(r"<[^<>]*>")
 # html5ever (under nh3) costs the square of the nesting depth: 8,000 nested <div> took 0.12 s,
 # so the 5 MB allowed here would take hours. Real mail nests a few dozen deep.
@@ -270,13 +266,3 @@ def _unquoted(fragment: str, *, after_quote: bool) -> str:
             return ""
         lines = lines[first_quote:]
     return "\n".join(line for line in lines if not line.startswith(">")).strip()
-
-
-def normalize_subject(subject: str) -> str:
-    """Subject without reply/forward prefixes (Re:, Fwd:, AW:, WG:, SV:, …), single-spaced."""
-    collapsed = " ".join(subject.split())
-    previous = None
-    while previous != collapsed:
-        previous = collapsed
-        collapsed = _SUBJECT_PREFIX.sub("", collapsed).strip()
-    return collapsed

@@ -16,7 +16,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -45,6 +44,7 @@ from doxa.gateway.webhooks.providers import (
     postmark_envelope,
     sendgrid_envelope,
 )
+from doxa.runtime.threads import Background, on_thread
 
 log = logging.getLogger(__name__)
 MAX_KEY_CHARS = 255
@@ -98,10 +98,11 @@ class WebhookIntake:
             sessions, pipeline, submit=submit, committed=metrics.webhook_group_committed
         )
         self._purge_at = 0.0  # keys expire after a day; forgotten at most hourly
-        self._purging: asyncio.Task[None] | None = None
+        self._purging = Background()
 
     async def store(self, post: Post) -> Stored:
         """Commit the post; a repeated key gets the first answer (or 401 when refused)."""
+        channel = post.item.channel.value
         try:
             # Shielded: a client that leaves does not take its post out of a group being stored.
             accepted = await asyncio.shield(self.lanes.enqueue(post))
@@ -110,12 +111,15 @@ class WebhookIntake:
                 raise Unauthenticated("this token was used before: a replayed request") from None
             if isinstance(repeat, Conflict):
                 raise
+            metrics.intake_received(channel, IntakeStatus.DUPLICATE.value)
             return Stored(repeat.first, waiting=False)  # a retry or a replay: nothing new stored
         except (SQLAlchemyError, NotStored) as exc:
+            metrics.intake_received(channel, "unavailable")
             raise Unavailable("could not store the post just now; retry shortly") from exc
+        metrics.intake_received(channel, accepted.status.value)
         if time.monotonic() >= self._purge_at:  # in the background: no post waits for it
             self._purge_at = time.monotonic() + PURGE_EVERY_SECONDS
-            self._purging = asyncio.create_task(anyio.to_thread.run_sync(self._purge))
+            self._purging.start(lambda: on_thread(self._purge))
         return Stored(accepted.id, waiting=accepted.status is IntakeStatus.RECEIVED)
 
     def _purge(self) -> None:

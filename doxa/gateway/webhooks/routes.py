@@ -10,16 +10,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import anyio
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from pydantic import BaseModel
 
 from doxa.core.errors import PermissionDenied
 from doxa.gateway.webhooks.bodies import media_type
 from doxa.gateway.webhooks.intake import Headers, Post, WebhookIntake
+from doxa.http import paths, problems
+from doxa.http.problems import documented
+from doxa.runtime.threads import on_thread
 
-router = APIRouter(prefix="/inbound", tags=["inbound"])
+router = APIRouter(prefix=paths.INBOUND, tags=["inbound"])
 # A small JSON or form-encoded body is checked (signature, parse, fields) on the loop:
 # measured, cheaper than the hop to a worker thread (0.05-0.1 ms of the server's 0.7 ms a
 # post), and at most 1.5 ms for the worst 16 KiB. Others go to a thread, multipart above all:
@@ -39,27 +41,13 @@ def _intake(request: Request) -> WebhookIntake:
     return intake
 
 
-def _problem(description: str) -> dict[str, Any]:
-    schema = {
-        "type": "object",
-        "required": ["type", "title", "status", "detail"],
-        "properties": {
-            "type": {"type": "string"},
-            "title": {"type": "string"},
-            "status": {"type": "integer"},
-            "detail": {"type": "string"},
-        },
-    }
-    return {"description": description, "content": {"application/problem+json": {"schema": schema}}}
-
-
-_TOO_LARGE = _problem("Body over MAX_MESSAGE_BYTES")
-_UNAVAILABLE = _problem(
+_TOO_LARGE = documented("Body over MAX_MESSAGE_BYTES")
+_UNAVAILABLE = documented(
     "The endpoint's secret is not configured (the detail names the variable), or the body "
     "could not be stored (database down): retry after Retry-After seconds"
 )
 _PROVIDER: dict[int | str, dict[str, Any]] = {
-    401: _problem("Wrong or missing credentials or signature; the provider retries"),
+    401: documented("Wrong or missing credentials or signature; the provider retries"),
     413: _TOO_LARGE,
     503: _UNAVAILABLE,
 }
@@ -137,7 +125,7 @@ async def _run(
         ):
             post = check(request.headers, raw)
         else:
-            post = await anyio.to_thread.run_sync(check, request.headers, raw)
+            post = await on_thread(check, request.headers, raw)
         stored = await intake.store(post)
     return Response(b'{"intake_event_id":%d}' % stored.event_id, media_type="application/json")
 
@@ -148,10 +136,10 @@ async def _run(
     response_model=IntakeAccepted,
     openapi_extra=_FORM_DOC,
     responses={
-        401: _problem("Missing, stale (over 300 s) or wrong signature"),
-        409: _problem("This Idempotency-Key was used with another body"),
+        401: documented("Missing, stale (over 300 s) or wrong signature"),
+        409: documented("This Idempotency-Key was used with another body"),
         413: _TOO_LARGE,
-        422: _problem("Malformed JSON, form or multipart body, or a required field missing"),
+        422: documented("Malformed JSON, form or multipart body, or a required field missing"),
         503: _UNAVAILABLE,
     },
 )
@@ -170,7 +158,7 @@ async def inbound_form(request: Request) -> Response:
     "/mailgun",
     response_model=IntakeAccepted,
     openapi_extra=_RAW_BODY,
-    responses={**_PROVIDER, 406: _problem("The recipient is not ours; Mailgun stops retrying")},
+    responses={**_PROVIDER, 406: documented("The recipient is not ours; Mailgun stops retrying")},
 )
 async def inbound_mailgun(request: Request) -> Response:
     """A Mailgun route's forward(), with or without `body-mime`; signed with
@@ -179,17 +167,14 @@ async def inbound_mailgun(request: Request) -> Response:
         intake = _intake(request)
         return await _run(request, intake.mailgun, intake.mailgun_signed)
     except PermissionDenied as exc:
-        return JSONResponse(
-            {"type": "about:blank", "title": "Not Acceptable", "status": 406, "detail": exc.detail},
-            status_code=406, media_type="application/problem+json",
-        )  # fmt: skip
+        return problems.response(406, exc.detail)
 
 
 @router.post(
     "/postmark",
     response_model=IntakeAccepted,
     openapi_extra=_JSON_BODY,
-    responses={**_PROVIDER, 403: _problem("The recipient is not ours; Postmark stops retrying")},
+    responses={**_PROVIDER, 403: documented("The recipient is not ours; Postmark stops retrying")},
 )
 async def inbound_postmark(request: Request) -> Response:
     """Postmark's inbound JSON (with or without RawEmail), with basic credentials."""

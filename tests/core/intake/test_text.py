@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from doxa.core.intake.text import html_to_text, normalize_subject, sanitize_html, strip_reply
+from doxa.core.intake.text import html_to_text, sanitize_html, strip_reply
 
 # talon keeps signatures in its expected replies; the SPEC strips them, so ours is shorter.
 TALON_DIFFERENCES = {
@@ -154,18 +154,3 @@ class TestStripReply:
         reply = strip_reply(text)
         assert time.perf_counter() - started < 1.0
         assert reply.startswith("Hi folks")
-
-
-class TestNormalizeSubject:
-    @pytest.mark.parametrize(
-        ("subject", "expected"),
-        [
-            ("Re: Printer", "Printer"),
-            ("RE: Fwd: AW:  WG: SV:  Printer   on fire", "Printer on fire"),
-            ("Re[2]: Printer", "Printer"),
-            ("Printer: Re: broken", "Printer: Re: broken"),
-            ("   ", ""),
-        ],
-    )
-    def test_prefixes_and_extra_spaces_are_removed(self, subject: str, expected: str) -> None:
-        assert normalize_subject(subject) == expected

@@ -6,8 +6,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from doxa.core.auth import HashPool
 from doxa.core.errors import TooManyRequests
+from doxa.runtime.hashing import HashPool
 
 
 class Gate:

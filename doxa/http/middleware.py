@@ -1,5 +1,6 @@
-"""ASGI middleware: a request id on every response (and in every problem body), request
-latency for /metrics, a cap on request bodies, and a warning about an untrusted proxy."""
+"""ASGI middleware around both HTTP edges: a request id on every response (and in every problem
+body), request latency for /metrics, a cap on request bodies (a webhook's larger than the
+API's), and a warning about an untrusted proxy."""
 
 from __future__ import annotations
 
@@ -15,8 +16,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from doxa import metrics
 from doxa.core.config import IPNetwork
+from doxa.http import paths, problems
 
 log = logging.getLogger(__name__)
+_PROBLEM = problems.MEDIA_TYPE.encode()
+_INBOUND = paths.INBOUND + "/"
 
 
 class RequestId:
@@ -61,8 +65,7 @@ class RequestId:
 
 def _is_problem(headers: list[tuple[bytes, bytes]]) -> bool:
     return any(
-        name.lower() == b"content-type" and value.startswith(b"application/problem+json")
-        for name, value in headers
+        name.lower() == b"content-type" and value.startswith(_PROBLEM) for name, value in headers
     )
 
 
@@ -79,7 +82,8 @@ def _with_request_id(body: bytes, request_id: str) -> bytes:
 
 class RequestMetrics:
     """Times every request by its route template (`/api/v1/tickets/{ticket_id}`, never the
-    path itself, so ids do not multiply the series) and final status."""
+    path itself, so ids do not multiply the series) and final status; counts each webhook's
+    answers by endpoint, whichever layer gave them (a 413 of `BodyLimit` too)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -102,6 +106,8 @@ class RequestMetrics:
         finally:
             route = _template(path, scope.get("path_params")) if "route" in scope else "unmatched"
             metrics.http_request(scope["method"], route, status, time.perf_counter() - started)
+            if path.startswith(_INBOUND) and (endpoint := path[len(_INBOUND) :]) in paths.WEBHOOKS:
+                metrics.webhook_answered(endpoint, status)
 
 
 def _template(path: str, params: dict[str, object] | None) -> str:
@@ -123,13 +129,14 @@ def _template(path: str, params: dict[str, object] | None) -> str:
 
 
 class BodyLimit:
-    """Refuse bodies over the limit with 413 before they are read into memory."""
+    """Refuse bodies over the limit with 413 before they are read into memory: `inbound` for
+    the webhooks (a whole message), `default` for the rest."""
 
     def __init__(self, app: ASGIApp, *, default: int, inbound: int) -> None:
         self.app, self.default, self.inbound = app, default, inbound
 
     def _limit(self, path: str) -> int:
-        return self.inbound if path.startswith("/api/v1/inbound/") else self.default
+        return self.inbound if path.startswith(_INBOUND) else self.default
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -138,7 +145,7 @@ class BodyLimit:
         limit = self._limit(scope["path"])
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            await _too_large(send, limit)
+            await problems.send(send, 413, _too_large(limit))
             return
         seen = 0
 
@@ -148,32 +155,14 @@ class BodyLimit:
             seen += len(message.get("body", b""))
             if seen > limit:
                 # FastAPI re-raises HTTPException from body reading; the problem handler renders it.
-                raise HTTPException(413, f"request body is over the limit of {limit} bytes")
+                raise HTTPException(413, _too_large(limit))
             return message
 
         await self.app(scope, counted, send)
 
 
-async def _too_large(send: Send, limit: int) -> None:
-    body = json.dumps(
-        {
-            "type": "about:blank",
-            "title": "Content Too Large",
-            "status": 413,
-            "detail": f"request body is over the limit of {limit} bytes",
-        }
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/problem+json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+def _too_large(limit: int) -> str:
+    return f"request body is over the limit of {limit} bytes"
 
 
 class UntrustedProxyWarning:

@@ -16,12 +16,13 @@ headers stayed open for good. So `doxa serve` runs Uvicorn's httptools protocol 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import resource
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from doxa.http import problems
 
 log = logging.getLogger(__name__)
 
@@ -35,28 +36,12 @@ LINGER_SECONDS = 1.0
 OTHER_DESCRIPTORS = 256
 
 
-def _problem(status: int, title: str, detail: str, *headers: bytes) -> bytes:
-    """A whole HTTP/1.1 problem+json answer that closes the connection, as raw bytes."""
-    body = json.dumps(
-        {"type": "about:blank", "title": title, "status": status, "detail": detail}
-    ).encode()
-    head = [
-        f"HTTP/1.1 {status} {title}".encode(),
-        b"content-type: application/problem+json",
-        b"content-length: " + str(len(body)).encode(),
-        b"connection: close",
-        *headers,
-    ]
-    return b"\r\n".join(head) + b"\r\n\r\n" + body
-
-
-FULL = _problem(
+FULL = problems.closing(
     503,
-    "Service Unavailable",
     "too many connections are busy; try again shortly",
     b"retry-after: " + str(RETRY_AFTER_SECONDS).encode(),
 )
-TOO_SLOW = _problem(408, "Request Timeout", "the request's headers took too long to arrive")
+TOO_SLOW = problems.closing(408, "the request's headers took too long to arrive")
 
 
 class ConnectionGate:

@@ -1,0 +1,1 @@
+"""The runtime: every process, loop, pool and runner, and every hand-off between them."""
