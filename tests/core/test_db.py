@@ -15,7 +15,7 @@ from doxa.core import db as db_module
 from doxa.core.db import (
     LARGE_VALUE_BYTES,
     URGENT_WRITE,
-    is_postgresql,
+    backend,
     large_value,
     make_engine,
     make_sessionmaker,
@@ -89,13 +89,12 @@ class TestServerRestart:
             assert connection.scalar(sa.text("SELECT 1")) == 1
 
 
-BLOBS = sa.Table("blobs", sa.MetaData(), sa.Column("v", sa.LargeBinary))
+BLOBS = sa.Table("blobs", sa.MetaData(), sa.Column("v", sa.LargeBinary), prefixes=["TEMPORARY"])
 
 
 class TestLargeValue:
     def test_large_values_are_stored_byte_for_byte(self, db: Session) -> None:
-        db.execute(sa.text("CREATE TEMP TABLE blobs (v bytea)" if is_postgresql(db)
-                           else "CREATE TEMP TABLE blobs (v blob)"))  # fmt: skip
+        BLOBS.create(db.connection())  # bytea on PostgreSQL, blob on SQLite
         values = [
             os.urandom(LARGE_VALUE_BYTES + 1),
             bytearray(os.urandom(2 * LARGE_VALUE_BYTES)),
@@ -107,7 +106,7 @@ class TestLargeValue:
 
     def test_on_postgresql_a_large_value_is_streamed_not_bound(self, db: Session) -> None:
         value = large_value(db, os.urandom(LARGE_VALUE_BYTES + 1))
-        assert isinstance(value, (bytes, bytearray)) is not is_postgresql(db)
+        assert isinstance(value, (bytes, bytearray)) is not backend(db).streams_large_values
 
 
 class TestWriterGate:
