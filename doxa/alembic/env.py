@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import pool
 
-from doxa.core.db import make_engine
+from doxa.core.db import backend, make_engine
 from doxa.core.models import Base
 from doxa.migrations import include_object
 
@@ -20,7 +20,7 @@ def run_migrations() -> None:
             connection=connection,
             target_metadata=Base.metadata,
             include_object=include_object,
-            render_as_batch=connection.dialect.name == "sqlite",
+            render_as_batch=backend(connection).alters_by_copy,
             compare_type=True,
         )
         with context.begin_transaction():

@@ -242,6 +242,7 @@ class Backend:
 
     full_text: FullText
     streams_large_values = False  # large_value() gives a subquery, not the value itself
+    alters_by_copy = False  # ALTER TABLE is limited: Alembic's batch mode copies the table
 
     def __init__(self) -> None:
         self._ignoring: dict[tuple[Any, ...], Any] = {}
@@ -326,6 +327,7 @@ class PostgreSQL(Backend):
 
 class SQLite(Backend):
     full_text = FullText.FTS5
+    alters_by_copy = True
 
     def insert(self, entity: Any) -> Any:
         return sqlite_insert(entity)
