@@ -639,11 +639,12 @@ def plain_match(db: Session, q: str, *, staff: bool) -> sa.ColumnElement[bool]:
     if not terms:
         return ticket.c.id.is_(None)
     if backend(db).full_text is FullText.TSVECTOR:
-        config = sa.literal_column("'doxa_search'::regconfig")
+        config: sa.ColumnElement[str] = sa.literal_column("'doxa_search'::regconfig")
         tsquery = sa.func.to_tsquery(config, to_tsquery(terms, staff=staff))
         return sa.literal_column("ticket.search_vector").bool_op("@@")(tsquery)
-    fts = sa.literal_column("ticket_fts")
-    matches = sa.select(sa.literal_column("rowid")).select_from(sa.table("ticket_fts"))
+    fts: sa.ColumnElement[str] = sa.literal_column("ticket_fts")
+    rowid: sa.ColumnElement[int] = sa.literal_column("rowid")
+    matches = sa.select(rowid).select_from(sa.table("ticket_fts"))
     return ticket.c.id.in_(matches.where(fts.bool_op("MATCH")(to_fts5(terms, staff=staff))))
 
 
