@@ -6,6 +6,7 @@ import sqlite3
 import struct
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -236,7 +237,7 @@ class FullText(StrEnum):
     FTS5 = "fts5"  # an FTS5 table beside ticket, kept by triggers
 
 
-class Backend:
+class Backend(ABC):
     """What differs between the databases DOXA runs on, decided here once: the other modules
     ask `backend(db)` rather than the dialect's name."""
 
@@ -247,9 +248,9 @@ class Backend:
     def __init__(self) -> None:
         self._ignoring: dict[tuple[Any, ...], Any] = {}
 
+    @abstractmethod
     def insert(self, entity: Any) -> Any:
         """The backend's INSERT for `entity`, with `on_conflict_do_nothing/_do_update`."""
-        raise NotImplementedError
 
     def insert_or_ignore(
         self, entity: Any, *, unique: tuple[str, ...], returning: tuple[str, ...]
@@ -276,6 +277,7 @@ class Backend:
     def lock(self, db: Session, key: int) -> None:
         """Wait for the lock `key`, held by this transaction until it ends, across processes
         (PostgreSQL's advisory lock). SQLite: nothing; writers already take turns."""
+        return None
 
     def large_value(self, db: Session, data: bytes | bytearray) -> Any:
         return data

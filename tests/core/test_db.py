@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from doxa.core import db as db_module
+from doxa.core.context import Context
 from doxa.core.db import (
     LARGE_VALUE_BYTES,
     URGENT_WRITE,
@@ -21,6 +22,8 @@ from doxa.core.db import (
     make_sessionmaker,
     recycle_if_large,
 )
+from doxa.core.models import User
+from tests.conftest import MakeUser
 
 
 def dbapi_connection_after(database_url: str, moved: int) -> tuple[Any, Any]:
@@ -107,6 +110,17 @@ class TestLargeValue:
     def test_on_postgresql_a_large_value_is_streamed_not_bound(self, db: Session) -> None:
         value = large_value(db, os.urandom(LARGE_VALUE_BYTES + 1))
         assert isinstance(value, (bytes, bytearray)) is not backend(db).streams_large_values
+
+
+class TestBackend:
+    def test_a_claimed_row_is_passed_over_by_the_next_claim(
+        self, postgresql_url: str, clean: Context, make_user: MakeUser
+    ) -> None:
+        first, second = make_user().id, make_user().id
+        oldest = sa.select(User.id).order_by(User.id).limit(1)
+        with clean.sessions() as one, clean.sessions() as other:
+            assert one.scalar(backend(one).skip_locked(oldest)) == first
+            assert other.scalar(backend(other).skip_locked(oldest)) == second
 
 
 class TestWriterGate:
