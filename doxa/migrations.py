@@ -80,7 +80,9 @@ def ensure_schema_matches(database_url: str) -> None:
             "it was made by an earlier edit of the migration: drop and recreate the database "
             "(its data is lost), then run `doxa migrate`"
         )
-    raise SchemaMismatch(f"the database schema differs from this version's models: {named}; {remedy}")
+    raise SchemaMismatch(
+        f"the database schema differs from this version's models: {named}; {remedy}"
+    )
 
 
 def _describe(difference: Any) -> str:

@@ -14,10 +14,10 @@ from sqlalchemy.orm import Session
 from doxa.core.enums import Role, Status
 from doxa.core.models import Ticket, User
 from doxa.core.tickets import search
-from doxa.core.tickets.search import postgres
 from doxa.core.tickets.messages import post_message
 from doxa.core.tickets.query import Term, parse
 from doxa.core.tickets.schemas import MessageCreate, TicketFilters
+from doxa.core.tickets.search import postgres
 from tests.conftest import MakeTicket, MakeUser
 
 VOCABULARY = (
@@ -198,7 +198,12 @@ def corpus(db: Session, make_user: MakeUser, make_ticket: MakeTicket) -> list[St
 class TestSearchMatchesAPlainFilter:
     @pytest.mark.parametrize(
         ("walk", "walk_max", "prefix_cost"),
-        [(postgres.WALK, postgres.WALK_MAX, postgres.PREFIX_COST), (3, 3, 0), (2, 9, 0), (3, 3, 1e9)],
+        [
+            (postgres.WALK, postgres.WALK_MAX, postgres.PREFIX_COST),
+            (3, 3, 0),
+            (2, 9, 0),
+            (3, 3, 1e9),
+        ],
     )
     def test_every_query_shape_finds_what_a_scan_finds_in_the_same_order(
         self,
