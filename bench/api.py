@@ -46,14 +46,14 @@ import httpx
 import sqlalchemy as sa
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.orm import Session
 
 from doxa.core.config import Settings, load_settings
 from doxa.core.context import Context
-from doxa.core.db import is_postgresql
+from doxa.core.db import FullText, PostgreSQL, backend
 from doxa.core.enums import Channel, ClassificationState, Direction, Priority, Role, Status
 from doxa.core.models import Base
-from doxa.core.tickets import search
-from doxa.core.tickets.query import parse
+from doxa.core.tickets.query import parse, to_fts5, to_tsquery
 from doxa.main import create_app
 from doxa.migrations import upgrade
 
@@ -368,7 +368,7 @@ def seed(engine: sa.Engine, total: int) -> None:
 def _after_seeding(engine: sa.Engine) -> None:
     """PostgreSQL: move the id sequences past the explicit ids, then VACUUM ANALYZE (the
     steady state autovacuum keeps: visibility map set, the GIN index's pending list merged)."""
-    if engine.dialect.name != "postgresql":
+    if not isinstance(backend(engine), PostgreSQL):
         return
     with engine.begin() as connection:
         for name in ("user", "ticket", "message"):
@@ -617,12 +617,10 @@ async def verify_first_pages(
     for query in queries:
         got = [item["id"] for item in (await bench.get(q_url(query), token))["items"]]
         with bench.context.sessions() as db:
-            if is_postgresql(db):
+            if isinstance(backend(db), PostgreSQL):
                 db.execute(sa.text("SET LOCAL enable_indexscan = off"))
                 db.execute(sa.text("SET LOCAL enable_bitmapscan = off"))
-            plain = sa.select(ticket.c.id).where(
-                search.match_condition(db, query, staff=client is None)
-            )
+            plain = sa.select(ticket.c.id).where(plain_match(db, query, staff=client is None))
             if client is not None:
                 plain = plain.where(ticket.c.requester_id == client)
             expected = list(db.scalars(plain.order_by(ticket.c.id.desc()).limit(PAGE)))
@@ -633,13 +631,30 @@ async def verify_first_pages(
     return len(queries)
 
 
+def plain_match(db: Session, q: str, *, staff: bool) -> sa.ColumnElement[bool]:
+    """`q` as a plain WHERE condition on ticket (no plan of the search's own), e.g. to count
+    matches: the stored vector (PostgreSQL) or the FTS5 table (SQLite) against the query."""
+    ticket = Base.metadata.tables["ticket"]
+    terms = parse(q)
+    if not terms:
+        return ticket.c.id.is_(None)
+    if backend(db).full_text is FullText.TSVECTOR:
+        config: sa.ColumnElement[str] = sa.literal_column("'doxa_search'::regconfig")
+        tsquery = sa.func.to_tsquery(config, to_tsquery(terms, staff=staff))
+        return sa.literal_column("ticket.search_vector").bool_op("@@")(tsquery)
+    fts: sa.ColumnElement[str] = sa.literal_column("ticket_fts")
+    rowid: sa.ColumnElement[int] = sa.literal_column("rowid")
+    matches = sa.select(rowid).select_from(sa.table("ticket_fts"))
+    return ticket.c.id.in_(matches.where(fts.bool_op("MATCH")(to_fts5(terms, staff=staff))))
+
+
 def match_counts(context: Context, queries: list[str]) -> dict[str, int]:
     """How many tickets each query matches for staff, with the service's plain condition."""
     ticket = Base.metadata.tables["ticket"]
     counts = {}
     with context.sessions() as db:
         for query in queries:
-            condition = search.match_condition(db, query, staff=True)
+            condition = plain_match(db, query, staff=True)
             counts[query] = (
                 db.scalar(sa.select(sa.func.count()).select_from(ticket).where(condition)) or 0
             )

@@ -32,12 +32,14 @@ Command = Callable[[argparse.Namespace, "Settings"], int]
 
 def serve(args: argparse.Namespace, settings: Settings) -> int:
     from doxa import server
-    from doxa.migrations import upgrade
+    from doxa.migrations import ensure_schema_matches, upgrade
 
     def migrate() -> None:
-        upgrade(settings.database_url)
+        if not args.no_migrate:
+            upgrade(settings.database_url)
+        ensure_schema_matches(settings.database_url)  # one line (SchemaMismatch) if it differs
 
-    return server.run(settings, migrate=None if args.no_migrate else migrate)
+    return server.run(settings, migrate=migrate)
 
 
 def migrate(args: argparse.Namespace, settings: Settings) -> int:

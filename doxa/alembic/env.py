@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from alembic import context
 from sqlalchemy import pool
 
-from doxa.core.db import make_engine
+from doxa.core.db import backend, make_engine
 from doxa.core.models import Base
-
-# Full-text search lives outside the ORM: SQLite's FTS5 table (and its shadow tables) and
-# PostgreSQL's generated search_vector and search_pairs columns with their GIN indexes, made by
-# the first migration.
-_UNMANAGED_PREFIXES = ("ticket_fts", "ix_ticket_search", "search_vector", "search_pairs")
-
-
-def _include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
-    return not (name is not None and name.startswith(_UNMANAGED_PREFIXES))
+from doxa.migrations import include_object
 
 
 def run_migrations() -> None:
@@ -29,8 +19,8 @@ def run_migrations() -> None:
         context.configure(
             connection=connection,
             target_metadata=Base.metadata,
-            include_object=_include,
-            render_as_batch=connection.dialect.name == "sqlite",
+            include_object=include_object,
+            render_as_batch=backend(connection).alters_by_copy,
             compare_type=True,
         )
         with context.begin_transaction():

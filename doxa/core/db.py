@@ -6,13 +6,26 @@ import sqlite3
 import struct
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, LargeBinary, MetaData, create_engine, event, literal_column
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Engine,
+    LargeBinary,
+    MetaData,
+    Select,
+    create_engine,
+    event,
+    func,
+    literal_column,
+    select,
+)
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -206,50 +219,138 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 LARGE_VALUE_BYTES = 4 * 2**20
 
 
-def is_postgresql(db: Session) -> bool:
-    return db.get_bind().dialect.name == "postgresql"
-
-
-def insert(db: Session, entity: Any) -> Any:
-    """The backend's INSERT for `entity`, which knows ON CONFLICT (PostgreSQL and SQLite)."""
-    return (pg_insert if is_postgresql(db) else sqlite_insert)(entity)
-
-
 def recycle_if_large(db: Session, size: int) -> None:
-    """Have the pool replace this session's PostgreSQL connection at its next use if it moved
-    `size` bytes."""
-    if size > LARGE_VALUE_BYTES and is_postgresql(db):
-        db.connection().connection.invalidate(soft=True)
+    """Have the pool replace this session's connection at its next use if it moved `size`
+    bytes (PostgreSQL; nothing elsewhere)."""
+    backend(db).recycle_if_large(db, size)
+
+
+def large_value(db: Session, data: bytes | bytearray) -> Any:
+    """`data` as a value for one INSERT or UPDATE in this transaction (see `Backend`)."""
+    return backend(db).large_value(db, data)
+
+
+class FullText(StrEnum):
+    """How a backend searches ticket text (doxa.core.tickets.search has one module for each)."""
+
+    TSVECTOR = "tsvector"  # generated tsvector columns with GIN indexes
+    FTS5 = "fts5"  # an FTS5 table beside ticket, kept by triggers
+
+
+class Backend(ABC):
+    """What differs between the databases DOXA runs on, decided here once: the other modules
+    ask `backend(db)` rather than the dialect's name."""
+
+    full_text: FullText
+    streams_large_values = False  # large_value() gives a subquery, not the value itself
+    alters_by_copy = False  # ALTER TABLE is limited: Alembic's batch mode copies the table
+
+    def __init__(self) -> None:
+        self._ignoring: dict[tuple[Any, ...], Any] = {}
+
+    @abstractmethod
+    def insert(self, entity: Any) -> Any:
+        """The backend's INSERT for `entity`, with `on_conflict_do_nothing/_do_update`."""
+
+    def insert_or_ignore(
+        self, entity: Any, *, unique: tuple[str, ...], returning: tuple[str, ...]
+    ) -> Any:
+        """INSERT .. ON CONFLICT (`unique`) DO NOTHING RETURNING `returning`, parameters bound
+        at execution: built and compiled once (building one per call, values as literals,
+        cost more CPU than the webhook edge's request). Run with a list of rows it is one
+        multi-row INSERT, and what conflicted returns nothing."""
+        key = (entity, unique, returning)
+        statement = self._ignoring.get(key)
+        if statement is None:
+            table: Any = getattr(entity, "__table__", entity)
+            statement = self.insert(table).on_conflict_do_nothing(index_elements=list(unique))
+            statement = statement.returning(*(table.c[name] for name in returning))
+            self._ignoring[key] = statement
+        return statement
+
+    def skip_locked(self, query: Select[Any]) -> Select[Any]:
+        """`query` for claiming rows: on PostgreSQL each row it returns is locked until the
+        commit and rows another transaction holds are passed over (FOR UPDATE SKIP LOCKED);
+        SQLite has no row locks: its one writer at a time is the claim."""
+        return query
+
+    def lock(self, db: Session, key: int) -> None:
+        """Wait for the lock `key`, held by this transaction until it ends, across processes
+        (PostgreSQL's advisory lock). SQLite: nothing; writers already take turns."""
+        return None
+
+    def large_value(self, db: Session, data: bytes | bytearray) -> Any:
+        return data
+
+    def recycle_if_large(self, db: Session, size: int) -> None:
+        return None
+
+
+class PostgreSQL(Backend):
+    full_text = FullText.TSVECTOR
+    streams_large_values = True
+
+    def insert(self, entity: Any) -> Any:
+        return pg_insert(entity)
+
+    def skip_locked(self, query: Select[Any]) -> Select[Any]:
+        return query.with_for_update(skip_locked=True)
+
+    def lock(self, db: Session, key: int) -> None:
+        db.execute(select(func.pg_advisory_xact_lock(key)))
+
+    def recycle_if_large(self, db: Session, size: int) -> None:
+        if size > LARGE_VALUE_BYTES:
+            db.connection().connection.invalidate(soft=True)
+
+    def large_value(self, db: Session, data: bytes | bytearray) -> Any:
+        """A large value is streamed by COPY, in pieces, into a temporary table and given back
+        as a subquery on it; as a parameter libpq would copy it whole into its send buffer."""
+        if len(data) <= LARGE_VALUE_BYTES:
+            return data
+        driver = db.connection().connection.driver_connection
+        if driver is None:
+            return data
+        with driver.cursor() as cursor:
+            cursor.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS doxa_upload (value bytea) ON COMMIT DROP"
+            )
+            # Stored uncompressed: it is compressed once, where it is copied to.
+            cursor.execute("ALTER TABLE doxa_upload ALTER COLUMN value SET STORAGE EXTERNAL")
+            cursor.execute("DELETE FROM doxa_upload")
+            with cursor.copy("COPY doxa_upload (value) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.write(_COPY_SIGNATURE + struct.pack("!hi", 1, len(data)))  # one field
+                view = memoryview(data)
+                for start in range(0, len(view), _PIECE):
+                    copy.write(view[start : start + _PIECE])
+                copy.write(struct.pack("!h", -1))  # the trailer
+        return literal_column("(SELECT value FROM doxa_upload)", LargeBinary)
+
+
+class SQLite(Backend):
+    full_text = FullText.FTS5
+    alters_by_copy = True
+
+    def insert(self, entity: Any) -> Any:
+        return sqlite_insert(entity)
+
+
+_BACKENDS: dict[str, Backend] = {"postgresql": PostgreSQL(), "sqlite": SQLite()}
+
+
+def backend(db: Session | Connection | Engine) -> Backend:
+    """The backend `db` runs on."""
+    bind = db.get_bind() if isinstance(db, Session) else db
+    return _BACKENDS[bind.dialect.name]
+
+
+def is_postgresql(db: Session) -> bool:
+    """Kept for doxa.core.outbound, users.mail and triage.runner until they ask `backend`."""
+    return isinstance(backend(db), PostgreSQL)
 
 
 _PIECE = 256 * 1024
 _COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)  # flags, no extension
-
-
-def large_value(db: Session, data: bytes | bytearray) -> Any:
-    """`data` as a bytea value for one INSERT or UPDATE in this transaction.
-
-    A large value on PostgreSQL is streamed by COPY, in pieces, into a temporary table and given
-    back as a subquery on it; as a parameter libpq would copy it whole into its send buffer.
-    Anything else is returned as it is.
-    """
-    if len(data) <= LARGE_VALUE_BYTES or not is_postgresql(db):
-        return data
-    driver = db.connection().connection.driver_connection
-    if driver is None:
-        return data
-    with driver.cursor() as cursor:
-        cursor.execute("CREATE TEMP TABLE IF NOT EXISTS doxa_upload (value bytea) ON COMMIT DROP")
-        # Stored uncompressed: it is compressed once, where it is copied to.
-        cursor.execute("ALTER TABLE doxa_upload ALTER COLUMN value SET STORAGE EXTERNAL")
-        cursor.execute("DELETE FROM doxa_upload")
-        with cursor.copy("COPY doxa_upload (value) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.write(_COPY_SIGNATURE + struct.pack("!hi", 1, len(data)))  # one field, its size
-            view = memoryview(data)
-            for start in range(0, len(view), _PIECE):
-                copy.write(view[start : start + _PIECE])
-            copy.write(struct.pack("!h", -1))  # the trailer
-    return literal_column("(SELECT value FROM doxa_upload)", LargeBinary)
 
 
 @contextmanager

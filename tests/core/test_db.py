@@ -12,15 +12,18 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from doxa.core import db as db_module
+from doxa.core.context import Context
 from doxa.core.db import (
     LARGE_VALUE_BYTES,
     URGENT_WRITE,
-    is_postgresql,
+    backend,
     large_value,
     make_engine,
     make_sessionmaker,
     recycle_if_large,
 )
+from doxa.core.models import User
+from tests.conftest import MakeUser
 
 
 def dbapi_connection_after(database_url: str, moved: int) -> tuple[Any, Any]:
@@ -89,13 +92,12 @@ class TestServerRestart:
             assert connection.scalar(sa.text("SELECT 1")) == 1
 
 
-BLOBS = sa.Table("blobs", sa.MetaData(), sa.Column("v", sa.LargeBinary))
+BLOBS = sa.Table("blobs", sa.MetaData(), sa.Column("v", sa.LargeBinary), prefixes=["TEMPORARY"])
 
 
 class TestLargeValue:
     def test_large_values_are_stored_byte_for_byte(self, db: Session) -> None:
-        db.execute(sa.text("CREATE TEMP TABLE blobs (v bytea)" if is_postgresql(db)
-                           else "CREATE TEMP TABLE blobs (v blob)"))  # fmt: skip
+        BLOBS.create(db.connection())  # bytea on PostgreSQL, blob on SQLite
         values: list[bytes | bytearray] = [
             os.urandom(LARGE_VALUE_BYTES + 1),
             bytearray(os.urandom(2 * LARGE_VALUE_BYTES)),
@@ -107,7 +109,18 @@ class TestLargeValue:
 
     def test_on_postgresql_a_large_value_is_streamed_not_bound(self, db: Session) -> None:
         value = large_value(db, os.urandom(LARGE_VALUE_BYTES + 1))
-        assert isinstance(value, (bytes, bytearray)) is not is_postgresql(db)
+        assert isinstance(value, (bytes, bytearray)) is not backend(db).streams_large_values
+
+
+class TestBackend:
+    def test_a_claimed_row_is_passed_over_by_the_next_claim(
+        self, postgresql_url: str, clean: Context, make_user: MakeUser
+    ) -> None:
+        first, second = make_user().id, make_user().id
+        oldest = sa.select(User.id).order_by(User.id).limit(1)
+        with clean.sessions() as one, clean.sessions() as other:
+            assert one.scalar(backend(one).skip_locked(oldest)) == first
+            assert other.scalar(backend(other).skip_locked(oldest)) == second
 
 
 class TestWriterGate:

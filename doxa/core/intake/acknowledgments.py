@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, aliased
 
 from doxa.core.addresses import identity_key
 from doxa.core.config import Settings
-from doxa.core.db import is_postgresql, utcnow
+from doxa.core.db import backend, utcnow
 from doxa.core.enums import Channel, DeliveryState, Direction
 from doxa.core.intake.ack_texts import FALLBACK_LANGUAGE, AckTexts, load_texts
 from doxa.core.intake.inbound import ADDRESS_CHARS, NAME_CHARS, SUBJECT_CHARS, InboundMessage
@@ -160,10 +160,9 @@ def _reply_elsewhere(msg: InboundMessage, *, authenticated: bool) -> str | None:
 
 
 def _capped(db: Session, recipient: str, *, settings: Settings) -> str | None:
-    if is_postgresql(db):
-        # Intake workers run side by side: without this, each would count the acknowledgments
-        # committed so far and several could pass the cap at once. Held to the commit, briefly.
-        db.execute(select(func.pg_advisory_xact_lock(ACK_CAP_LOCK)))
+    # Intake workers run side by side: without this, each would count the acknowledgments
+    # committed so far and several could pass the cap at once. Held to the commit, briefly.
+    backend(db).lock(db, ACK_CAP_LOCK)
     acks = (
         select(func.count())
         .select_from(Message)

@@ -13,11 +13,9 @@ from datetime import timedelta
 from typing import Any, NamedTuple
 
 from sqlalchemy import delete, select, tuple_
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from doxa.core.db import utcnow
+from doxa.core.db import backend, utcnow
 from doxa.core.errors import Conflict
 from doxa.core.intake.models import IntakeKey
 
@@ -90,19 +88,10 @@ def _row(claimed: Claim, event_id: int) -> dict[str, Any]:
             "created_at": utcnow(), "intake_event_id": event_id}  # fmt: skip
 
 
-_CLAIM: dict[str, Any] = {}
-
-
 def _claim_statement(db: Session) -> Any:
-    """Built once per dialect, parameters bound at execution (cheaper than values() per call)."""
-    dialect = db.get_bind().dialect.name
-    if dialect not in _CLAIM:
-        table: Any = IntakeKey.__table__
-        insert = (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
-        _CLAIM[dialect] = insert.on_conflict_do_nothing(index_elements=["scope", "key"]).returning(
-            table.c.scope, table.c.key, table.c.intake_event_id
-        )
-    return _CLAIM[dialect]
+    return backend(db).insert_or_ignore(
+        IntakeKey, unique=("scope", "key"), returning=("scope", "key", "intake_event_id")
+    )
 
 
 def purge(db: Session) -> int:

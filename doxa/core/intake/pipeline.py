@@ -19,12 +19,10 @@ from email.parser import BytesHeaderParser
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, undefer
 
 from doxa.core.config import Settings
-from doxa.core.db import LARGE_VALUE_BYTES, insert, is_postgresql, large_value, utcnow
+from doxa.core.db import LARGE_VALUE_BYTES, backend, large_value, utcnow
 from doxa.core.enums import Channel, IntakeStatus, ThreadedBy
 from doxa.core.errors import Conflict, NotFound, Rejected
 from doxa.core.intake import delivery, keys
@@ -83,36 +81,17 @@ class Accepted:
     outcome: Outcome | None = None
 
 
-_ACCEPT: dict[str, Any] = {}
-
-
 def _accept_statement(db: Session) -> Any:
-    """INSERT .. ON CONFLICT DO NOTHING RETURNING id over the table, with bound parameters:
-    building it per call (values as literals) cost more CPU than the webhook edge's request."""
-    dialect = db.get_bind().dialect.name
-    if dialect not in _ACCEPT:
-        table: Any = IntakeEvent.__table__
-        insert = (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
-        _ACCEPT[dialect] = insert.on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(
-            table.c.id
-        )
-    return _ACCEPT[dialect]
-
-
-_ACCEPT_MANY: dict[str, Any] = {}
+    """INSERT .. ON CONFLICT DO NOTHING RETURNING id over the table, with bound parameters."""
+    return backend(db).insert_or_ignore(IntakeEvent, unique=("dedupe_key",), returning=("id",))
 
 
 def _accept_many_statement(db: Session) -> Any:
     """As `_accept_statement`, returning each inserted row's dedupe_key too: run with many
     parameter sets, SQLAlchemy sends one multi-row INSERT, and what conflicted returns nothing."""
-    dialect = db.get_bind().dialect.name
-    if dialect not in _ACCEPT_MANY:
-        table: Any = IntakeEvent.__table__
-        insert = (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
-        _ACCEPT_MANY[dialect] = insert.on_conflict_do_nothing(
-            index_elements=["dedupe_key"]
-        ).returning(table.c.id, table.c.dedupe_key)
-    return _ACCEPT_MANY[dialect]
+    return backend(db).insert_or_ignore(
+        IntakeEvent, unique=("dedupe_key",), returning=("id", "dedupe_key")
+    )
 
 
 def _bounded(address: str | None) -> str | None:
@@ -149,7 +128,7 @@ class Pipeline:
         if row["raw"] is item.raw:  # a plain value: one statement, built and compiled once
             result = db.connection().execute(_accept_statement(db), row | {"dedupe_key": key})
         else:
-            statement = insert(db, IntakeEvent).values(**row, dedupe_key=key)
+            statement = backend(db).insert(IntakeEvent).values(**row, dedupe_key=key)
             result = db.execute(
                 statement.on_conflict_do_nothing(index_elements=["dedupe_key"])
                 .returning(IntakeEvent.id)
@@ -161,7 +140,7 @@ class Pipeline:
             select(IntakeEvent.id, IntakeEvent.ticket_id).where(IntakeEvent.dedupe_key == key)
         ).one()
         duplicate_id = db.execute(
-            insert(db, IntakeEvent).values({
+            backend(db).insert(IntakeEvent).values({
                 **row, "status": IntakeStatus.DUPLICATE, "duplicate_of_id": first.id,
                 "ticket_id": first.ticket_id, "processed_at": utcnow(),
             }).returning(IntakeEvent.id)
@@ -179,8 +158,9 @@ class Pipeline:
         through `accept`, which finds the first and records a duplicate."""
         keys = [self._dedupe_key(item, self._mailbox(item.recipients)) for item in items]
         firsts: dict[str, int] = {}
+        streams = backend(db).streams_large_values
         for index, (item, key) in enumerate(zip(items, keys, strict=True)):
-            if key not in firsts and (len(item.raw) <= LARGE_VALUE_BYTES or not is_postgresql(db)):
+            if key not in firsts and (len(item.raw) <= LARGE_VALUE_BYTES or not streams):
                 firsts[key] = index
         rows = [
             self._row(items[index], self._mailbox(items[index].recipients)) | {"dedupe_key": key}

@@ -12,7 +12,7 @@ from datetime import timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from doxa.core.db import insert, utcnow
+from doxa.core.db import backend, utcnow
 from doxa.core.users.models import AccountNetwork, User
 
 REMEMBERED = timedelta(days=30)
@@ -34,7 +34,8 @@ def remember(db: Session, user: User, network: str) -> None:
     """Note a sign-in from `network` (one row per account and network) and forget the stale."""
     now = utcnow()
     db.execute(
-        insert(db, AccountNetwork)
+        backend(db)
+        .insert(AccountNetwork)
         .values(user_id=user.id, network=network, signed_in_at=now)
         .on_conflict_do_update(index_elements=["user_id", "network"], set_={"signed_in_at": now})
     )

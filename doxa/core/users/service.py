@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from doxa.core.addresses import identity_key
 from doxa.core.auth import LOCAL, Passwords, Tokens
-from doxa.core.db import insert, utcnow
+from doxa.core.db import backend, utcnow
 from doxa.core.enums import Role, TokenPurpose
 from doxa.core.errors import Conflict, NotFound, PermissionDenied, Unauthenticated
 from doxa.core.schemas import MAX_PAGE_SIZE, Page, decode_cursor, encode_cursor
@@ -216,7 +216,8 @@ def new_requester(db: Session, *, email: str, name: str | None) -> User:
     """
     address = identity_key(email)
     created = db.scalars(
-        insert(db, User)
+        backend(db)
+        .insert(User)
         .values(email=address, full_name=name or None, role=Role.CLIENT)
         .on_conflict_do_nothing(index_elements=["email"])
         .returning(User)

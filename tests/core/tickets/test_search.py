@@ -17,6 +17,7 @@ from doxa.core.tickets import search
 from doxa.core.tickets.messages import post_message
 from doxa.core.tickets.query import Term, parse
 from doxa.core.tickets.schemas import MessageCreate, TicketFilters
+from doxa.core.tickets.search import postgres
 from tests.conftest import MakeTicket, MakeUser
 
 VOCABULARY = (
@@ -197,7 +198,12 @@ def corpus(db: Session, make_user: MakeUser, make_ticket: MakeTicket) -> list[St
 class TestSearchMatchesAPlainFilter:
     @pytest.mark.parametrize(
         ("walk", "walk_max", "prefix_cost"),
-        [(search.WALK, search.WALK_MAX, search.PREFIX_COST), (3, 3, 0), (2, 9, 0), (3, 3, 1e9)],
+        [
+            (postgres.WALK, postgres.WALK_MAX, postgres.PREFIX_COST),
+            (3, 3, 0),
+            (2, 9, 0),
+            (3, 3, 1e9),
+        ],
     )
     def test_every_query_shape_finds_what_a_scan_finds_in_the_same_order(
         self,
@@ -212,9 +218,9 @@ class TestSearchMatchesAPlainFilter:
         # The default answers from the walk; (3, 3) sends almost every search to the index
         # after three tickets; (2, 9) walks on by the density met, then goes to the index; a
         # dear prefix makes the index look up the other words and check the prefix on the rows.
-        monkeypatch.setattr(search, "WALK", walk)
-        monkeypatch.setattr(search, "WALK_MAX", walk_max)
-        monkeypatch.setattr(search, "PREFIX_COST", prefix_cost)
+        monkeypatch.setattr(postgres, "WALK", walk)
+        monkeypatch.setattr(postgres, "WALK_MAX", walk_max)
+        monkeypatch.setattr(postgres, "PREFIX_COST", prefix_cost)
         agent = db.get(User, make_user(Role.AGENT).id)
         clients = [db.get(User, id_) for id_ in sorted({t.requester_id for t in corpus})]
         actors = [agent, *clients]
@@ -242,8 +248,8 @@ class TestPhrases:
 
     @pytest.fixture(autouse=True)
     def index_only(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setattr(search, "WALK", 1)
-        monkeypatch.setattr(search, "WALK_MAX", 1)
+        monkeypatch.setattr(postgres, "WALK", 1)
+        monkeypatch.setattr(postgres, "WALK_MAX", 1)
 
     @pytest.mark.parametrize(
         ("body", "q"),

@@ -1,9 +1,8 @@
-"""Listing tickets: filters, full-text search and keyset pagination, newest first.
+"""Ticket search on PostgreSQL: generated tsvector columns with GIN indexes (the migration).
 
 A search costs what its matches cost, not what the table holds (issue 12: at a million
 tickets PostgreSQL walked the whole primary key, 0.7-1.3 s, for a word that matched nothing).
-
-PostgreSQL, plans chosen by what the matches met so far say:
+Plans are chosen by what the matches met so far say:
 
 1. the walk: the newest WALK tickets the filters let through (primary key, or a filter's
    `(column, id)` index, newest first), each checked against the stored vector. A common term
@@ -16,10 +15,6 @@ PostgreSQL, plans chosen by what the matches met so far say:
 3. the bitmap: otherwise (a term that missed the walk has few matches) the rest from the GIN
    bitmap, then a top-N sort (the planner is told not to walk the primary key); where the
    only lookup is a prefix the walk may go on by the density met, up to WALK_MAX tickets.
-
-SQLite: FTS5 hands out matches newest first (rowid descending) and stops at the page, joining
-each to its ticket for the filters; checking tickets one by one against FTS5 instead costs
-16-450 ms per 2,000 tickets at 100,000, reading its doclists 0.1-18 ms.
 """
 
 from __future__ import annotations
@@ -28,17 +23,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, Select, cast, func, literal_column, select, table, text
+from sqlalchemy import ColumnElement, Select, cast, func, literal_column, select, text
 from sqlalchemy.dialects.postgresql import TSQUERY
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
-from doxa.core.db import is_postgresql
-from doxa.core.schemas import MAX_PAGE_SIZE, Page, decode_cursor, encode_cursor
-from doxa.core.tickets.access import readable_by
 from doxa.core.tickets.models import Ticket
-from doxa.core.tickets.query import Term, parse, to_fts5, to_tsquery, to_tsquery_words
-from doxa.core.tickets.schemas import TicketFilters, TicketRead
-from doxa.core.users.models import User
+from doxa.core.tickets.query import Term, to_tsquery, to_tsquery_words
 
 # Costs in walk steps (a walk checks a ticket in about 2.5 us): the bitmap fetches and checks
 # a candidate in about 4, and reads a prefix's posting lists at about 0.4 per ticket holding it
@@ -47,17 +37,6 @@ WALK = 500
 WALK_MAX = 40_000
 BITMAP_COST = 4
 PREFIX_COST = 0.4
-_EQUALITY_FILTERS = (
-    "status",
-    "priority",
-    "category",
-    "assignee_id",
-    "requester_id",
-    "needs_triage",
-    "channel",
-    "language",
-)
-_FTS = table("ticket_fts", literal_column("rowid"))
 # The generated, GIN-indexed columns the migration adds (not mapped: PostgreSQL only).
 _VECTOR: ColumnElement[str] = literal_column("ticket.search_vector")
 _PAIRS: ColumnElement[str] = literal_column("ticket.search_pairs")
@@ -65,39 +44,6 @@ _PAIRS: ColumnElement[str] = literal_column("ticket.search_pairs")
 _UNINDEXED: ColumnElement[str] = func.coalesce(_VECTOR, literal_column("''::tsvector"))
 # The pair a ticket with too many pairs to index keeps instead (see the migration).
 _ANY_PAIR = "~"
-
-
-def list_tickets(
-    db: Session, filters: TicketFilters, *, actor: User, cursor: str | None, limit: int
-) -> Page[TicketRead]:
-    """A page of the tickets the actor may see; `next_cursor` continues after its last item.
-
-    Ordering by id (creation order) keeps pages stable while new tickets arrive, and the
-    cursor is the last id seen, so a deep page costs what the first one does.
-    """
-    limit = max(1, min(limit, MAX_PAGE_SIZE))
-    query = readable_by(actor)
-    for name in _EQUALITY_FILTERS:
-        value = getattr(filters, name)
-        if value is not None:
-            query = query.where(getattr(Ticket, name) == value)
-    after = decode_cursor(cursor)
-    requesters = selectinload(Ticket.requester)  # one query for a page's requesters
-    if filters.q is None:
-        if after is not None:
-            query = query.where(Ticket.id < after)
-        page_query = query.options(requesters).order_by(Ticket.id.desc()).limit(limit + 1)
-        rows = list(db.scalars(page_query))
-    else:
-        terms = parse(filters.q)
-        ids = matching_ids(db, query, terms, staff=actor.is_staff, after=after, want=limit + 1)
-        found = query.where(Ticket.id.in_(ids)).options(requesters).order_by(Ticket.id.desc())
-        rows = list(db.scalars(found)) if ids else []
-    page = rows[:limit]
-    return Page(
-        items=[TicketRead.seen_by(t, actor.role) for t in page],
-        next_cursor=encode_cursor(page[-1].id) if len(rows) > limit else None,
-    )
 
 
 def matching_ids(
@@ -110,14 +56,10 @@ def matching_ids(
     want: int,
 ) -> list[int]:
     """The ids of the newest `want` tickets of `scope` older than `after` that match every
-    term, newest first."""
-    if not terms:
-        return []
-    if is_postgresql(db):
-        if after is not None:
-            scope = scope.where(Ticket.id < after)
-        return _pg_newest(db, scope, terms, staff=staff, want=want)
-    return _fts_newest(db, scope, terms, staff=staff, after=after, want=want)
+    term (at least one), newest first."""
+    if after is not None:
+        scope = scope.where(Ticket.id < after)
+    return _pg_newest(db, scope, terms, staff=staff, want=want)
 
 
 def _pg_newest(
@@ -308,37 +250,6 @@ def _walk(db: Session, window: Select[int], terms: list[Term], staff: bool, want
     )
 
 
-def _fts_newest(
-    db: Session,
-    scope: Select[Ticket],
-    terms: list[Term],
-    *,
-    staff: bool,
-    after: int | None,
-    want: int,
-) -> list[int]:
-    """FTS5's matches newest first, each joined to its ticket for the scope, up to `want`."""
-    query = (
-        scope.with_only_columns(Ticket.id)
-        .select_from(_FTS)
-        .join(Ticket, Ticket.id == _FTS.c.rowid)
-        .where(_fts_match(terms, staff))
-    )
-    if after is not None:
-        query = query.where(_FTS.c.rowid < after)
-    return list(db.scalars(query.order_by(_FTS.c.rowid.desc()).limit(want)))
-
-
-def match_condition(db: Session, q: str, *, staff: bool) -> ColumnElement[bool]:
-    """`q` as a plain WHERE condition on ticket (no plan chosen), e.g. to count matches."""
-    terms = parse(q)
-    if not terms:
-        return Ticket.id.is_(None)
-    if is_postgresql(db):
-        return _pg_match(_VECTOR, terms, staff)
-    return Ticket.id.in_(select(_FTS.c.rowid).where(_fts_match(terms, staff)).scalar_subquery())
-
-
 def _pg_match(vector: ColumnElement[str], terms: list[Term], staff: bool) -> ColumnElement[bool]:
     return vector.bool_op("@@")(_tsquery(to_tsquery(terms, staff=staff)))
 
@@ -349,10 +260,6 @@ def _tsquery(query: str) -> ColumnElement[str]:
 
 def _to_tsvector(words: str) -> ColumnElement[str]:
     return func.to_tsvector(literal_column("'doxa_search'::regconfig"), words)
-
-
-def _fts_match(terms: list[Term], staff: bool) -> ColumnElement[bool]:
-    return literal_column("ticket_fts").bool_op("MATCH")(to_fts5(terms, staff=staff))
 
 
 def _from_bitmap(db: Session, query: Select[int]) -> list[int]:
