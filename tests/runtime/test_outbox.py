@@ -32,7 +32,9 @@ DEAD_MAILS = 10_000
 def _app(context: Context, relay: Sink) -> TestClient:
     """The app sending through `relay`, on the test's database; enter it to start the outbox."""
     settings = make_settings(
-        context.settings.database_url, outbound_smtp_url=relay.url, jwt_secret=context.settings.secret
+        context.settings.database_url,
+        outbound_smtp_url=relay.url,
+        jwt_secret=context.settings.secret,
     )
     app = create_app(settings, context=replace(context, settings=settings))
     return TestClient(app, raise_server_exceptions=False)
@@ -116,6 +118,32 @@ class TestPermanentFailure:
             assert seen_by_client["delivery_error"] is None  # the relay's words are for staff
 
 
+class TestResend:
+    def test_a_failed_reply_goes_again_through_the_api_once_the_relay_takes_it(
+        self,
+        clean: Context,
+        refusing: RefusingRelay,
+        make_user: MakeUser,
+        make_ticket: MakeTicket,
+    ) -> None:
+        ticket = make_ticket(make_user(email="refused@example.org"))
+        agent = _bearer(clean, make_user(Role.AGENT).id)
+        path = f"/api/v1/tickets/{ticket.id}/messages"
+        with _app(clean, refusing) as http:
+            reply = http.post(path, json={"body": "Try this"}, headers=agent).json()
+
+            def state() -> str:
+                return str(http.get(path, headers=agent).json()["items"][-1]["delivery_state"])
+
+            _wait(lambda: state() == "failed")
+            refusing.refused.clear()  # the operator has mended the relay
+            resent = http.post(f"{path}/{reply['id']}/resend", headers=agent)
+            assert resent.status_code == 200 and resent.json()["delivery_state"] == "queued"
+            [mail] = refusing.wait_for(1)
+            assert mail.get_content().strip() == "Try this"
+            _wait(lambda: state() == "sent")
+
+
 class TestFairness:
     def test_a_reset_goes_within_2_s_while_10000_mails_wait_for_a_dead_domain(
         self, clean: Context, make_user: MakeUser
@@ -132,9 +160,12 @@ class TestFairness:
             ids = db.scalars(sa.insert(AccountMail).returning(AccountMail.id), rows).all()
             items = [
                 {
-                    "kind": OutboxKind.ACCOUNT_MAIL, "ref_id": ref_id,
-                    "destination": "dead.example", "state": DeliveryState.QUEUED,
-                    "next_attempt_at": now, "give_up_at": now + timedelta(days=1),
+                    "kind": OutboxKind.ACCOUNT_MAIL,
+                    "ref_id": ref_id,
+                    "destination": "dead.example",
+                    "state": DeliveryState.QUEUED,
+                    "next_attempt_at": now,
+                    "give_up_at": now + timedelta(days=1),
                 }
                 for ref_id in ids
             ]
