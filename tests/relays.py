@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
@@ -31,10 +30,10 @@ class HangingRelay(Sink):
         super().__init__()
         self.dead = f"@{dead_domain}"
         self.hanging = self.most_hanging = 0
-        self._released = threading.Event()
+        self._released = asyncio.Event()
 
     def release(self) -> None:
-        self._released.set()
+        self.controller.loop.call_soon_threadsafe(self._released.set)
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -43,8 +42,7 @@ class HangingRelay(Sink):
             self.hanging += 1
             self.most_hanging = max(self.most_hanging, self.hanging)
             try:
-                while not self._released.is_set():
-                    await asyncio.sleep(0.05)
+                await self._released.wait()
             finally:
                 self.hanging -= 1
             return "451 4.4.2 No answer from the destination"

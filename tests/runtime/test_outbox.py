@@ -185,7 +185,7 @@ class TestFairness:
                     relay.release()  # the hung sessions end before the app stops
         finally:
             relay.controller.stop()
-        print(f"reset mail at the relay {elapsed:.3f} s after the request")  # noqa: T201
+        print(f"reset mail at the relay {elapsed:.3f} s after the request")
         assert mail["To"] == user.email and elapsed < 2.0
         assert relay.most_hanging == 2  # at most a few sends at a time to one destination
 
@@ -205,8 +205,7 @@ class TestRetryTimer:
         async def run() -> None:
             await runner.start()
             try:
-                while not sink.received:
-                    await asyncio.sleep(0.05)
+                await asyncio.to_thread(sink.wait_for, 1, 5.0)
             finally:
                 await runner.stop()
 

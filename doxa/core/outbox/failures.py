@@ -40,8 +40,9 @@ def composition_failure(exc: BaseException) -> Failure:
 def retry_at(now: datetime, attempts: int, *, rng: random.Random | None = None) -> datetime:
     """Exponential backoff from RETRY_BASE, capped at RETRY_MAX, with jitter (half to all of
     the step) so that items failed together do not come back together."""
-    step = min(RETRY_MAX, RETRY_BASE * 2 ** max(attempts - 1, 0))
-    return now + step * (0.5 + (rng or random).random() / 2)
+    step: timedelta = min(RETRY_MAX, RETRY_BASE * 2 ** max(attempts - 1, 0))
+    jitter: float = 0.5 + (rng or random).random() / 2
+    return now + step * jitter
 
 
 def _reason(exc: BaseException) -> str:

@@ -31,6 +31,13 @@ class Courier(Protocol):
         """Show the item's state on the row it sends (e.g. Message.delivery_state)."""
 
 
+class Kickable(Protocol):
+    """What the edges hold of the outbox's runner (doxa.runtime.outbox): a way to say, after
+    a commit, that something was queued."""
+
+    def kick(self) -> None: ...
+
+
 class Outbox:
     """Claims and sends outbox items for one process; safe to call from several threads."""
 
