@@ -7,7 +7,7 @@ short transaction, so that no transaction or row lock is open while an item is b
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -157,14 +157,6 @@ def record(db: Session, item: OutboxItem, failure: Failure | None) -> None:
         item.last_error,
     )
     db.flush()
-
-
-def next_due(db: Session) -> datetime | None:
-    """When the next queued item falls due (None when nothing is queued)."""
-    query = select(func.min(OutboxItem.next_attempt_at)).where(
-        OutboxItem.state == DeliveryState.QUEUED
-    )
-    return db.scalar(query)
 
 
 def queued_count(db: Session) -> int:
