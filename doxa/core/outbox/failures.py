@@ -10,6 +10,8 @@ from datetime import datetime, timedelta
 RETRY_BASE = timedelta(seconds=30)
 RETRY_MAX = timedelta(hours=1)
 _REASON_CHARS = 2000
+# Its own generator: the module's global state belongs to whoever seeds it (tests, Hypothesis).
+_JITTER = random.SystemRandom()
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +43,7 @@ def retry_at(now: datetime, attempts: int, *, rng: random.Random | None = None) 
     """Exponential backoff from RETRY_BASE, capped at RETRY_MAX, with jitter (half to all of
     the step) so that items failed together do not come back together."""
     step: timedelta = min(RETRY_MAX, RETRY_BASE * 2 ** max(attempts - 1, 0))
-    jitter: float = 0.5 + (rng or random).random() / 2
+    jitter: float = 0.5 + (rng or _JITTER).random() / 2
     return now + step * jitter
 
 
