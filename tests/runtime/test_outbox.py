@@ -190,6 +190,28 @@ class TestFairness:
         assert relay.most_hanging == 2  # at most a few sends at a time to one destination
 
 
+class TestNoLockAcrossTheSend:
+    def test_a_hung_send_holds_no_row_lock_and_no_transaction(self, clean: Context) -> None:
+        with transaction(clean.sessions) as db:
+            queue_mail(db, recipient="ann@dead.example", subject="s", body="token=abc")
+        relay = HangingRelay("dead.example")
+        relay.controller.start()
+        try:
+            with _app(clean, relay):
+                try:
+                    _wait(lambda: relay.hanging == 1)
+                    started = time.monotonic()
+                    with transaction(clean.sessions) as db:  # NOWAIT: a held lock would raise
+                        db.scalars(sa.select(OutboxItem).with_for_update(nowait=True)).all()
+                        db.scalars(sa.select(AccountMail).with_for_update(nowait=True)).all()
+                        db.execute(sa.update(AccountMail).values(subject="s"))  # SQLite's writer
+                    assert time.monotonic() - started < 1.0
+                finally:
+                    relay.release()
+        finally:
+            relay.controller.stop()
+
+
 class TestRetryTimer:
     def test_account_mail_due_again_goes_on_the_timer_without_a_kick(
         self, clean: Context, sink: Sink

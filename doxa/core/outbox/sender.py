@@ -77,7 +77,3 @@ class Outbox:
                 queue.record(db, item, failure)
                 self.couriers[item.kind].settle(db, item)
         return failure is None
-
-    def send_due(self, limit: int = 50) -> int:
-        """Claim and send in this thread, one after another (the CLI and tests); how many went."""
-        return sum(self.send(item_id) for item_id in self.claim(limit))
