@@ -73,7 +73,7 @@ def requeue(db: Session, kind: OutboxKind, ref_id: int, *, destination: str) -> 
 def claim(
     db: Session, *, sender: str, limit: int, per_destination: int = PER_DESTINATION
 ) -> list[int]:
-    """Lease up to `limit` due items to `sender`; their ids, the fairest first.
+    """Lease up to `limit` due items to `sender`, the fairest choice; their ids.
 
     Within a destination the oldest go first and at most `per_destination` are in flight (in
     every process, counting the leases already out); across destinations the first of each
