@@ -37,7 +37,7 @@ from doxa.core.intake.worker import (
     process_elsewhere,
     process_event,
 )
-from doxa.core.outbound import Outbox, OutboxRunner
+from doxa.core.outbox.kinds import build_outbox
 from doxa.core.pacing import Pacer
 from doxa.core.triage.runner import TriageRunner
 from doxa.core.users import service as user_service
@@ -50,6 +50,7 @@ from doxa.http import paths
 from doxa.http.middleware import BodyLimit, RequestId, RequestMetrics, UntrustedProxyWarning
 from doxa.runtime.hashing import HashPool, default_hash_workers
 from doxa.runtime.loops import ToLoop
+from doxa.runtime.outbox import OutboxRunner
 from doxa.workers import (
     classify_in_worker,
     process_batch_in_worker,
@@ -101,7 +102,7 @@ class Runtime:
             process = functools.partial(process_event, context.sessions, self.pipeline, read=read)
         else:
             many = functools.partial(process_batch, context.sessions, self.pipeline)
-        self.outbox = OutboxRunner(Outbox(settings, context.sessions))
+        self.outbox = OutboxRunner(build_outbox(settings, context.sessions))
         # Processing and classification wait for a moment when no post or message is being
         # answered (at most a second a step): measured, they cost the edges' p99 15-20 ms.
         self.pacer = Pacer()
@@ -175,7 +176,6 @@ def create_app(
             yield
         finally:
             await runtime.stop()
-            app.state.account_mail.close()
             if owns_context:  # an injected context (tests, several apps) is its owner's to close
                 context.close()
 
@@ -195,9 +195,9 @@ def create_app(
     app.state.outbox = runtime.outbox
     app.state.triage = runtime.triage
     app.state.smtp_server = runtime.listener
-    # Accounts: per-process throttle state, the account-mail sender, the proxies we believe.
+    # Accounts: per-process throttle state, the account links, the proxies we believe.
     app.state.throttle = Throttle()
-    app.state.account_mail = AccountMailer(settings, context.sessions)
+    app.state.account_mail = AccountMailer(settings)
     app.state.trusted_proxies = settings.forwarded_allow_ips
     app.state.metrics_token = settings.metrics_token  # opens /metrics to a scraper
     app.state.webhooks = runtime.webhooks

@@ -20,7 +20,7 @@ from doxa.core.enums import Role
 from doxa.core.errors import PermissionDenied, TooManyRequests, Unauthenticated
 from doxa.core.intake.pipeline import Pipeline
 from doxa.core.intake.worker import IntakeWorker
-from doxa.core.outbound import OutboxRunner
+from doxa.core.outbox.sender import Kickable
 from doxa.core.schemas import MAX_ID
 from doxa.core.triage.runner import TriageRunner
 from doxa.core.users import service as users
@@ -124,7 +124,7 @@ def _from_loopback(request: Request) -> bool:
 TriageDep = Annotated[TriageRunner, Depends(_app_state("triage"))]
 PipelineDep = Annotated[Pipeline, Depends(_app_state("pipeline"))]
 WorkerDep = Annotated[IntakeWorker, Depends(_app_state("intake_worker"))]
-OutboxDep = Annotated[OutboxRunner, Depends(_app_state("outbox"))]
+OutboxDep = Annotated[Kickable, Depends(_app_state("outbox"))]
 ThrottleDep = Annotated[Throttle, Depends(_app_state("throttle"))]
 MailerDep = Annotated[AccountMailer, Depends(_app_state("account_mail"))]
 

@@ -2,6 +2,7 @@
 
 from doxa.core.db import Base
 from doxa.core.intake.models import IntakeEvent, IntakeKey
+from doxa.core.outbox.models import OutboxItem
 from doxa.core.tickets.models import Attachment, Message, Ticket, TicketEvent
 from doxa.core.triage.models import (
     ClassificationCorrection,
@@ -23,6 +24,7 @@ __all__ = [
     "IntakeEvent",
     "IntakeKey",
     "Message",
+    "OutboxItem",
     "Ticket",
     "TicketEvent",
     "TrainingExample",

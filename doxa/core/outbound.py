@@ -1,76 +1,33 @@
-"""Outbound mail: acknowledgments and public staff replies, sent through OUTBOUND_SMTP_URL.
+"""Ticket mail: acknowledgments and public staff replies, sent through the outbox.
 
 Each message carries a Message-ID, In-Reply-To and References so that the customer's answer
 threads back, and the ticket's [#id] in the subject. Delivery is at least once: a crash between
-the relay's "250" and our commit sends that message again on the next run.
+the relay's "250" and our commit sends that message again once its lease has expired.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-import smtplib
-import ssl
-import threading
-from dataclasses import dataclass
+import functools
+from collections.abc import Callable
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
-from urllib.parse import unquote, urlsplit
 
-import anyio
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from doxa.core.addresses import ascii_address
 from doxa.core.config import Settings
-from doxa.core.db import is_postgresql, transaction
-from doxa.core.enums import DeliveryState, Direction
-from doxa.core.errors import InvalidInput
+from doxa.core.enums import Direction
 from doxa.core.intake.ack_texts import NEUTRAL_SUBJECT
 from doxa.core.intake.threads import SUBJECT_TOKEN
 from doxa.core.message_ids import new_message_id
+from doxa.core.outbox import queue
+from doxa.core.outbox.models import OutboxItem, OutboxKind
+from doxa.core.outbox.relay import Relay
 from doxa.core.tickets.models import Message, Ticket
 
-log = logging.getLogger(__name__)
 MAX_REFERENCES = 20
-_DEFAULT_PORTS = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
-
-
-@dataclass(frozen=True, slots=True)
-class Relay:
-    scheme: str
-    host: str
-    port: int
-    username: str | None = None
-    password: str | None = None
-
-    @classmethod
-    def parse(cls, url: str) -> Relay:
-        """`smtp://host:port`, `smtp+starttls://user:pass@host:587` or `smtps://host:465`."""
-        parts = urlsplit(url)
-        if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
-            raise InvalidInput("must look like smtp://host:port, smtp+starttls:// or smtps://")
-        return cls(
-            parts.scheme, parts.hostname, parts.port or _DEFAULT_PORTS[parts.scheme],
-            unquote(parts.username) if parts.username else None,
-            unquote(parts.password) if parts.password else None,
-        )  # fmt: skip
-
-    def send(self, mail: EmailMessage, *, timeout: float = 30.0) -> None:
-        context = ssl.create_default_context()
-        client: smtplib.SMTP
-        if self.scheme == "smtps":
-            client = smtplib.SMTP_SSL(self.host, self.port, timeout=timeout, context=context)
-        else:
-            client = smtplib.SMTP(self.host, self.port, timeout=timeout)
-        with client:
-            if self.scheme == "smtp+starttls":
-                client.starttls(context=context)
-            if self.username:
-                client.login(self.username, self.password or "")
-            client.send_message(mail)
 
 
 def compose(db: Session, message: Message, *, settings: Settings) -> EmailMessage:
@@ -114,130 +71,37 @@ def outbound_subject(ticket: Ticket, *, automatic: bool) -> str:
 
 def _earlier_ids(db: Session, message: Message) -> tuple[list[str], str | None]:
     """The thread's Message-IDs, oldest first, and the customer's latest one (what we answer)."""
-    query = select(Message.message_id, Message.direction).where(
-        Message.ticket_id == message.ticket_id, Message.id < message.id,
-        Message.internal.is_(False), Message.message_id.is_not(None),
-    ).order_by(Message.id)  # fmt: skip
+    query = (
+        select(Message.message_id, Message.direction)
+        .where(
+            Message.ticket_id == message.ticket_id,
+            Message.id < message.id,
+            Message.internal.is_(False),
+            Message.message_id.is_not(None),
+        )
+        .order_by(Message.id)
+    )
     rows = [(mid, direction) for mid, direction in db.execute(query) if mid]
     answering = next((mid for mid, d in reversed(rows) if d is Direction.IN), None)
     return [mid for mid, _ in rows], answering
 
 
-def queued_count(db: Session) -> int:
-    """How many outbound messages wait for the relay (the outbox's depth)."""
-    query = select(func.count()).where(Message.delivery_state == DeliveryState.QUEUED)
-    return db.scalar(query) or 0
+def queue_ticket_mail(db: Session, message: Message, *, recipient: str) -> None:
+    """Put a queued outbound message in the outbox, in the transaction that recorded it."""
+    destination = queue.mail_destination(recipient)
+    queue.enqueue(db, OutboxKind.TICKET_MAIL, message.id, destination=destination)
 
 
-class Outbox:
-    """Sends queued outbound messages; one sender per process, row locks across processes."""
+class TicketMail:
+    """The outbox's courier for ticket mail (the Message rows with a delivery_state)."""
 
-    def __init__(self, settings: Settings, sessions: sessionmaker[Session]) -> None:
-        self.settings, self.sessions = settings, sessions
-        self.relay = Relay.parse(settings.outbound_smtp_url) if settings.outbound_smtp_url else None
-        self._lock = threading.Lock()
+    def __init__(self, settings: Settings, relay: Relay) -> None:
+        self.settings, self.relay = settings, relay
 
-    def send_queued(self, limit: int = 50) -> int:
-        """Send what is queued; returns how many were sent."""
-        relay = self.relay
-        if relay is None:
-            return 0
-        with self._lock:
-            with transaction(self.sessions) as db:
-                ids = list(db.scalars(
-                    select(Message.id).where(Message.delivery_state == DeliveryState.QUEUED)
-                    .order_by(Message.id).limit(limit)
-                ))  # fmt: skip
-            return sum(self._send_or_fail(relay, message_id) for message_id in ids)
+    def prepare(self, db: Session, item: OutboxItem) -> Callable[[], None]:
+        mail = compose(db, db.get_one(Message, item.ref_id), settings=self.settings)
+        return functools.partial(self.relay.send, mail)
 
-    def _send_or_fail(self, relay: Relay, message_id: int) -> bool:
-        """One message's fault stays with it: it is marked failed and the queue moves on."""
-        try:
-            return self._send_one(relay, message_id)
-        except Exception as exc:
-            log.warning("outbound message %s failed: %s", message_id, type(exc).__name__)
-            with transaction(self.sessions) as db:
-                message = db.get(Message, message_id)
-                if message is not None and message.delivery_state is DeliveryState.QUEUED:
-                    message.delivery_state = DeliveryState.FAILED
-                    message.delivery_error = f"cannot be composed or sent: {exc}"[:2000]
-            return False
-
-    def _send_one(self, relay: Relay, message_id: int) -> bool:
-        with transaction(self.sessions) as db:
-            query = select(Message).where(
-                Message.id == message_id, Message.delivery_state == DeliveryState.QUEUED,
-                Message.direction == Direction.OUT,
-            ).with_for_update(skip_locked=True)  # fmt: skip
-            message = db.scalar(query)
-            if message is None:
-                return False  # sent meanwhile, or another process holds it
-            mail = compose(db, message, settings=self.settings)
-            if is_postgresql(db):
-                return _deliver(relay, message, mail)  # the row lock spans the send
-        # SQLite has one write lock for the whole file: never hold it across the network.
-        # The process-wide lock keeps this process from sending the message twice.
-        with transaction(self.sessions) as db:
-            return _deliver(relay, db.get_one(Message, message_id), mail)
-
-
-def _deliver(relay: Relay, message: Message, mail: EmailMessage) -> bool:
-    try:
-        relay.send(mail)
-    except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused) as exc:
-        message.delivery_state, message.delivery_error = DeliveryState.FAILED, str(exc)
-        return False
-    except (smtplib.SMTPNotSupportedError, UnicodeError) as exc:
-        # e.g. a non-ASCII address and a relay without SMTPUTF8: no retry will change that.
-        message.delivery_state, message.delivery_error = DeliveryState.FAILED, str(exc)
-        return False
-    except smtplib.SMTPResponseException as exc:
-        permanent = exc.smtp_code >= 500
-        message.delivery_error = f"{exc.smtp_code} {exc.smtp_error!r}"
-        if permanent:
-            message.delivery_state = DeliveryState.FAILED
-        return False
-    except (OSError, smtplib.SMTPException) as exc:  # relay down: stays queued, retried
-        log.warning("outbound message %s not sent yet: %s", message.id, exc)
-        message.delivery_error = str(exc)
-        return False
-    message.delivery_state, message.delivery_error = DeliveryState.SENT, None
-    log.info(
-        "outbound message %s of ticket %s sent to %s", message.id, message.ticket_id, mail["To"]
-    )
-    return True
-
-
-class OutboxRunner:
-    """Sends queued mail soon after a kick, and every `every` seconds while a relay is down."""
-
-    def __init__(self, outbox: Outbox, *, every: float = 15.0) -> None:
-        self.outbox, self.every = outbox, every
-        self._kick = asyncio.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task[None] | None = None
-
-    def kick(self) -> None:
-        """Ask for a run soon; safe from any thread."""
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._kick.set)
-
-    async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        if self.outbox.relay is not None:
-            self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    async def _run(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), self.every)
-            self._kick.clear()
-            try:
-                await anyio.to_thread.run_sync(self.outbox.send_queued)
-            except Exception:
-                log.exception("outbox run failed; retrying later")
+    def settle(self, db: Session, item: OutboxItem) -> None:
+        message = db.get_one(Message, item.ref_id)
+        message.delivery_state, message.delivery_error = item.state, item.last_error

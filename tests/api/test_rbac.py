@@ -73,6 +73,10 @@ CASES = {
         roles(403, 201, 201),
         {"body": "hm", "internal": True},
     ),
+    # The matrix's reply has failed: staff queue it again, clients may not.
+    "resend a failed reply": Case(
+        "POST", "/api/v1/tickets/{own}/messages/{failed_reply}/resend", roles(403, 200, 200)
+    ),
     "events of own": Case("GET", "/api/v1/tickets/{own}/events", every(200)),
     "events of other's": Case("GET", "/api/v1/tickets/{other}/events", roles(404, 200, 200)),
     "own attachment": Case("GET", "/api/v1/attachments/{own_file}", every(200)),
@@ -109,6 +113,20 @@ def _failed_event(context: Context) -> int:
         db.add(event)
         db.flush()
         return event.id
+
+
+def _failed_reply(context: Context, ticket: Ticket) -> int:
+    with transaction(context.sessions) as db:
+        message = Message(
+            ticket_id=ticket.id,
+            direction="out",
+            body="reply",
+            full_body="reply",
+            delivery_state="failed",
+        )
+        db.add(message)
+        db.flush()
+        return message.id
 
 
 def _attach(context: Context, ticket: Ticket, *, internal: bool = False) -> int:
@@ -159,6 +177,7 @@ def test_role_matrix(
         "other_file": _attach(context, other),
         "note_file": _attach(context, own, internal=True),
         "event": _failed_event(context),
+        "failed_reply": _failed_reply(context, own),
     }
     http = as_user(caller) if caller else client
     response = http.request(case.method, case.path.format(**ids), json=case.json)

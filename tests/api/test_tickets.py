@@ -3,9 +3,15 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from doxa.core.enums import Role
+from doxa.core.context import Context
+from doxa.core.db import transaction
+from doxa.core.enums import DeliveryState, Role
+from doxa.core.errors import PermissionDenied
+from doxa.core.models import Message, OutboxItem, Ticket, User
+from doxa.core.tickets.messages import resend_message
 from tests.conftest import AsUser, MakeTicket, MakeUser
 
 LINE_SEPARATORS = ["\n", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
@@ -389,3 +395,71 @@ class TestListMessages:
             f"/api/v1/tickets/{make_ticket(me).id}/messages", params={"limit": 101}
         )
         assert response.status_code == 422
+
+
+def _reply(context: Context, ticket: Ticket, state: DeliveryState | None) -> int:
+    """A staff reply on the ticket in `state` (None: an inbound message)."""
+    with transaction(context.sessions) as db:
+        message = Message(
+            ticket_id=ticket.id,
+            direction="out" if state else "in",
+            body="Reply",
+            full_body="Reply",
+            delivery_state=state,
+            delivery_error="554 5.7.1 refused" if state is DeliveryState.FAILED else None,
+        )
+        db.add(message)
+        db.flush()
+        return message.id
+
+
+class TestResend:
+    def _path(self, ticket_id: int, message_id: int) -> str:
+        return f"/api/v1/tickets/{ticket_id}/messages/{message_id}/resend"
+
+    def test_a_failed_reply_is_queued_again(
+        self, as_user: AsUser, make_user: MakeUser, make_ticket: MakeTicket, clean: Context
+    ) -> None:
+        ticket = make_ticket()
+        failed = _reply(clean, ticket, DeliveryState.FAILED)
+        answer = as_user(make_user(Role.AGENT)).post(self._path(ticket.id, failed))
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["delivery_state"] == "queued"
+        assert answer.json()["delivery_error"] is None
+        with clean.sessions() as db:
+            item = db.scalars(sa.select(OutboxItem)).one()
+        assert (item.ref_id, item.state, item.attempts) == (failed, DeliveryState.QUEUED, 0)
+
+    @pytest.mark.parametrize("state", [DeliveryState.QUEUED, DeliveryState.SENT, None])
+    def test_a_message_that_has_not_failed_gets_409(
+        self,
+        as_user: AsUser,
+        make_user: MakeUser,
+        make_ticket: MakeTicket,
+        clean: Context,
+        state: DeliveryState | None,
+    ) -> None:
+        ticket = make_ticket()
+        answer = as_user(make_user(Role.ADMIN)).post(
+            self._path(ticket.id, _reply(clean, ticket, state))
+        )
+        assert answer.status_code == 409
+        assert answer.headers["content-type"] == "application/problem+json"
+
+    def test_a_message_of_another_ticket_gets_404(
+        self, as_user: AsUser, make_user: MakeUser, make_ticket: MakeTicket, clean: Context
+    ) -> None:
+        failed = _reply(clean, make_ticket(), DeliveryState.FAILED)
+        answer = as_user(make_user(Role.AGENT)).post(self._path(make_ticket().id, failed))
+        assert answer.status_code == 404
+        assert answer.headers["content-type"] == "application/problem+json"
+
+    def test_a_client_may_not_resend_even_on_their_own_ticket(
+        self, as_user: AsUser, make_user: MakeUser, make_ticket: MakeTicket, clean: Context
+    ) -> None:
+        me = make_user()
+        ticket = make_ticket(me)
+        failed = _reply(clean, ticket, DeliveryState.FAILED)
+        assert as_user(me).post(self._path(ticket.id, failed)).status_code == 403
+        with transaction(clean.sessions) as db, pytest.raises(PermissionDenied):
+            resend_message(db, ticket.id, failed, actor=db.get_one(User, me.id))

@@ -89,6 +89,49 @@ def upgrade() -> None:
             batch_op.f("ix_account_token_email_purpose"), ["email", "purpose"], unique=False
         )
     op.create_table(
+        "outbox_item",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column(
+            "kind",
+            sa.Enum("ticket_mail", "account_mail", name="outboxkind", native_enum=False, length=20),
+            nullable=False,
+        ),
+        sa.Column("ref_id", sa.Integer(), nullable=False),
+        sa.Column("destination", sa.String(length=255), nullable=False),
+        sa.Column(
+            "state",
+            sa.Enum(
+                "queued",
+                "sent",
+                "failed",
+                "not_sent",
+                name="deliverystate",
+                native_enum=False,
+                length=16,
+            ),
+            nullable=False,
+        ),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("give_up_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("leased_by", sa.String(length=128), nullable=True),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox_item")),
+        sa.UniqueConstraint("kind", "ref_id", name=op.f("uq_outbox_item_kind_ref_id")),
+    )
+    with op.batch_alter_table("outbox_item", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_outbox_item_lease_until"), ["lease_until"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_outbox_item_state_next_attempt_at"),
+            ["state", "next_attempt_at"],
+            unique=False,
+        )
+    op.create_table(
         "account_mail",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("token_id", sa.Integer(), nullable=True),
@@ -554,6 +597,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_ticket_assignee_id_id"))
 
     op.drop_table("ticket")
+    with op.batch_alter_table("outbox_item", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_outbox_item_state_next_attempt_at"))
+        batch_op.drop_index(batch_op.f("ix_outbox_item_lease_until"))
+
+    op.drop_table("outbox_item")
     with op.batch_alter_table("account_mail", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_account_mail_delivery_state"))
 

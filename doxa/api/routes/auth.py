@@ -9,6 +9,7 @@ from doxa.api.deps import (
     LoginFormDep,
     MailerDep,
     NetworkDep,
+    OutboxDep,
     SessionDep,
     ThrottleDep,
 )
@@ -81,6 +82,7 @@ def register(
     body: Registration,
     db: SessionDep,
     mailer: MailerDep,
+    outbox: OutboxDep,
     throttle: ThrottleDep,
     network: NetworkDep,
     background: BackgroundTasks,
@@ -93,7 +95,7 @@ def register(
     accounts.request_sign_up(
         db, mailer, throttle, email=body.email, full_name=body.full_name, network=network
     )
-    background.add_task(mailer.send_soon)  # after the commit; sent on the mailer's thread
+    background.add_task(outbox.kick)  # after the commit; sent on the outbox's threads
     return Accepted(detail=MAILED)
 
 
@@ -127,13 +129,14 @@ def password_reset(
     body: ResetRequest,
     db: SessionDep,
     mailer: MailerDep,
+    outbox: OutboxDep,
     throttle: ThrottleDep,
     network: NetworkDep,
     background: BackgroundTasks,
 ) -> Accepted:
     """Mail a password reset link; the same answer whether or not the address has an account."""
     accounts.request_reset(db, mailer, throttle, email=body.email, network=network)
-    background.add_task(mailer.send_soon)
+    background.add_task(outbox.kick)
     return Accepted(detail=MAILED)
 
 

@@ -5,7 +5,7 @@ from fastapi import APIRouter, Depends, Response
 from doxa import metrics
 from doxa.api import problems
 from doxa.api.deps import SessionDep, metrics_reader
-from doxa.core.outbound import queued_count
+from doxa.core.outbox.queue import queued_count
 
 router = APIRouter(tags=["health"])
 

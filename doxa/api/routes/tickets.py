@@ -5,7 +5,15 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Query
 
 from doxa.api import problems
-from doxa.api.deps import ContextDep, CurrentUser, IdPath, OutboxDep, SessionDep, TriageDep
+from doxa.api.deps import (
+    ContextDep,
+    CurrentUser,
+    IdPath,
+    OutboxDep,
+    SessionDep,
+    StaffUser,
+    TriageDep,
+)
 from doxa.core.schemas import MAX_PAGE_SIZE, Page
 from doxa.core.tickets import messages, search, service
 from doxa.core.tickets.access import get_readable
@@ -99,7 +107,27 @@ def post_message(
     )  # fmt: skip
 
     background.add_task(outbox.kick)  # after the response, so after the commit
-    return MessageRead.model_validate(message)
+    return MessageRead.seen_by(message, me.role)
+
+
+@router.post(
+    "/{ticket_id}/messages/{message_id}/resend",
+    responses=problems.errors(
+        403, 409, e403="Only staff resend messages", e409="The message is not a failed outbound one"
+    ),
+)
+def resend_message(
+    ticket_id: IdPath,
+    message_id: IdPath,
+    db: SessionDep,
+    me: StaffUser,
+    outbox: OutboxDep,
+    background: BackgroundTasks,
+) -> MessageRead:
+    """Send a `failed` outbound message again: it is queued, and goes at once."""
+    message = messages.resend_message(db, ticket_id, message_id, actor=me)
+    background.add_task(outbox.kick)  # after the response, so after the commit
+    return MessageRead.seen_by(message, me.role)
 
 
 @router.get("/{ticket_id}/events")

@@ -21,6 +21,7 @@ from doxa.core.intake.ack_texts import FALLBACK_LANGUAGE, AckTexts, load_texts
 from doxa.core.intake.inbound import ADDRESS_CHARS, NAME_CHARS, SUBJECT_CHARS, InboundMessage
 from doxa.core.intake.threads import SUBJECT_TOKEN
 from doxa.core.message_ids import new_message_id
+from doxa.core.outbound import queue_ticket_mail
 from doxa.core.tickets.models import Message, Ticket
 from doxa.core.users.models import User
 
@@ -72,6 +73,8 @@ def acknowledge(
     )
     db.add(message)
     db.flush()
+    if message.delivery_state is DeliveryState.QUEUED:
+        queue_ticket_mail(db, message, recipient=ticket.requester.email)
     return message
 
 

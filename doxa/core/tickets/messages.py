@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, undefer
 
 from doxa.core.enums import DeliveryState, Direction, Status
-from doxa.core.errors import NotFound, PermissionDenied
+from doxa.core.errors import Conflict, NotFound, PermissionDenied
+from doxa.core.outbound import queue_ticket_mail
+from doxa.core.outbox.models import OutboxKind
+from doxa.core.outbox.queue import mail_destination, requeue
 from doxa.core.schemas import MAX_PAGE_SIZE, Page, decode_cursor, encode_cursor
 from doxa.core.tickets.access import get_readable, readable_messages
 from doxa.core.tickets.models import Attachment, Message, Ticket
@@ -36,7 +40,7 @@ def list_messages(
     rows = list(db.scalars(query.order_by(Message.id).limit(limit + 1)))
     page = rows[:limit]
     return Page(
-        items=[MessageRead.model_validate(m) for m in page],
+        items=[MessageRead.seen_by(m, actor.role) for m in page],
         next_cursor=encode_cursor(page[-1].id) if len(rows) > limit else None,
     )
 
@@ -64,7 +68,29 @@ def post_message(
             else None,
         ),
     )
+    if message.delivery_state is DeliveryState.QUEUED:
+        queue_ticket_mail(db, message, recipient=ticket.requester.email)
     _follow_conversation(db, ticket, actor=actor, outbound=outbound, internal=data.internal)
+    return message
+
+
+def resend_message(db: Session, ticket_id: int, message_id: int, *, actor: User) -> Message:
+    """Queue a `failed` outbound message again (staff); 409 for any other message."""
+    if not actor.is_staff:
+        raise PermissionDenied("only staff resend messages")
+    get_readable(db, ticket_id, actor=actor)
+    query = select(Message).where(Message.id == message_id, Message.ticket_id == ticket_id)
+    message = db.scalar(query.with_for_update())
+    if message is None:
+        raise NotFound(f"message {message_id} not found on ticket {ticket_id}")
+    if message.direction is not Direction.OUT or message.delivery_state is not DeliveryState.FAILED:
+        state = message.delivery_state or "inbound"
+        raise Conflict(f"only a failed outbound message is sent again; this one is {state}")
+    ticket = db.get_one(Ticket, ticket_id)
+    destination = mail_destination(ticket.requester.email)
+    requeue(db, OutboxKind.TICKET_MAIL, message.id, destination=destination)
+    message.delivery_state, message.delivery_error = DeliveryState.QUEUED, None
+    db.flush()
     return message
 
 

@@ -201,6 +201,7 @@ class MessageRead(BaseModel):
                     "message_id": "doxa.42.9b1f04c2a7e35d18.5c0e7a91d2f4b3a86e17@example.com",
                     "threaded_by": None,
                     "delivery_state": "sent",
+                    "delivery_error": None,
                     "notes": [],
                     "created_at": "2026-11-27T10:02:41Z",
                     "attachments": [],
@@ -221,9 +222,24 @@ class MessageRead(BaseModel):
     message_id: str | None
     threaded_by: ThreadedBy | None
     delivery_state: DeliveryState | None
+    # Never read by model_validate (no such attribute): `seen_by` fills it for staff. A relay's
+    # answer can name hosts and rules of ours, and a client needs only the state.
+    delivery_error: str | None = Field(
+        None,
+        validation_alias="staff_delivery_error",
+        description="staff only: why it failed or was not sent (null for clients)",
+    )
     notes: list[str]
     created_at: datetime
     attachments: list[AttachmentRead]
+
+    @classmethod
+    def seen_by(cls, message: Any, role: Role) -> MessageRead:
+        """The message as someone with `role` may read it: delivery errors are for staff."""
+        read = cls.model_validate(message)
+        if role is not Role.CLIENT:
+            read.delivery_error = message.delivery_error
+        return read
 
 
 class TicketEventRead(BaseModel):

@@ -1,0 +1,165 @@
+"""The outbox's three short transactions (enqueue, claim, record) and what reads its depth.
+
+Services flush, the caller commits: `claim` and `record` are each meant to be the whole of one
+short transaction, so that no transaction or row lock is open while an item is being sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from doxa.core.db import utcnow
+from doxa.core.enums import DeliveryState
+from doxa.core.outbox.failures import Failure, retry_at
+from doxa.core.outbox.models import OutboxItem, OutboxKind
+
+log = logging.getLogger(__name__)
+
+# How long each kind is retried: ticket mail for 5 days (SPEC); account mail's links expire
+# within a day, so a later mail would carry a dead link.
+LIFETIME = {OutboxKind.TICKET_MAIL: timedelta(days=5), OutboxKind.ACCOUNT_MAIL: timedelta(days=1)}
+# A sender holds an item this long at most; past it, a crash in flight is assumed.
+LEASE = timedelta(minutes=5)
+# At most this many sends at a time to one destination, across every process.
+PER_DESTINATION = 2
+
+
+def mail_destination(address: str) -> str:
+    """A mail's destination as fairness counts it: the recipient's domain."""
+    return address.rpartition("@")[2].strip().lower()[:255]
+
+
+def enqueue(
+    db: Session,
+    kind: OutboxKind,
+    ref_id: int,
+    *,
+    destination: str,
+    state: DeliveryState = DeliveryState.QUEUED,
+) -> OutboxItem:
+    """Put one row's sending in the outbox, in the transaction that made the row."""
+    now = utcnow()
+    item = OutboxItem(
+        kind=kind,
+        ref_id=ref_id,
+        destination=destination,
+        state=state,
+        next_attempt_at=now,
+        give_up_at=now + LIFETIME[kind],
+        created_at=now,
+    )
+    db.add(item)
+    db.flush()
+    return item
+
+
+def requeue(db: Session, kind: OutboxKind, ref_id: int, *, destination: str) -> OutboxItem:
+    """Send a failed row again, from a fresh start (attempts and lifetime)."""
+    item = db.scalar(select(OutboxItem).where(OutboxItem.kind == kind, OutboxItem.ref_id == ref_id))
+    if item is None:
+        return enqueue(db, kind, ref_id, destination=destination)
+    now = utcnow()
+    item.state, item.attempts, item.last_error = DeliveryState.QUEUED, 0, None
+    item.next_attempt_at, item.give_up_at = now, now + LIFETIME[kind]
+    item.lease_until = item.leased_by = None
+    db.flush()
+    return item
+
+
+def claim(
+    db: Session, *, sender: str, limit: int, per_destination: int = PER_DESTINATION
+) -> list[int]:
+    """Lease up to `limit` due items to `sender`, the fairest choice; their ids.
+
+    Within a destination the oldest go first and at most `per_destination` are in flight (in
+    every process, counting the leases already out); across destinations the first of each
+    comes before the second of any, so 10,000 items to a dead domain take two senders, not all.
+    On PostgreSQL the rows are locked with SKIP LOCKED, inside this short transaction only.
+    """
+    now = utcnow()
+    until = now + LEASE
+    due = (OutboxItem.state == DeliveryState.QUEUED, OutboxItem.next_attempt_at <= now)
+    busy = (
+        select(OutboxItem.destination, func.count().label("leased"))
+        .where(OutboxItem.lease_until > now, OutboxItem.state == DeliveryState.QUEUED)
+        .group_by(OutboxItem.destination)
+        .subquery()
+    )
+    rank = func.row_number().over(
+        partition_by=OutboxItem.destination,
+        order_by=(OutboxItem.next_attempt_at, OutboxItem.id),
+    )
+    ranked = (
+        select(OutboxItem.id, OutboxItem.destination, rank.label("rank")).where(*due).subquery()
+    )
+    fairest = (
+        select(ranked.c.id)
+        .outerjoin(busy, busy.c.destination == ranked.c.destination)
+        .where(ranked.c.rank + func.coalesce(busy.c.leased, 0) <= per_destination)
+        .order_by(ranked.c.rank, ranked.c.id)
+        .limit(limit)
+    )
+    # Checked again under the lock: another process may have leased one meanwhile (SQLite
+    # ignores FOR UPDATE; its one writer serializes claims).
+    free = (
+        select(OutboxItem.id)
+        .where(OutboxItem.id.in_(fairest), *due)
+        .with_for_update(skip_locked=True)
+    )
+    leased = db.scalars(
+        update(OutboxItem)
+        .where(OutboxItem.id.in_(free))
+        .values(
+            lease_until=until,
+            leased_by=sender,
+            next_attempt_at=until,
+            attempts=OutboxItem.attempts + 1,
+            updated_at=now,
+        )
+        .returning(OutboxItem.id)
+        .execution_options(synchronize_session=False)
+    )
+    return sorted(leased)
+
+
+def record(db: Session, item: OutboxItem, failure: Failure | None) -> None:
+    """The outcome of one attempt: sent, failed for good, or due again later. One log line per
+    failure, naming the item, its kind, its destination and the reason."""
+    now = utcnow()
+    item.lease_until = item.leased_by = None
+    if failure is None:
+        item.state, item.last_error = DeliveryState.SENT, None
+        log.info(
+            "outbox item %s (%s %s) sent to %s", item.id, item.kind, item.ref_id, item.destination
+        )
+        db.flush()
+        return
+    item.last_error = failure.reason
+    if failure.permanent or now >= item.give_up_at:
+        item.state = DeliveryState.FAILED
+        if not failure.permanent:
+            item.last_error = f"gave up after {item.attempts} attempts: {failure.reason}"[:2000]
+        outcome = "failed"
+    else:
+        item.next_attempt_at = min(retry_at(now, item.attempts), item.give_up_at)
+        outcome = f"not sent, retry at {item.next_attempt_at:%Y-%m-%dT%H:%M:%SZ}"
+    log.warning(
+        "outbox item %s (%s %s to %s) %s: %s",
+        item.id,
+        item.kind,
+        item.ref_id,
+        item.destination,
+        outcome,
+        item.last_error,
+    )
+    db.flush()
+
+
+def queued_count(db: Session) -> int:
+    """How many items wait to be sent, every kind together (the outbox's depth)."""
+    query = select(func.count()).where(OutboxItem.state == DeliveryState.QUEUED)
+    return db.scalar(query) or 0

@@ -1,0 +1,79 @@
+"""Sending one claimed item: compose it, send it with no transaction open, record the outcome.
+
+Plain functions over sessions, unaware of threads: doxa/runtime/outbox.py decides where and
+how many of these run at once.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import Callable, Mapping
+from typing import Protocol
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from doxa.core.db import transaction
+from doxa.core.enums import DeliveryState
+from doxa.core.outbox import queue
+from doxa.core.outbox.failures import Failure, classify, composition_failure
+from doxa.core.outbox.models import OutboxItem, OutboxKind
+
+
+class Courier(Protocol):
+    """What the outbox needs to know of one kind of item."""
+
+    def prepare(self, db: Session, item: OutboxItem) -> Callable[[], None]:
+        """The send, ready to run outside the transaction; raises if it cannot be composed."""
+
+    def settle(self, db: Session, item: OutboxItem) -> None:
+        """Show the item's state on the row it sends (e.g. Message.delivery_state)."""
+
+
+class Kickable(Protocol):
+    """What the edges hold of the outbox's runner (doxa.runtime.outbox): a way to say, after
+    a commit, that something was queued."""
+
+    def kick(self) -> None: ...
+
+
+class Outbox:
+    """Claims and sends outbox items for one process; safe to call from several threads."""
+
+    def __init__(self, sessions: sessionmaker[Session], couriers: Mapping[OutboxKind, Courier]):
+        self.sessions, self.couriers = sessions, dict(couriers)
+        # Names this process's leases: a lease of ours that a crash left is just another one.
+        self.name = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+    def claim(self, limit: int) -> list[int]:
+        """Lease up to `limit` due items to this process (one short transaction)."""
+        with transaction(self.sessions) as db:
+            return queue.claim(db, sender=self.name, limit=limit)
+
+    def send(self, item_id: int) -> bool:
+        """Send one item leased to us; whatever happens, it is recorded and the queue moves on."""
+        failure: Failure | None = None
+        with transaction(self.sessions) as db:
+            item = db.get(OutboxItem, item_id)
+            if (
+                item is None
+                or item.state is not DeliveryState.QUEUED
+                or item.leased_by != self.name
+            ):
+                return False  # sent meanwhile, or our lease expired and another process has it
+            try:
+                deliver = self.couriers[item.kind].prepare(db, item)
+            except Exception as exc:  # one item's fault stays with it
+                failure = composition_failure(exc)
+        if failure is None:
+            try:
+                deliver()  # no transaction, no row lock: a slow relay holds nothing of ours
+            except Exception as exc:
+                failure = classify(exc)
+        with transaction(self.sessions) as db:
+            item = db.get_one(OutboxItem, item_id)
+            if item.state is DeliveryState.QUEUED:
+                queue.record(db, item, failure)
+                self.couriers[item.kind].settle(db, item)
+        return failure is None
