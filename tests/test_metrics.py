@@ -7,7 +7,7 @@ import pytest
 
 from doxa import metrics
 from doxa.core.enums import IntakeStatus
-from doxa.core.intake.worker import DatabaseUnavailable
+from doxa.core.intake.processing import DatabaseUnavailable
 from tests.api.test_metrics import sample
 
 

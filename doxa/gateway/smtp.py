@@ -29,9 +29,9 @@ from doxa import metrics
 from doxa.core.config import IPNetwork, Settings, in_networks
 from doxa.core.enums import Channel
 from doxa.core.intake.pipeline import Accepted, Delivery, Pipeline, message_id_of
-from doxa.core.intake.worker import IntakeWorker
-from doxa.core.pacing import Pacer
 from doxa.gateway.accepting import Lanes
+from doxa.runtime.intake import IntakeWorker
+from doxa.runtime.pacing import Pacer
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""Worker processes beside the server: intake and retraining off its GIL, each call with a deadline.
+"""Worker processes beside the server: intake, classification and retraining off its GIL, each
+call with a deadline; and what those processes run.
 
 `concurrent.futures.ProcessPoolExecutor` cannot stop one call: a message that parses for minutes
 keeps its process, and with one process every later message waits behind it. Here each process
@@ -26,7 +27,7 @@ from doxa.core.context import Context
 from doxa.core.enums import IntakeStatus
 from doxa.core.intake.inbound import InboundMessage
 from doxa.core.intake.pipeline import Pipeline
-from doxa.core.intake.worker import (
+from doxa.core.intake.processing import (
     Batch,
     ProcessingTimeout,
     WorkerLost,
@@ -34,7 +35,7 @@ from doxa.core.intake.worker import (
     process_event,
     read_event,
 )
-from doxa.core.triage.runner import Triage
+from doxa.core.triage.classifying import Triage
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -75,8 +76,13 @@ class WorkerPool(Executor):
             self._workers.add(worker)
         return worker
 
-    def run(self, call: Callable[..., T], *args: object, timeout: float | None = None,
-            background: bool = False) -> T:  # fmt: skip
+    def run(
+        self,
+        call: Callable[..., T],
+        *args: object,
+        timeout: float | None = None,
+        background: bool = False,
+    ) -> T:
         """`call(*args)` in a free worker process; past `timeout` seconds the process is replaced
         and `ProcessingTimeout` raised. The waiting thread holds no GIL.
 
@@ -219,10 +225,13 @@ def _serve(
 def worker_processes(
     settings: Settings, build_pipeline: Callable[[Settings], Pipeline]
 ) -> WorkerPool | None:
-    """The processes for intake and retraining (`PARSER_PROCESSES`; 0: none)."""
-    if not settings.parser_processes:
+    """The processes for intake, classification and retraining (`WORKER_PROCESSES`; 0: none).
+
+    `build_pipeline` is pickled by reference: each process imports its module, which must not
+    import the web app (`doxa.gateway.pipeline`)."""
+    if not settings.worker_processes:
         return None
-    return WorkerPool(settings.parser_processes, _start_worker_process, settings, build_pipeline)
+    return WorkerPool(settings.worker_processes, _start_worker_process, settings, build_pipeline)
 
 
 @dataclass

@@ -1,125 +1,55 @@
 """Background classification: kicked after each new ticket, and on a timer for anything left
-pending (a crash, a restart, a model that failed). Claims use FOR UPDATE SKIP LOCKED, so several
-processes sharing one PostgreSQL never classify one ticket twice."""
+pending (a crash, a restart, a model that failed); retraining on request."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import threading
 from collections.abc import Callable
 from concurrent.futures import Executor
 
 import anyio
-from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from doxa.core.config import Settings
-from doxa.core.db import is_postgresql, transaction
 from doxa.core.errors import Conflict
-from doxa.core.pacing import Pacer
-from doxa.core.triage import labels, language, store
-from doxa.core.triage.llm import ChatClassifier
-from doxa.core.triage.model import TextClassifier
+from doxa.core.triage.classifying import Triage
 from doxa.core.triage.models import ClassifierModel
-from doxa.core.triage.service import BATCH, Classifier, classify_pending
+from doxa.core.triage.service import BATCH
 from doxa.core.triage.similar import SimilarTickets
 from doxa.core.triage.training import retrain
+from doxa.runtime.pacing import Pacer
 
 log = logging.getLogger(__name__)
 INTAKE_PATIENCE_SECONDS = 1.0  # a batch waits at most this long for intake to catch up
-_SEED_LOCK_KEY = 0x0D0C5EED  # PostgreSQL advisory lock: one process trains the first model
-
-
-class Triage:
-    """One process's classifier: the active model (or the chat model in front of it) and a pass
-    over every pending ticket. The server has one; so has each worker process."""
-
-    def __init__(self, settings: Settings, sessions: sessionmaker[Session]) -> None:
-        self.settings, self.sessions = settings, sessions
-        # One classifying thread per process (SQLite has no row locks to skip), and one
-        # thread training the first model.
-        self._lock = threading.Lock()
-        self._model_lock = threading.Lock()
-        self._chat: ChatClassifier | None = None
-
-    def close(self) -> None:
-        if self._chat is not None:
-            self._chat.close()
-
-    def ensure_model(self) -> None:
-        with transaction(self.sessions) as db:
-            self.local_model(db)
-        language.load()
-
-    def join_pinned(self) -> None:
-        """Mailboxes' pinned categories (SUPPORT_ADDRESSES addr=cat) join the taxonomy."""
-        pinned = [box.category for box in self.settings.support_addresses if box.category]
-        if pinned:
-            with transaction(self.sessions) as db:
-                labels.add_categories(db, pinned)
-
-    def run_once(self) -> int:
-        """Classify every pending ticket, in batches, each batch in its own transaction."""
-        total = 0
-        while True:
-            done = self.run_batch()
-            total += done
-            if done < BATCH:
-                return total
-
-    def run_batch(self) -> int:
-        """Classify up to BATCH pending tickets in one transaction; how many it classified."""
-        with self._lock, transaction(self.sessions) as db:
-            threshold = self.settings.ai_confidence_threshold
-            return classify_pending(db, lambda: self.model(db), threshold=threshold)
-
-    def model(self, db: Session) -> Classifier:
-        local = self.local_model(db)
-        if self.settings.ai_provider != "openai" or not self.settings.ai_base_url:
-            return local
-        if self._chat is None:
-            self._chat = ChatClassifier(
-                base_url=self.settings.ai_base_url, model=self.settings.ai_model,
-                api_key=self.settings.ai_api_key, fallback=local,
-                timeout=self.settings.ai_timeout_seconds,
-            )  # fmt: skip
-        # The taxonomy, not just the local model's labels: an admin's new category is one the
-        # chat model can choose before any correction taught the local model.
-        self._chat.use_categories(labels.categories(db))
-        return self._chat
-
-    def local_model(self, db: Session) -> TextClassifier:
-        """The active model; the first caller on a fresh database trains it from the seed set."""
-        model = store.load_active(db)
-        if model is not None:
-            return model
-        # Trained and committed on its own: one thread per process, one process per database
-        # (an advisory lock on PostgreSQL), so concurrent first calls never train twice.
-        with self._model_lock, transaction(self.sessions) as own:
-            if is_postgresql(own):
-                own.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SEED_LOCK_KEY})
-            return store.ensure_model(own, threshold=self.settings.ai_confidence_threshold)
 
 
 class TriageRunner:
     """Schedules classification: kicked after each new ticket, and on a timer.
 
-    `classify` is where a pass runs: by default on a thread of this process; the composition
-    root may send it to a worker process instead, so the model's CPU stays off the API's GIL.
+    `classify` is one batch, run on a thread of this process: `local.run_batch` by default;
+    the execution plan may have it wait on a worker process instead, so the model's CPU stays
+    off the API's GIL (`doxa.runtime.plan`).
     """
 
-    def __init__(self, settings: Settings, sessions: sessionmaker[Session], *,
-                 every: float = 30.0, executor: Executor | None = None,
-                 classify: Callable[[], int] | None = None,
-                 pacer: Pacer | None = None,
-                 intake_caught_up: asyncio.Event | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        *,
+        every: float = 30.0,
+        executor: Executor | None = None,
+        local: Triage | None = None,
+        classify: Callable[[], int] | None = None,
+        pacer: Pacer | None = None,
+        intake_caught_up: asyncio.Event | None = None,
+    ) -> None:
         self.settings, self.sessions, self.every = settings, sessions, every
         self.pacer = pacer  # each batch waits for a quiet moment at the edges (bounded)
         self.intake_caught_up = intake_caught_up  # and for new mail to be tickets (bounded)
         self.executor = executor  # where retraining runs (a worker process), if anywhere
-        self.local = Triage(settings, sessions)  # this process's classifier
+        self.local = local or Triage(settings, sessions)  # this process's classifier
         self.similar = SimilarTickets()  # this process's index of ticket vectors
         # One batch per call: a worker process shared with intake is handed back in between.
         self.classify = classify or self.local.run_batch
@@ -150,8 +80,11 @@ class TriageRunner:
     def retrain_soon(self) -> None:
         """Start training a new version in the background; Conflict while one is training."""
         if self.training or self._loop is None:
-            raise Conflict("a classifier is being trained already" if self.training
-                           else "the service is not running")  # fmt: skip
+            raise Conflict(
+                "a classifier is being trained already"
+                if self.training
+                else "the service is not running"
+            )
         self.training = True
         self._loop.call_soon_threadsafe(self._start_training)
 

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from doxa.core.intake.worker import ProcessingTimeout, WorkerLost
-from doxa.workers import WorkerPool
+from doxa.core.intake.processing import ProcessingTimeout, WorkerLost
+from doxa.runtime.processes import WorkerPool
 
 
 def _ready() -> None:
