@@ -39,6 +39,7 @@ from doxa.core.intake.processing import (
 )
 from doxa.core.outbound import Outbox, OutboxRunner
 from doxa.core.triage.classifying import Triage
+from doxa.core.triage.training import Train, train_here
 from doxa.runtime.intake import IntakeWorker
 from doxa.runtime.pacing import Pacer
 from doxa.runtime.processes import (
@@ -125,6 +126,13 @@ def classify_call(plan: Plan, local: Triage, pool: WorkerPool | None) -> Callabl
     return metrics.timed_classification(local.run_batch)
 
 
+def train_call(pool: WorkerPool | None) -> Train:
+    """Retraining: in a worker process when there are some (no deadline, after intake)."""
+    if pool is None:
+        return train_here
+    return functools.partial(pool.run, train_here, background=True)
+
+
 class Runtime:
     """Every process, loop, pool and runner behind the edges, started and stopped in
     dependency order. The edges (SMTP, webhooks, the API) are built on its `pipeline`,
@@ -156,7 +164,7 @@ class Runtime:
         self.triage = TriageRunner(
             settings,
             context.sessions,
-            executor=self.processes,  # retraining, in a worker process when there are some
+            train=train_call(self.processes),
             local=local,
             classify=classify_call(plan, local, self.processes),
             pacer=self.pacer,
@@ -179,4 +187,4 @@ class Runtime:
         await self.outbox.stop()
         await self.triage.stop()
         if self.processes is not None:
-            self.processes.shutdown(cancel_futures=True)
+            self.processes.shutdown()

@@ -15,11 +15,10 @@ import os
 import signal
 import threading
 from collections.abc import Callable
-from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from doxa import logs
 from doxa.core.config import Settings
@@ -49,7 +48,7 @@ class _Worker:
     started: bool = False  # its start-up is done: a deadline counts only the call itself
 
 
-class WorkerPool(Executor):
+class WorkerPool:
     """`size` spawned processes (not forked: the server has threads), one call at a time each."""
 
     def __init__(self, size: int, initializer: Callable[..., None], *initargs: object) -> None:
@@ -141,20 +140,7 @@ class WorkerPool(Executor):
                 return
         self._release(self._spawn())
 
-    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
-        """For retraining: the call runs without a deadline, waited for on a thread of its own."""
-        future: Future[T] = Future()
-
-        def wait() -> None:
-            try:
-                future.set_result(self.run(_call_with, fn, args, kwargs, background=True))
-            except BaseException as exc:
-                future.set_exception(exc)
-
-        threading.Thread(target=wait, name="doxa-worker-call", daemon=True).start()
-        return future
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+    def shutdown(self) -> None:
         """Idle processes end by themselves (their pipe closes); busy ones are killed."""
         with self._lock:
             self._closed = True
@@ -185,10 +171,6 @@ def _start_deaf_to_ctrl_c(process: BaseProcess) -> None:
         process.start()
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-def _call_with(fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
-    return fn(*args, **kwargs)
 
 
 def _end(worker: _Worker) -> None:

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from concurrent.futures import Executor
 
 import anyio
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,7 +17,7 @@ from doxa.core.triage.classifying import Triage
 from doxa.core.triage.models import ClassifierModel
 from doxa.core.triage.service import BATCH
 from doxa.core.triage.similar import SimilarTickets
-from doxa.core.triage.training import retrain
+from doxa.core.triage.training import Train, retrain, train_here
 from doxa.runtime.pacing import Pacer
 
 log = logging.getLogger(__name__)
@@ -39,7 +38,7 @@ class TriageRunner:
         sessions: sessionmaker[Session],
         *,
         every: float = 30.0,
-        executor: Executor | None = None,
+        train: Train = train_here,
         local: Triage | None = None,
         classify: Callable[[], int] | None = None,
         pacer: Pacer | None = None,
@@ -48,7 +47,7 @@ class TriageRunner:
         self.settings, self.sessions, self.every = settings, sessions, every
         self.pacer = pacer  # each batch waits for a quiet moment at the edges (bounded)
         self.intake_caught_up = intake_caught_up  # and for new mail to be tickets (bounded)
-        self.executor = executor  # where retraining runs (a worker process), if anywhere
+        self.train = train  # where retraining runs: here, or waiting on a worker process
         self.local = local or Triage(settings, sessions)  # this process's classifier
         self.similar = SimilarTickets()  # this process's index of ticket vectors
         # One batch per call: a worker process shared with intake is handed back in between.
@@ -102,7 +101,7 @@ class TriageRunner:
 
     def _retrain(self) -> ClassifierModel:
         threshold = self.settings.ai_confidence_threshold
-        return retrain(self.sessions, threshold=threshold, executor=self.executor)
+        return retrain(self.sessions, threshold=threshold, train=self.train)
 
     async def stop(self) -> None:
         if self._task is not None:
