@@ -1,4 +1,4 @@
-"""doxa.metrics: the wrappers the composition root puts around background work, and the
+"""doxa.metrics: the wrappers the execution plan puts around background work, and the
 counter the webhook edge increments."""
 
 from __future__ import annotations

@@ -143,7 +143,11 @@ class Runtime:
         self.plan, self.context = plan, context
         # `build_pipeline` is passed in: the runtime does not know the edges' normalizers, and
         # each worker process builds its own from the same function.
-        self.processes = worker_processes(settings, build_pipeline)
+        self.processes = (
+            worker_processes(plan.worker_processes, settings, build_pipeline)
+            if plan.worker_processes
+            else None
+        )
         self.pipeline = build_pipeline(settings)
         process, many = intake_calls(plan, context.sessions, self.pipeline, self.processes)
         self.outbox = OutboxRunner(Outbox(settings, context.sessions))

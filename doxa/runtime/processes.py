@@ -205,15 +205,14 @@ def _serve(
 
 
 def worker_processes(
-    settings: Settings, build_pipeline: Callable[[Settings], Pipeline]
-) -> WorkerPool | None:
-    """The processes for intake, classification and retraining (`WORKER_PROCESSES`; 0: none).
+    size: int, settings: Settings, build_pipeline: Callable[[Settings], Pipeline]
+) -> WorkerPool:
+    """`size` processes for intake, classification and retraining, each with its own database
+    pool and pipeline.
 
     `build_pipeline` is pickled by reference: each process imports its module, which must not
     import the web app (`doxa.gateway.pipeline`)."""
-    if not settings.worker_processes:
-        return None
-    return WorkerPool(settings.worker_processes, _start_worker_process, settings, build_pipeline)
+    return WorkerPool(size, _start_worker_process, settings, build_pipeline)
 
 
 @dataclass

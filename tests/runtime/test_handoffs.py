@@ -53,9 +53,9 @@ HANDOFF_MODULES = ("multiprocessing", "concurrent.futures")
 
 def handoffs(source: str) -> list[str]:
     """`line: what` for each hand-off in a module's source."""
-    found = []
+    found: list[tuple[int, str]] = []
     for node in ast.walk(ast.parse(source)):
-        what = None
+        what: str | None = None
         if isinstance(node, ast.Attribute):
             owner = node.value.id if isinstance(node.value, ast.Name) else None
             if node.attr in HANDOFF_ATTRIBUTES or (owner, node.attr) in HANDOFF_NAMES:
@@ -74,9 +74,9 @@ def handoffs(source: str) -> list[str]:
             hits := [a.name for a in node.names if a.name.startswith(HANDOFF_MODULES)]
         ):
             what = f"import {', '.join(hits)}"
-        if what is not None:
-            found.append(f"{node.lineno}: {what}")
-    return sorted(found, key=lambda line: int(line.split(":")[0]))
+        if what is not None and isinstance(node, ast.expr | ast.stmt):
+            found.append((node.lineno, what))
+    return [f"{line}: {what}" for line, what in sorted(found)]
 
 
 def handoffs_by_module() -> dict[str, list[str]]:

@@ -13,7 +13,6 @@ from doxa.core.context import Context
 from doxa.core.intake.processing import ProcessingTimeout, WorkerLost
 from doxa.gateway.pipeline import build_pipeline
 from doxa.runtime.processes import WorkerPool, process_in_worker, worker_processes
-from tests.conftest import make_settings
 
 
 def _ready() -> None:
@@ -94,9 +93,7 @@ class TestWorkerPool:
 
 class TestWhatAWorkerProcessImports:
     def test_it_runs_intake_without_the_web_app(self, clean: Context) -> None:
-        settings = make_settings(clean.settings.database_url, worker_processes=1)
-        workers = worker_processes(settings, build_pipeline)
-        assert workers is not None
+        workers = worker_processes(1, clean.settings, build_pipeline)
         try:
             assert workers.run(process_in_worker, 1, timeout=60) is None  # no such event
             # `eval` is pickled by name: the test module is not imported there.
