@@ -109,7 +109,7 @@ def ingest(args: argparse.Namespace, settings: Settings) -> int:
         return ingest_stdin(args, settings)
     from doxa.core.context import Context
     from doxa.gateway.files import ingest as ingest_files
-    from doxa.main import build_pipeline
+    from doxa.gateway.pipeline import build_pipeline
 
     if args.sender is not None or args.recipient is not None:
         print("error: --sender and --recipient go with `doxa ingest -` only", file=sys.stderr)
@@ -147,6 +147,7 @@ def ingest_stdin(args: argparse.Namespace, settings: Settings) -> int:
     """One message from an MTA's pipe transport; exit 0 stored, 65 refused, 75 retry later."""
     from doxa.core.context import Context
     from doxa.gateway import pipe
+    from doxa.gateway.pipeline import build_pipeline
 
     if args.recipient is None or args.sender is None:
         print("error: `doxa ingest -` needs --sender and --recipient", file=sys.stderr)
@@ -155,7 +156,7 @@ def ingest_stdin(args: argparse.Namespace, settings: Settings) -> int:
     try:
         result = pipe.deliver(
             context,
-            pipe.email_pipeline(settings),
+            build_pipeline(settings),
             sys.stdin.buffer,
             sender=args.sender,
             recipient=args.recipient,
@@ -171,8 +172,8 @@ def reprocess(args: argparse.Namespace, settings: Settings) -> int:
     from doxa.core.context import Context
     from doxa.core.db import transaction
     from doxa.core.intake import service as intake
-    from doxa.core.intake.worker import process_event
-    from doxa.main import build_pipeline
+    from doxa.core.intake.processing import process_event
+    from doxa.gateway.pipeline import build_pipeline
 
     context, pipeline = Context.build(settings), build_pipeline(settings)
     outcomes: Counter[str] = Counter()

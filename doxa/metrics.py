@@ -1,7 +1,7 @@
 """Prometheus metrics: what the edges and the background runners record, and what /metrics serves.
 
 Recorded where work enters or leaves (the HTTP middleware, SMTP replies, webhook answers, the
-intake worker and the classifier runs, wrapped by the composition root), never inside the
+intake worker and the classifier runs, wrapped as the execution plan builds them), never inside the
 domain's services. The figures are this process's: work done in a worker process is timed by
 the server thread that waits for it, so nothing is lost there; `doxa ingest` runs record nothing.
 """
@@ -21,7 +21,7 @@ from prometheus_client import (
 )
 
 from doxa.core.enums import IntakeStatus
-from doxa.core.intake.worker import Batch, DatabaseUnavailable
+from doxa.core.intake.processing import Batch, DatabaseUnavailable
 
 __all__ = ["CONTENT_TYPE_LATEST", "render"]
 

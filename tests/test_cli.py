@@ -23,7 +23,7 @@ from doxa.core.intake.models import IntakeEvent
 from doxa.core.intake.pipeline import Delivery, Pipeline, RawEvent
 from doxa.core.models import Message, Ticket, User
 from doxa.core.triage.models import ClassifierModel
-from doxa.main import build_pipeline
+from doxa.gateway.pipeline import build_pipeline
 from tests.conftest import MakeUser
 from tests.gateway.conftest import message, relayed
 

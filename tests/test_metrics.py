@@ -1,4 +1,4 @@
-"""doxa.metrics: the wrappers the composition root puts around background work, and the
+"""doxa.metrics: the wrappers the execution plan puts around background work, and the
 counter the webhook edge increments."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 
 from doxa import metrics
 from doxa.core.enums import IntakeStatus
-from doxa.core.intake.worker import DatabaseUnavailable
+from doxa.core.intake.processing import DatabaseUnavailable
 from tests.api.test_metrics import sample
 
 

@@ -19,14 +19,14 @@ from doxa.core.db import transaction
 from doxa.core.enums import Role
 from doxa.core.errors import PermissionDenied, TooManyRequests, Unauthenticated
 from doxa.core.intake.pipeline import Pipeline
-from doxa.core.intake.worker import IntakeWorker
 from doxa.core.outbox.sender import Kickable
 from doxa.core.schemas import MAX_ID
-from doxa.core.triage.runner import TriageRunner
 from doxa.core.users import service as users
 from doxa.core.users.mail import AccountMailer
 from doxa.core.users.models import User
 from doxa.core.users.throttle import Throttle, client_network
+from doxa.runtime.intake import IntakeWorker
+from doxa.runtime.triage import TriageRunner
 
 oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/login", auto_error=False)
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]

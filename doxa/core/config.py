@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from doxa.core.intake.ack_texts import load_texts, mailboxes
@@ -110,9 +110,12 @@ class Settings(BaseSettings):
     ai_model: str = "gpt-4o-mini"
     ai_api_key: str | None = None
     ai_timeout_seconds: float = Field(10.0, gt=0, le=120)
-    # 0 parses on the intake worker's threads, in the server process. Two by default: a slow
-    # message in one leaves the other for the rest, and after a flood both cores drain it.
-    parser_processes: int = Field(2, ge=0, le=64)
+    # Processes beside the server for intake, classification and retraining; 0 runs it all in
+    # the server process. Two by default: a slow message in one leaves the other for the rest,
+    # and after a flood both cores drain it. PARSER_PROCESSES is its old name, still read.
+    worker_processes: int = Field(
+        2, ge=0, le=64, validation_alias=AliasChoices("worker_processes", "parser_processes")
+    )
     # Hostile input: what one message or one client may cost.
     max_header_bytes: int = Field(262_144, ge=1024)
     max_mime_parts: int = Field(1000, ge=1)

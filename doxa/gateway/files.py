@@ -21,7 +21,7 @@ from doxa.core.intake.inbound import InboundMessage
 from doxa.core.intake.loops import loop_reason
 from doxa.core.intake.models import IntakeEvent
 from doxa.core.intake.pipeline import Delivery, Pipeline, RawEvent, message_id_of
-from doxa.core.intake.worker import process_event
+from doxa.core.intake.processing import process_event
 from doxa.core.triage import store
 from doxa.core.triage.data import seed_examples
 from doxa.core.triage.model import TextClassifier, train

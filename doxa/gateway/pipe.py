@@ -17,14 +17,12 @@ from typing import BinaryIO
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from doxa.core.config import Settings
 from doxa.core.context import Context
 from doxa.core.db import transaction
 from doxa.core.enums import Channel, IntakeStatus
 from doxa.core.intake.pipeline import Delivery, Pipeline, message_id_of
+from doxa.core.intake.processing import DatabaseUnavailable, process_event
 from doxa.core.intake.trust import PIPE
-from doxa.core.intake.worker import DatabaseUnavailable, process_event
-from doxa.gateway.parsing import configured_email_normalizer
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +36,6 @@ class PipeResult:
 
     code: int
     detail: str
-
-
-def email_pipeline(settings: Settings) -> Pipeline:
-    """The pipeline with the email channel only: what a piped message needs, without
-    importing the web app for each message (main.build_pipeline is the whole set)."""
-    return Pipeline(settings, {Channel.EMAIL: configured_email_normalizer(settings)})
 
 
 def read_limited(stream: BinaryIO, limit: int) -> bytes | None:

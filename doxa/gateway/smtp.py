@@ -28,9 +28,9 @@ from doxa import metrics
 from doxa.core.config import IPNetwork, Settings, in_networks
 from doxa.core.enums import Channel
 from doxa.core.intake.pipeline import Accepted, Delivery, Pipeline, message_id_of
-from doxa.core.pacing import Pacer
 from doxa.gateway.accepting import Lanes
 from doxa.runtime.loops import LoopThread, ToLoop
+from doxa.runtime.pacing import Pacer
 
 log = logging.getLogger(__name__)
 

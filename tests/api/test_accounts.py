@@ -15,9 +15,10 @@ from doxa.core.context import Context
 from doxa.core.db import transaction, utcnow
 from doxa.core.enums import Channel, DeliveryState, Role
 from doxa.core.intake.pipeline import Delivery, message_id_of
-from doxa.core.intake.worker import process_event
+from doxa.core.intake.processing import process_event
 from doxa.core.models import AccountMail, AccountToken, IntakeEvent, OutboxItem, User
-from doxa.main import build_pipeline, create_app
+from doxa.gateway.pipeline import build_pipeline
+from doxa.main import create_app
 from tests.conftest import PASSWORD, MailClient, MakeUser, mailed_token, make_settings
 from tests.gateway.conftest import Sink
 

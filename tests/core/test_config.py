@@ -35,6 +35,14 @@ class TestSettings:
             settings(doxa_env="dev")
         assert str(error.value).startswith("HTTP_PORT:") and "\n" not in str(error.value)
 
+    def test_worker_processes_is_read_by_its_old_name_too(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("PARSER_PROCESSES", "0")
+        assert load_settings(_env_file=None, doxa_env="dev").worker_processes == 0
+        monkeypatch.setenv("WORKER_PROCESSES", "3")  # the new name wins
+        assert load_settings(_env_file=None, doxa_env="dev").worker_processes == 3
+
     def test_support_addresses_pin_categories_and_accept_plus_forms(self) -> None:
         loaded = settings(doxa_env="dev", support_addresses="help@x.org, Billing@X.org=billing")
         assert loaded.support_addresses == (

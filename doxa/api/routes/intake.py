@@ -9,8 +9,8 @@ from doxa.api.deps import AdminUser, IdPath, PipelineDep, SessionDep, WorkerDep
 from doxa.core.enums import Channel, IntakeStatus
 from doxa.core.intake import service
 from doxa.core.intake.schemas import IntakeEventRead
-from doxa.core.intake.worker import IntakeWorker
 from doxa.core.schemas import MAX_PAGE_SIZE, Page
+from doxa.runtime.intake import IntakeWorker
 
 router = APIRouter(prefix="/intake", tags=["intake"])
 

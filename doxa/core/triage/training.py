@@ -4,8 +4,7 @@ process sharing the database."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from concurrent.futures import Executor
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import func, select
@@ -15,24 +14,34 @@ from doxa.core.db import transaction
 from doxa.core.enums import Role
 from doxa.core.errors import NotFound
 from doxa.core.triage import labels, store
-from doxa.core.triage.model import Example
+from doxa.core.triage.model import Example, TextClassifier
 from doxa.core.triage.models import ClassifierModel, TrainingExample
 from doxa.core.users.models import User
 from doxa.core.users.service import require_role
 
+Trained = tuple[TextClassifier, dict[str, Any]]
+Train = Callable[[list[Example], float], Trained]
+
+
+def train_here(examples: list[Example], threshold: float) -> Trained:
+    """The model and its evaluation, trained in this process."""
+    return store.train_and_evaluate(examples, threshold=threshold)
+
 
 def retrain(
-    sessions: sessionmaker[Session], *, threshold: float, extra: Sequence[Example] = (),
-    executor: Executor | None = None,
-) -> ClassifierModel:  # fmt: skip
-    """Train once (evaluated out-of-fold), save and activate; returns the new version."""
+    sessions: sessionmaker[Session],
+    *,
+    threshold: float,
+    extra: Sequence[Example] = (),
+    train: Train = train_here,
+) -> ClassifierModel:
+    """Train once (evaluated out-of-fold), save and activate; returns the new version.
+
+    `train` runs `train_here` here, or (the execution plan) in a worker process, so that
+    training does not hold the API's GIL."""
     with transaction(sessions) as db:
         examples = [*store.training_examples(db), *extra]
-    if executor is None:
-        model, evaluation = store.train_and_evaluate(examples, threshold=threshold)
-    else:  # in a worker process: training must not hold the API's GIL
-        future = executor.submit(store.train_and_evaluate, examples, threshold=threshold)
-        model, evaluation = future.result()
+    model, evaluation = train(examples, threshold)
     with transaction(sessions) as db:
         return store.save_model(db, model, training_size=len(examples), evaluation=evaluation)
 

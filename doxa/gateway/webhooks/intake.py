@@ -33,7 +33,6 @@ from doxa.core.errors import (
 )
 from doxa.core.intake import keys
 from doxa.core.intake.pipeline import Delivery, Pipeline
-from doxa.core.pacing import Pacer
 from doxa.gateway.accepting import Lanes, NotStored, Repeated
 from doxa.gateway.webhooks import auth
 from doxa.gateway.webhooks.bodies import first_fields, read_form
@@ -44,6 +43,7 @@ from doxa.gateway.webhooks.providers import (
     postmark_envelope,
     sendgrid_envelope,
 )
+from doxa.runtime.pacing import Pacer
 from doxa.runtime.threads import Background, on_thread
 
 log = logging.getLogger(__name__)

@@ -17,17 +17,17 @@ from doxa.core.intake.acknowledgments import CAP
 from doxa.core.intake.inbound import InboundMessage
 from doxa.core.intake.models import IntakeEvent
 from doxa.core.intake.pipeline import Delivery, Pipeline
-from doxa.core.intake.worker import (
+from doxa.core.intake.processing import (
     BATCH_EVENT_BYTES,
     Batch,
-    IntakeWorker,
     process_batch,
     process_event,
 )
-from doxa.core.pacing import Pacer
 from doxa.core.tickets.models import Message as TicketMessage
 from doxa.core.tickets.models import Ticket
-from doxa.main import build_pipeline
+from doxa.gateway.pipeline import build_pipeline
+from doxa.runtime.intake import IntakeWorker
+from doxa.runtime.pacing import Pacer
 from tests.conftest import make_settings
 
 

@@ -15,9 +15,9 @@ from doxa.core.db import transaction
 from doxa.core.enums import Channel, IntakeStatus
 from doxa.core.intake.models import IntakeEvent
 from doxa.core.intake.pipeline import Delivery, Pipeline, message_id_of
-from doxa.core.intake.worker import process_event
+from doxa.core.intake.processing import process_event
 from doxa.core.tickets.models import Message, Ticket
-from doxa.main import build_pipeline
+from doxa.gateway.pipeline import build_pipeline
 
 MX = "Received: from mx{n}.example.net by doxa.example.com; Mon, 7 Dec 2026 10:00:0{n} +0000"
 

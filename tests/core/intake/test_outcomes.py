@@ -14,9 +14,9 @@ from doxa.core.enums import Channel
 from doxa.core.intake.inbound import InboundMessage
 from doxa.core.intake.models import IntakeEvent
 from doxa.core.intake.pipeline import Delivery, Pipeline
-from doxa.core.intake.worker import process_event
+from doxa.core.intake.processing import process_event
+from doxa.gateway.pipeline import build_pipeline
 from doxa.logs import JsonFormatter
-from doxa.main import build_pipeline
 
 OUTCOMES = "doxa.core.intake.outcomes"
 MAIL = (

@@ -14,9 +14,9 @@ from doxa.core.db import LARGE_VALUE_BYTES, transaction
 from doxa.core.enums import Channel, IntakeStatus
 from doxa.core.intake.models import IntakeEvent
 from doxa.core.intake.pipeline import Delivery, message_id_of
-from doxa.core.intake.worker import process_event
+from doxa.core.intake.processing import process_event
 from doxa.core.tickets.models import Ticket
-from doxa.main import build_pipeline
+from doxa.gateway.pipeline import build_pipeline
 from tests.conftest import make_settings
 from tests.gateway.conftest import CORPUS
 from tests.gateway.test_parsing import UNDETECTED_BOUNCES

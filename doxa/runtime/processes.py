@@ -1,4 +1,5 @@
-"""Worker processes beside the server: intake and retraining off its GIL, each call with a deadline.
+"""Worker processes beside the server: intake, classification and retraining off its GIL, each
+call with a deadline; and what those processes run.
 
 `concurrent.futures.ProcessPoolExecutor` cannot stop one call: a message that parses for minutes
 keeps its process, and with one process every later message waits behind it. Here each process
@@ -14,11 +15,10 @@ import os
 import signal
 import threading
 from collections.abc import Callable
-from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from doxa import logs
 from doxa.core.config import Settings
@@ -26,7 +26,7 @@ from doxa.core.context import Context
 from doxa.core.enums import IntakeStatus
 from doxa.core.intake.inbound import InboundMessage
 from doxa.core.intake.pipeline import Pipeline
-from doxa.core.intake.worker import (
+from doxa.core.intake.processing import (
     Batch,
     ProcessingTimeout,
     WorkerLost,
@@ -34,7 +34,7 @@ from doxa.core.intake.worker import (
     process_event,
     read_event,
 )
-from doxa.core.triage.runner import Triage
+from doxa.core.triage.classifying import Triage
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -48,7 +48,7 @@ class _Worker:
     started: bool = False  # its start-up is done: a deadline counts only the call itself
 
 
-class WorkerPool(Executor):
+class WorkerPool:
     """`size` spawned processes (not forked: the server has threads), one call at a time each."""
 
     def __init__(self, size: int, initializer: Callable[..., None], *initargs: object) -> None:
@@ -75,8 +75,13 @@ class WorkerPool(Executor):
             self._workers.add(worker)
         return worker
 
-    def run(self, call: Callable[..., T], *args: object, timeout: float | None = None,
-            background: bool = False) -> T:  # fmt: skip
+    def run(
+        self,
+        call: Callable[..., T],
+        *args: object,
+        timeout: float | None = None,
+        background: bool = False,
+    ) -> T:
         """`call(*args)` in a free worker process; past `timeout` seconds the process is replaced
         and `ProcessingTimeout` raised. The waiting thread holds no GIL.
 
@@ -135,20 +140,7 @@ class WorkerPool(Executor):
                 return
         self._release(self._spawn())
 
-    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
-        """For retraining: the call runs without a deadline, waited for on a thread of its own."""
-        future: Future[T] = Future()
-
-        def wait() -> None:
-            try:
-                future.set_result(self.run(_call_with, fn, args, kwargs, background=True))
-            except BaseException as exc:
-                future.set_exception(exc)
-
-        threading.Thread(target=wait, name="doxa-worker-call", daemon=True).start()
-        return future
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+    def shutdown(self) -> None:
         """Idle processes end by themselves (their pipe closes); busy ones are killed."""
         with self._lock:
             self._closed = True
@@ -179,10 +171,6 @@ def _start_deaf_to_ctrl_c(process: BaseProcess) -> None:
         process.start()
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-def _call_with(fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
-    return fn(*args, **kwargs)
 
 
 def _end(worker: _Worker) -> None:
@@ -217,12 +205,14 @@ def _serve(
 
 
 def worker_processes(
-    settings: Settings, build_pipeline: Callable[[Settings], Pipeline]
-) -> WorkerPool | None:
-    """The processes for intake and retraining (`PARSER_PROCESSES`; 0: none)."""
-    if not settings.parser_processes:
-        return None
-    return WorkerPool(settings.parser_processes, _start_worker_process, settings, build_pipeline)
+    size: int, settings: Settings, build_pipeline: Callable[[Settings], Pipeline]
+) -> WorkerPool:
+    """`size` processes for intake, classification and retraining, each with its own database
+    pool and pipeline.
+
+    `build_pipeline` is pickled by reference: each process imports its module, which must not
+    import the web app (`doxa.gateway.pipeline`)."""
+    return WorkerPool(size, _start_worker_process, settings, build_pipeline)
 
 
 @dataclass

@@ -9,8 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from doxa.core.intake.worker import ProcessingTimeout, WorkerLost
-from doxa.workers import WorkerPool
+from doxa.core.context import Context
+from doxa.core.intake.processing import ProcessingTimeout, WorkerLost
+from doxa.gateway.pipeline import build_pipeline
+from doxa.runtime.processes import WorkerPool, process_in_worker, worker_processes
 
 
 def _ready() -> None:
@@ -65,8 +67,8 @@ class TestWorkerPool:
             pool.run(_die, timeout=30)
         assert pool.run(_pid_after, 0, timeout=60) > 0
 
-    def test_submit_runs_without_a_deadline_for_retraining(self, pool: WorkerPool) -> None:
-        assert pool.submit(_pid_after, 0.2).result(60) != os.getpid()
+    def test_a_background_call_runs_without_a_deadline(self, pool: WorkerPool) -> None:
+        assert pool.run(_pid_after, 0.2, background=True) != os.getpid()
 
     def test_a_background_call_lets_a_waiting_intake_call_go_first(self, pool: WorkerPool) -> None:
         """One process, busy: the classification call that asked first still runs second."""
@@ -87,3 +89,17 @@ class TestWorkerPool:
         for thread in (busy, background, intake):
             thread.join(60)
         assert finished == ["busy", "intake", "classify"]
+
+
+class TestWhatAWorkerProcessImports:
+    def test_it_runs_intake_without_the_web_app(self, clean: Context) -> None:
+        workers = worker_processes(1, clean.settings, build_pipeline)
+        try:
+            assert workers.run(process_in_worker, 1, timeout=60) is None  # no such event
+            # `eval` is pickled by name: the test module is not imported there.
+            loaded = workers.run(
+                eval, "[m for m in ('fastapi', 'doxa.main') if m in __import__('sys').modules]"
+            )
+        finally:
+            workers.shutdown()
+        assert loaded == []

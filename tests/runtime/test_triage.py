@@ -8,8 +8,8 @@ import time
 import pytest
 
 from doxa.core.context import Context
-from doxa.core.triage import runner
-from doxa.core.triage.runner import TriageRunner
+from doxa.runtime import triage as runner
+from doxa.runtime.triage import TriageRunner
 
 
 def _batch_after(clean: Context, caught_up: asyncio.Event, *, catch_up_in: float | None) -> float:

@@ -6,7 +6,7 @@ import asyncio
 import threading
 import time
 
-from doxa.core.pacing import Pacer
+from doxa.runtime.pacing import Pacer
 
 
 def _waited(pacer: Pacer) -> float:

@@ -1,0 +1,194 @@
+"""The execution plan: what runs where, decided once from `Settings`, and the runtime built
+from it.
+
+Three places an intake event can be processed, chosen by the database and WORKER_PROCESSES:
+
+- PostgreSQL with worker processes: whole events (load, parse, store) and the classification
+  of new tickets run in the worker processes, so that CPU stays off the API's GIL (measured:
+  the model's predictions were the GIL's biggest holder under mail load).
+- SQLite with worker processes: they load and parse, and the server stores: writers in several
+  processes would wait on SQLite's sleeping busy handler instead of our writer gate. Either
+  way no raw message is loaded into the server process.
+- No worker processes: everything on the intake worker's threads, in the server process.
+
+Each callable is built whole here, metrics included, and handed to the object that runs it:
+nothing is patched after it is built.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from doxa import metrics
+from doxa.core.config import Settings
+from doxa.core.context import Context
+from doxa.core.enums import IntakeStatus
+from doxa.core.intake.pipeline import Pipeline
+from doxa.core.intake.processing import (
+    BATCH_DEADLINE_SECONDS,
+    Batch,
+    batch_elsewhere,
+    process_batch,
+    process_elsewhere,
+    process_event,
+)
+from doxa.core.outbound import Outbox, OutboxRunner
+from doxa.core.triage.classifying import Triage
+from doxa.core.triage.training import Train, train_here
+from doxa.runtime.intake import IntakeWorker
+from doxa.runtime.pacing import Pacer
+from doxa.runtime.processes import (
+    WorkerPool,
+    classify_in_worker,
+    process_batch_in_worker,
+    process_in_worker,
+    read_in_worker,
+    worker_processes,
+)
+from doxa.runtime.triage import TriageRunner
+
+Process = Callable[[int], IntakeStatus | None]
+ProcessMany = Callable[[list[int]], Batch]
+PipelineBuilder = Callable[[Settings], Pipeline]
+
+
+class Placement(enum.Enum):
+    """Where an intake event is processed."""
+
+    IN_PROCESS = "in the server process"
+    PARSE_IN_WORKERS = "loaded and parsed in a worker process, stored by the server"
+    WHOLE_IN_WORKERS = "in a worker process"
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    settings: Settings
+    worker_processes: int  # 0: none
+    intake: Placement
+    classify_in_workers: bool
+    event_deadline: float  # PROCESSING_TIMEOUT_SECONDS, in its process, which is then replaced
+    batch_deadline: float
+
+    @classmethod
+    def of(cls, settings: Settings) -> Plan:
+        workers = settings.worker_processes
+        if not workers:
+            intake = Placement.IN_PROCESS
+        elif settings.on_postgresql:
+            intake = Placement.WHOLE_IN_WORKERS
+        else:
+            intake = Placement.PARSE_IN_WORKERS
+        deadline = settings.processing_timeout_seconds
+        return cls(
+            settings,
+            workers,
+            intake,
+            classify_in_workers=intake is Placement.WHOLE_IN_WORKERS,
+            event_deadline=deadline,
+            batch_deadline=min(deadline, BATCH_DEADLINE_SECONDS),
+        )
+
+
+def intake_calls(
+    plan: Plan, sessions: sessionmaker[Session], pipeline: Pipeline, pool: WorkerPool | None
+) -> tuple[Process, ProcessMany | None]:
+    """How the intake worker processes one event, and small events together (one transaction
+    for the batch; None: one by one), each timed and counted."""
+    process: Process
+    many: ProcessMany | None = None
+    if plan.intake is Placement.IN_PROCESS or pool is None:
+        process = functools.partial(process_event, sessions, pipeline)
+        many = functools.partial(process_batch, sessions, pipeline)
+    elif plan.intake is Placement.PARSE_IN_WORKERS:
+        read = functools.partial(pool.run, read_in_worker, timeout=plan.event_deadline)
+        process = functools.partial(process_event, sessions, pipeline, read=read)
+    else:
+        run = functools.partial(pool.run, process_in_worker, timeout=plan.event_deadline)
+        process = functools.partial(process_elsewhere, sessions, pipeline, run)
+        run_many = functools.partial(pool.run, process_batch_in_worker, timeout=plan.batch_deadline)
+        many = functools.partial(batch_elsewhere, run_many)
+    timed_many = metrics.timed_intake_batch(many) if many is not None else None
+    return metrics.timed_intake(process), timed_many
+
+
+def classify_call(plan: Plan, local: Triage, pool: WorkerPool | None) -> Callable[[], int]:
+    """One classification batch, timed: in a worker process (which intake goes before), or
+    this process's classifier."""
+    if plan.classify_in_workers and pool is not None:
+        return metrics.timed_classification(
+            functools.partial(pool.run, classify_in_worker, background=True)
+        )
+    return metrics.timed_classification(local.run_batch)
+
+
+def train_call(pool: WorkerPool | None) -> Train:
+    """Retraining: in a worker process when there are some (no deadline, after intake)."""
+    if pool is None:
+        return train_here
+    return functools.partial(pool.run, train_here, background=True)
+
+
+class Runtime:
+    """Every process, loop, pool and runner behind the edges, started and stopped in
+    dependency order. The edges (SMTP, webhooks, the API) are built on its `pipeline`,
+    `worker` and `pacer`."""
+
+    def __init__(self, plan: Plan, context: Context, build_pipeline: PipelineBuilder) -> None:
+        settings = plan.settings
+        self.plan, self.context = plan, context
+        # `build_pipeline` is passed in: the runtime does not know the edges' normalizers, and
+        # each worker process builds its own from the same function.
+        self.processes = (
+            worker_processes(plan.worker_processes, settings, build_pipeline)
+            if plan.worker_processes
+            else None
+        )
+        self.pipeline = build_pipeline(settings)
+        process, many = intake_calls(plan, context.sessions, self.pipeline, self.processes)
+        self.outbox = OutboxRunner(Outbox(settings, context.sessions))
+        # Processing and classification wait for a moment when no post or message is being
+        # answered (at most a second a step): measured, they cost the edges' p99 15-20 ms.
+        self.pacer = Pacer()
+        self.worker = IntakeWorker(
+            context.sessions,
+            self.pipeline,
+            after=self._processed,
+            process=process,
+            process_many=many,
+            pacer=self.pacer,
+        )
+        # Classification also waits for intake to catch up (at most a second a batch): they
+        # share the worker processes, and new mail becoming tickets goes first.
+        local = Triage(settings, context.sessions)
+        self.triage = TriageRunner(
+            settings,
+            context.sessions,
+            train=train_call(self.processes),
+            local=local,
+            classify=classify_call(plan, local, self.processes),
+            pacer=self.pacer,
+            intake_caught_up=self.worker.caught_up,
+        )
+
+    def _processed(self) -> None:
+        """After an intake event: acknowledgments to send, maybe a new ticket to classify."""
+        self.outbox.kick()
+        self.triage.classify_soon()
+
+    async def start(self) -> None:
+        await self.triage.start()
+        await self.outbox.start()
+        await self.worker.start()
+
+    async def stop(self) -> None:
+        """Finish what intake has taken (stop the edges first), then the rest."""
+        await self.worker.stop()
+        await self.outbox.stop()
+        await self.triage.stop()
+        if self.processes is not None:
+            self.processes.shutdown()
