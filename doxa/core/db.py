@@ -344,11 +344,6 @@ def backend(db: Session | Connection | Engine) -> Backend:
     return _BACKENDS[bind.dialect.name]
 
 
-def is_postgresql(db: Session) -> bool:
-    """Kept for doxa.core.outbound, users.mail and triage.runner until they ask `backend`."""
-    return isinstance(backend(db), PostgreSQL)
-
-
 _PIECE = 256 * 1024
 _COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)  # flags, no extension
 

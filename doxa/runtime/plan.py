@@ -37,10 +37,11 @@ from doxa.core.intake.processing import (
     process_elsewhere,
     process_event,
 )
-from doxa.core.outbound import Outbox, OutboxRunner
+from doxa.core.outbox.kinds import build_outbox
 from doxa.core.triage.classifying import Triage
 from doxa.core.triage.training import Train, train_here
 from doxa.runtime.intake import IntakeWorker
+from doxa.runtime.outbox import OutboxRunner
 from doxa.runtime.pacing import Pacer
 from doxa.runtime.processes import (
     WorkerPool,
@@ -150,7 +151,7 @@ class Runtime:
         )
         self.pipeline = build_pipeline(settings)
         process, many = intake_calls(plan, context.sessions, self.pipeline, self.processes)
-        self.outbox = OutboxRunner(Outbox(settings, context.sessions))
+        self.outbox = OutboxRunner(build_outbox(settings, context.sessions))
         # Processing and classification wait for a moment when no post or message is being
         # answered (at most a second a step): measured, they cost the edges' p99 15-20 ms.
         self.pacer = Pacer()

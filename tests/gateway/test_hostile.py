@@ -25,10 +25,11 @@ from doxa.core.enums import Channel, IntakeStatus
 from doxa.core.intake.inbound import InboundMessage
 from doxa.core.intake.models import IntakeEvent
 from doxa.core.intake.pipeline import Delivery, message_id_of
-from doxa.core.intake.text import MAX_HTML_DEPTH, flatten_deep, html_to_text, sanitize_html
 from doxa.core.intake.processing import process_event
+from doxa.core.intake.text import MAX_HTML_DEPTH, flatten_deep, html_to_text, sanitize_html
 from doxa.core.tickets.models import Attachment
 from doxa.gateway.mime.linear import decode_header
+from doxa.gateway.pipeline import build_pipeline
 from doxa.gateway.smtp import (
     READ_LIMIT,
     RESERVED_DESCRIPTORS,
@@ -38,7 +39,6 @@ from doxa.gateway.smtp import (
     read_data,
     session_limit,
 )
-from doxa.gateway.pipeline import build_pipeline
 from tests.conftest import make_settings
 from tests.gateway.conftest import Smtp, StartSmtp, message
 

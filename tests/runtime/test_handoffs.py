@@ -12,19 +12,6 @@ from pathlib import Path
 
 DOXA = Path(__file__).resolve().parents[2] / "doxa"
 
-# Files whose hand-offs other helpers of issue 20 are moving into doxa/runtime/ right now
-# (edges: loops.py, threads.py, hashing.py; outbox: outbox.py). The lead empties this set
-# after merging their branches; it must not grow.
-STILL_TO_MOVE = {
-    "gateway/smtp.py",
-    "gateway/accepting.py",
-    "gateway/webhooks/intake.py",
-    "gateway/webhooks/routes.py",
-    "core/auth.py",
-    "core/outbound.py",
-    "core/users/mail.py",
-}
-
 # Attributes that are hand-offs whatever they are called on (`loop.create_task`,
 # `anyio.to_thread.run_sync`, `executor.run_in_executor`, ...).
 HANDOFF_ATTRIBUTES = {
@@ -92,15 +79,7 @@ def handoffs_by_module() -> dict[str, list[str]]:
 
 
 def test_no_handoff_outside_the_runtime_package() -> None:
-    outside = {
-        name: lines for name, lines in handoffs_by_module().items() if name not in STILL_TO_MOVE
-    }
-    assert outside == {}, "hand-offs belong in doxa/runtime/"
-
-
-def test_every_file_still_to_move_still_has_a_handoff() -> None:
-    """So the allowlist shrinks as the hand-offs move."""
-    assert sorted(STILL_TO_MOVE - handoffs_by_module().keys()) == []
+    assert handoffs_by_module() == {}, "hand-offs belong in doxa/runtime/"
 
 
 def test_the_scan_sees_each_kind_of_handoff() -> None:

@@ -9,11 +9,10 @@ from __future__ import annotations
 import logging
 import threading
 
-from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from doxa.core.config import Settings
-from doxa.core.db import is_postgresql, transaction
+from doxa.core.db import backend, transaction
 from doxa.core.triage import labels, language, store
 from doxa.core.triage.llm import ChatClassifier
 from doxa.core.triage.model import TextClassifier
@@ -82,6 +81,5 @@ class Triage:
         # Trained and committed on its own: one thread per process, one process per database
         # (an advisory lock on PostgreSQL), so concurrent first calls never train twice.
         with self._model_lock, transaction(self.sessions) as own:
-            if is_postgresql(own):
-                own.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SEED_LOCK_KEY})
+            backend(own).lock(own, _SEED_LOCK_KEY)
             return store.ensure_model(own, threshold=self.settings.ai_confidence_threshold)
