@@ -158,6 +158,7 @@ class TestOneBadMessage:
         with smtp.context.sessions.begin() as db:  # a row written before subjects were checked
             db.get_one(Ticket, 1).subject = "Line\r\nBcc: victim@example.net"
         self._reply_to_both(smtp, make_user)
-        mails = sink.wait_for(4)
-        assert mails[2]["Subject"] == "Re: [#1] Line Bcc: victim@example.net"
-        assert "Bcc" not in mails[2] and all("victim" not in str(e) for e in sink.envelopes)
+        # Senders work side by side: the two replies may reach the relay in either order.
+        (reply,) = [m for m in sink.wait_for(4)[2:] if m["Subject"].startswith("Re: [#1]")]
+        assert reply["Subject"] == "Re: [#1] Line Bcc: victim@example.net"
+        assert "Bcc" not in reply and all("victim" not in str(e) for e in sink.envelopes)
