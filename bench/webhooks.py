@@ -588,7 +588,7 @@ def flooded(
         sent = cpu_sample(server_pid, db_url)
         ended = progress.sample().at
         accepted = len(load.latencies_ms) - len(load.errors)
-        progress.wait_done(first.events + accepted, DRAIN_TIMEOUT + 10 * args.duration)
+        progress.wait_done(first.events + accepted, DRAIN_TIMEOUT)
     return load, sent, progress.figures(first, load.started, ended, accepted)
 
 
@@ -663,8 +663,9 @@ def print_flow(flow: dict[str, Any], bare_rate: float) -> None:
     print(
         f"  at its end {flow['backlog_stored']} accepted posts not yet tickets, "
         f"{flow['backlog_classified']} not yet classified; all stored "
-        f"{flow['all_stored_after_s']} s and all classified {flow['all_classified_after_s']} s "
-        f"later; {flow['accepted']} posts stored and classified at {flow['end_to_end_per_s']}/s "
+        f"{flow['all_stored_after_s'] or '-'} s and all classified "
+        f"{flow['all_classified_after_s'] or '-'} s later ('-': not before the wait stopped); "
+        f"{flow['accepted']} posts stored and classified at {flow['end_to_end_per_s'] or '-'}/s "
         "from the first post to the last classification"
     )
 

@@ -84,15 +84,20 @@ class Progress:
     def close(self) -> None:
         self._engine.dispose()
 
-    def wait_done(self, events: int, timeout: float) -> Sample:
+    def wait_done(self, events: int, stalled: float) -> Sample:
         """Until at least `events` intake events exist, none is `received` and no ticket is
-        pending (or `timeout` seconds passed): the last sample."""
-        deadline = time.monotonic() + timeout
+        pending, or nothing moved for `stalled` seconds: the last sample. (A deadline would
+        cut a slow drain short: on a busy machine the niced worker processes may take many
+        minutes, and that is a figure too.)"""
+        moved, seen = time.monotonic(), (-1, -1, -1)
         while True:
             last = self.sample()
             if last.events >= events and not last.received and not last.pending:
                 return last
-            if time.monotonic() > deadline:
+            now = (last.events, last.received, last.pending)
+            if now != seen:
+                moved, seen = time.monotonic(), now
+            elif time.monotonic() - moved > stalled:
                 return last
             time.sleep(min(self.every, 0.2))
 
