@@ -788,7 +788,7 @@ def run_flood(args: argparse.Namespace, scratch: Path) -> Report:
             result = flood(service.smtp_port, templates, args.clients, args.duration)
             ended = progress.sample().at
             accepted = len(result.reply_ms)
-            progress.wait_done(first.events + accepted, SETTLE_TIMEOUT)
+            progress.wait_done(first.events + accepted, SETTLE_TIMEOUT, args.drain_wait)
         report.smtp("doxa", result)
         report.figures["flow"] = progress.figures(first, result.started, ended, accepted)
         report.figures |= outcome_counts(url)
@@ -952,6 +952,16 @@ def flood_table(report: Report) -> Table:
         "",
     )
     add(
+        "after the flood: stored / classified per s",
+        pair(flow["after_stored_per_s"], flow["after_classified_per_s"]),
+        "",
+    )
+    add(
+        f"  ... left after waiting {flow['waited_after_s']} s",
+        pair(flow["left_stored"], flow["left_classified"]),
+        "",
+    )
+    add(
         "all stored / classified, s after the flood",
         pair(flow["all_stored_after_s"] or "-", flow["all_classified_after_s"] or "-"),
         "",
@@ -1012,6 +1022,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="SECONDS",
         help="a sustained flood of SECONDS instead (the messages sent in turn, "
         "each as a new one): tickets stored and classified per second",
+    )
+    parser.add_argument(
+        "--drain-wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="--duration: wait at most SECONDS after the flood for every ticket to be stored and "
+        "classified (default: until done, or nothing moved for 5 minutes)",
     )
     parser.add_argument("--serve-command", help="run this instead of `doxa serve` (experiments)")
     parser.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)

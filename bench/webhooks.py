@@ -437,10 +437,12 @@ def percentile(samples: list[float], pct: float) -> float:
     return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)] if ordered else 0.0
 
 
-def drained_after(url: str, expected: int) -> tuple[float, dict[str, int]]:
+def drained_after(
+    url: str, expected: int, timeout: float = DRAIN_TIMEOUT
+) -> tuple[float, dict[str, int]]:
     """Poll until every stored post is processed; the time that took and the outcomes."""
     engine = sa.create_engine(sqlalchemy_url(url))
-    deadline = time.monotonic() + DRAIN_TIMEOUT
+    deadline = time.monotonic() + timeout
     try:
         while True:
             with engine.connect() as db:
@@ -539,12 +541,13 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
             load, sent, flow = flooded(url, db_url, args, process.pid)
             posts = len(load.latencies_ms)
             expected = len(warm) + posts - len(load.errors)
+            done, outcomes = drained_after(db_url, expected, timeout=0)  # waited in `flooded`
         else:
             with processing_held(db_url, hold=args.hold_processing):
                 load = post_all(url, bodies, args.clients)
                 sent = cpu_sample(process.pid, db_url)
             posts, expected = args.posts, len(warm) + args.posts
-        done, outcomes = drained_after(db_url, expected)
+            done, outcomes = drained_after(db_url, expected)
         after = cpu_sample(process.pid, db_url)
         replays = replayed(url, args, process.pid) if args.replays else None
     doxa_figures = summary(load, posts)
@@ -588,7 +591,7 @@ def flooded(
         sent = cpu_sample(server_pid, db_url)
         ended = progress.sample().at
         accepted = len(load.latencies_ms) - len(load.errors)
-        progress.wait_done(first.events + accepted, DRAIN_TIMEOUT)
+        progress.wait_done(first.events + accepted, DRAIN_TIMEOUT, args.drain_wait)
     return load, sent, progress.figures(first, load.started, ended, accepted)
 
 
@@ -619,7 +622,8 @@ def report(result: dict[str, Any]) -> None:
             f"{name:8} {cells[0]:>9} {cells[1]:>8} {cells[2]:>8} {cells[3]:>8} {row['errors']:>7}"
         )
     ratio, drain = result["ratio"], result["drain_s"]
-    print(f"ratio {ratio:.0%} of bare; all processed {drain} s after the last 2xx")
+    drained = "" if "flow" in result else f"; all processed {drain} s after the last 2xx"
+    print(f"ratio {ratio:.0%} of bare{drained}")
     print(f"outcomes: {result['outcomes']}")
     for name in ("bare", "doxa"):
         parts = result[name].get("cpu_ms_per_post", {})
@@ -668,6 +672,11 @@ def print_flow(flow: dict[str, Any], bare_rate: float) -> None:
         f"{flow['accepted']} posts stored and classified at {flow['end_to_end_per_s'] or '-'}/s "
         "from the first post to the last classification"
     )
+    print(
+        f"  after the flood: {flow['after_stored_per_s']} stored, "
+        f"{flow['after_classified_per_s']} classified per s over {flow['waited_after_s']} s; "
+        f"left then: {flow['left_stored']} to store, {flow['left_classified']} to classify"
+    )
 
 
 def main() -> None:
@@ -694,6 +703,14 @@ def main() -> None:
         metavar="SECONDS",
         help="instead of --posts: flood each server for SECONDS, then report tickets stored "
         "and classified per second end to end beside the accept rates",
+    )
+    parser.add_argument(
+        "--drain-wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="--duration: wait at most SECONDS after the flood for every ticket to be stored and "
+        "classified (default: until done, or nothing moved for 5 minutes)",
     )
     parser.add_argument("--log", type=Path, help="keep the DOXA server's log at this path")
     parser.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)

@@ -84,13 +84,14 @@ class Progress:
     def close(self) -> None:
         self._engine.dispose()
 
-    def wait_done(self, events: int, stalled: float) -> Sample:
+    def wait_done(self, events: int, stalled: float, limit: float = 0.0) -> Sample:
         """Until at least `events` intake events exist, none is `received` and no ticket is
-        pending, or nothing moved for `stalled` seconds: the last sample. (A deadline would
-        cut a slow drain short: on a busy machine the niced worker processes may take many
-        minutes, and that is a figure too.)"""
+        pending, or nothing moved for `stalled` seconds, or `limit` seconds passed (0: no
+        limit): the last sample. (On a busy machine the niced worker processes may take many
+        minutes; the rates after the flood are figures then, and the backlog left.)"""
         moved, seen = time.monotonic(), (-1, -1, -1)
-        while True:
+        ends = moved + limit if limit else float("inf")
+        while time.monotonic() < ends:
             last = self.sample()
             if last.events >= events and not last.received and not last.pending:
                 return last
@@ -100,6 +101,7 @@ class Progress:
             elif time.monotonic() - moved > stalled:
                 return last
             time.sleep(min(self.every, 0.2))
+        return self.sample()
 
     def figures(self, first: Sample, started: float, ended: float, accepted: int) -> dict[str, Any]:
         """From `first` (taken just before the flood started at `started`) to the end: rates
@@ -112,6 +114,7 @@ class Progress:
         middle = next((s for s in during if s.at >= half), during[-1])
         last = during[-1]
         seconds = max(last.at - started, 1e-9)
+        final = samples[-1]  # when the wait after the flood ended
 
         def rate(a: Sample, b: Sample, count: str) -> float:
             span = b.at - a.at
@@ -129,6 +132,12 @@ class Progress:
             "steady_classified_per_s": rate(middle, last, "classified"),
             "backlog_stored": accepted - (last.tickets - first.tickets),
             "backlog_classified": accepted - (last.classified - first.classified),
+            # after the flood: the edges idle, processing no longer gives way to them
+            "after_stored_per_s": rate(last, final, "tickets"),
+            "after_classified_per_s": rate(last, final, "classified"),
+            "waited_after_s": round(final.at - ended, 1),
+            "left_stored": accepted - (final.tickets - first.tickets),
+            "left_classified": accepted - (final.classified - first.classified),
             "all_stored_after_s": None if stored_at is None else round(stored_at - ended, 1),
             "all_classified_after_s": None if done_at is None else round(done_at - ended, 1),
             # accepted / (first request .. last ticket classified): the whole way through
