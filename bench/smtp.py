@@ -6,6 +6,7 @@ Usage::
     python bench/smtp.py --database-url postgresql://postgres@127.0.0.1:5432/doxa_bench_smtp
     python bench/smtp.py --clients 8 --messages 400 --attachment-every 5 --big
     python bench/smtp.py --mix small --database-url postgresql://...  # 1-4 KB, 1 in 10 +32 KB
+    python bench/smtp.py --mix small --duration 60      # a sustained flood, stored/classified per s
 
 One run, in this order:
 
@@ -34,6 +35,15 @@ RCPT and DATA for every message). The table is printed and the run appended as o
 to bench/results/smtp-<backend>.jsonl.
 `--serve-command "..."` runs another command instead of `doxa serve` (a patched launcher, to
 test a fix without editing the service).
+
+`--duration SECONDS` replaces steps 2-4 by a sustained flood: the warm-up's tickets are
+classified first (a fresh install trains its first model at start), then the bare server and
+DOXA each take the N clients' mail for that long, the M messages sent in turn, each as a new
+message (its Message-ID and sender made unique). While DOXA is flooded, and after until every
+accepted message is a classified ticket, the database is sampled every second
+(bench/lib/endtoend.py): tickets stored and classified per second over the flood and its second
+half, the backlog at its end, when all were stored and classified, and the accepted messages
+over the whole way through, beside both servers' accept rates.
 """
 
 from __future__ import annotations
@@ -44,6 +54,7 @@ import json
 import math
 import os
 import random
+import re
 import secrets
 import shlex
 import smtplib
@@ -54,7 +65,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -70,6 +81,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx
 import psycopg
 import sqlalchemy as sa
+from lib.endtoend import Progress, wait_settled
 from rich.console import Console
 from rich.table import Table
 
@@ -92,6 +104,9 @@ TICKETS_URL = "/api/v1/tickets?limit=25"
 SMALL_MESSAGE = 40_000  # bytes; generated messages without an attachment are smaller
 SMALL_BODY = (1024, 4096)  # the small mix: body bytes, uniform
 SMALL_ATTACHMENT = 32 * 1024  # the small mix: one message in ten carries this many bytes
+SETTLE_TIMEOUT = 300.0  # seconds for the warm-up's tickets to be classified
+# A generated message's Message-ID, its header folded or not.
+MESSAGE_ID = re.compile(rb"^Message-ID:\s*(<[^>\r\n]+>)", re.IGNORECASE | re.MULTILINE)
 
 _FIRST = "anna ben chloe david emma felix grace hugo iris jonas kira liam mia noah olga paul"
 _LAST = "meyer smith garcia novak rossi tanaka dubois silva kowalski jensen okafor"
@@ -190,6 +205,34 @@ def build_small_message(rng: random.Random, index: int, *, attach: bool) -> Outg
     return Outgoing(sender, msg.as_bytes(policy=SMTP_POLICY))
 
 
+def renumbered(item: Outgoing, number: int) -> Outgoing:
+    """`item` as a new message: Message-ID and sender made unique by `number` (a new ticket,
+    and no sender's rate limit or duplicate check met)."""
+    found = MESSAGE_ID.search(item.raw)
+    assert found, "generated messages carry a Message-ID"
+    old_id = found.group(1)
+    raw = item.raw.replace(old_id, b"<f" + str(number).encode() + b"." + old_id[1:], 1)
+    sender = f"f{number}.{item.sender}"
+    return Outgoing(sender, raw.replace(item.sender.encode(), sender.encode(), 1))
+
+
+@dataclass(frozen=True)
+class Flood:
+    """One client's messages for `seconds` from the first one taken: `templates` in turn from
+    `first`, every `step`-th, each renumbered as a new message."""
+
+    templates: list[Outgoing]
+    first: int
+    step: int
+    seconds: float
+
+    def __iter__(self) -> Iterator[Outgoing]:
+        ends, number = time.monotonic() + self.seconds, self.first
+        while time.monotonic() < ends:
+            yield renumbered(self.templates[number % len(self.templates)], number)
+            number += self.step
+
+
 def build_mix(mix: str, count: int, attachment_every: int, *, seed: int) -> list[Outgoing]:
     """The messages of one mix: `current` (see build_message) or `small`."""
     if mix == "current":
@@ -240,6 +283,7 @@ class SendResult:
     data_ms: list[float] = field(default_factory=list)  # the whole smtp.data() call
     refused: list[str] = field(default_factory=list)
     wall_s: float = 0.0
+    started: float = 0.0
     accepted_at: list[float] = field(default_factory=list)
     small_reply_ms: list[float] = field(default_factory=list)  # messages without attachments
 
@@ -261,7 +305,9 @@ def send_one(smtp: TimedSMTP, item: Outgoing, result: SendResult) -> None:
         result.small_reply_ms.append(result.reply_ms[-1])
 
 
-def client(port: int, share: list[Outgoing], result: SendResult, ready: threading.Barrier) -> None:
+def client(
+    port: int, share: Iterable[Outgoing], result: SendResult, ready: threading.Barrier
+) -> None:
     """One connection, kept open for this client's whole share."""
     try:
         with TimedSMTP("127.0.0.1", port, timeout=300) as smtp:
@@ -277,20 +323,28 @@ def client(port: int, share: list[Outgoing], result: SendResult, ready: threadin
 
 def send_all(port: int, messages: list[Outgoing], clients: int) -> SendResult:
     """N threads, each with its share; the clock starts once every client is connected."""
+    return send_shares(port, [messages[i::clients] for i in range(clients)])
+
+
+def flood(port: int, templates: list[Outgoing], clients: int, seconds: float) -> SendResult:
+    """N clients send `templates` in turn, each as a new message, for `seconds`."""
+    return send_shares(port, [Flood(templates, i, clients, seconds) for i in range(clients)])
+
+
+def send_shares(port: int, shares: list[Iterable[Outgoing]]) -> SendResult:
     result = SendResult()
-    ready = threading.Barrier(clients + 1)
+    ready = threading.Barrier(len(shares) + 1)
     threads = [
-        threading.Thread(target=client, args=(port, messages[i::clients], result, ready))
-        for i in range(clients)
+        threading.Thread(target=client, args=(port, share, result, ready)) for share in shares
     ]
     for thread in threads:
         thread.start()
     with suppress(threading.BrokenBarrierError):
         ready.wait()
-    started = time.monotonic()
+    result.started = time.monotonic()
     for thread in threads:
         thread.join()
-    result.wall_s = time.monotonic() - started
+    result.wall_s = time.monotonic() - result.started
     return result
 
 
@@ -704,6 +758,45 @@ def run_big(service: Service, report: Report) -> None:
     }  # fmt: skip
 
 
+def run_flood(args: argparse.Namespace, scratch: Path) -> Report:
+    """`--duration`: each server flooded for that long; DOXA's tickets stored and classified
+    per second, end to end, read from the database while it runs and until it is done."""
+    url = args.database_url or f"sqlite:///{scratch}/doxa.db"
+    backend = "sqlite" if url.startswith("sqlite") else "postgresql"
+    if backend == "postgresql":
+        recreate_postgres(url)
+    bare_url = f"sqlite:///{scratch}/bare.db" if backend == "sqlite" else url
+    templates = build_mix(args.mix, args.messages, args.attachment_every, seed=SEED)
+    size = sum(len(m.raw) for m in templates) / 2**20
+    report = Report(
+        backend, args.clients, args.messages, args.attachment_every, round(size, 1), mix=args.mix
+    )
+    report.figures["duration_s"] = args.duration
+    report.figures["load_average_before"] = [round(x, 2) for x in os.getloadavg()]
+    Console().print(
+        f"{args.mix} mix: {len(templates)} messages in turn ({size:.1f} MiB), {args.duration:g} s "
+        "to the bare server, then to DOXA"
+    )
+    with doxa_service(url, scratch, args.serve_command) as service:
+        warm_up(service, args.clients, report)
+        wait_settled(sqlalchemy_url(url), SETTLE_TIMEOUT)
+        with bare_server(bare_url, scratch / "bare-server.log") as port:
+            report.smtp("bare", flood(port, templates, args.clients, args.duration))
+        report.figures["bare_rows_stored"] = bare_rows(bare_url)
+        with Progress(sqlalchemy_url(url)) as progress:
+            first = progress.samples[0]
+            result = flood(service.smtp_port, templates, args.clients, args.duration)
+            ended = progress.sample().at
+            accepted = len(result.reply_ms)
+            progress.wait_done(first.events + accepted, SETTLE_TIMEOUT, args.drain_wait)
+        report.smtp("doxa", result)
+        report.figures["flow"] = progress.figures(first, result.started, ended, accepted)
+        report.figures |= outcome_counts(url)
+    report.figures["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    report.figures["expected_tickets"] = report.figures["warmup_accepted"] + accepted
+    return report
+
+
 def run(args: argparse.Namespace, scratch: Path) -> Report:
     url = args.database_url or f"sqlite:///{scratch}/doxa.db"
     backend = "sqlite" if url.startswith("sqlite") else "postgresql"
@@ -819,15 +912,91 @@ def figures_table(report: Report) -> Table:
     return table
 
 
+def flood_table(report: Report) -> Table:
+    """`--duration`: the accept rates and DOXA's flow (see bench/lib/endtoend.py)."""
+    f, flow = report.figures, report.figures["flow"]
+    title = (
+        f"SMTP intake, {report.backend}, {report.mix} mix: {report.clients} clients, "
+        f"a {f['duration_s']:g} s flood"
+    )
+    table = Table(title=title)
+    table.add_column("figure")
+    table.add_column("DOXA", justify="right")
+    table.add_column("bare aiosmtpd", justify="right")
+    add = table.add_row
+    add(
+        "accepted / refused",
+        pair(f["doxa_accepted"], f["doxa_refused"]),
+        pair(f["bare_accepted"], f["bare_refused"]),
+    )
+    add("accepted messages/s", f"{f['doxa_rate']:.1f}", f"{f['bare_rate']:.1f}")
+    add("ratio DOXA / bare", f"{f['doxa_rate'] / f['bare_rate']:.0%}", "")
+    add(
+        "end of DATA -> reply p50 / p99 ms",
+        pair(f["doxa_reply_p50_ms"], f["doxa_reply_p99_ms"]),
+        pair(f["bare_reply_p50_ms"], f["bare_reply_p99_ms"]),
+    )
+    add(
+        "tickets stored / classified per s, the flood",
+        pair(flow["stored_per_s"], flow["classified_per_s"]),
+        "",
+    )
+    add(
+        "  ... its second half",
+        pair(flow["steady_stored_per_s"], flow["steady_classified_per_s"]),
+        "",
+    )
+    add(
+        "at its end, not yet stored / classified",
+        pair(flow["backlog_stored"], flow["backlog_classified"]),
+        "",
+    )
+    add(
+        "after the flood: stored / classified per s",
+        pair(flow["after_stored_per_s"], flow["after_classified_per_s"]),
+        "",
+    )
+    add(
+        f"  ... left after waiting {flow['waited_after_s']} s",
+        pair(flow["left_stored"], flow["left_classified"]),
+        "",
+    )
+    add(
+        "all stored / classified, s after the flood",
+        pair(flow["all_stored_after_s"] or "-", flow["all_classified_after_s"] or "-"),
+        "",
+    )
+    add(
+        "stored and classified per s, first mail to last classification",
+        str(flow["end_to_end_per_s"] or "-"),
+        "",
+    )
+    add(
+        "tickets / expected",
+        pair(f["tickets"], f["expected_tickets"]),
+        f"{f['bare_rows_stored']} rows",
+    )
+    before, after = f["load_average_before"], f["load_average_after"]
+    add(
+        "load average (1, 5 min) before -> after",
+        f"{before[0]}, {before[1]} -> {after[0]}, {after[1]}",
+        "",
+    )
+    return table
+
+
 def print_report(report: Report) -> None:
     console = Console()
-    console.print(figures_table(report))
-    targets = Table(title="targets")
-    for column in ("target", "measured", "met"):
-        targets.add_column(column)
-    for name, measured, met in verdicts(report.figures, report.mix):
-        targets.add_row(name, measured, "yes" if met else "[bold red]NO[/]")
-    console.print(targets)
+    if "flow" in report.figures:
+        console.print(flood_table(report))
+    else:
+        console.print(figures_table(report))
+        targets = Table(title="targets")
+        for column in ("target", "measured", "met"):
+            targets.add_column(column)
+        for name, measured, met in verdicts(report.figures, report.mix):
+            targets.add_row(name, measured, "yes" if met else "[bold red]NO[/]")
+        console.print(targets)
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"smtp-{report.backend}-{report.mix}.jsonl"
     with path.open("a") as out:
@@ -846,6 +1015,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--attachment-every", type=int, default=5,
                         help="current mix: every Nth has an attachment (0: none)")  # fmt: skip
     parser.add_argument("--big", action="store_true", help="also send one 25 MiB message")
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="a sustained flood of SECONDS instead (the messages sent in turn, "
+        "each as a new one): tickets stored and classified per second",
+    )
+    parser.add_argument(
+        "--drain-wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="--duration: wait at most SECONDS after the flood for every ticket to be stored and "
+        "classified (default: until done, or nothing moved for 5 minutes)",
+    )
     parser.add_argument("--serve-command", help="run this instead of `doxa serve` (experiments)")
     parser.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
@@ -864,7 +1049,7 @@ def main(argv: list[str] | None = None) -> None:
         run_probe(args.base_url, args.out)
         return
     with tempfile.TemporaryDirectory(prefix="doxa-bench-smtp-") as scratch:
-        report = run(args, Path(scratch))
+        report = (run_flood if args.duration else run)(args, Path(scratch))
         print_report(report)
 
 

@@ -5,6 +5,8 @@ Usage::
     python bench/webhooks.py                   # PostgreSQL at 127.0.0.1:5432, 16 clients
     python bench/webhooks.py --clients 16 --posts 2000 \
         --database-url postgresql://postgres@127.0.0.1:5432/doxa_bench_webhooks
+    python bench/webhooks.py --duration 60     # a sustained flood: stored and classified per s
+    python bench/webhooks.py --database-url sqlite --duration 60   # fresh SQLite files
 
 One run, in this order (the database is dropped and created afresh, loopback only):
 
@@ -19,7 +21,14 @@ One run, in this order (the database is dropped and created afresh, loopback onl
    until every accepted post is processed (a ticket each). `--hold-processing` locks the
    ticket table while posting, so the sending phase measures accepting alone (processing
    waits, using no CPU) and the drain all of the processing.
-4. With `--replays`, once drained: one more form is posted, then sent again P times from the N
+4. With `--duration SECONDS` instead of P posts: each server is flooded by the N clients for
+   that long (distinct forms, each client posting as fast as it is answered), and while DOXA
+   is flooded, and after, the database is sampled every second until every accepted post is a
+   ticket and every ticket classified (bench/lib/endtoend.py): tickets stored and classified
+   per second over the flood and over its second half, the backlog when it ended, the time
+   until all were stored and classified, and the accepted posts over the whole way through,
+   beside both servers' accept rates.
+5. With `--replays`, once drained: one more form is posted, then sent again P times from the N
    clients with the very same headers (a replay: the same timestamp and signature). A replay
    is answered with the first post's event and stores nothing; it must cost no more than a
    distinct post, so its rate is compared with the distinct posts' rate of step 2.
@@ -29,7 +38,8 @@ and posts its share of P JSON forms, signed as a website's backend signs them (H
 "<timestamp>.<body>"). Latency is one POST,
 request written to response read; rate is posts over the sending phase's wall time. Any
 answer but 2xx counts as an error. The table is printed and appended as one JSON line to
-bench/results/webhooks-postgresql.jsonl.
+bench/results/webhooks-<backend>.jsonl. `--database-url sqlite` runs on fresh SQLite files
+(WAL; the bare endpoint's with synchronous=FULL) in a temporary directory.
 """
 
 from __future__ import annotations
@@ -49,7 +59,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -63,6 +73,7 @@ import httpx
 import sqlalchemy as sa
 import uvicorn
 from fastapi import FastAPI, Request
+from lib.endtoend import Progress
 from sqlalchemy.engine import make_url
 
 from doxa.core.db import POOL_SIZE
@@ -74,10 +85,28 @@ BARE_TABLE = "bench_bare_post"
 DRAIN_TIMEOUT = 300.0
 CLIENT_PROCESSES = 4
 TARGETS = {"ratio": 0.70, "p99_ms": 100.0, "drain_s": 20.0}
+FLOOD = 1_000_000  # --duration's forms are numbered from here (apart from the warm-up's)
 
 
 def sqlalchemy_url(url: str) -> str:
-    return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url if url.startswith("sqlite") else "postgresql+psycopg://" + url.split("://", 1)[1]
+
+
+def backend(url: str) -> str:
+    return "sqlite" if url.startswith("sqlite") else "postgresql"
+
+
+def sqlite_engine(url: str, **options: Any) -> sa.Engine:
+    """WAL and synchronous=FULL, as the SMTP benchmark's bare server stores."""
+    engine = sa.create_engine(url, **options)
+
+    @sa.event.listens_for(engine, "connect")
+    def pragmas(connection: Any, _record: Any) -> None:
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=FULL")
+        connection.execute("PRAGMA busy_timeout=30000")
+
+    return engine
 
 
 def free_port() -> int:
@@ -99,11 +128,15 @@ def recreate_database(url: str) -> None:
 
 
 def run_bare_server(url: str, port: int) -> None:
-    engine = sa.create_engine(sqlalchemy_url(url), pool_size=POOL_SIZE, max_overflow=20)  # as DOXA
+    pool = {"pool_size": POOL_SIZE, "max_overflow": 20}  # as DOXA
+    if backend(url) == "sqlite":
+        engine = sqlite_engine(url, **pool)
+        columns = "id integer PRIMARY KEY, body blob"
+    else:
+        engine = sa.create_engine(sqlalchemy_url(url), **pool)
+        columns = "id serial PRIMARY KEY, body bytea"
     with engine.begin() as db:
-        db.execute(
-            sa.text(f"CREATE TABLE IF NOT EXISTS {BARE_TABLE} (id serial PRIMARY KEY, body bytea)")
-        )
+        db.execute(sa.text(f"CREATE TABLE IF NOT EXISTS {BARE_TABLE} ({columns})"))
     app = FastAPI()
 
     def store(raw: bytes) -> int:
@@ -214,9 +247,24 @@ def signed(body: bytes) -> dict[str, str]:
             "X-Doxa-Signature": f"sha256={digest}"}  # fmt: skip
 
 
+@dataclass(frozen=True)
+class Flood:
+    """Forms numbered `first`, `first + step`, ... for `seconds` from the first one taken."""
+
+    first: int
+    step: int
+    seconds: float
+
+    def __iter__(self) -> Iterator[bytes]:
+        ends, index = time.monotonic() + self.seconds, self.first
+        while time.monotonic() < ends:
+            yield form(index)
+            index += self.step
+
+
 def client(
     url: str,
-    bodies: list[bytes],
+    bodies: Iterable[bytes],
     load: Load,
     lock: threading.Lock,
     start: threading.Barrier,
@@ -243,7 +291,11 @@ def client(
 
 
 def _client_process(
-    url: str, shares: list[list[bytes]], start: Any, results: Any, headers: dict[str, str] | None
+    url: str,
+    shares: list[Iterable[bytes]],
+    start: Any,
+    results: Any,
+    headers: dict[str, str] | None,
 ) -> None:
     """One client process: a thread per client, started together with the other processes."""
     load, lock = Load(), threading.Lock()
@@ -258,7 +310,7 @@ def _client_process(
     start.wait()
     ready.wait()
     for thread in threads:
-        thread.join(600)
+        thread.join(3600)
     results.put((load.latencies_ms, load.errors, load.last_2xx, time.process_time() - cpu_before))
 
 
@@ -269,7 +321,16 @@ def post_all(
     CLIENT_PROCESSES processes: in one process the clients' own GIL added tens of ms to the
     latencies measured at p99, for the bare endpoint as for DOXA. With `headers`, every post
     carries those (a replay of one signed post), else each is signed as it is sent."""
-    shares = [bodies[n::clients] for n in range(clients)]
+    return _post([bodies[n::clients] for n in range(clients)], url, headers)
+
+
+def flood(url: str, clients: int, seconds: float, first: int) -> Load:
+    """`clients` clients post distinct forms (numbered from `first`) for `seconds`."""
+    return _post([Flood(first + n, clients, seconds) for n in range(clients)], url, None)
+
+
+def _post(shares: list[Iterable[bytes]], url: str, headers: dict[str, str] | None) -> Load:
+    clients = len(shares)
     processes = min(CLIENT_PROCESSES, clients)
     context = mp.get_context("fork")  # the clients only: no server threads here yet
     start, results = context.Barrier(processes + 1), context.Queue()
@@ -284,7 +345,7 @@ def post_all(
     start.wait()
     load = Load(started=time.monotonic())
     for _ in workers:
-        latencies, errors, last_2xx, cpu_s = results.get(timeout=900)
+        latencies, errors, last_2xx, cpu_s = results.get(timeout=3600)
         load.client_cpu_s += cpu_s
         load.latencies_ms += latencies
         load.errors += errors
@@ -333,21 +394,27 @@ def _children(pid: int) -> list[int]:
 
 
 def cpu_sample(server_pid: int, url: str) -> dict[str, dict[int, float]]:
-    """CPU seconds so far of the server, its worker processes, and the database's backends."""
-    engine = sa.create_engine(sqlalchemy_url(url))
-    try:
-        with engine.connect() as db:
-            backends = db.scalars(sa.text(
-                "SELECT pid FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )).all()  # fmt: skip
-    finally:
-        engine.dispose()
-    return {
+    """CPU seconds so far of the server, its worker processes, and the database's backends
+    (none on SQLite: the server and its workers do the database's work)."""
+    backends: list[int] = []
+    if backend(url) == "postgresql":
+        engine = sa.create_engine(sqlalchemy_url(url))
+        try:
+            with engine.connect() as db:
+                query = sa.text(
+                    "SELECT pid FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+                backends = list(db.scalars(query))
+        finally:
+            engine.dispose()
+    parts = {
         "server": {server_pid: _cpu(server_pid)},
         "workers": {pid: _cpu(pid) for pid in _children(server_pid)},
-        "postgresql": {pid: _cpu(pid) for pid in backends},
     }
+    if backend(url) == "postgresql":
+        parts["postgresql"] = {pid: _cpu(pid) for pid in backends}
+    return parts
 
 
 def cpu_used(before: dict[str, dict[int, float]], after: dict[str, dict[int, float]],
@@ -370,10 +437,12 @@ def percentile(samples: list[float], pct: float) -> float:
     return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)] if ordered else 0.0
 
 
-def drained_after(url: str, expected: int) -> tuple[float, dict[str, int]]:
+def drained_after(
+    url: str, expected: int, timeout: float = DRAIN_TIMEOUT
+) -> tuple[float, dict[str, int]]:
     """Poll until every stored post is processed; the time that took and the outcomes."""
     engine = sa.create_engine(sqlalchemy_url(url))
-    deadline = time.monotonic() + DRAIN_TIMEOUT
+    deadline = time.monotonic() + timeout
     try:
         while True:
             with engine.connect() as db:
@@ -422,9 +491,13 @@ def summary(load: Load, posts: int) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
-    bodies = [form(n) for n in range(args.posts)]
+    bodies = [] if args.duration else [form(n) for n in range(args.posts)]
     warm = [form(args.posts + n) for n in range(args.clients * 4)]
-    recreate_database(args.database_url)
+    db_url, bare_url = args.database_url, args.database_url
+    if backend(db_url) == "sqlite":
+        db_url, bare_url = f"sqlite:///{scratch}/doxa.db", f"sqlite:///{scratch}/bare.db"
+    else:
+        recreate_database(db_url)
     port = free_port()
     bare_args = [
         sys.executable,
@@ -433,55 +506,93 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
         "--port",
         str(port),
         "--database-url",
-        args.database_url,
+        bare_url,
     ]
     with server(bare_args, f"http://127.0.0.1:{port}/docs", scratch / "bare.log") as process:
         post_all(f"http://127.0.0.1:{port}/bare", warm, args.clients)
-        before = cpu_sample(process.pid, args.database_url)
-        bare_load = post_all(f"http://127.0.0.1:{port}/bare", bodies, args.clients)
-        bare = summary(bare_load, args.posts)
-        bare["cpu_ms_per_post"] = cpu_used(before, cpu_sample(process.pid, args.database_url),
-                                           args.posts)  # fmt: skip
-        bare["sending_cpu_ms_per_post"] = bare["cpu_ms_per_post"] | clients_cpu(
-            bare_load, args.posts
-        )
-    subprocess.run(doxa("migrate"), env=doxa_env(args.database_url, 0), cwd=scratch, check=True,  # noqa: S603
-                   stdout=subprocess.DEVNULL)  # fmt: skip
+        before = cpu_sample(process.pid, bare_url)
+        if args.duration:
+            bare_load = flood(f"http://127.0.0.1:{port}/bare", args.clients, args.duration, FLOOD)
+        else:
+            bare_load = post_all(f"http://127.0.0.1:{port}/bare", bodies, args.clients)
+        posts = len(bare_load.latencies_ms) if args.duration else args.posts
+        bare = summary(bare_load, posts)
+        bare["cpu_ms_per_post"] = cpu_used(before, cpu_sample(process.pid, bare_url), posts)
+        bare["sending_cpu_ms_per_post"] = bare["cpu_ms_per_post"] | clients_cpu(bare_load, posts)
+    subprocess.run(  # noqa: S603
+        doxa("migrate"),
+        env=doxa_env(db_url, 0),
+        cwd=scratch,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     port = free_port()
-    env = doxa_env(args.database_url, port)
+    env = doxa_env(db_url, port)
+    flow: dict[str, Any] | None = None
     with server(
         doxa("serve", "--no-migrate"), f"http://127.0.0.1:{port}/readyz", scratch / "doxa.log", env
     ) as process:
         url = f"http://127.0.0.1:{port}/api/v1/inbound/form"
         post_all(url, warm, args.clients)
-        drained_after(args.database_url, len(warm))
-        classified(args.database_url)
-        before = cpu_sample(process.pid, args.database_url)
-        with processing_held(args.database_url, hold=args.hold_processing):
-            load = post_all(url, bodies, args.clients)
-            sent = cpu_sample(process.pid, args.database_url)
-        done, outcomes = drained_after(args.database_url, len(warm) + args.posts)
-        after = cpu_sample(process.pid, args.database_url)
+        drained_after(db_url, len(warm))
+        classified(db_url)
+        before = cpu_sample(process.pid, db_url)
+        if args.duration:
+            load, sent, flow = flooded(url, db_url, args, process.pid)
+            posts = len(load.latencies_ms)
+            expected = len(warm) + posts - len(load.errors)
+            done, outcomes = drained_after(db_url, expected, timeout=0)  # waited in `flooded`
+        else:
+            with processing_held(db_url, hold=args.hold_processing):
+                load = post_all(url, bodies, args.clients)
+                sent = cpu_sample(process.pid, db_url)
+            posts, expected = args.posts, len(warm) + args.posts
+            done, outcomes = drained_after(db_url, expected)
+        after = cpu_sample(process.pid, db_url)
         replays = replayed(url, args, process.pid) if args.replays else None
-    doxa_figures = summary(load, args.posts)
+    doxa_figures = summary(load, posts)
     # The sending phase alone (processing as it went on meanwhile), clients included: on a
     # machine with fewer cores than busy processes the rate follows this sum.
-    doxa_figures["sending_cpu_ms_per_post"] = cpu_used(before, sent, args.posts) | clients_cpu(
-        load, args.posts
+    doxa_figures["sending_cpu_ms_per_post"] = cpu_used(before, sent, posts) | clients_cpu(
+        load, posts
     )
     # Accepting and processing together: CPU per post, by part, from before sending until drained.
-    doxa_figures["cpu_ms_per_post"] = cpu_used(before, after, args.posts)
+    doxa_figures["cpu_ms_per_post"] = cpu_used(before, after, posts)
     result = {
-        "at": datetime.now(UTC).isoformat(timespec="seconds"), "clients": args.clients,
-        "cpus": os.cpu_count(), "hold_processing": args.hold_processing,
-        "bare": bare, "doxa": doxa_figures,
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "backend": backend(db_url),
+        "clients": args.clients,
+        "cpus": os.cpu_count(),
+        "load_average": round(os.getloadavg()[0], 2),
+        "hold_processing": args.hold_processing,
+        "duration_s": args.duration,
+        "bare": bare,
+        "doxa": doxa_figures,
         "ratio": round(doxa_figures["rate"] / bare["rate"], 3),
-        "drain_s": round(done - load.last_2xx, 2), "outcomes": outcomes,
-    }  # fmt: skip
+        "drain_s": round(done - load.last_2xx, 2),
+        "outcomes": outcomes,
+    }
+    if flow is not None:
+        result["flow"] = flow
     if replays is not None:
         result["replays"] = replays
         result["replay_ratio"] = round(replays["rate"] / doxa_figures["rate"], 3)
     return result
+
+
+def flooded(
+    url: str, db_url: str, args: argparse.Namespace, server_pid: int
+) -> tuple[Load, dict[str, dict[int, float]], dict[str, Any]]:
+    """`args.duration` seconds of distinct posts, the database sampled meanwhile and after until
+    every accepted post is a classified ticket: the load, CPU at its end, and the flow."""
+    with Progress(sqlalchemy_url(db_url)) as progress:
+        first = progress.samples[0]
+        load = flood(url, args.clients, args.duration, FLOOD)
+        sent = cpu_sample(server_pid, db_url)
+        ended = progress.sample().at
+        accepted = len(load.latencies_ms) - len(load.errors)
+        progress.wait_done(first.events + accepted, DRAIN_TIMEOUT, args.drain_wait)
+    return load, sent, progress.figures(first, load.started, ended, accepted)
 
 
 def replayed(url: str, args: argparse.Namespace, server_pid: int) -> dict[str, Any]:
@@ -501,7 +612,8 @@ def replayed(url: str, args: argparse.Namespace, server_pid: int) -> dict[str, A
 
 def report(result: dict[str, Any]) -> None:
     clients, posts = result["clients"], result["doxa"]["posts"]
-    print(f"\nwebhook intake, {clients} clients, {posts} signed forms, PostgreSQL")
+    what = f"a {result['duration_s']} s flood" if result["duration_s"] else f"{posts} signed forms"
+    print(f"\nwebhook intake, {clients} clients, {what}, {result['backend']}")
     print(f"{'':8} {'posts/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>7}")
     for name in ("bare", "doxa"):
         row = result[name]
@@ -510,7 +622,8 @@ def report(result: dict[str, Any]) -> None:
             f"{name:8} {cells[0]:>9} {cells[1]:>8} {cells[2]:>8} {cells[3]:>8} {row['errors']:>7}"
         )
     ratio, drain = result["ratio"], result["drain_s"]
-    print(f"ratio {ratio:.0%} of bare; all processed {drain} s after the last 2xx")
+    drained = "" if "flow" in result else f"; all processed {drain} s after the last 2xx"
+    print(f"ratio {ratio:.0%} of bare{drained}")
     print(f"outcomes: {result['outcomes']}")
     for name in ("bare", "doxa"):
         parts = result[name].get("cpu_ms_per_post", {})
@@ -525,8 +638,11 @@ def report(result: dict[str, Any]) -> None:
         ("rate >= 70 % of bare", result["ratio"] >= TARGETS["ratio"]),
         ("p99 < 100 ms", result["doxa"]["p99_ms"] < TARGETS["p99_ms"]),
         ("no error", result["doxa"]["errors"] == 0),
-        ("processed within 20 s", result["drain_s"] <= TARGETS["drain_s"]),
     ]
+    if "flow" in result:
+        print_flow(result["flow"], result["bare"]["rate"])
+    else:  # a sustained flood leaves a backlog by design: its drain is a figure, not a target
+        checks.append(("processed within 20 s", result["drain_s"] <= TARGETS["drain_s"]))
     if "replays" in result:
         row = result["replays"]
         print(
@@ -538,6 +654,29 @@ def report(result: dict[str, Any]) -> None:
         checks += [("replays at least as fast as distinct posts", result["replay_ratio"] >= 1.0)]
     for name, ok in checks:
         print(f"  {'PASS' if ok else 'FAIL'}  {name}")
+
+
+def print_flow(flow: dict[str, Any], bare_rate: float) -> None:
+    """The end-to-end figures of a sustained flood (see bench/lib/endtoend.py)."""
+    print(
+        f"end to end: stored {flow['stored_per_s']} tickets/s, classified "
+        f"{flow['classified_per_s']}/s over the flood (second half: "
+        f"{flow['steady_stored_per_s']} / {flow['steady_classified_per_s']}); bare accepted "
+        f"{bare_rate}/s"
+    )
+    print(
+        f"  at its end {flow['backlog_stored']} accepted posts not yet tickets, "
+        f"{flow['backlog_classified']} not yet classified; all stored "
+        f"{flow['all_stored_after_s'] or '-'} s and all classified "
+        f"{flow['all_classified_after_s'] or '-'} s later ('-': not before the wait stopped); "
+        f"{flow['accepted']} posts stored and classified at {flow['end_to_end_per_s'] or '-'}/s "
+        "from the first post to the last classification"
+    )
+    print(
+        f"  after the flood: {flow['after_stored_per_s']} stored, "
+        f"{flow['after_classified_per_s']} classified per s over {flow['waited_after_s']} s; "
+        f"left then: {flow['left_stored']} to store, {flow['left_classified']} to classify"
+    )
 
 
 def main() -> None:
@@ -557,22 +696,40 @@ def main() -> None:
         action="store_true",
         help="then replay one signed post as many times, from as many clients, and compare",
     )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="instead of --posts: flood each server for SECONDS, then report tickets stored "
+        "and classified per second end to end beside the accept rates",
+    )
+    parser.add_argument(
+        "--drain-wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="--duration: wait at most SECONDS after the flood for every ticket to be stored and "
+        "classified (default: until done, or nothing moved for 5 minutes)",
+    )
     parser.add_argument("--log", type=Path, help="keep the DOXA server's log at this path")
     parser.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if not args.database_url.startswith("postgresql://"):
-        raise SystemExit("--database-url: a postgresql:// URL (this benchmark is for PostgreSQL)")
     if args.bare_server:
         run_bare_server(args.database_url, args.port)
         return
+    if args.database_url != "sqlite" and not args.database_url.startswith("postgresql://"):
+        raise SystemExit("--database-url: a postgresql:// URL, or `sqlite` for fresh SQLite files")
+    if args.hold_processing and (args.duration or args.database_url == "sqlite"):
+        raise SystemExit("--hold-processing: PostgreSQL and a number of --posts only")
     with tempfile.TemporaryDirectory(prefix="doxa-bench-webhooks-") as scratch:
         result = run(args, Path(scratch))
         if args.log:
             shutil.copyfile(Path(scratch) / "doxa.log", args.log)
     report(result)
     RESULTS.mkdir(exist_ok=True)
-    with (RESULTS / "webhooks-postgresql.jsonl").open("a") as sink:
+    with (RESULTS / f"webhooks-{result['backend']}.jsonl").open("a") as sink:
         sink.write(json.dumps(result) + "\n")
 
 
