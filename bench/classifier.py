@@ -205,9 +205,10 @@ def _cv_fit(
 
 
 def cross_validate(
-    datasets: dict[str, tuple[list[Example], list[Example]]], models: Sequence[str],
+    datasets: dict[str, tuple[list[Example], list[Example]]],
+    models: Sequence[str],
     repeats: int,
-) -> None:  # fmt: skip
+) -> None:
     """5 x `repeats` stratified CV on each set's train rows; resumes from CV_RESULTS."""
     CV_RESULTS.parent.mkdir(parents=True, exist_ok=True)
     for dataset, (fit, _) in datasets.items():
@@ -218,35 +219,49 @@ def cross_validate(
         def record(fold: Fold, dataset: str = dataset) -> None:
             with CV_RESULTS.open("a") as handle:
                 handle.write(json.dumps({"dataset": dataset, **asdict(fold)}) + "\n")
-            print(f"{dataset:<14}{fold.model:<10}repeat {fold.repeat} fold {fold.fold}  "
-                  f"macro-F1 {fold.macro_f1:.3f}  {fold.seconds:.0f} s", flush=True)  # fmt: skip
+            print(
+                f"{dataset:<14}{fold.model:<10}repeat {fold.repeat} fold {fold.fold}  "
+                f"macro-F1 {fold.macro_f1:.3f}  {fold.seconds:.0f} s",
+                flush=True,
+            )
 
         repeated_cv(
-            texts, labels, {name: _cv_fit(name, priorities) for name in models},
-            repeats=repeats, done=done, report=record,
-        )  # fmt: skip
+            texts,
+            labels,
+            {name: _cv_fit(name, priorities) for name in models},
+            repeats=repeats,
+            done=done,
+            report=record,
+        )
 
 
 def _cv_rows(dataset: str) -> list[Fold]:
     if not CV_RESULTS.is_file():
         return []
     rows = [json.loads(line) for line in CV_RESULTS.read_text().splitlines() if line.strip()]
-    return [Fold(**{k: v for k, v in row.items() if k != "dataset"}) for row in rows
-            if row["dataset"] == dataset]  # fmt: skip
+    return [
+        Fold(**{k: v for k, v in row.items() if k != "dataset"})
+        for row in rows
+        if row["dataset"] == dataset
+    ]
 
 
 def cv_report(datasets: Sequence[str]) -> None:
-    print(f"{'dataset':<14}{'folds':>6}{'DOXA':>8}{'baseline':>10}{'diff':>8}"
-          f"{'95% interval (corrected t)':>30}{'p':>8}")  # fmt: skip
+    print(
+        f"{'dataset':<14}{'folds':>6}{'DOXA':>8}{'baseline':>10}{'diff':>8}"
+        f"{'95% interval (corrected t)':>30}{'p':>8}"
+    )
     for dataset in datasets:
         try:
             c = compare(_cv_rows(dataset), "ours", "baseline")
         except ValueError as exc:  # one side not run yet
             print(f"{dataset:<14}{exc}")
             continue
-        print(f"{dataset:<14}{c.folds:>6}{c.mean_a:>8.3f}{c.mean_b:>10.3f}"
-              f"{c.mean_difference:>+8.3f}{f'[{c.low:+.3f}, {c.high:+.3f}]':>30}"
-              f"{c.p_value:>8.3f}")  # fmt: skip
+        print(
+            f"{dataset:<14}{c.folds:>6}{c.mean_a:>8.3f}{c.mean_b:>10.3f}"
+            f"{c.mean_difference:>+8.3f}{f'[{c.low:+.3f}, {c.high:+.3f}]':>30}"
+            f"{c.p_value:>8.3f}"
+        )
 
 
 def measure(
@@ -277,12 +292,19 @@ def measure(
         pickle.loads(blob)  # noqa: S301 - our own baseline, pickled just above
     load_ms = (time.perf_counter() - started) * 1000
     return Row(
-        dataset, name,
-        _float(category["accuracy"]), _float(category["macro_f1"]),
-        _float(priority["accuracy"]), _float(priority["macro_f1"]),
-        len(covered) / len(test), sum(covered) / len(covered) if covered else 0.0,
-        train_seconds, latency_ms, load_ms, len(test),
-    )  # fmt: skip
+        dataset,
+        name,
+        _float(category["accuracy"]),
+        _float(category["macro_f1"]),
+        _float(priority["accuracy"]),
+        _float(priority["macro_f1"]),
+        len(covered) / len(test),
+        sum(covered) / len(covered) if covered else 0.0,
+        train_seconds,
+        latency_ms,
+        load_ms,
+        len(test),
+    )
 
 
 def _float(value: object) -> float:
@@ -329,10 +351,15 @@ def seed_cv(folds: int = 5) -> list[Row]:
     rows = []
     for name, trainer in MODELS.items():
         parts = [
-            measure("seed-cv", name, trainer, examples[:k] + examples[k + len(examples) // folds :],
-                    examples[k : k + len(examples) // folds])
+            measure(
+                "seed-cv",
+                name,
+                trainer,
+                examples[:k] + examples[k + len(examples) // folds :],
+                examples[k : k + len(examples) // folds],
+            )
             for k in range(0, folds * (len(examples) // folds), len(examples) // folds)
-        ]  # fmt: skip
+        ]
         rows.append(_mean(parts))
     return rows
 
@@ -340,13 +367,16 @@ def seed_cv(folds: int = 5) -> list[Row]:
 def _mean(parts: list[Row]) -> Row:
     values = [asdict(part) for part in parts]
     averaged: dict[str, Any] = {
-        key: float(np.mean([v[key] for v in values])) for key in values[0] if key not in
-        ("dataset", "model", "test_size")
-    }  # fmt: skip
+        key: float(np.mean([v[key] for v in values]))
+        for key in values[0]
+        if key not in ("dataset", "model", "test_size")
+    }
     return Row(
-        dataset=parts[0].dataset, model=parts[0].model,
-        test_size=sum(p.test_size for p in parts), **averaged,
-    )  # fmt: skip
+        dataset=parts[0].dataset,
+        model=parts[0].model,
+        test_size=sum(p.test_size for p in parts),
+        **averaged,
+    )
 
 
 SELECTION = [
@@ -365,8 +395,9 @@ def select(datasets: dict[str, tuple[list[Example], list[Example]]]) -> list[Row
     for dataset, (fit, _) in datasets.items():
         part, validation = validation_split(fit)
         for design in SELECTION:
-            label = ",".join(f"{k}={v}" for k, v in asdict(design).items() if v != getattr(
-                Design(), k))  # fmt: skip
+            label = ",".join(
+                f"{k}={v}" for k, v in asdict(design).items() if v != getattr(Design(), k)
+            )
             name = f"ours[{label or 'default'}]"
             rows.append(measure(f"{dataset}-val", name, ours(design), part, validation))
             print(_line(rows[-1]), flush=True)

@@ -67,10 +67,16 @@ class Block:
     def vectorizer(self) -> TfidfVectorizer:
         extra = {"token_pattern": r"(?u)\b\w+\b"} if self.analyzer == "word" else {}
         return TfidfVectorizer(
-            analyzer=self.analyzer, ngram_range=self.ngrams, min_df=self.min_df,
-            max_df=self.max_df, max_features=100_000, sublinear_tf=True, lowercase=True,
-            dtype=np.float32, **extra,
-        )  # fmt: skip
+            analyzer=self.analyzer,
+            ngram_range=self.ngrams,
+            min_df=self.min_df,
+            max_df=self.max_df,
+            max_features=100_000,
+            sublinear_tf=True,
+            lowercase=True,
+            dtype=np.float32,
+            **extra,
+        )
 
     def text(self, text: str) -> str:
         return with_cues(text) if self.part == "all" else text.partition("\n")[0]
@@ -108,8 +114,9 @@ def _weights(y: np.ndarray, power: float) -> dict[int, float] | str:
 
 def svm(power: float = 1.0, **options: Any) -> Model:
     def make(c: float, y: np.ndarray) -> LinearSVC:
-        return LinearSVC(C=c, class_weight=_weights(y, power), tol=1e-2, random_state=0,
-                         max_iter=2000, **options)  # fmt: skip
+        return LinearSVC(
+            C=c, class_weight=_weights(y, power), tol=1e-2, random_state=0, max_iter=2000, **options
+        )
 
     return make
 
@@ -122,8 +129,10 @@ class SvmLr:
     training rows, summed."""
 
     def __init__(self, c: float, y: np.ndarray) -> None:
-        self.models = [SVM(c, y), LogisticRegression(C=10 * c, class_weight="balanced",
-                                                       max_iter=3000, tol=1e-3)]  # fmt: skip
+        self.models = [
+            SVM(c, y),
+            LogisticRegression(C=10 * c, class_weight="balanced", max_iter=3000, tol=1e-3),
+        ]
 
     def fit(self, x: Matrix, y: np.ndarray) -> SvmLr:
         self.spread = []
@@ -312,8 +321,11 @@ def screen(names: Sequence[str], datasets: Sequence[str], folds: int) -> None:
                 }
                 with RESULTS.open("a") as handle:
                     handle.write(json.dumps(row) + "\n")
-                print(f"{dataset:<14}{name:<24}fold {k:>2}  macro-F1 {row['macro_f1']:.3f}  "
-                      f"{row['seconds']:.0f} s", flush=True)  # fmt: skip
+                print(
+                    f"{dataset:<14}{name:<24}fold {k:>2}  macro-F1 {row['macro_f1']:.3f}  "
+                    f"{row['seconds']:.0f} s",
+                    flush=True,
+                )
 
 
 def _paired(own: dict[int, float], other: dict[int, float], share: float) -> str:
@@ -328,22 +340,32 @@ def _paired(own: dict[int, float], other: dict[int, float], share: float) -> str
 def report(names: Sequence[str], datasets: Sequence[str], folds: int) -> None:
     """Each variant's first `folds` folds, paired with the baseline's and with `doxa`'s."""
     rows = [r for r in _rows(RESULTS) if r["fold"] < folds]
-    print(f"{'dataset':<14}{'variant':<24}{'folds':>6}{'mean':>8}"
-          f"{'- baseline [95 % interval]':>37}{'- doxa [95 % interval]':>37}")  # fmt: skip
+    print(
+        f"{'dataset':<14}{'variant':<24}{'folds':>6}{'mean':>8}"
+        f"{'- baseline [95 % interval]':>37}{'- doxa [95 % interval]':>37}"
+    )
     for dataset in datasets:
-        baseline = {5 * r["repeat"] + r["fold"]: r["macro_f1"] for r in _rows(CV_RESULTS)
-                    if r["model"] == "baseline" and r["dataset"] == dataset}  # fmt: skip
-        ours = {r["fold"]: r["macro_f1"] for r in rows
-                if r["dataset"] == dataset and r["variant"] == "doxa"}  # fmt: skip
+        baseline = {
+            5 * r["repeat"] + r["fold"]: r["macro_f1"]
+            for r in _rows(CV_RESULTS)
+            if r["model"] == "baseline" and r["dataset"] == dataset
+        }
+        ours = {
+            r["fold"]: r["macro_f1"]
+            for r in rows
+            if r["dataset"] == dataset and r["variant"] == "doxa"
+        }
         for name in names:
             mine = [r for r in rows if r["dataset"] == dataset and r["variant"] == name]
             if not mine:
                 continue
             own = {r["fold"]: r["macro_f1"] for r in mine}
             share = float(np.mean([r["test_size"] / r["train_size"] for r in mine]))
-            print(f"{dataset:<14}{name:<24}{len(own):>6}{np.mean(list(own.values())):>8.3f}"
-                  f"{_paired(own, baseline, share)}"
-                  f"{_paired(own, ours, share) if name != 'doxa' else ''}")  # fmt: skip
+            print(
+                f"{dataset:<14}{name:<24}{len(own):>6}{np.mean(list(own.values())):>8.3f}"
+                f"{_paired(own, baseline, share)}"
+                f"{_paired(own, ours, share) if name != 'doxa' else ''}"
+            )
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -149,8 +149,9 @@ class Outgoing:
 
 
 def paragraphs(rng: random.Random, count: int) -> list[str]:
-    return [" ".join(rng.choices(WORDS, k=rng.randint(20, 80))).capitalize() + "." for _ in
-            range(count)]  # fmt: skip
+    return [
+        " ".join(rng.choices(WORDS, k=rng.randint(20, 80))).capitalize() + "." for _ in range(count)
+    ]
 
 
 def attachment_size(rng: random.Random) -> int:
@@ -180,8 +181,12 @@ def build_message(rng: random.Random, index: int, *, attach: bool) -> Outgoing:
         msg.add_alternative(f"<html><body><p>Hi,</p>{html}</body></html>", subtype="html")
     if attach:
         maintype, subtype, filename = rng.choice(ATTACHMENT_KINDS)
-        msg.add_attachment(rng.randbytes(attachment_size(rng)), maintype=maintype,
-                           subtype=subtype, filename=filename)  # fmt: skip
+        msg.add_attachment(
+            rng.randbytes(attachment_size(rng)),
+            maintype=maintype,
+            subtype=subtype,
+            filename=filename,
+        )
     return Outgoing(sender, msg.as_bytes(policy=SMTP_POLICY))
 
 
@@ -200,8 +205,9 @@ def build_small_message(rng: random.Random, index: int, *, attach: bool) -> Outg
     msg.set_content(text.encode()[:size].decode(errors="ignore") + f"\n-- \n{first.title()}\n")
     if attach:
         maintype, subtype, filename = rng.choice(ATTACHMENT_KINDS)
-        msg.add_attachment(rng.randbytes(SMALL_ATTACHMENT), maintype=maintype,
-                           subtype=subtype, filename=filename)  # fmt: skip
+        msg.add_attachment(
+            rng.randbytes(SMALL_ATTACHMENT), maintype=maintype, subtype=subtype, filename=filename
+        )
     return Outgoing(sender, msg.as_bytes(policy=SMTP_POLICY))
 
 
@@ -250,8 +256,12 @@ def big_message(rng: random.Random) -> Outgoing:
         msg["Subject"], msg["Date"] = "Full disk image attached", formatdate(localtime=False)
         msg["Message-ID"] = make_msgid(idstring="bench-big", domain="example.org")
         msg.set_content("The image of the failing disk is attached.\n")
-        msg.add_attachment(rng.randbytes(payload), maintype="application",
-                           subtype="octet-stream", filename="disk.img")  # fmt: skip
+        msg.add_attachment(
+            rng.randbytes(payload),
+            maintype="application",
+            subtype="octet-stream",
+            filename="disk.img",
+        )
         raw = msg.as_bytes(policy=SMTP_POLICY)
         if len(raw) <= BIG_TARGET:
             return Outgoing("big.sender@example.org", raw)
@@ -414,10 +424,17 @@ def run_bare_server(url: str, port: int) -> None:
     async def serve() -> None:
         loop = asyncio.get_running_loop()
         server = await loop.create_server(
-            lambda: SMTP(handler, data_size_limit=MAX_MESSAGE_BYTES, enable_SMTPUTF8=True,
-                         hostname="bare.bench", ident="bare ESMTP", loop=loop),
-            "127.0.0.1", port,
-        )  # fmt: skip
+            lambda: SMTP(
+                handler,
+                data_size_limit=MAX_MESSAGE_BYTES,
+                enable_SMTPUTF8=True,
+                hostname="bare.bench",
+                ident="bare ESMTP",
+                loop=loop,
+            ),
+            "127.0.0.1",
+            port,
+        )
         print("bare server ready", flush=True)
         await server.serve_forever()
 
@@ -489,10 +506,16 @@ def service_env(url: str, http_port: int, smtp_port: int, password: str) -> dict
     root = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     env.update(
-        DATABASE_URL=url, DOXA_ENV="dev", JWT_SECRET=secrets.token_urlsafe(48),
-        HTTP_PORT=str(http_port), SMTP_PORT=str(smtp_port), SUPPORT_ADDRESSES=SUPPORT,
-        SENDER_HOURLY_LIMIT="1000000", DOXA_ADMIN_EMAIL=ADMIN_EMAIL, DOXA_ADMIN_PASSWORD=password,
-    )  # fmt: skip
+        DATABASE_URL=url,
+        DOXA_ENV="dev",
+        JWT_SECRET=secrets.token_urlsafe(48),
+        HTTP_PORT=str(http_port),
+        SMTP_PORT=str(smtp_port),
+        SUPPORT_ADDRESSES=SUPPORT,
+        SENDER_HOURLY_LIMIT="1000000",
+        DOXA_ADMIN_EMAIL=ADMIN_EMAIL,
+        DOXA_ADMIN_PASSWORD=password,
+    )
     return env
 
 
@@ -513,8 +536,13 @@ def doxa_service(url: str, scratch: Path, command: str | None) -> Iterator[Servi
     log = scratch / "doxa-serve.log"
     env = service_env(url, http_port, smtp_port, password)
     with log.open("wb") as out:
-        process = subprocess.Popen(doxa_command(command), env=env, cwd=scratch,  # noqa: S603
-                                   stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        process = subprocess.Popen(  # noqa: S603
+            doxa_command(command),
+            env=env,
+            cwd=scratch,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     http = httpx.Client(base_url=f"http://127.0.0.1:{http_port}", timeout=60)
     try:
         wait_ready(http, process, log)
@@ -666,15 +694,17 @@ class Report:
     def smtp(self, who: str, result: SendResult) -> None:
         sent = len(result.reply_ms)
         self.figures |= {
-            f"{who}_accepted": sent, f"{who}_refused": len(result.refused),
+            f"{who}_accepted": sent,
+            f"{who}_refused": len(result.refused),
             f"{who}_refusals": sorted(set(result.refused))[:5],
-            f"{who}_rate": round(sent / result.wall_s, 2), f"{who}_wall_s": round(result.wall_s, 2),
+            f"{who}_rate": round(sent / result.wall_s, 2),
+            f"{who}_wall_s": round(result.wall_s, 2),
             f"{who}_reply_p50_ms": round(percentile(result.reply_ms, 50), 1),
             f"{who}_reply_p99_ms": round(percentile(result.reply_ms, 99), 1),
             f"{who}_reply_p99_small_ms": round(percentile(result.small_reply_ms, 99), 1),
             f"{who}_data_p50_ms": round(percentile(result.data_ms, 50), 1),
             f"{who}_data_p99_ms": round(percentile(result.data_ms, 99), 1),
-        }  # fmt: skip
+        }
 
     def api(self, phase: str, samples: list[float]) -> None:
         self.figures |= {
@@ -684,8 +714,14 @@ class Report:
         }
 
 
-def run_bare(url: str, messages: list[Outgoing], clients: int, report: Report, scratch: Path,
-             service: Service) -> None:  # fmt: skip
+def run_bare(
+    url: str,
+    messages: list[Outgoing],
+    clients: int,
+    report: Report,
+    scratch: Path,
+    service: Service,
+) -> None:
     """The bare server takes the load while the probe times DOXA's API, idle in its own process:
     the machine's share of the API's slowdown (clients, PostgreSQL and a server on 2 cores)."""
     with bare_server(url, scratch / "bare-server.log") as port, api_probe(service) as samples:
@@ -751,11 +787,14 @@ def run_big(service: Service, report: Report) -> None:
     wait_drained(service.http)
     after = memory_kib(service.process.pid)
     report.figures |= {
-        "big_bytes": len(item.raw), "big_accepted": len(result.reply_ms),
-        "big_refusals": result.refused, "big_reply_ms": round(percentile(result.reply_ms, 50), 1),
-        "big_rss_before_kib": before, "big_rss_after_kib": after,
+        "big_bytes": len(item.raw),
+        "big_accepted": len(result.reply_ms),
+        "big_refusals": result.refused,
+        "big_reply_ms": round(percentile(result.reply_ms, 50), 1),
+        "big_rss_before_kib": before,
+        "big_rss_after_kib": after,
         "big_hwm_growth_mib": round((after["VmHWM"] - before["VmHWM"]) / 1024, 1),
-    }  # fmt: skip
+    }
 
 
 def run_flood(args: argparse.Namespace, scratch: Path) -> Report:
@@ -805,11 +844,13 @@ def run(args: argparse.Namespace, scratch: Path) -> Report:
     bare_url = f"sqlite:///{scratch}/bare.db" if backend == "sqlite" else url
     messages = build_mix(args.mix, args.messages, args.attachment_every, seed=SEED)
     size = sum(len(m.raw) for m in messages) / 2**20
-    report = Report(backend, args.clients, args.messages, args.attachment_every, round(size, 1),
-                    mix=args.mix)  # fmt: skip
+    report = Report(
+        backend, args.clients, args.messages, args.attachment_every, round(size, 1), mix=args.mix
+    )
     report.figures["load_average_before"] = [round(x, 2) for x in os.getloadavg()]
-    Console().print(f"{args.mix} mix: {len(messages)} messages, {size:.1f} MiB; bare server "
-                    "first, then DOXA")  # fmt: skip
+    Console().print(
+        f"{args.mix} mix: {len(messages)} messages, {size:.1f} MiB; bare server first, then DOXA"
+    )
     with doxa_service(url, scratch, args.serve_command) as service:
         warm_up(service, args.clients, report)
         run_bare(bare_url, messages, args.clients, report, scratch, service)
@@ -819,9 +860,10 @@ def run(args: argparse.Namespace, scratch: Path) -> Report:
         report.figures |= outcome_counts(url)
     report.figures["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     report.figures["expected_tickets"] = (
-        report.figures["warmup_accepted"] + report.figures["doxa_accepted"]
+        report.figures["warmup_accepted"]
+        + report.figures["doxa_accepted"]
         + report.figures.get("big_accepted", 0)
-    )  # fmt: skip
+    )
     return report
 
 
@@ -869,42 +911,66 @@ def mib(kib: dict[str, int]) -> int:
 
 def figures_table(report: Report) -> Table:
     f = report.figures
-    title = (f"SMTP intake, {report.backend}, {report.mix} mix: {report.clients} clients, "
-             f"{report.messages} messages")  # fmt: skip
+    title = (
+        f"SMTP intake, {report.backend}, {report.mix} mix: {report.clients} clients, "
+        f"{report.messages} messages"
+    )
     table = Table(title=f"{title} ({report.mbytes} MiB)")
     table.add_column("figure")
     table.add_column("DOXA", justify="right")
     table.add_column("bare aiosmtpd", justify="right")
     add = table.add_row
-    add("accepted / refused", pair(f["doxa_accepted"], f["doxa_refused"]),
-        pair(f["bare_accepted"], f["bare_refused"]))  # fmt: skip
+    add(
+        "accepted / refused",
+        pair(f["doxa_accepted"], f["doxa_refused"]),
+        pair(f["bare_accepted"], f["bare_refused"]),
+    )
     add("messages/s", f"{f['doxa_rate']:.1f}", f"{f['bare_rate']:.1f}")
     add("ratio DOXA / bare", f"{f['doxa_rate'] / f['bare_rate']:.0%}", "")
     for name, label in (("reply", "end of DATA -> reply"), ("data", "whole smtp.data()")):
-        add(f"{label} p50 / p99 ms", pair(f[f"doxa_{name}_p50_ms"], f[f"doxa_{name}_p99_ms"]),
-            pair(f[f"bare_{name}_p50_ms"], f[f"bare_{name}_p99_ms"]))  # fmt: skip
-    add("  p99 ms, messages without attachments", str(f["doxa_reply_p99_small_ms"]),
-        str(f["bare_reply_p99_small_ms"]))  # fmt: skip
+        add(
+            f"{label} p50 / p99 ms",
+            pair(f[f"doxa_{name}_p50_ms"], f[f"doxa_{name}_p99_ms"]),
+            pair(f[f"bare_{name}_p50_ms"], f[f"bare_{name}_p99_ms"]),
+        )
+    add(
+        "  p99 ms, messages without attachments",
+        str(f["doxa_reply_p99_small_ms"]),
+        str(f["bare_reply_p99_small_ms"]),
+    )
     for phase in ("idle", "sending", "draining"):
         label = f"GET /tickets p50 / p99 ms, {phase} (n={f[f'api_{phase}_requests']})"
         add(label, pair(f[f"api_{phase}_p50_ms"], f[f"api_{phase}_p99_ms"]), "")
     for phase, label in (("idle", "idle"), ("sending", "the bare server takes the load")):
         samples = f[f"api_control_{phase}_requests"]
-        add(f"  control: DOXA idle while {label} (n={samples})" if phase == "sending"
-            else f"  control: DOXA idle (n={samples})", "",
-            pair(f[f"api_control_{phase}_p50_ms"], f[f"api_control_{phase}_p99_ms"]))  # fmt: skip
-    add("commit groups, messages per group", pair(f.get("commit_groups", "-"),
-        f.get("messages_per_group", "-"), ", "), "")  # fmt: skip
+        add(
+            f"  control: DOXA idle while {label} (n={samples})"
+            if phase == "sending"
+            else f"  control: DOXA idle (n={samples})",
+            "",
+            pair(f[f"api_control_{phase}_p50_ms"], f[f"api_control_{phase}_p99_ms"]),
+        )
+    add(
+        "commit groups, messages per group",
+        pair(f.get("commit_groups", "-"), f.get("messages_per_group", "-"), ", "),
+        "",
+    )
     add("all processed, s after the first send", str(f["drain_s"]), "")
     add("  ... s after the last 250", str(f["drain_after_last_reply_s"]), "")
     add("processed messages/s", str(f["processed_rate"]), "")
-    add("tickets / expected", pair(f["tickets"], f["expected_tickets"]),
-        f"{f['bare_rows_stored']} rows")  # fmt: skip
+    add(
+        "tickets / expected",
+        pair(f["tickets"], f["expected_tickets"]),
+        f"{f['bare_rows_stored']} rows",
+    )
     before, after = f["load_average_before"], f["load_average_after"]
     load = f"{before[0]}, {before[1]} -> {after[0]}, {after[1]}"
     add("load average (1, 5 min) before -> after", load, "")
-    add("peak RSS before / after load (MiB)",
-        pair(mib(f["rss_before_load_kib"]), mib(f["rss_after_load_kib"])), "")  # fmt: skip
+    add(
+        "peak RSS before / after load (MiB)",
+        pair(mib(f["rss_before_load_kib"]), mib(f["rss_after_load_kib"])),
+        "",
+    )
     if "big_bytes" in f:
         add(f"{f['big_bytes']:,} B message: reply ms", str(f["big_reply_ms"]), "")
         before, after = mib(f["big_rss_before_kib"]), mib(f["big_rss_after_kib"])
@@ -1009,11 +1075,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--database-url", help="default: a fresh SQLite file in a temp dir")
     parser.add_argument("--clients", type=int, default=8, help="concurrent SMTP clients")
     parser.add_argument("--messages", type=int, default=400, help="messages to send")
-    parser.add_argument("--mix", choices=["current", "small"], default="current",
-                        help="current: varied sizes, 50 KB-2 MB attachments; small: 1-4 KB "
-                        "bodies, one in ten with a 32 KB attachment")  # fmt: skip
-    parser.add_argument("--attachment-every", type=int, default=5,
-                        help="current mix: every Nth has an attachment (0: none)")  # fmt: skip
+    parser.add_argument(
+        "--mix",
+        choices=["current", "small"],
+        default="current",
+        help="current: varied sizes, 50 KB-2 MB attachments; small: 1-4 KB "
+        "bodies, one in ten with a 32 KB attachment",
+    )
+    parser.add_argument(
+        "--attachment-every",
+        type=int,
+        default=5,
+        help="current mix: every Nth has an attachment (0: none)",
+    )
     parser.add_argument("--big", action="store_true", help="also send one 25 MiB message")
     parser.add_argument(
         "--duration",

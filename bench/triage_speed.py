@@ -70,8 +70,10 @@ def main() -> None:
         spent.append(time.perf_counter() - start)
         cpu.append(time.thread_time() - start_cpu)
     # Wall time includes waiting for the core on a busy machine; CPU time is the work itself.
-    print(f"classification + language + explanation + vector, {len(texts)} tickets: "
-          f"wall {_percentiles(spent)}; CPU {_percentiles(cpu)}")  # fmt: skip
+    print(
+        f"classification + language + explanation + vector, {len(texts)} tickets: "
+        f"wall {_percentiles(spent)}; CPU {_percentiles(cpu)}"
+    )
 
     index = similar._Index()
     rng = np.random.default_rng(0)
@@ -102,8 +104,10 @@ def end_to_end(url: str, tickets: int) -> None:
         agent = db.scalars(sa.select(User).where(User.role == "AGENT").limit(1)).one()
         start = time.perf_counter()
         finder.find(db, 1, actor=agent)
-        print(f"first /similar in a process (loads {total} vectors): "
-              f"{time.perf_counter() - start:.2f} s")  # fmt: skip
+        print(
+            f"first /similar in a process (loads {total} vectors): "
+            f"{time.perf_counter() - start:.2f} s"
+        )
         spent = []
         for ticket_id in np.random.default_rng(1).integers(1, total + 1, 200):
             start = time.perf_counter()

@@ -233,18 +233,26 @@ class Load:
 
 
 def form(index: int) -> bytes:
-    return json.dumps({
-        "email": f"visitor{index}@example.org", "name": f"Visitor {index}",
-        "subject": f"Question {index} about my order", "page": "/contact", "order": f"ORD-{index}",
-        "message": f"Hello, order ORD-{index} has not arrived yet. " * 8,
-    }).encode()  # fmt: skip
+    return json.dumps(
+        {
+            "email": f"visitor{index}@example.org",
+            "name": f"Visitor {index}",
+            "subject": f"Question {index} about my order",
+            "page": "/contact",
+            "order": f"ORD-{index}",
+            "message": f"Hello, order ORD-{index} has not arrived yet. " * 8,
+        }
+    ).encode()
 
 
 def signed(body: bytes) -> dict[str, str]:
     stamp = str(int(time.time()))
     digest = hmac.new(SECRET.encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    return {"Content-Type": "application/json", "X-Doxa-Timestamp": stamp,
-            "X-Doxa-Signature": f"sha256={digest}"}  # fmt: skip
+    return {
+        "Content-Type": "application/json",
+        "X-Doxa-Timestamp": stamp,
+        "X-Doxa-Signature": f"sha256={digest}",
+    }
 
 
 @dataclass(frozen=True)
@@ -417,15 +425,17 @@ def cpu_sample(server_pid: int, url: str) -> dict[str, dict[int, float]]:
     return parts
 
 
-def cpu_used(before: dict[str, dict[int, float]], after: dict[str, dict[int, float]],
-             posts: int) -> dict[str, float]:  # fmt: skip
+def cpu_used(
+    before: dict[str, dict[int, float]], after: dict[str, dict[int, float]], posts: int
+) -> dict[str, float]:
     """CPU milliseconds per post, by part, between two samples (a process that appeared in
     between counts from zero)."""
     return {
-        part: round(sum(t - before[part].get(pid, 0.0) for pid, t in after[part].items())
-                    * 1000 / posts, 2)
+        part: round(
+            sum(t - before[part].get(pid, 0.0) for pid, t in after[part].items()) * 1000 / posts, 2
+        )
         for part in after
-    }  # fmt: skip
+    }
 
 
 def clients_cpu(load: Load, posts: int) -> dict[str, float]:
@@ -482,12 +492,15 @@ def classified(url: str) -> None:
 def summary(load: Load, posts: int) -> dict[str, Any]:
     seconds = load.finished - load.started
     return {
-        "posts": posts, "errors": len(load.errors), "first_errors": load.errors[:3],
-        "seconds": round(seconds, 2), "rate": round(posts / seconds, 1),
+        "posts": posts,
+        "errors": len(load.errors),
+        "first_errors": load.errors[:3],
+        "seconds": round(seconds, 2),
+        "rate": round(posts / seconds, 1),
         "p50_ms": round(percentile(load.latencies_ms, 50), 1),
         "p99_ms": round(percentile(load.latencies_ms, 99), 1),
         "max_ms": round(max(load.latencies_ms, default=0.0), 1),
-    }  # fmt: skip
+    }
 
 
 def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
@@ -631,8 +644,11 @@ def report(result: dict[str, Any]) -> None:
     for name in ("bare", "doxa"):
         parts = result[name].get("sending_cpu_ms_per_post", {})
         total = round(sum(parts.values()), 2)
-        print(f"  while sending, {name}: " + ", ".join(f"{k} {v}" for k, v in parts.items())
-              + f" (sum {total})")  # fmt: skip
+        print(
+            f"  while sending, {name}: "
+            + ", ".join(f"{k} {v}" for k, v in parts.items())
+            + f" (sum {total})"
+        )
     print(f"load average at the end: {os.getloadavg()[0]:.1f} (other work shares the machine)")
     checks = [
         ("rate >= 70 % of bare", result["ratio"] >= TARGETS["ratio"]),

@@ -195,9 +195,11 @@ def _examples(args: argparse.Namespace) -> list[Example]:
     from doxa.core.triage.data import read_examples
 
     return read_examples(
-        args.data, text_columns=tuple(args.text_columns.split(",")),
-        category_column=args.category_column or None, priority_column=args.priority_column or None,
-    )  # fmt: skip
+        args.data,
+        text_columns=tuple(args.text_columns.split(",")),
+        category_column=args.category_column or None,
+        priority_column=args.priority_column or None,
+    )
 
 
 def classifier_train(args: argparse.Namespace, settings: Settings) -> int:
@@ -217,9 +219,11 @@ def classifier_train(args: argparse.Namespace, settings: Settings) -> int:
         row = retrain(context.sessions, threshold=settings.ai_confidence_threshold)
     finally:
         context.close()
-    print(f"trained and activated {row.version} on {row.training_size} examples "
-          f"({stored} from {args.data} + corrections; the seed set no longer sets "
-          "categories)")  # fmt: skip
+    print(
+        f"trained and activated {row.version} on {row.training_size} examples "
+        f"({stored} from {args.data} + corrections; the seed set no longer sets "
+        "categories)"
+    )
     _print_evaluation(row.evaluation)
     return 0
 
@@ -255,15 +259,21 @@ def _print_evaluation(report: Mapping[str, Any]) -> None:
         width = max([20, *(len(label) for label in figures["per_label"])])
         print(f"  {'label':<{width}} {'precision':>9} {'recall':>7} {'f1':>6} {'support':>8}")
         for label, row in figures["per_label"].items():
-            print(f"  {label:<{width}} {row['precision']:>9.3f} {row['recall']:>7.3f} "
-                  f"{row['f1']:>6.3f} {row['support']:>8}")  # fmt: skip
+            print(
+                f"  {label:<{width}} {row['precision']:>9.3f} {row['recall']:>7.3f} "
+                f"{row['f1']:>6.3f} {row['support']:>8}"
+            )
     coverage = report.get("coverage")
     if coverage is not None:
-        print(f"\nat threshold {report['threshold']}: coverage {coverage:.1%}, "
-              f"accuracy on that share {report.get('accuracy_at_threshold') or 0:.3f}")  # fmt: skip
+        print(
+            f"\nat threshold {report['threshold']}: coverage {coverage:.1%}, "
+            f"accuracy on that share {report.get('accuracy_at_threshold') or 0:.3f}"
+        )
     for point in report.get("thresholds") or ():
-        print(f"  at {point['threshold']:.1f}: coverage {point['coverage']:.1%}, "
-              f"accuracy {point['accuracy']:.3f}")  # fmt: skip
+        print(
+            f"  at {point['threshold']:.1f}: coverage {point['coverage']:.1%}, "
+            f"accuracy {point['accuracy']:.3f}"
+        )
 
 
 def _summary(title: str, outcomes: Counter[str]) -> None:

@@ -38,7 +38,7 @@ def env(clean: Context, monkeypatch: pytest.MonkeyPatch) -> Context:
         "SUPPORT_ADDRESSES": "support@example.com",
         "BCRYPT_ROUNDS": "4",
     }.items():
-        monkeypatch.setenv(name, value)  # fmt: skip
+        monkeypatch.setenv(name, value)
     return clean
 
 
@@ -72,8 +72,9 @@ class TestIngest:
         with env.sessions() as db:
             assert len(list(db.scalars(select(Ticket.id)))) == 3
 
-    def test_dry_run_stores_nothing(self, env: Context, tmp_path: Path,
-                                    capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    def test_dry_run_stores_nothing(
+        self, env: Context, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
         assert main(["ingest", "--dry-run", *map(str, _mail_files(tmp_path))]) == 0
         assert "would hold: auto_reply" in capsys.readouterr().out
         with env.sessions() as db:
@@ -224,8 +225,19 @@ class TestCreateUser:
         self, env: Context, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         monkeypatch.setattr("sys.stdin", io.StringIO("a good password\n"))
-        assert main(["create-user", "--email", "Boss@Example.com", "--role", "admin",
-                     "--password-stdin"]) == 0  # fmt: skip
+        assert (
+            main(
+                [
+                    "create-user",
+                    "--email",
+                    "Boss@Example.com",
+                    "--role",
+                    "admin",
+                    "--password-stdin",
+                ]
+            )
+            == 0
+        )
         with env.sessions() as db:
             user = db.scalars(select(User)).one()
         assert user.email == "boss@example.com" and user.role == "ADMIN"
@@ -324,8 +336,14 @@ class TestInstalledCommand:
             "DATABASE_URL": f"sqlite:///{tmp_path}/x.db",
             "DOXA_ENV": "dev",
         }
-        result = subprocess.run([DOXA, "migrate"], cwd=tmp_path, env=environment,
-                                capture_output=True, text=True, timeout=120)  # fmt: skip
+        result = subprocess.run(
+            [DOXA, "migrate"],
+            cwd=tmp_path,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert result.returncode == 0, result.stderr
         assert (tmp_path / "x.db").is_file()
 

@@ -43,10 +43,14 @@ def baseline_features() -> FeatureUnion:
     return FeatureUnion(
         [
             ("word", TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=1)),
-            ("char", TfidfVectorizer(sublinear_tf=True, analyzer="char_wb",
-                                     ngram_range=(2, 5), min_df=2)),
+            (
+                "char",
+                TfidfVectorizer(
+                    sublinear_tf=True, analyzer="char_wb", ngram_range=(2, 5), min_df=2
+                ),
+            ),
         ]
-    )  # fmt: skip
+    )
 
 
 def _logistic(c: float) -> LogisticRegression:
@@ -54,9 +58,13 @@ def _logistic(c: float) -> LogisticRegression:
 
 
 def choose_c(
-    texts: list[str], labels: list[str], *, grid: Sequence[float] = C_GRID, folds: int = 3,
+    texts: list[str],
+    labels: list[str],
+    *,
+    grid: Sequence[float] = C_GRID,
+    folds: int = 3,
     seed: int = 0,
-) -> tuple[float, dict[float, float]]:  # fmt: skip
+) -> tuple[float, dict[float, float]]:
     """The C with the best mean macro-F1 over inner stratified folds of these rows only.
 
     The features are refitted on each inner training part, so the inner validation rows
@@ -99,10 +107,16 @@ class Fold:
 
 
 def repeated_cv(
-    texts: list[str], labels: list[str], models: dict[str, Fit], *, folds: int = 5,
-    repeats: int = 5, seed: int = 0, done: Container[tuple[int, int, str]] = (),
+    texts: list[str],
+    labels: list[str],
+    models: dict[str, Fit],
+    *,
+    folds: int = 5,
+    repeats: int = 5,
+    seed: int = 0,
+    done: Container[tuple[int, int, str]] = (),
     report: Callable[[Fold], None] = lambda _: None,
-) -> None:  # fmt: skip
+) -> None:
     """Every model on the same stratified folds, `repeats` times over; `report` gets each
     score as it comes, and a (repeat, fold, model) that is `done` is skipped (a resumed run)."""
     splitter = RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
@@ -158,8 +172,9 @@ def compare(results: Sequence[Fold], a: str, b: str) -> Comparison:
     scores = {(r.repeat, r.fold, r.model): r for r in results}
     pairs = [
         (scores[key], scores[(*key[:2], b)])
-        for key in sorted(scores) if key[2] == a and (*key[:2], b) in scores
-    ]  # fmt: skip
+        for key in sorted(scores)
+        if key[2] == a and (*key[:2], b) in scores
+    ]
     if len(pairs) < 2:
         raise ValueError(f"fewer than two folds scored for both {a} and {b}")
     differences = [x.macro_f1 - y.macro_f1 for x, y in pairs]
@@ -168,5 +183,9 @@ def compare(results: Sequence[Fold], a: str, b: str) -> Comparison:
     return Comparison(
         float(np.mean([x.macro_f1 for x, _ in pairs])),
         float(np.mean([y.macro_f1 for _, y in pairs])),
-        mean, low, high, p_value, len(pairs),
-    )  # fmt: skip
+        mean,
+        low,
+        high,
+        p_value,
+        len(pairs),
+    )

@@ -128,11 +128,22 @@ class Settings(BaseSettings):
     metrics_token: str | None = None
 
     @field_validator(
-        "jwt_secret", "webhook_secret", "mailgun_signing_key", "postmark_inbound_user",
-        "postmark_inbound_password", "sendgrid_inbound_user", "sendgrid_inbound_password",
-        "outbound_smtp_url", "doxa_admin_email", "doxa_admin_password", "ai_base_url",
-        "ai_api_key", "ack_templates", "metrics_token", mode="before",
-    )  # fmt: skip
+        "jwt_secret",
+        "webhook_secret",
+        "mailgun_signing_key",
+        "postmark_inbound_user",
+        "postmark_inbound_password",
+        "sendgrid_inbound_user",
+        "sendgrid_inbound_password",
+        "outbound_smtp_url",
+        "doxa_admin_email",
+        "doxa_admin_password",
+        "ai_base_url",
+        "ai_api_key",
+        "ack_templates",
+        "metrics_token",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # `JWT_SECRET=` in a copied .env must mean "not set", never an empty signing key.

@@ -154,9 +154,16 @@ class GroupCommitter:
     `committed` hears each group's size.
     """
 
-    def __init__(self, sessions: sessionmaker[Session], pipeline: Pipeline, *,
-                 submit: Callable[[int, int], object], limits: tuple[int, int],
-                 committed: Callable[[int], object], memory: KeyMemory) -> None:  # fmt: skip
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        pipeline: Pipeline,
+        *,
+        submit: Callable[[int, int], object],
+        limits: tuple[int, int],
+        committed: Callable[[int], object],
+        memory: KeyMemory,
+    ) -> None:
         self.sessions, self.pipeline, self.submit = sessions, pipeline, submit
         self.max_items, self.max_bytes = limits
         self.committed, self.memory = committed, memory
@@ -313,9 +320,14 @@ class Lanes:
     """Two committers: items up to GROUP_ITEM_BYTES stored in groups, larger ones alone; a
     repeat of a key they committed is answered before either."""
 
-    def __init__(self, sessions: sessionmaker[Session], pipeline: Pipeline, *,
-                 submit: Callable[[int, int], object],
-                 committed: Callable[[int], object]) -> None:  # fmt: skip
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        pipeline: Pipeline,
+        *,
+        submit: Callable[[int, int], object],
+        committed: Callable[[int], object],
+    ) -> None:
         self.memory = KeyMemory()
         self.small, self.large = (
             GroupCommitter(

@@ -122,20 +122,36 @@ def headerless(raw: bytes, sender: str) -> InboundMessage:
     if kind is None:
         text = decode_bytes(raw, None).replace("\r\n", "\n").strip()[:MAX_TEXT_CHARS]
         return InboundMessage(
-            sender_email=sender, sender_name=None, subject=NO_SUBJECT, text=text, html=None,
-            message_id=None, notes=[note], from_envelope=True,
-        )  # fmt: skip
+            sender_email=sender,
+            sender_name=None,
+            subject=NO_SUBJECT,
+            text=text,
+            html=None,
+            message_id=None,
+            notes=[note],
+            from_envelope=True,
+        )
     filename, ctype = kind
     part = InboundAttachment(
-        filename=filename, content_type=ctype, size=len(raw),
-        sha256=hashlib.sha256(raw).hexdigest(), content=bytes(raw),
-    )  # fmt: skip
+        filename=filename,
+        content_type=ctype,
+        size=len(raw),
+        sha256=hashlib.sha256(raw).hexdigest(),
+        content=bytes(raw),
+    )
     text = f"The message data was a file ({ctype}), not a message; it is attached."
     notes = [note, f"message data was binary; kept as the attachment {filename}"]
     return InboundMessage(
-        sender_email=sender, sender_name=None, subject=NO_SUBJECT, text=text, html=None,
-        message_id=None, attachments=[part], notes=notes, from_envelope=True,
-    )  # fmt: skip
+        sender_email=sender,
+        sender_name=None,
+        subject=NO_SUBJECT,
+        text=text,
+        html=None,
+        message_id=None,
+        attachments=[part],
+        notes=notes,
+        from_envelope=True,
+    )
 
 
 _OLE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # Outlook .msg (a compound file)

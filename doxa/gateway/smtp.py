@@ -421,8 +421,14 @@ class IntakeHandler:
         self.idle = asyncio.Event()
         self.idle.set()
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
-                          address: str, rcpt_options: list[str]) -> str:  # fmt: skip
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
         if self.settings.mailbox(address) is None:
             return f"550 5.1.1 <{address}>: no such mailbox here (this server does not relay)"
         if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
@@ -439,8 +445,13 @@ class IntakeHandler:
             return TOO_BIG
         # The peer decides whether its Authentication-Results header is believed (TRUSTED_RELAYS).
         peer = session.peer[0] if isinstance(session.peer, tuple) else None
-        item = Delivery(channel=Channel.EMAIL, raw=b"", recipients=list(envelope.rcpt_tos),
-                        envelope_from=envelope.mail_from, extra={"peer": peer})  # fmt: skip
+        item = Delivery(
+            channel=Channel.EMAIL,
+            raw=b"",
+            recipients=list(envelope.rcpt_tos),
+            envelope_from=envelope.mail_from,
+            extra={"peer": peer},
+        )
         envelope.spool = None  # the committer closes it once the message is stored or refused
         answer = self.lanes.enqueue(SpooledMessage(item, spool))
         self.in_flight += 1
@@ -510,10 +521,16 @@ class SmtpListener:
 
     def _protocol(self) -> DoxaSMTP:
         return DoxaSMTP(
-            self.handler, gate=self.gate, data_size_limit=self.settings.max_message_bytes,
-            enable_SMTPUTF8=True, hostname=self.hostname, ident="DOXA ESMTP",
-            command_call_limit=COMMAND_CALL_LIMIT, timeout=120, loop=asyncio.get_running_loop(),
-        )  # fmt: skip
+            self.handler,
+            gate=self.gate,
+            data_size_limit=self.settings.max_message_bytes,
+            enable_SMTPUTF8=True,
+            hostname=self.hostname,
+            ident="DOXA ESMTP",
+            command_call_limit=COMMAND_CALL_LIMIT,
+            timeout=120,
+            loop=asyncio.get_running_loop(),
+        )
 
     @property
     def port(self) -> int:

@@ -15,8 +15,11 @@ from tests.conftest import PASSWORD, AsUser, MailClient, MakeTicket, MakeUser, m
 
 
 def _app_with_admin(clean: Context, password: str) -> TestClient:
-    settings = make_settings(clean.settings.database_url, doxa_admin_email="Boss@Example.com",
-                             doxa_admin_password=password)  # fmt: skip
+    settings = make_settings(
+        clean.settings.database_url,
+        doxa_admin_email="Boss@Example.com",
+        doxa_admin_password=password,
+    )
     return TestClient(create_app(settings, context=clean), raise_server_exceptions=False)
 
 
@@ -120,8 +123,11 @@ class TestStaffOnSpecialUseDomains:
         assert client.post("/api/v1/auth/login", data=login).status_code == 200
 
     def test_doxa_admin_email_at_localhost_is_the_first_admin(self, clean: Context) -> None:
-        settings = make_settings(clean.settings.database_url, doxa_admin_email="admin@localhost",
-                                 doxa_admin_password="first password")  # fmt: skip
+        settings = make_settings(
+            clean.settings.database_url,
+            doxa_admin_email="admin@localhost",
+            doxa_admin_password="first password",
+        )
         with TestClient(create_app(settings, context=clean)) as http:
             login = {"username": "admin@localhost", "password": "first password"}
             assert http.post("/api/v1/auth/login", data=login).status_code == 200

@@ -102,8 +102,13 @@ class Smtp:
     port: int
     context: Context
 
-    def send(self, raw: bytes | str, *, to: str = "support@example.com",
-             sender: str = "alice@example.org") -> dict[str, tuple[int, bytes]]:  # fmt: skip
+    def send(
+        self,
+        raw: bytes | str,
+        *,
+        to: str = "support@example.com",
+        sender: str = "alice@example.org",
+    ) -> dict[str, tuple[int, bytes]]:
         data = raw.encode() if isinstance(raw, str) else raw
         with smtplib.SMTP("127.0.0.1", self.port, timeout=30) as client:
             return client.sendmail(sender, [to], data)
@@ -142,8 +147,9 @@ def start_smtp(clean: Context) -> Iterator[StartSmtp]:
     def start(**overrides: object) -> Smtp:
         fresh = "database_url" in overrides
         url = str(overrides.pop("database_url", clean.settings.database_url))
-        settings = make_settings(url, smtp_enabled=True, smtp_port=0,
-                                 jwt_secret=clean.settings.secret, **overrides)  # fmt: skip
+        settings = make_settings(
+            url, smtp_enabled=True, smtp_port=0, jwt_secret=clean.settings.secret, **overrides
+        )
         context = Context.build(settings) if fresh else replace(clean, settings=settings)
         http = TestClient(create_app(settings, context=context), raise_server_exceptions=False)
         http.__enter__()
@@ -167,14 +173,25 @@ def smtp(start_smtp: StartSmtp) -> Smtp:
     return start_smtp()
 
 
-def message(subject: str = "Printer is broken", body: str = "It prints blank pages.", *,
-         sender: str = "alice@example.org", to: str = "support@example.com",
-         message_id: str | None = None, **headers: str) -> str:  # fmt: skip
+def message(
+    subject: str = "Printer is broken",
+    body: str = "It prints blank pages.",
+    *,
+    sender: str = "alice@example.org",
+    to: str = "support@example.com",
+    message_id: str | None = None,
+    **headers: str,
+) -> str:
     """A small RFC 5322 message; extra headers are given as keyword arguments (Auto_Submitted=…)."""
-    lines = [f"From: Alice <{sender}>", f"To: {to}", f"Subject: {subject}",
-             f"Message-ID: <{message_id or uuid.uuid4().hex + '@example.org'}>",
-             "Date: Fri, 27 Nov 2026 10:00:00 +0000", "MIME-Version: 1.0",
-             "Content-Type: text/plain; charset=utf-8"]  # fmt: skip
+    lines = [
+        f"From: Alice <{sender}>",
+        f"To: {to}",
+        f"Subject: {subject}",
+        f"Message-ID: <{message_id or uuid.uuid4().hex + '@example.org'}>",
+        "Date: Fri, 27 Nov 2026 10:00:00 +0000",
+        "MIME-Version: 1.0",
+        "Content-Type: text/plain; charset=utf-8",
+    ]
     lines += [f"{name.replace('_', '-')}: {value}" for name, value in headers.items()]
     return "\r\n".join(lines) + "\r\n\r\n" + body + "\r\n"
 

@@ -26,11 +26,22 @@ DOXA = str(Path(sys.executable).with_name("doxa"))
 
 
 def _serve(database_url: str, http_port: int, smtp_port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "DATABASE_URL": database_url, "DOXA_ENV": "dev",
-           "HTTP_PORT": str(http_port), "SMTP_PORT": str(smtp_port), "PARSER_PROCESSES": "0",
-           "SUPPORT_ADDRESSES": "support@example.com", "DOXA_ADMIN_EMAIL": ""}  # fmt: skip
-    server = subprocess.Popen([DOXA, "serve", "--no-migrate"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "DOXA_ENV": "dev",
+        "HTTP_PORT": str(http_port),
+        "SMTP_PORT": str(smtp_port),
+        "PARSER_PROCESSES": "0",
+        "SUPPORT_ADDRESSES": "support@example.com",
+        "DOXA_ADMIN_EMAIL": "",
+    }
+    server = subprocess.Popen(
+        [DOXA, "serve", "--no-migrate"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -96,8 +107,9 @@ def _wait_for_tickets(context: Context, count: int, timeout: float = 60) -> list
     deadline = time.monotonic() + timeout
     while True:
         with context.sessions() as db:
-            pending = db.scalar(select(IntakeEvent.id).where(
-                IntakeEvent.status == IntakeStatus.RECEIVED).limit(1))  # fmt: skip
+            pending = db.scalar(
+                select(IntakeEvent.id).where(IntakeEvent.status == IntakeStatus.RECEIVED).limit(1)
+            )
             subjects = list(db.scalars(select(Ticket.subject)))
         if (pending is None and len(subjects) >= count) or time.monotonic() > deadline:
             return subjects

@@ -212,8 +212,13 @@ class TestGroupFaults:
         assert hold.sizes == [1, 5]
         assert [code for code, _ in replies] == [250] * 4 + [451]
         smtp.settle()
-        assert sorted(t.subject for t in smtp.tickets()) == ["fine 0", "fine 1", "fine 2",
-                                                             "fine 3", "first"]  # fmt: skip
+        assert sorted(t.subject for t in smtp.tickets()) == [
+            "fine 0",
+            "fine 1",
+            "fine 2",
+            "fine 3",
+            "first",
+        ]
 
 
 def _is_intake_insert(statement: str) -> bool:
@@ -290,8 +295,10 @@ def _database_lost_at_commit(smtp: Smtp) -> Iterator[None]:
                 "COMMIT", None, sqlite3.OperationalError("disk I/O error")
             )
         with admin.connect() as other:
-            other.execute(sa.text("SELECT pg_terminate_backend(:pid)"),
-                          {"pid": conn.connection.driver_connection.info.backend_pid})  # fmt: skip
+            other.execute(
+                sa.text("SELECT pg_terminate_backend(:pid)"),
+                {"pid": conn.connection.driver_connection.info.backend_pid},
+            )
 
     event.listen(engine, "commit", commit)
     try:

@@ -165,17 +165,24 @@ def _spell(shape: str, address: str) -> str:
     local, domain = address.split("@")
     wide = "".join(chr(ord(c) + 0xFEE0) if c.isalnum() else c for c in domain)
     return shape.format(
-        local=local, domain=domain, LOCAL=local.upper(), DOMAIN=domain.upper(),
-        fullwidth=wide, ideographic=domain.replace(".", "\u3002"),
-    )  # fmt: skip
+        local=local,
+        domain=domain,
+        LOCAL=local.upper(),
+        DOMAIN=domain.upper(),
+        fullwidth=wide,
+        ideographic=domain.replace(".", "\u3002"),
+    )
 
 
 class TestAuthorOfSeveralFromAddresses:
     def test_sender_is_the_author_when_from_lists_several(self, smtp: Smtp) -> None:
         smtp.send(
-            _raw("From: Ann <ann@example.org>, Bob <bob@example.org>",
-                 "Sender: Bob <bob@example.org>", "Subject: joint letter")
-        )  # fmt: skip
+            _raw(
+                "From: Ann <ann@example.org>, Bob <bob@example.org>",
+                "Sender: Bob <bob@example.org>",
+                "Subject: joint letter",
+            )
+        )
         smtp.settle()
         assert smtp.tickets()[0].requester.email == "bob@example.org"
 
@@ -222,10 +229,13 @@ class TestNoUsableFrom:
     ) -> None:
         hooks = start_hooks(start_smtp)
         fields = {
-            "recipient": "support@example.com", "sender": "bounces@mg.example.net",
-            "from": "Bob <bob@example.org>", "subject": "Hello", "body-plain": "Hi",
+            "recipient": "support@example.com",
+            "sender": "bounces@mg.example.net",
+            "from": "Bob <bob@example.org>",
+            "subject": "Hello",
+            "body-plain": "Hi",
             "message-headers": json.dumps([["To", "support@example.com"], ["Subject", "Hello"]]),
-        }  # fmt: skip
+        }
         response = hooks.http.post("/api/v1/inbound/mailgun", data=mailgun_signed(fields))
         assert response.status_code == 200
         assert _last(hooks).status is IntakeStatus.TICKET_CREATED
@@ -238,10 +248,12 @@ class TestNoUsableFrom:
     ) -> None:
         hooks = start_hooks(start_smtp)
         fields = {
-            "recipient": "support@example.com", "sender": "Carol@Example.net",
-            "subject": "Hello", "body-plain": "Hi",
+            "recipient": "support@example.com",
+            "sender": "Carol@Example.net",
+            "subject": "Hello",
+            "body-plain": "Hi",
             "message-headers": json.dumps([["To", "support@example.com"], ["Subject", "Hello"]]),
-        }  # fmt: skip
+        }
         hooks.http.post("/api/v1/inbound/mailgun", data=mailgun_signed(fields))
         assert _last(hooks).status is IntakeStatus.TICKET_CREATED
         [ticket] = hooks.tickets()

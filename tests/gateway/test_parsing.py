@@ -514,12 +514,13 @@ class TestLoopReasonOnCorpus:
         self, parsed_corpus: ParsedCorpus, folder: str
     ) -> None:
         ordinary = [
-            p for p, e in parsed_corpus.entries.items()
+            p
+            for p, e in parsed_corpus.entries.items()
             if p.startswith(folder)
             and not e["report"]
             and not e["auto_submitted"]
             and p in parsed_corpus.messages
-        ]  # fmt: skip
+        ]
         assert len(ordinary) >= 5
         reasons = {
             p: loop_reason(parsed_corpus.messages[p], envelope_from="someone@example.com")

@@ -208,16 +208,21 @@ def read_data_from(
 
 
 class TestReadData:
-    @pytest.mark.parametrize(("stream", "body"), [
-        (b"Subject: a\r\n\r\nbody\r\n.\r\n", b"Subject: a\r\n\r\nbody\r\n"),
-        (b".\r\n", b""),
-        (b"..x\r\n.\r\n", b".x\r\n"),
-        (b"a\r\n..b\r\n.c\r\n...\r\n.\r\n", b"a\r\n.b\r\nc\r\n..\r\n"),
-        (b"\r\r\n.\r\n", b"\r\r\n"),
-        (b"\r\n\r\n.\r\n", b"\r\n\r\n"),
-        (b"end with a dot.\r\nbare\n.\r\nstill data\r\n.\r\n",
-         b"end with a dot.\r\nbare\n\r\nstill data\r\n"),
-    ])  # fmt: skip
+    @pytest.mark.parametrize(
+        ("stream", "body"),
+        [
+            (b"Subject: a\r\n\r\nbody\r\n.\r\n", b"Subject: a\r\n\r\nbody\r\n"),
+            (b".\r\n", b""),
+            (b"..x\r\n.\r\n", b".x\r\n"),
+            (b"a\r\n..b\r\n.c\r\n...\r\n.\r\n", b"a\r\n.b\r\nc\r\n..\r\n"),
+            (b"\r\r\n.\r\n", b"\r\r\n"),
+            (b"\r\n\r\n.\r\n", b"\r\n\r\n"),
+            (
+                b"end with a dot.\r\nbare\n.\r\nstill data\r\n.\r\n",
+                b"end with a dot.\r\nbare\n\r\nstill data\r\n",
+            ),
+        ],
+    )
     def test_every_split_of_the_stream_gives_the_same_message(
         self, stream: bytes, body: bytes
     ) -> None:
@@ -243,12 +248,15 @@ class TestDataTransparency:
         with smtp.context.sessions() as db:
             assert db.get_one(IntakeEvent, event.id).raw == raw
 
-    @pytest.mark.parametrize("raw", [
-        b"Subject: dots\r\n\r\n.leading dot\r\n..two dots\r\nend\r\n",
-        b".starts with a dot\r\n\r\nbody\r\n",
-        b"\r\n\r\n.\r\n\r\nblank lines first\r\n",
-        b"Subject: no final newline\r\n\r\nlast line",
-    ])  # fmt: skip
+    @pytest.mark.parametrize(
+        "raw",
+        [
+            b"Subject: dots\r\n\r\n.leading dot\r\n..two dots\r\nend\r\n",
+            b".starts with a dot\r\n\r\nbody\r\n",
+            b"\r\n\r\n.\r\n\r\nblank lines first\r\n",
+            b"Subject: no final newline\r\n\r\nlast line",
+        ],
+    )
     def test_stored_bytes_are_exactly_what_the_client_sent(self, smtp: Smtp, raw: bytes) -> None:
         smtp.send(raw)
         [event] = smtp.settle()
@@ -328,14 +336,18 @@ class TestThreading:
 
 
 class TestLoopProtection:
-    @pytest.mark.parametrize(("headers", "reason"), [
-        ({"Auto_Submitted": "auto-replied"}, "auto_reply"),
-        ({"Precedence": "bulk"}, "auto_reply"),
-        ({"X_Autoreply": "yes"}, "auto_reply"),
-        ({"List_Id": "<users.lists.example.org>"}, "list"),
-    ])  # fmt: skip
-    def test_machine_mail_is_held_without_ticket(self, smtp: Smtp, headers: dict[str, str],
-                                                 reason: str) -> None:  # fmt: skip
+    @pytest.mark.parametrize(
+        ("headers", "reason"),
+        [
+            ({"Auto_Submitted": "auto-replied"}, "auto_reply"),
+            ({"Precedence": "bulk"}, "auto_reply"),
+            ({"X_Autoreply": "yes"}, "auto_reply"),
+            ({"List_Id": "<users.lists.example.org>"}, "list"),
+        ],
+    )
+    def test_machine_mail_is_held_without_ticket(
+        self, smtp: Smtp, headers: dict[str, str], reason: str
+    ) -> None:
         smtp.send(message(**headers))
         [event] = smtp.settle()
         assert (event.status, event.reason, event.ticket_id) == (IntakeStatus.HELD, reason, None)
@@ -441,9 +453,12 @@ def _database_refusing_connections(url: URL) -> Iterator[None]:
     try:
         with admin.connect() as connection:
             connection.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
-            connection.execute(sa.text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"
-            ), {"name": name})  # fmt: skip
+            connection.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"
+                ),
+                {"name": name},
+            )
         yield
     finally:
         with admin.connect() as connection:
@@ -456,8 +471,9 @@ def _rich_mail(*, big: int = 0) -> bytes:
     mail["From"], mail["To"] = "Zoë <zoe@example.org>", "support@example.com"
     mail["Subject"] = "Café menu"
     mail.set_content("<p>Hello <b>team</b><script>alert(1)</script></p>", subtype="html")
-    mail.add_attachment(b"%PDF-1.4 invoice", maintype="application", subtype="pdf",
-                        filename="facture été.pdf")  # fmt: skip
+    mail.add_attachment(
+        b"%PDF-1.4 invoice", maintype="application", subtype="pdf", filename="facture été.pdf"
+    )
     if big:
         mail.add_attachment(b"x" * big, maintype="application", subtype="zip", filename="big.zip")
     return mail.as_bytes()
@@ -507,8 +523,9 @@ class TestClassificationOfMail:
     ) -> None:
         smtp = start_smtp(ai_provider="local")
         smtp.send(message("App crashes", "The app crashes on start since the update"))
-        smtp.send(message("App crashes too", "Crashes on start, error 500"),
-                  to="billing@example.com")  # fmt: skip
+        smtp.send(
+            message("App crashes too", "Crashes on start, error 500"), to="billing@example.com"
+        )
         smtp.settle()
         deadline = time.monotonic() + 30
         while any(t.classification_state == "pending" for t in smtp.tickets()):

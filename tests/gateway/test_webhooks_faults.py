@@ -137,12 +137,20 @@ class TestSlowClients:
         one, or a client that never finishes would slow processing for as long as it liked."""
         app: Any = hooks.http.app
         pacer = app.state.webhooks.pacer
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-                 "method": "POST", "scheme": "http", "path": FORM, "raw_path": FORM.encode(),
-                 "query_string": b"", "root_path": "", "client": ("127.0.0.1", 1),
-                 "server": ("testserver", 80),
-                 "headers": [(b"content-type", b"application/json"),
-                             (b"content-length", b"99")]}  # fmt: skip
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": FORM,
+            "raw_path": FORM.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "client": ("127.0.0.1", 1),
+            "server": ("testserver", 80),
+            "headers": [(b"content-type", b"application/json"), (b"content-length", b"99")],
+        }
 
         async def stall() -> int:
             finished = asyncio.Event()

@@ -122,10 +122,15 @@ class TestGroups:
         assert owner == stored.json()["intake_event_id"]
 
     def test_a_mailgun_token_replayed_inside_a_group_is_refused(self, hooks: Smtp) -> None:
-        fields = mailgun_signed({"recipient": "support@example.com",
-                                 "sender": "alice@example.org", "from": "Alice <alice@example.org>",
-                                 "subject": "Via Mailgun",
-                                 "body-plain": "Hello"})  # fmt: skip
+        fields = mailgun_signed(
+            {
+                "recipient": "support@example.com",
+                "sender": "alice@example.org",
+                "from": "Alice <alice@example.org>",
+                "subject": "Via Mailgun",
+                "body-plain": "Hello",
+            }
+        )
         post = functools.partial(hooks.http.post, MAILGUN, data=fields)
         answers, sizes = as_a_group(hooks, [post, post])
         assert sizes == [1, 2] and sorted(a.status_code for a in answers) == [200, 401]

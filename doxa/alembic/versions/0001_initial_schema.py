@@ -732,4 +732,4 @@ def _compress_blobs_with_lz4() -> None:
                 ALTER TABLE {table} ALTER COLUMN {column} SET COMPRESSION lz4;
             EXCEPTION WHEN feature_not_supported THEN
                 RAISE NOTICE 'lz4 not supported here; {table}.{column} keeps the default';
-            END $$""")  # fmt: skip
+            END $$""")

@@ -74,9 +74,12 @@ def retrain(admin: AdminUser, triage: TriageDep) -> RetrainAccepted:
 
 @router.get("/tickets/{ticket_id}/similar")
 def similar(
-    ticket_id: IdPath, db: SessionDep, staff: StaffUser, triage: TriageDep,
+    ticket_id: IdPath,
+    db: SessionDep,
+    staff: StaffUser,
+    triage: TriageDep,
     limit: Annotated[int, Query(ge=1, le=50)] = 10,
-) -> list[SimilarRead]:  # fmt: skip
+) -> list[SimilarRead]:
     """The most similar other tickets by their text, resolved (or closed) ones first."""
     found = triage.similar.find(db, ticket_id, actor=staff, limit=limit)
     return [

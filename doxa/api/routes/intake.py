@@ -43,9 +43,13 @@ def get_intake(event_id: IdPath, db: SessionDep, admin: AdminUser) -> IntakeEven
     responses=problems.errors(409, e409="Only failed events are reprocessed"),
 )
 def reprocess(
-    event_id: IdPath, db: SessionDep, admin: AdminUser, pipeline: PipelineDep, worker: WorkerDep,
+    event_id: IdPath,
+    db: SessionDep,
+    admin: AdminUser,
+    pipeline: PipelineDep,
+    worker: WorkerDep,
     background: BackgroundTasks,
-) -> IntakeEventRead:  # fmt: skip
+) -> IntakeEventRead:
     """Run a failed event through the pipeline again (after a fix); poll it for the outcome."""
     service.get_event(db, event_id, actor=admin)
     event = pipeline.requeue(db, event_id)

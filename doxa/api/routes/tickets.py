@@ -36,9 +36,12 @@ router = APIRouter(prefix="/tickets", tags=["tickets"])
     responses=problems.errors(403, e403="A client named someone else as the requester"),
 )
 def create_ticket(
-    body: TicketCreate, db: SessionDep, me: CurrentUser, triage: TriageDep,
+    body: TicketCreate,
+    db: SessionDep,
+    me: CurrentUser,
+    triage: TriageDep,
     background: BackgroundTasks,
-) -> TicketRead:  # fmt: skip
+) -> TicketRead:
     """Open a ticket; staff may open one on behalf of `requester_email`."""
     ticket = service.open_ticket(db, body, actor=me)
     background.add_task(triage.classify_soon)  # after the response, so after commit
@@ -97,14 +100,22 @@ def list_messages(
     responses=problems.errors(403, e403="Only staff write internal notes"),
 )
 def post_message(
-    ticket_id: IdPath, body: MessageCreate, db: SessionDep, me: CurrentUser, context: ContextDep,
-    outbox: OutboxDep, background: BackgroundTasks,
-) -> MessageRead:  # fmt: skip
+    ticket_id: IdPath,
+    body: MessageCreate,
+    db: SessionDep,
+    me: CurrentUser,
+    context: ContextDep,
+    outbox: OutboxDep,
+    background: BackgroundTasks,
+) -> MessageRead:
     """Reply, or (staff) add an internal note; a public staff reply is emailed to the requester."""
     message = messages.post_message(
-        db, ticket_id, body, actor=me,
+        db,
+        ticket_id,
+        body,
+        actor=me,
         relay_configured=context.settings.outbound_smtp_url is not None,
-    )  # fmt: skip
+    )
 
     background.add_task(outbox.kick)  # after the response, so after the commit
     return MessageRead.seen_by(message, me.role)

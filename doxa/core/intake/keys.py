@@ -84,8 +84,13 @@ def owners(db: Session, taken: set[tuple[str, str]]) -> dict[tuple[str, str], Ow
 
 
 def _row(claimed: Claim, event_id: int) -> dict[str, Any]:
-    return {"scope": claimed.scope, "key": claimed.key, "body_sha256": claimed.body_sha256,
-            "created_at": utcnow(), "intake_event_id": event_id}  # fmt: skip
+    return {
+        "scope": claimed.scope,
+        "key": claimed.key,
+        "body_sha256": claimed.body_sha256,
+        "created_at": utcnow(),
+        "intake_event_id": event_id,
+    }
 
 
 def _claim_statement(db: Session) -> Any:

@@ -130,9 +130,10 @@ class Pipeline:
         else:
             statement = backend(db).insert(IntakeEvent).values(**row, dedupe_key=key)
             result = db.execute(
-                statement.on_conflict_do_nothing(index_elements=["dedupe_key"])
-                .returning(IntakeEvent.id)
-            )  # fmt: skip
+                statement.on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(
+                    IntakeEvent.id
+                )
+            )
         event_id: int | None = result.scalar()
         if event_id is not None:
             return Accepted(event_id, IntakeStatus.RECEIVED)
@@ -140,11 +141,19 @@ class Pipeline:
             select(IntakeEvent.id, IntakeEvent.ticket_id).where(IntakeEvent.dedupe_key == key)
         ).one()
         duplicate_id = db.execute(
-            backend(db).insert(IntakeEvent).values({
-                **row, "status": IntakeStatus.DUPLICATE, "duplicate_of_id": first.id,
-                "ticket_id": first.ticket_id, "processed_at": utcnow(),
-            }).returning(IntakeEvent.id)
-        ).scalar_one()  # fmt: skip
+            backend(db)
+            .insert(IntakeEvent)
+            .values(
+                {
+                    **row,
+                    "status": IntakeStatus.DUPLICATE,
+                    "duplicate_of_id": first.id,
+                    "ticket_id": first.ticket_id,
+                    "processed_at": utcnow(),
+                }
+            )
+            .returning(IntakeEvent.id)
+        ).scalar_one()
         sender, ticket_id = row["envelope_from"], first.ticket_id
         outcome = Outcome(
             duplicate_id, item.channel, sender, IntakeStatus.DUPLICATE, ticket_id, None, first.id
@@ -179,11 +188,17 @@ class Pipeline:
 
     def _row(self, item: Delivery, mailbox: str | None) -> dict[str, Any]:
         return {
-            "channel": item.channel, "external_id": item.external_id,
-            "mailbox": mailbox, "envelope_from": _bounded(item.envelope_from),
-            "envelope_to": list(item.recipients), "raw": item.raw, "raw_size": len(item.raw),
-            "extra": item.extra, "status": IntakeStatus.RECEIVED, "received_at": utcnow(),
-        }  # fmt: skip
+            "channel": item.channel,
+            "external_id": item.external_id,
+            "mailbox": mailbox,
+            "envelope_from": _bounded(item.envelope_from),
+            "envelope_to": list(item.recipients),
+            "raw": item.raw,
+            "raw_size": len(item.raw),
+            "extra": item.extra,
+            "status": IntakeStatus.RECEIVED,
+            "received_at": utcnow(),
+        }
 
     def _dedupe_key(self, item: Delivery, mailbox: str | None) -> str:
         identity = item.external_id or hashlib.sha256(item.raw).hexdigest()
@@ -206,11 +221,14 @@ class Pipeline:
         in one query, in id order."""
         query = (
             select(IntakeEvent)
-            .where(IntakeEvent.id.in_(event_ids), IntakeEvent.status == IntakeStatus.RECEIVED,
-                   IntakeEvent.raw_size <= max_bytes)
+            .where(
+                IntakeEvent.id.in_(event_ids),
+                IntakeEvent.status == IntakeStatus.RECEIVED,
+                IntakeEvent.raw_size <= max_bytes,
+            )
             .order_by(IntakeEvent.id)
             .options(undefer(IntakeEvent.raw))
-        )  # fmt: skip
+        )
         return [
             RawEvent(e.id, e.channel, e.raw, dict(e.extra or {}), e.envelope_from)
             for e in db.scalars(query)
@@ -259,9 +277,15 @@ class Pipeline:
         else:
             thread = self._thread(db, event, msg, author=trust.author)
             outcome = delivery.deliver(
-                db, event, msg, thread, settings=self.settings, author=trust.author,
-                authenticated=trust.authenticated, notes=trust.notes,
-            )  # fmt: skip
+                db,
+                event,
+                msg,
+                thread,
+                settings=self.settings,
+                author=trust.author,
+                authenticated=trust.authenticated,
+                notes=trust.notes,
+            )
             event.status, event.ticket_id = outcome.status, outcome.ticket.id
             event.reason = None if thread.participant else NOT_A_PARTICIPANT
         # Set last, so the queries above flush nothing of the event: one UPDATE writes it all.
@@ -391,11 +415,13 @@ class Pipeline:
         """Events accepted but never processed (a crash or restart in between): id and raw size."""
         query = (
             select(IntakeEvent.id, IntakeEvent.raw_size)
-            .where(IntakeEvent.status == IntakeStatus.RECEIVED,
-                   IntakeEvent.received_at <= utcnow() - older_than)
+            .where(
+                IntakeEvent.status == IntakeStatus.RECEIVED,
+                IntakeEvent.received_at <= utcnow() - older_than,
+            )
             .order_by(IntakeEvent.id)
             .limit(limit)
-        )  # fmt: skip
+        )
         return [(event_id, size) for event_id, size in db.execute(query)]
 
 

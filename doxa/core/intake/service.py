@@ -14,9 +14,14 @@ from doxa.core.users.service import require_role
 
 
 def list_events(
-    db: Session, *, actor: User, status: IntakeStatus | None, channel: Channel | None,
-    cursor: str | None, limit: int,
-) -> tuple[list[IntakeEvent], str | None]:  # fmt: skip
+    db: Session,
+    *,
+    actor: User,
+    status: IntakeStatus | None,
+    channel: Channel | None,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[IntakeEvent], str | None]:
     """Newest first, optionally one status or channel."""
     require_role(actor, Role.ADMIN)
     limit = max(1, min(limit, MAX_PAGE_SIZE))

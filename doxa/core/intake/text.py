@@ -43,12 +43,33 @@ _ATTRIBUTES: dict[str, set[str]] = {
     "table": {"align", "border", "cellpadding", "cellspacing", "width", "bgcolor"},
 }
 _STYLE_PROPERTIES = {
-    "color", "background-color", "font-family", "font-size", "font-style", "font-weight",
-    "text-align", "text-decoration", "vertical-align", "white-space", "width", "height",
-    "margin", "margin-left", "margin-right", "margin-top", "margin-bottom", "padding",
-    "padding-left", "padding-right", "padding-top", "padding-bottom", "border",
-    "border-collapse", "line-height", "list-style-type",
-}  # fmt: skip
+    "color",
+    "background-color",
+    "font-family",
+    "font-size",
+    "font-style",
+    "font-weight",
+    "text-align",
+    "text-decoration",
+    "vertical-align",
+    "white-space",
+    "width",
+    "height",
+    "margin",
+    "margin-left",
+    "margin-right",
+    "margin-top",
+    "margin-bottom",
+    "padding",
+    "padding-left",
+    "padding-right",
+    "padding-top",
+    "padding-bottom",
+    "border",
+    "border-collapse",
+    "line-height",
+    "list-style-type",
+}
 # Declarations that hide text from the agent while a filter or the classifier still reads it:
 # zero-size or transparent text, invisible boxes. Not "display", which is left out above.
 _HIDING = re.compile(
@@ -89,10 +110,40 @@ _INCOMPLETE_REFERENCE = re.compile(
 )
 # Elements with no end tag, or whose end tag is optional (the parser closes them by itself).
 _NOT_NESTING = {
-    "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
-    "track", "wbr", "p", "li", "dt", "dd", "tr", "td", "th", "option", "optgroup", "rb", "rt",
-    "rp", "thead", "tbody", "tfoot", "colgroup", "caption", "html", "head", "body",
-}  # fmt: skip
+    "area",
+    "base",
+    "br",
+    "col",
+    "embed",
+    "hr",
+    "img",
+    "input",
+    "link",
+    "meta",
+    "source",
+    "track",
+    "wbr",
+    "p",
+    "li",
+    "dt",
+    "dd",
+    "tr",
+    "td",
+    "th",
+    "option",
+    "optgroup",
+    "rb",
+    "rt",
+    "rp",
+    "thead",
+    "tbody",
+    "tfoot",
+    "colgroup",
+    "caption",
+    "html",
+    "head",
+    "body",
+}
 _BLANK_LINES = re.compile(r"\n{3,}")
 _TRAILING_RULE = re.compile(r"(?:\n\s*[-_=*]{5,}\s*)+\Z")
 # "02.04.2012 14:20 <someone> написал:" in a language the reply parser does not know.

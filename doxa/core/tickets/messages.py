@@ -19,9 +19,13 @@ from doxa.core.users.models import User
 
 
 def list_messages(
-    db: Session, ticket_id: int, *, actor: User, cursor: str | None = None,
+    db: Session,
+    ticket_id: int,
+    *,
+    actor: User,
+    cursor: str | None = None,
     limit: int = MAX_PAGE_SIZE,
-) -> Page[MessageRead]:  # fmt: skip
+) -> Page[MessageRead]:
     """A page of the conversation, oldest first; clients never see internal notes.
 
     Keyset paging like every list: the cursor is the last id seen, so a long conversation is

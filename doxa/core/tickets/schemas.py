@@ -140,9 +140,10 @@ class TicketRead(BaseModel):
     # Never read from the ticket by model_validate (no such attribute): `seen_by` fills it for
     # staff, so a route that forgets the viewer shows clients nothing rather than too much.
     ai_explanation: list[str] | None = Field(
-        None, validation_alias="staff_explanation",
+        None,
+        validation_alias="staff_explanation",
         description="staff only: the terms that weighed most for ai_category (null for clients)",
-    )  # fmt: skip
+    )
     metadata: dict[str, Any] = Field(validation_alias=AliasChoices("meta", "metadata"))
     created_at: datetime
     updated_at: datetime

@@ -75,11 +75,13 @@ def threshold_curve(
     curve = []
     for threshold in thresholds:
         covered = [right for confidence, right in outcomes if confidence >= threshold]
-        curve.append({
-            "threshold": threshold,
-            "coverage": len(covered) / len(outcomes) if outcomes else 0.0,
-            "accuracy": sum(covered) / len(covered) if covered else 0.0,
-        })  # fmt: skip
+        curve.append(
+            {
+                "threshold": threshold,
+                "coverage": len(covered) / len(outcomes) if outcomes else 0.0,
+                "accuracy": sum(covered) / len(covered) if covered else 0.0,
+            }
+        )
     return curve
 
 
@@ -101,11 +103,13 @@ def field_report(pairs: Sequence[tuple[str, str]]) -> dict[str, object]:
     # Plain floats and ints: the report is stored as JSON.
     per_label = {
         label: {
-            "precision": float(precision[i]), "recall": float(recall[i]),
-            "f1": float(f1[i]), "support": int(support[i]),
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
         }
         for i, label in enumerate(labels)
-    }  # fmt: skip
+    }
     return {
         "size": len(pairs),
         "accuracy": float(accuracy_score(truth, guesses)),

@@ -30,9 +30,13 @@ def word_terms(vectorizer: FeatureUnion) -> NDArray[Any]:
 
 
 def top_terms(
-    svm: LinearSVC, features: Matrix, chosen: NDArray[np.int64], terms: NDArray[Any],
-    *, limit: int = TOP_TERMS,
-) -> list[tuple[str, ...]]:  # fmt: skip
+    svm: LinearSVC,
+    features: Matrix,
+    chosen: NDArray[np.int64],
+    terms: NDArray[Any],
+    *,
+    limit: int = TOP_TERMS,
+) -> list[tuple[str, ...]]:
     """Per row, up to `limit` terms with the largest positive push towards its chosen label."""
     coef, classes = svm.coef_, list(svm.classes_)
     words = len(terms)

@@ -101,8 +101,9 @@ class _FieldModel:
         confidence = calibration.confidence(self.calibrator, scores, chosen, len(self.labels))
         return [self.labels[i] for i in chosen], confidence, chosen
 
-    def explain(self, features: Matrix, chosen: NDArray[np.int64],
-                terms: NDArray[Any]) -> list[tuple[str, ...]]:  # fmt: skip
+    def explain(
+        self, features: Matrix, chosen: NDArray[np.int64], terms: NDArray[Any]
+    ) -> list[tuple[str, ...]]:
         if self.svm is None:
             return [()] * features.shape[0]
         return explain.top_terms(self.svm, features, chosen, terms)

@@ -72,8 +72,14 @@ def apply(db: Session, ticket: Ticket, prediction: Prediction, *, threshold: flo
     confident = prediction.category_confidence >= threshold
     ticket.needs_triage = not confident
     summary = f"{prediction.category}/{prediction.priority} at {prediction.category_confidence:.2f}"
-    record(db, ticket, actor=None, field="classification", old=None,
-           new=summary + ("" if confident else " (to triage)"))  # fmt: skip
+    record(
+        db,
+        ticket,
+        actor=None,
+        field="classification",
+        old=None,
+        new=summary + ("" if confident else " (to triage)"),
+    )
     if confident:
         _set(db, ticket, "category", ticket.pinned_category or prediction.category)
         _set(db, ticket, "priority", Priority(prediction.priority))
@@ -86,8 +92,9 @@ def _set(db: Session, ticket: Ticket, field: str, value: object) -> None:
         record(db, ticket, actor=None, field=field, old=old, new=value)
 
 
-def reclassify(db: Session, ticket_id: int, model: Classifier, *, actor: User,
-               threshold: float) -> Ticket:  # fmt: skip
+def reclassify(
+    db: Session, ticket_id: int, model: Classifier, *, actor: User, threshold: float
+) -> Ticket:
     """Classify again now (staff): the answer replaces the suggestion."""
     require_role(actor, Role.AGENT, Role.ADMIN)
     ticket = get_readable(db, ticket_id, actor=actor, for_update=True)

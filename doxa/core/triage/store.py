@@ -114,11 +114,12 @@ def replace_own_examples(db: Session, examples: Sequence[Example]) -> int:
     known = {priority.value for priority in Priority}
     rows = [
         TrainingExample(
-            text=e.text, category=e.category,
+            text=e.text,
+            category=e.category,
             priority=e.priority if e.priority in known else None,
         )
         for e in examples
-    ]  # fmt: skip
+    ]
     rows = [row for row in rows if row.category or row.priority]
     db.add_all(rows)
     db.flush()

@@ -54,11 +54,14 @@ def describe(db: Session, *, actor: User) -> dict[str, Any]:
         raise NotFound("no classifier has been trained yet")
     own = db.scalar(select(func.count()).select_from(TrainingExample)) or 0
     return {
-        "version": row.version, "categories": list(labels.categories(db)),
-        "labels": row.labels, "training_size": row.training_size,
+        "version": row.version,
+        "categories": list(labels.categories(db)),
+        "labels": row.labels,
+        "training_size": row.training_size,
         "trained_on": "own data" if own else "seed set",
-        "evaluation": row.evaluation, "created_at": row.created_at,
-    }  # fmt: skip
+        "evaluation": row.evaluation,
+        "created_at": row.created_at,
+    }
 
 
 def add_categories(db: Session, names: Sequence[str], *, actor: User) -> list[str]:

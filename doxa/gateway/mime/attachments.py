@@ -58,8 +58,16 @@ def inline_file(
     return _stored(filename, ctype, content, max_bytes, notes)
 
 
-def _stored(filename: str, ctype: str, content: bytes, max_bytes: int, notes: list[str], *,
-            content_id: str | None = None, inline: bool = False) -> InboundAttachment:  # fmt: skip
+def _stored(
+    filename: str,
+    ctype: str,
+    content: bytes,
+    max_bytes: int,
+    notes: list[str],
+    *,
+    content_id: str | None = None,
+    inline: bool = False,
+) -> InboundAttachment:
     """The file with its size and hash; its bytes only up to `max_bytes` (noted when dropped)."""
     if len(content) > max_bytes:
         notes.append(f"attachment {filename} ({len(content)} bytes) over the limit, not stored")

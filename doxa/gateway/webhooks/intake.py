@@ -210,9 +210,11 @@ class WebhookIntake:
         # SendGrid retries anything but 2xx for days and has no "stop" code: a post for an
         # address that is not ours is kept, and rejected when it is processed.
         refused = bool(envelope.recipients) and not self._mailboxes(envelope)
-        return Post(self._delivery(
-            Channel.SENDGRID, raw, headers, envelope, envelope.recipients, refused=refused
-        ))  # fmt: skip
+        return Post(
+            self._delivery(
+                Channel.SENDGRID, raw, headers, envelope, envelope.recipients, refused=refused
+            )
+        )
 
     def _mailboxes(self, envelope: Envelope) -> list[str]:
         return [r for r in envelope.recipients if self.settings.mailbox(r)]

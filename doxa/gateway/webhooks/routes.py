@@ -65,8 +65,13 @@ _FORM_BODY = {
 
 
 def _header(name: str, description: str) -> dict[str, Any]:
-    return {"name": name, "in": "header", "required": False, "description": description,
-            "schema": {"type": "string"}}  # fmt: skip
+    return {
+        "name": name,
+        "in": "header",
+        "required": False,
+        "description": description,
+        "schema": {"type": "string"},
+    }
 
 
 # Documented here rather than declared as parameters: the route reads the raw request, so
@@ -94,9 +99,15 @@ _FORM_DOC: dict[str, Any] = {
         },
     },
 }
-_RAW_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
-    kind: {"schema": {"type": "object"}}
-    for kind in ("multipart/form-data", "application/x-www-form-urlencoded")}}}  # fmt: skip
+_RAW_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            kind: {"schema": {"type": "object"}}
+            for kind in ("multipart/form-data", "application/x-www-form-urlencoded")
+        },
+    }
+}
 _JSON_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,

@@ -34,17 +34,30 @@ from tests.conftest import make_settings
 def _mail(
     n: int, *, message_id: str | None = None, body: str = "My order has not arrived."
 ) -> bytes:
-    lines = [f"From: Customer {n} <customer{n}@example.org>", "To: support@example.com",
-             f"Subject: Question {n}", f"Message-ID: <{message_id or f'q{n}@example.org'}>",
-             "Content-Type: text/plain; charset=utf-8", "", body, ""]  # fmt: skip
+    lines = [
+        f"From: Customer {n} <customer{n}@example.org>",
+        "To: support@example.com",
+        f"Subject: Question {n}",
+        f"Message-ID: <{message_id or f'q{n}@example.org'}>",
+        "Content-Type: text/plain; charset=utf-8",
+        "",
+        body,
+        "",
+    ]
     return "\r\n".join(lines).encode()
 
 
 SMALL = 1_000  # bytes, the size each test mail is submitted with: one for a batch
 
 
-def _accept(clean: Context, pipeline: Pipeline, raw: bytes, *, to: str = "support@example.com",
-            channel: Channel = Channel.EMAIL) -> int:  # fmt: skip
+def _accept(
+    clean: Context,
+    pipeline: Pipeline,
+    raw: bytes,
+    *,
+    to: str = "support@example.com",
+    channel: Channel = Channel.EMAIL,
+) -> int:
     with transaction(clean.sessions) as db:
         return pipeline.accept(db, Delivery(channel, raw, [to])).id
 
@@ -84,8 +97,10 @@ class TestProcessBatch:
     ) -> None:
         """Delivered to two of our mailboxes: the second copy is seen within the batch."""
         raw = _mail(1, message_id="twice@example.org")
-        ids = [_accept(clean, pipeline, raw, to=to)
-               for to in ("support@example.com", "billing@example.com")]  # fmt: skip
+        ids = [
+            _accept(clean, pipeline, raw, to=to)
+            for to in ("support@example.com", "billing@example.com")
+        ]
         batch = process_batch(clean.sessions, pipeline, ids)
         assert list(batch.done.values()) == [IntakeStatus.TICKET_CREATED, IntakeStatus.DUPLICATE]
 
@@ -112,8 +127,9 @@ class TestProcessBatch:
     ) -> None:
         """Four new tickets in one transaction: the third and fourth answers are held, as they
         would be across four transactions (the count sees the batch's own flushed rows)."""
-        settings = make_settings(clean.settings.database_url,
-                                 outbound_smtp_url="smtp://127.0.0.1:1", **caps)  # fmt: skip
+        settings = make_settings(
+            clean.settings.database_url, outbound_smtp_url="smtp://127.0.0.1:1", **caps
+        )
         pipeline = build_pipeline(settings)
         raws = [_mail(n) for n in range(4)]
         if same_sender:
@@ -159,8 +175,10 @@ class TestProcessBatch:
         for event_id in ids:
             process_event(clean.sessions, failing, event_id)
         assert _statuses(clean, ids) == [
-            IntakeStatus.TICKET_CREATED, IntakeStatus.FAILED, IntakeStatus.TICKET_CREATED,
-        ]  # fmt: skip
+            IntakeStatus.TICKET_CREATED,
+            IntakeStatus.FAILED,
+            IntakeStatus.TICKET_CREATED,
+        ]
 
 
 class TestIntakeWorker:

@@ -56,9 +56,14 @@ class TestStorable:
 
     def test_names_ids_and_subjects_are_cut_to_their_columns(self) -> None:
         msg = storable(
-            _msg(sender_name="n" * 300, message_id="i" * 2000, subject="s" * 5000,
-                 in_reply_to=["r" * 2000], references=["r" * 2000])
-        )  # fmt: skip
+            _msg(
+                sender_name="n" * 300,
+                message_id="i" * 2000,
+                subject="s" * 5000,
+                in_reply_to=["r" * 2000],
+                references=["r" * 2000],
+            )
+        )
         assert len(msg.sender_name or "") == inbound.NAME_CHARS
         assert len(msg.message_id or "") == inbound.ID_CHARS
         assert len(msg.subject) == inbound.SUBJECT_CHARS
@@ -72,9 +77,12 @@ class TestStorable:
         self,
     ) -> None:
         part = InboundAttachment(
-            filename="f" * 400 + ".pdf", content_type="application/" + "y" * 300,
-            size=1, sha256="0" * 64, content_id="c" * 2000,
-        )  # fmt: skip
+            filename="f" * 400 + ".pdf",
+            content_type="application/" + "y" * 300,
+            size=1,
+            sha256="0" * 64,
+            content_id="c" * 2000,
+        )
         [stored] = storable(_msg(attachments=[part])).attachments
         assert stored.content_type == "application/octet-stream"
         assert len(stored.filename) == inbound.FILENAME_CHARS and stored.filename.endswith(".pdf")

@@ -53,15 +53,21 @@ class TestTrainingExamples:
         db.add_all(
             [
                 ClassificationCorrection(
-                    ticket_id=ticket.id, field="category", predicted="general",
-                    corrected="billing", text="Refund\nplease",
+                    ticket_id=ticket.id,
+                    field="category",
+                    predicted="general",
+                    corrected="billing",
+                    text="Refund\nplease",
                 ),
                 ClassificationCorrection(
-                    ticket_id=ticket.id, field="priority", predicted="low",
-                    corrected="urgent", text="Down\nall users",
+                    ticket_id=ticket.id,
+                    field="priority",
+                    predicted="low",
+                    corrected="urgent",
+                    text="Down\nall users",
                 ),
             ]
-        )  # fmt: skip
+        )
         db.flush()
         examples = store.training_examples(db)
         assert len(examples) == len(seed_examples()) + 2
@@ -78,14 +84,22 @@ class TestTrainingExamples:
         assert store.replace_own_examples(db, own) == 2
         labels.add_categories(db, ["security"])
         db.add_all(
-            ClassificationCorrection(ticket_id=ticket.id, field="category", predicted="x",
-                                     corrected=corrected, text=corrected)
+            ClassificationCorrection(
+                ticket_id=ticket.id,
+                field="category",
+                predicted="x",
+                corrected=corrected,
+                text=corrected,
+            )
             for corrected in ("billing", "plumbing", "security")
-        )  # fmt: skip
+        )
         db.flush()
         examples = store.training_examples(db)
-        assert examples == [*own, Example("plumbing", "plumbing", None),
-                            Example("security", "security", None)]  # fmt: skip
+        assert examples == [
+            *own,
+            Example("plumbing", "plumbing", None),
+            Example("security", "security", None),
+        ]
 
     def test_own_examples_without_priorities_learn_priority_from_the_seed_set(
         self, db: Session

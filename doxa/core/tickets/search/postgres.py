@@ -84,9 +84,15 @@ def _pg_newest(
         below = newest.where(Ticket.id < walk.oldest)
         if lookup is not None and (found or pairs is not None):
             # Met, but too seldom to fill the page (or a phrase): the rest by the index
-            return found + _by_windows(db, newest.where(lookup), terms, staff, want - len(found),
-                                       per_id=max(len(found), 0.5) / (top - walk.oldest + 1),
-                                       high=walk.oldest)  # fmt: skip
+            return found + _by_windows(
+                db,
+                newest.where(lookup),
+                terms,
+                staff,
+                want - len(found),
+                per_id=max(len(found), 0.5) / (top - walk.oldest + 1),
+                high=walk.oldest,
+            )
         candidates, prefixed = candidates + walk.candidates, prefixed + walk.prefixed
         rest += walk.rest
         # Tickets of the scope older than the walk, at the density of ids the walk crossed.
