@@ -12,6 +12,8 @@ import pytest
 from doxa.core.intake.worker import ProcessingTimeout, WorkerLost
 from doxa.workers import WorkerPool
 
+pytestmark = pytest.mark.timing
+
 
 def _ready() -> None:
     """The worker processes' start-up in these tests: nothing to open."""

@@ -110,6 +110,7 @@ class TestLargeValue:
         assert isinstance(value, (bytes, bytearray)) is not is_postgresql(db)
 
 
+@pytest.mark.timing
 class TestWriterGate:
     def test_a_write_closed_without_commit_lets_the_next_writer_in(self, tmp_path: Path) -> None:
         engine = make_engine(f"sqlite:///{tmp_path}/gate.db")
