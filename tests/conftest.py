@@ -124,9 +124,7 @@ def app(context: Context) -> FastAPI:
     return create_app(context.settings, context=context)
 
 
-@pytest.fixture
-def clean(context: Context) -> Iterator[Context]:
-    """Empty tables before the test (a crashed test leaves no trace for the next)."""
+def empty_tables(context: Context) -> None:
     with context.engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
@@ -134,6 +132,12 @@ def clean(context: Context) -> Iterator[Context]:
         else:
             for table in reversed(Base.metadata.sorted_tables):
                 connection.execute(table.delete())
+
+
+@pytest.fixture
+def clean(context: Context) -> Iterator[Context]:
+    """Empty tables before the test (a crashed test leaves no trace for the next)."""
+    empty_tables(context)
     yield context
 
 
