@@ -69,7 +69,7 @@ pytest-parallel: $(STAMP)
 
 # Lint and mypy run beside the parallel tests (output kept per target); the timing tests after.
 test: $(STAMP) ## lint, typecheck and the whole test suite
-	$(MAKE) --no-print-directory --output-sync=target -j3 lint typecheck pytest-parallel
+	$(MAKE) --no-print-directory --output-sync=target -j3 -o $(STAMP) lint typecheck pytest-parallel
 	$(TIMING_TESTS)
 
 bench: $(STAMP) ## API speed benchmark (prints figures)
