@@ -125,13 +125,18 @@ def app(context: Context) -> FastAPI:
 
 
 def empty_tables(context: Context) -> None:
+    """Every table emptied and every id counting from 1 again. DELETE, not TRUNCATE: on
+    PostgreSQL a TRUNCATE makes new files for every table and index (~250 ms a test here),
+    a DELETE of a test's few rows takes milliseconds."""
     with context.engine.begin() as connection:
+        for table in reversed(Base.metadata.sorted_tables):
+            connection.execute(table.delete())
         if connection.dialect.name == "postgresql":
-            names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-            connection.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-        else:
-            for table in reversed(Base.metadata.sorted_tables):
-                connection.execute(table.delete())
+            sequences = connection.scalars(
+                sa.text("SELECT sequencename FROM pg_sequences WHERE schemaname = current_schema()")
+            )
+            for sequence in list(sequences):
+                connection.execute(sa.text(f'ALTER SEQUENCE "{sequence}" RESTART'))
 
 
 @pytest.fixture
