@@ -7,15 +7,20 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# pytest-xdist processes for the parallel part of `make pytest` (a number, or auto: one a core).
+PYTEST_WORKERS ?= auto
+# pytest's "no tests collected" (5) is no failure here: PYTEST_ARGS may select none of a part.
+PYTEST_OK := || [ $$? -eq 5 ]
 
-.PHONY: help run test lint typecheck pytest migrate bench clean
+.PHONY: help run test lint typecheck pytest pytest-parallel migrate bench clean
 .DEFAULT_GOAL := help
 
 help: ## list these targets
 	@echo "DOXA: make TARGET"
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z.]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "Variables: TEST_DATABASE_URL (tests on PostgreSQL too), DOXA_CORPUS (the real-world"
-	@echo "corpus, default ../shared/corpus), PYTEST_ARGS (e.g. PYTEST_ARGS='-k smtp -x')."
+	@echo "corpus, default ../shared/corpus), PYTEST_ARGS (e.g. PYTEST_ARGS='-k smtp -x'),"
+	@echo "PYTEST_WORKERS (processes for the parallel tests, default auto: one a core)."
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -49,10 +54,23 @@ lint: $(STAMP) ## ruff (lint and format check) and import-linter
 typecheck: $(STAMP) ## mypy --strict
 	$(BIN)/mypy
 
-pytest: $(STAMP) ## the test suite only
-	$(BIN)/pytest $(PYTEST_ARGS)
+# Every test but the `timing` ones on PYTEST_WORKERS processes (worksteal: the corpus tests take
+# minutes, the rest milliseconds), then the `timing` ones alone, so nothing else shares the cores
+# while they measure. Each xdist process has its own databases (tests/conftest.py).
+PARALLEL_TESTS = $(BIN)/pytest -m "not timing" -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS) $(PYTEST_OK)
+TIMING_TESTS = $(BIN)/pytest -m timing -p no:xdist $(PYTEST_ARGS) $(PYTEST_OK)
 
-test: lint typecheck pytest ## lint, typecheck and the whole test suite
+pytest: $(STAMP) ## the test suite only: in parallel, then the timing tests alone
+	$(PARALLEL_TESTS)
+	$(TIMING_TESTS)
+
+pytest-parallel: $(STAMP)
+	$(PARALLEL_TESTS)
+
+# Lint and mypy run beside the parallel tests (output kept per target); the timing tests after.
+test: $(STAMP) ## lint, typecheck and the whole test suite
+	$(MAKE) --no-print-directory --output-sync=target -j3 -o $(STAMP) lint typecheck pytest-parallel
+	$(TIMING_TESTS)
 
 bench: $(STAMP) ## API speed benchmark (prints figures)
 	$(BIN)/python bench/api.py

@@ -100,6 +100,7 @@ def _closed(connection: socket.socket) -> bytes | None:
     return bytes(received) if _read_until_closed(connection, received) else None
 
 
+@pytest.mark.timing
 class TestSlowHeaders:
     def test_600_slow_clients_leave_the_server_serving_and_are_closed_after_their_10_s(
         self, serve: Serve
@@ -150,6 +151,7 @@ class TestSlowHeaders:
         return closed
 
 
+@pytest.mark.timing
 class TestConnectionCap:
     def test_past_the_cap_a_new_client_takes_the_place_of_the_longest_waiting(
         self, serve: Serve

@@ -21,6 +21,8 @@ from doxa.core.enums import Role
 from doxa.core.models import User
 from tests.conftest import MailClient
 
+pytestmark = pytest.mark.timing
+
 PER_CLASS = 500
 BEST_ALLOWED = 0.60
 

@@ -222,6 +222,7 @@ class TestAccountCap:
         assert _login(mail_client("198.51.100.8"), user.email, PASSWORD).status_code == 429
 
 
+@pytest.mark.timing
 class TestHashingShare:
     """One network's logins, successful ones included, never take the hashing pool from
     another's: a network is an IPv4 /24 or an IPv6 /48 however many addresses it holds."""

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -18,9 +19,9 @@ from sqlalchemy import func, select
 
 from doxa.core.context import Context
 from doxa.core.enums import ClassificationState, Role, Status
-from doxa.core.models import ClassificationCorrection, Ticket, TicketEvent
+from doxa.core.models import Base, ClassificationCorrection, Ticket, TicketEvent
 from doxa.main import create_app
-from tests.conftest import MakeTicket, MakeUser, make_settings
+from tests.conftest import MakeTicket, MakeUser, empty_tables, make_settings
 
 StartApp = Callable[..., TestClient]
 DOXA = str(Path(sys.executable).with_name("doxa"))
@@ -282,18 +283,45 @@ def _doxa(environment: dict[str, str], *args: str) -> subprocess.CompletedProces
                           text=True, timeout=180)  # fmt: skip
 
 
+@pytest.fixture(scope="module")
+def trained_rows(
+    context: Context, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[dict[str, str], dict[str, list[dict[str, Any]]]]:
+    """`doxa classifier train` on an export into empty tables, once per backend (a new
+    process that trains takes seconds): its environment and every row it stored."""
+    empty_tables(context)
+    environment = {
+        **os.environ, "DATABASE_URL": context.settings.database_url, "DOXA_ENV": "dev",
+        "SUPPORT_ADDRESSES": "support@example.com,cars@example.com=parking,hr@example.com=hr",
+    }  # fmt: skip
+    export = _export(tmp_path_factory.mktemp("own") / "own.csv", range(24))
+    result = _doxa(environment, "train", "--data", str(export))
+    assert result.returncode == 0, result.stderr
+    with context.engine.connect() as connection:
+        stored = {
+            table.name: [dict(row._mapping) for row in connection.execute(table.select())]
+            for table in Base.metadata.sorted_tables
+        }
+    return environment, {name: rows for name, rows in stored.items() if rows}
+
+
 class TestOwnTaxonomy:
     """A help desk moves from the seed model to its own data and categories."""
 
     @pytest.fixture
-    def trained(self, clean: Context, tmp_path: Path) -> dict[str, str]:
-        environment = {
-            **os.environ, "DATABASE_URL": clean.settings.database_url, "DOXA_ENV": "dev",
-            "SUPPORT_ADDRESSES": "support@example.com,cars@example.com=parking,hr@example.com=hr",
-        }  # fmt: skip
-        export = _export(tmp_path / "own.csv", range(24))
-        result = _doxa(environment, "train", "--data", str(export))
-        assert result.returncode == 0, result.stderr
+    def trained(
+        self, clean: Context, trained_rows: tuple[dict[str, str], dict[str, list[dict[str, Any]]]]
+    ) -> dict[str, str]:
+        """The database as `doxa classifier train` left it."""
+        environment, stored = trained_rows
+        with clean.engine.begin() as connection:
+            for table in Base.metadata.sorted_tables:
+                if table.name in stored:
+                    connection.execute(table.insert(), stored[table.name])
+                    if connection.dialect.name == "postgresql":  # the ids were given
+                        sequence = func.pg_get_serial_sequence(table.name, "id")
+                        last = select(func.max(table.c.id)).scalar_subquery()
+                        connection.execute(select(func.setval(sequence, last)))
         return environment
 
     def test_training_on_own_data_makes_its_labels_the_taxonomy(

@@ -123,6 +123,7 @@ class TestBackend:
             assert other.scalar(backend(other).skip_locked(oldest)) == second
 
 
+@pytest.mark.timing
 class TestWriterGate:
     def test_a_write_closed_without_commit_lets_the_next_writer_in(self, tmp_path: Path) -> None:
         engine = make_engine(f"sqlite:///{tmp_path}/gate.db")

@@ -72,6 +72,7 @@ def timed(call: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
+@pytest.mark.timing
 class TestEncodedWords:
     def test_decoding_time_grows_linearly_with_the_number_of_words(self) -> None:
         small = " ".join([WORD] * 20_000)
@@ -110,6 +111,7 @@ class TestHeaderBlockLimit:
         assert msg.subject == "fine" and not any("header block" in n for n in msg.notes)
 
 
+@pytest.mark.timing
 class TestMimePartLimit:
     def test_150000_one_byte_parts_stop_at_the_limit_with_a_note(self, parse: Parse) -> None:
         raw = many_parts(150_000)
@@ -132,6 +134,7 @@ class TestMimePartLimit:
         assert "--- a/file" in msg.text
 
 
+@pytest.mark.timing
 class TestNestedHtml:
     @pytest.mark.parametrize("tag", ["div", "blockquote", "span", "table"])
     def test_deep_nesting_is_flattened_and_the_text_kept(self, parse: Parse, tag: str) -> None:
@@ -172,6 +175,7 @@ class TestNestedHtml:
         assert flat == "<b>" * MAX_HTML_DEPTH + "x" + "</b>" * MAX_HTML_DEPTH
 
 
+@pytest.mark.timing
 class TestCharsetsThatAreNotMail:
     @pytest.mark.parametrize("charset", ["punycode", "idna", "unicode-escape"])
     def test_a_body_labelled_with_a_non_mail_codec_is_read_as_text_quickly(
@@ -184,6 +188,7 @@ class TestCharsetsThatAreNotMail:
         assert msg.text.endswith(" done")
 
 
+@pytest.mark.timing
 class TestSlowMessageDoesNotStallOthers:
     """One worker process, a tiny PROCESSING_TIMEOUT_SECONDS, and a message that needs longer."""
 

@@ -56,6 +56,7 @@ def _cpu(step: Callable[[], object]) -> float:
     return time.process_time() - started
 
 
+@pytest.mark.timing
 class TestEachShapeIsCheap:
     @pytest.mark.parametrize("shape", SHAPES)
     def test_a_5_mb_message_parses_in_well_under_the_budget(self, parse: Parse, shape: str) -> None:

@@ -9,6 +9,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
+
 from doxa.core.enums import IntakeStatus
 from doxa.gateway.smtp import SmtpListener
 from tests.gateway.conftest import Smtp, StartSmtp, message
@@ -84,6 +86,7 @@ class TestTrustedRelays:
             assert [_banner(s)[:3] for s in relay] == [b"220"] * 20 + [b"421"]
 
 
+@pytest.mark.timing
 class TestIdleSessions:
     def test_above_80_percent_sessions_without_mail_get_421_after_their_time(
         self, start_smtp: StartSmtp

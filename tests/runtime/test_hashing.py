@@ -49,6 +49,7 @@ def _until(condition: Callable[[], bool]) -> None:
         time.sleep(0.005)
 
 
+@pytest.mark.timing
 class TestHashPool:
     def test_a_network_past_its_share_is_refused_at_once(self, pool: HashPool) -> None:
         gate = Gate()

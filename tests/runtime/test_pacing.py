@@ -6,7 +6,11 @@ import asyncio
 import threading
 import time
 
+import pytest
+
 from doxa.runtime.pacing import Pacer
+
+pytestmark = pytest.mark.timing
 
 
 def _waited(pacer: Pacer) -> float:

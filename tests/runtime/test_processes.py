@@ -14,6 +14,8 @@ from doxa.core.intake.processing import ProcessingTimeout, WorkerLost
 from doxa.gateway.pipeline import build_pipeline
 from doxa.runtime.processes import WorkerPool, process_in_worker, worker_processes
 
+pytestmark = pytest.mark.timing
+
 
 def _ready() -> None:
     """The worker processes' start-up in these tests: nothing to open."""

@@ -34,6 +34,7 @@ def _batch_after(clean: Context, caught_up: asyncio.Event, *, catch_up_in: float
     return asyncio.run(run())
 
 
+@pytest.mark.timing
 class TestIntakeFirst:
     @pytest.fixture(autouse=True)
     def short_patience(self, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ from doxa.core.intake.pipeline import Delivery, message_id_of
 from doxa.core.intake.processing import process_event
 from doxa.core.tickets.models import Ticket
 from doxa.gateway.pipeline import build_pipeline
-from tests.conftest import make_settings
+from tests.conftest import empty_tables, make_settings
 from tests.gateway.conftest import CORPUS
 from tests.gateway.test_parsing import UNDETECTED_BOUNCES
 
@@ -34,32 +36,48 @@ def corpus_paths() -> list[str]:
 
 
 def _ingest(
-    clean: Context,
+    context: Context,
     paths: list[str],
     *,
     envelope_from: str | None = None,
     to: str = "support@example.com",
 ) -> dict[str, IntakeEvent]:
-    settings = make_settings(clean.settings.database_url, sender_hourly_limit=100_000)
+    settings = make_settings(context.settings.database_url, sender_hourly_limit=100_000)
     pipeline = build_pipeline(settings)
     events: dict[str, IntakeEvent] = {}
     for path in paths:
         raw = (CORPUS / path).read_bytes()
         item = Delivery(Channel.EMAIL, raw, [to], envelope_from, message_id_of(raw))
-        with transaction(clean.sessions) as db:
+        with transaction(context.sessions) as db:
             event_id = pipeline.accept(db, item).id
-        process_event(clean.sessions, pipeline, event_id)
-        with clean.sessions() as db:
+        process_event(context.sessions, pipeline, event_id)
+        with context.sessions() as db:
             events[path] = db.get_one(IntakeEvent, event_id)
     return events
+
+
+@dataclass(frozen=True)
+class Ingested:
+    events: dict[str, IntakeEvent]
+    tickets: int  # tickets in the database right after
+
+
+@pytest.fixture(scope="class")
+def whole_corpus(context: Context, corpus_paths: list[str]) -> Ingested:
+    """The whole corpus through the pipeline into empty tables, once per backend for the
+    tests that start from it (each pass takes minutes on PostgreSQL)."""
+    empty_tables(context)
+    events = _ingest(context, corpus_paths)
+    with context.sessions() as db:
+        return Ingested(events, db.scalar(select(func.count()).select_from(Ticket)) or 0)
 
 
 @pytest.mark.slow
 class TestCorpusThroughPipeline:
     def test_every_message_ends_as_a_ticket_a_followup_or_an_explained_record(
-        self, clean: Context, corpus_paths: list[str]
+        self, whole_corpus: Ingested
     ) -> None:
-        events = _ingest(clean, corpus_paths)
+        events = whole_corpus.events
         outcomes = Counter(e.status for e in events.values())
         assert set(outcomes) <= KEPT, outcomes
         for path, event in events.items():
@@ -67,21 +85,20 @@ class TestCorpusThroughPipeline:
                 assert event.reason, path
             if event.status is IntakeStatus.REJECTED:
                 assert event.reason == "no_headers" and event.error, (path, event.error)
-        with clean.sessions() as db:
-            tickets = db.scalar(select(func.count()).select_from(Ticket))
         # The corpus is mostly bounces (held) and one bounce in three flavours (duplicates).
-        assert tickets == outcomes[IntakeStatus.TICKET_CREATED] > 250, outcomes
+        assert whole_corpus.tickets == outcomes[IntakeStatus.TICKET_CREATED] > 250, outcomes
 
     def test_data_without_a_header_block_is_a_ticket_from_the_envelope_sender(
-        self, clean: Context, corpus_paths: list[str]
+        self, context: Context, whole_corpus: Ingested
     ) -> None:
         # Bare bodies and an Outlook .msg file: rejected from a file, tickets over SMTP.
-        rejected = [p for p, e in _ingest(clean, corpus_paths).items()
+        rejected = [p for p, e in whole_corpus.events.items()
                     if e.status is IntakeStatus.REJECTED]  # fmt: skip
         assert len(rejected) > 20
-        # Another mailbox: not a duplicate of the rejected deliveries.
+        # Another mailbox, into the database that holds the whole corpus: not a duplicate of
+        # the rejected deliveries.
         events = _ingest(
-            clean, rejected, envelope_from="Someone@Example.org", to="billing@example.com"
+            context, rejected, envelope_from="Someone@Example.org", to="billing@example.com"
         )
         outcomes = Counter(e.status for e in events.values())
         assert set(outcomes) <= {IntakeStatus.TICKET_CREATED, IntakeStatus.DUPLICATE}, outcomes
@@ -99,10 +116,14 @@ class TestCorpusThroughPipeline:
         assert made_tickets == []
 
 
-def _auto_submitted(path: str) -> bool:
+@cache
+def _auto_submitted_flags() -> dict[str, object]:
     index = json.loads((CORPUS / "INDEX.json").read_text())["files"]
-    flags = {e["path"]: e["auto_submitted"] for e in index}
-    value = flags.get(path)
+    return {e["path"]: e["auto_submitted"] for e in index}
+
+
+def _auto_submitted(path: str) -> bool:
+    value = _auto_submitted_flags().get(path)
     return bool(value) and str(value).lower() != "no" and Path(path).suffix != ".json"
 
 

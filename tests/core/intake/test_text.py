@@ -34,6 +34,7 @@ class TestHtmlToText:
     def test_deeply_nested_html_returns_text(self) -> None:
         assert "deep" in html_to_text("<div>" * 50_000 + "deep" + "</div>" * 50_000)
 
+    @pytest.mark.timing
     def test_huge_html_is_capped_quickly(self) -> None:
         started = time.perf_counter()
         html_to_text("<p>" + "x" * 20_000_000 + "</p>")
@@ -148,6 +149,7 @@ class TestStripReply:
         kept = strip_reply((folder / "email_sent_from_my_not_signature.txt").read_text())
         assert "Sent from my desk" in kept
 
+    @pytest.mark.timing
     def test_github_long_quote_is_fast(self, corpus_dir: Path) -> None:
         text = (corpus_dir / "github-email_reply_parser/emails/email_long_quote.txt").read_text()
         started = time.perf_counter()

@@ -136,6 +136,7 @@ class TestChatClassifier:
         assert provider.predict(SUBJECT, BODY) == seed_model.predict(SUBJECT, BODY)
         assert len(server.requests) == 1  # a bad answer is not retried
 
+    @pytest.mark.timing
     def test_a_timeout_falls_back_after_bounded_retries(
         self, provider: ChatClassifier, server: FakeChatServer, seed_model: TextClassifier
     ) -> None:
