@@ -62,10 +62,14 @@ class TestBackgroundClassification:
     ) -> None:
         api = start_app()
         me = _auth(clean, make_user().id)
-        api.post("/api/v1/tickets", headers=me, json={
-            "subject": "Charged twice for my subscription",
-            "body": "My credit card was billed two times this month, please refund one.",
-        })  # fmt: skip
+        api.post(
+            "/api/v1/tickets",
+            headers=me,
+            json={
+                "subject": "Charged twice for my subscription",
+                "body": "My credit card was billed two times this month, please refund one.",
+            },
+        )
         [ticket] = _settled(clean, 1)
         assert ticket.classification_state is ClassificationState.DONE
         assert ticket.ai_category == "billing" and ticket.ai_model_version
@@ -77,9 +81,14 @@ class TestBackgroundClassification:
     ) -> None:
         api = start_app()
         client, agent = _auth(clean, make_user().id), _auth(clean, make_user(Role.AGENT).id)
-        created = api.post("/api/v1/tickets", headers=client, json={
-            "subject": "Charged twice", "body": "My invoice shows a double payment, refund please",
-        }).json()  # fmt: skip
+        created = api.post(
+            "/api/v1/tickets",
+            headers=client,
+            json={
+                "subject": "Charged twice",
+                "body": "My invoice shows a double payment, refund please",
+            },
+        ).json()
         _settled(clean, 1)
         url = f"/api/v1/tickets/{created['id']}"
         staff_view = api.get(url, headers=agent).json()["ai_explanation"]
@@ -121,9 +130,10 @@ class TestBackgroundClassification:
         _settled(clean, 60)
         with clean.sessions() as db:
             per_ticket = db.execute(
-                select(TicketEvent.ticket_id, func.count()).where(
-                    TicketEvent.field == "classification").group_by(TicketEvent.ticket_id)
-            ).all()  # fmt: skip
+                select(TicketEvent.ticket_id, func.count())
+                .where(TicketEvent.field == "classification")
+                .group_by(TicketEvent.ticket_id)
+            ).all()
         assert len(per_ticket) == 60 and {count for _, count in per_ticket} == {1}
 
 
@@ -177,8 +187,9 @@ class TestSimilar:
         assert tickets[3].id not in [f["ticket"]["id"] for f in found]
         billing = next(f for f in found if f["ticket"]["id"] == tickets[2].id)
         assert billing["similarity"] < min(f["similarity"] for f in found[:2])
-        limited = api.get(f"/api/v1/tickets/{tickets[3].id}/similar", params={"limit": 1},
-                          headers=agent).json()  # fmt: skip
+        limited = api.get(
+            f"/api/v1/tickets/{tickets[3].id}/similar", params={"limit": 1}, headers=agent
+        ).json()
         closest = max(found, key=lambda f: float(f["similarity"]))
         assert [f["ticket"]["id"] for f in limited] == [closest["ticket"]["id"]]
 
@@ -213,8 +224,9 @@ class TestLearning:
         after = _new_version(api, agent, before["version"])
         assert after["training_size"] == before["training_size"] + 1
 
-    def test_retrain_is_for_admins_only(self, start_app: StartApp, clean: Context,
-                                        make_user: MakeUser) -> None:  # fmt: skip
+    def test_retrain_is_for_admins_only(
+        self, start_app: StartApp, clean: Context, make_user: MakeUser
+    ) -> None:
         api = start_app()
         response = api.post(
             "/api/v1/classifier/retrain", headers=_auth(clean, make_user(Role.AGENT).id)
@@ -227,8 +239,9 @@ class TestLearning:
         ticket = make_ticket(subject="Feature idea", body="Please add an export to CSV")
         api = start_app()  # its start-up pass classifies what is pending
         _settled(clean, 1)
-        response = api.post(f"/api/v1/tickets/{ticket.id}/classify",
-                            headers=_auth(clean, make_user(Role.AGENT).id))  # fmt: skip
+        response = api.post(
+            f"/api/v1/tickets/{ticket.id}/classify", headers=_auth(clean, make_user(Role.AGENT).id)
+        )
         assert response.status_code == 200 and response.json()["ai_category"] == "feature_request"
 
 
@@ -273,14 +286,16 @@ def _export(path: Path, rows: range) -> Path:
         for n in rows:
             for category, words in _WORDS.items():
                 a, b, c = (words[(n * k) % len(words)] for k in (1, 3, 5))
-                writer.writerow([f"{a} {b} issue {n}", f"The {a} and the {c} near room {n}",
-                                 category, "P2"])  # fmt: skip
+                writer.writerow(
+                    [f"{a} {b} issue {n}", f"The {a} and the {c} near room {n}", category, "P2"]
+                )
     return path
 
 
 def _doxa(environment: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([DOXA, "classifier", *args], env=environment, capture_output=True,
-                          text=True, timeout=180)  # fmt: skip
+    return subprocess.run(
+        [DOXA, "classifier", *args], env=environment, capture_output=True, text=True, timeout=180
+    )
 
 
 @pytest.fixture(scope="module")
@@ -291,9 +306,11 @@ def trained_rows(
     process that trains takes seconds): its environment and every row it stored."""
     empty_tables(context)
     environment = {
-        **os.environ, "DATABASE_URL": context.settings.database_url, "DOXA_ENV": "dev",
+        **os.environ,
+        "DATABASE_URL": context.settings.database_url,
+        "DOXA_ENV": "dev",
         "SUPPORT_ADDRESSES": "support@example.com,cars@example.com=parking,hr@example.com=hr",
-    }  # fmt: skip
+    }
     export = _export(tmp_path_factory.mktemp("own") / "own.csv", range(24))
     result = _doxa(environment, "train", "--data", str(export))
     assert result.returncode == 0, result.stderr
@@ -346,16 +363,25 @@ class TestOwnTaxonomy:
     ) -> None:
         api = start_app()
         me = _auth(clean, make_user().id)
-        api.post("/api/v1/tickets", headers=me, json={
-            "subject": "Charged twice for my subscription", "body": "Refund my credit card",
-        })  # fmt: skip
+        api.post(
+            "/api/v1/tickets",
+            headers=me,
+            json={
+                "subject": "Charged twice for my subscription",
+                "body": "Refund my credit card",
+            },
+        )
         [ticket] = _settled(clean, 1)
         assert ticket.ai_category in {"catering", "parking", "plumbing"}
 
     def test_ticket_category_must_be_in_the_taxonomy(
-        self, trained: dict[str, str], start_app: StartApp, clean: Context,
-        make_user: MakeUser, make_ticket: MakeTicket,
-    ) -> None:  # fmt: skip
+        self,
+        trained: dict[str, str],
+        start_app: StartApp,
+        clean: Context,
+        make_user: MakeUser,
+        make_ticket: MakeTicket,
+    ) -> None:
         api = start_app()
         agent = _auth(clean, make_user(Role.AGENT).id)
         ticket = make_ticket(subject="Leaking pipe", body="Water everywhere")
@@ -364,9 +390,13 @@ class TestOwnTaxonomy:
         assert api.patch(url, headers=agent, json={"category": "plumbing"}).status_code == 200
 
     def test_an_admin_adds_a_category_agents_can_use_at_once(
-        self, trained: dict[str, str], start_app: StartApp, clean: Context,
-        make_user: MakeUser, make_ticket: MakeTicket,
-    ) -> None:  # fmt: skip
+        self,
+        trained: dict[str, str],
+        start_app: StartApp,
+        clean: Context,
+        make_user: MakeUser,
+        make_ticket: MakeTicket,
+    ) -> None:
         api = start_app()
         agent = _auth(clean, make_user(Role.AGENT).id)
         admin = _auth(clean, make_user(Role.ADMIN).id)
@@ -386,9 +416,14 @@ class TestOwnTaxonomy:
         agent = _auth(clean, make_user(Role.AGENT).id)
         admin = _auth(clean, make_user(Role.ADMIN).id)
         api.patch("/api/v1/classifier", headers=admin, json={"categories": ["security"]})
-        created = api.post("/api/v1/tickets", headers=agent, json={
-            "subject": "Badge cloned", "body": "Someone copied my access badge at the garage",
-        }).json()  # fmt: skip
+        created = api.post(
+            "/api/v1/tickets",
+            headers=agent,
+            json={
+                "subject": "Badge cloned",
+                "body": "Someone copied my access badge at the garage",
+            },
+        ).json()
         _settled(clean, 1)
         url = f"/api/v1/tickets/{created['id']}"
         assert api.patch(url, headers=agent, json={"category": "security"}).status_code == 200

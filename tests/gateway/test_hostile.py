@@ -352,8 +352,9 @@ header_values = st.one_of(
 local_parts = st.text(st.sampled_from("abcxyz.+-_"), min_size=1, max_size=400)
 
 
-def hostile_headers(name: bytes, address: str, subject: bytes, ctype: bytes,
-                    filename: bytes, message_id: bytes) -> bytes:  # fmt: skip
+def hostile_headers(
+    name: bytes, address: str, subject: bytes, ctype: bytes, filename: bytes, message_id: bytes
+) -> bytes:
     return (
         b"From: " + name + b" <" + address.encode() + b">\r\nTo: support@example.com\r\n"
         b"Subject: " + subject + b"\r\nMessage-ID: <" + message_id + b">\r\n"
@@ -404,16 +405,29 @@ class TestEveryValueStores:
         [event] = smtp.settle()
         assert event.status is IntakeStatus.TICKET_CREATED and event.envelope_from is None
 
-    @given(name=header_values, local=local_parts, subject=header_values, ctype=header_values,
-           filename=header_values, message_id=header_values)  # fmt: skip
+    @given(
+        name=header_values,
+        local=local_parts,
+        subject=header_values,
+        ctype=header_values,
+        filename=header_values,
+        message_id=header_values,
+    )
     @hsettings(
-        max_examples=40, deadline=None,
+        max_examples=40,
+        deadline=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-    )  # fmt: skip
+    )
     def test_generated_header_values_parse_and_store(
-        self, clean: Context, name: bytes, local: str, subject: bytes, ctype: bytes,
-        filename: bytes, message_id: bytes,
-    ) -> None:  # fmt: skip
+        self,
+        clean: Context,
+        name: bytes,
+        local: str,
+        subject: bytes,
+        ctype: bytes,
+        filename: bytes,
+        message_id: bytes,
+    ) -> None:
         raw = hostile_headers(name, f"{local}@example.org", subject, ctype, filename, message_id)
         event = store(clean, raw)
         assert event.status is not IntakeStatus.FAILED, event.error

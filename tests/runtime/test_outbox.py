@@ -144,6 +144,7 @@ class TestResend:
             _wait(lambda: state() == "sent")
 
 
+@pytest.mark.timing
 class TestFairness:
     def test_a_reset_goes_within_2_s_while_10000_mails_wait_for_a_dead_domain(
         self, clean: Context, make_user: MakeUser
@@ -190,6 +191,7 @@ class TestFairness:
         assert relay.most_hanging == 2  # at most a few sends at a time to one destination
 
 
+@pytest.mark.timing
 class TestNoLockAcrossTheSend:
     def test_a_hung_send_holds_no_row_lock_and_no_transaction(self, clean: Context) -> None:
         with transaction(clean.sessions) as db:

@@ -24,8 +24,13 @@ from tests.gateway.conftest import CORPUS
 from tests.gateway.test_parsing import UNDETECTED_BOUNCES
 
 # Never FAILED: that is for what a retry may fix, and the corpus holds no such thing.
-KEPT = {IntakeStatus.TICKET_CREATED, IntakeStatus.FOLLOWUP, IntakeStatus.HELD,
-        IntakeStatus.DUPLICATE, IntakeStatus.REJECTED}  # fmt: skip
+KEPT = {
+    IntakeStatus.TICKET_CREATED,
+    IntakeStatus.FOLLOWUP,
+    IntakeStatus.HELD,
+    IntakeStatus.DUPLICATE,
+    IntakeStatus.REJECTED,
+}
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +97,7 @@ class TestCorpusThroughPipeline:
         self, context: Context, whole_corpus: Ingested
     ) -> None:
         # Bare bodies and an Outlook .msg file: rejected from a file, tickets over SMTP.
-        rejected = [p for p, e in whole_corpus.events.items()
-                    if e.status is IntakeStatus.REJECTED]  # fmt: skip
+        rejected = [p for p, e in whole_corpus.events.items() if e.status is IntakeStatus.REJECTED]
         assert len(rejected) > 20
         # Another mailbox, into the database that holds the whole corpus: not a duplicate of
         # the rejected deliveries.
@@ -107,9 +111,13 @@ class TestCorpusThroughPipeline:
     def test_no_bounce_or_auto_reply_makes_a_ticket(
         self, clean: Context, corpus_paths: list[str]
     ) -> None:
-        bounces = [p for p in corpus_paths
-                   if p.startswith("sisimai-bounces/maildir/") and "/not/" not in p
-                   and p not in UNDETECTED_BOUNCES]  # fmt: skip
+        bounces = [
+            p
+            for p in corpus_paths
+            if p.startswith("sisimai-bounces/maildir/")
+            and "/not/" not in p
+            and p not in UNDETECTED_BOUNCES
+        ]
         auto = [p for p in corpus_paths if _auto_submitted(p)]
         events = _ingest(clean, bounces + auto)
         made_tickets = [p for p, e in events.items() if e.ticket_id is not None]

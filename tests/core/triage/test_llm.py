@@ -122,9 +122,16 @@ class TestChatClassifier:
             json.dumps({**GOOD, "priority_confidence": "high"}),
             json.dumps([GOOD]),
         ],
-        ids=["prose", "malformed-json", "unknown-category", "unknown-priority",
-             "confidence-above-1", "confidence-not-a-number", "not-an-object"],
-    )  # fmt: skip
+        ids=[
+            "prose",
+            "malformed-json",
+            "unknown-category",
+            "unknown-priority",
+            "confidence-above-1",
+            "confidence-not-a-number",
+            "not-an-object",
+        ],
+    )
     def test_an_unusable_answer_falls_back_to_the_local_model(
         self,
         provider: ChatClassifier,
@@ -156,9 +163,13 @@ class TestChatClassifier:
 
     def test_an_unreachable_endpoint_falls_back(self, seed_model: TextClassifier) -> None:
         chat = ChatClassifier(
-            base_url="http://127.0.0.1:9/v1", model="m", api_key=None, fallback=lambda: seed_model,
-            timeout=0.2, retries=0,
-        )  # fmt: skip
+            base_url="http://127.0.0.1:9/v1",
+            model="m",
+            api_key=None,
+            fallback=lambda: seed_model,
+            timeout=0.2,
+            retries=0,
+        )
         try:
             assert chat.predict(SUBJECT, BODY).model_version == seed_model.version
         finally:
