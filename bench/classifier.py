@@ -14,7 +14,7 @@ reported by 5-fold cross-validation. `--select` chooses among designs on a valid
 cut from the train rows only (25 %, seeded), so the test rows never steer a choice.
 
 Models:
-- ours: doxa.core.triage.model.train (class-balanced linear SVM over word + char n-grams,
+- ours: doxa.core.triage.text_classifier.train (class-balanced linear SVM over word + char n-grams,
   urgency cues, a correctness calibrator fitted out of fold);
 - word-lr: word TF-IDF + logistic regression;
 - wordchar-lr-bal: word + char TF-IDF + class-balanced logistic regression;
@@ -69,8 +69,8 @@ from lib.crossval import Fold, compare, repeated_cv, tuned_baseline  # noqa: E40
 
 from doxa.core.triage.data import seed_examples  # noqa: E402
 from doxa.core.triage.evaluation import field_report  # noqa: E402
-from doxa.core.triage.model import Design, Example, TextClassifier, train  # noqa: E402
 from doxa.core.triage.store import train_and_evaluate  # noqa: E402
+from doxa.core.triage.text_classifier import Design, Example, TextClassifier, train  # noqa: E402
 
 CORPUS = Path(os.environ.get("DOXA_CORPUS") or ROOT.parent / "shared" / "corpus") / "tickets"
 RESULTS = ROOT / "bench" / "results" / "classifier.jsonl"

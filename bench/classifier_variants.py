@@ -10,7 +10,8 @@ Usage::
 Each variant is DOXA's training scheme for the category alone: the TF-IDF fitted on the
 fold's training rows (no labels involved), the C chosen among the variant's grid by the
 macro-F1 of 3-fold out-of-fold scores on those rows (KFold, seed 0, as
-`doxa.core.triage.model` does), the model refitted on them and scored on the fold's test rows.
+`doxa.core.triage.text_classifier` does), the model refitted on them and scored on the fold's test
+rows.
 The folds are `classifier.py --cv`'s (RepeatedStratifiedKFold(5, 5), seed 0, train rows only;
 the fixed test splits are never read). `doxa` is today's design: its scores equal `ours` in
 classifier-cv.jsonl (the priority model that `ours` also trains does not touch the category),
@@ -49,7 +50,7 @@ from sklearn.svm import LinearSVC  # noqa: E402
 from doxa.core.triage.features import with_cues  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "classifier-variants.jsonl"
-DOXA_C = (0.5, 0.25, 1.0)  # doxa.core.triage.model.Design.c: the first wins a tie
+DOXA_C = (0.5, 0.25, 1.0)  # doxa.core.triage.text_classifier.Design.c: the first wins a tie
 WIDE_C = (0.5, 0.05, 0.1, 0.25, 1.0)
 Matrix = Any  # scipy.sparse CSR
 

@@ -32,7 +32,7 @@ from doxa.core.context import Context
 from doxa.core.models import Base, Ticket, User
 from doxa.core.triage import language, similar
 from doxa.core.triage.data import seed_examples
-from doxa.core.triage.model import train
+from doxa.core.triage.text_classifier import train
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared/corpus/tickets"
 

@@ -20,7 +20,7 @@ from doxa.core.db import transaction
 from doxa.core.enums import Channel, DeliveryState, Direction, IntakeStatus, Role
 from doxa.core.intake.inbound import InboundMessage
 from doxa.core.intake.models import IntakeEvent
-from doxa.core.intake.pipeline import Delivery, Pipeline, RawEvent
+from doxa.core.intake.pipeline import Pipeline, RawEvent, Submission
 from doxa.core.models import Message, Ticket, User
 from doxa.core.triage.models import ClassifierModel
 from doxa.gateway.pipeline import build_pipeline
@@ -197,7 +197,9 @@ class TestReprocess:
         self, env: Context, capsys: pytest.CaptureFixture[str]
     ) -> None:
         pipeline = build_pipeline(env.settings)
-        item = Delivery(Channel.EMAIL, message("Timed out once").encode(), ["support@example.com"])
+        item = Submission(
+            Channel.EMAIL, message("Timed out once").encode(), ["support@example.com"]
+        )
         with transaction(env.sessions) as db:  # as a run past PROCESSING_TIMEOUT_SECONDS leaves it
             event_id = pipeline.accept(db, item).id
             pipeline.fail(db, event_id, TimeoutError("slow"), reason="timeout")

@@ -20,7 +20,7 @@ from doxa.core.addresses import ascii_address
 from doxa.core.config import Settings
 from doxa.core.enums import Direction
 from doxa.core.intake.ack_texts import NEUTRAL_SUBJECT
-from doxa.core.intake.threads import SUBJECT_TOKEN
+from doxa.core.intake.mail_threads import SUBJECT_TOKEN
 from doxa.core.message_ids import new_message_id
 from doxa.core.outbox import queue
 from doxa.core.outbox.models import OutboxItem, OutboxKind

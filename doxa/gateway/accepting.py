@@ -49,7 +49,7 @@ from doxa.core.enums import IntakeStatus
 from doxa.core.errors import Conflict, DomainError
 from doxa.core.intake import keys
 from doxa.core.intake.models import IntakeEvent, IntakeKey
-from doxa.core.intake.pipeline import Accepted, Delivery, Pipeline
+from doxa.core.intake.pipeline import Accepted, Pipeline, Submission
 from doxa.runtime.threads import Background, Threads
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class Pending(Protocol):
         """Keys the item may use only once, claimed in the transaction that stores it."""
         ...
 
-    def delivery(self) -> Delivery:
+    def submission(self) -> Submission:
         """What to store, read on the committing thread."""
         ...
 
@@ -252,7 +252,7 @@ class GroupCommitter:
 
     def _store_one(self, db: Session, pending: Pending) -> Accepted:
         """One item, with the exact answer for a key used before (rolls back what it stored)."""
-        accepted = self.pipeline.accept(db, pending.delivery())
+        accepted = self.pipeline.accept(db, pending.submission())
         for claim in pending.claims:  # claimed after the insert: the common case is cheap
             first = keys.claim(db, claim, event_id=accepted.id)
             if first is not None:
@@ -260,7 +260,7 @@ class GroupCommitter:
         return accepted
 
     def _store_many(self, db: Session, group: list[Pending]) -> list[Accepted | Exception]:
-        accepted = self.pipeline.accept_many(db, [pending.delivery() for pending in group])
+        accepted = self.pipeline.accept_many(db, [pending.submission() for pending in group])
         claims = [
             (claim, event.id)
             for pending, event in zip(group, accepted, strict=True)

@@ -16,15 +16,15 @@ from doxa.core.context import Context
 from doxa.core.db import transaction
 from doxa.core.enums import Channel
 from doxa.core.errors import Rejected
-from doxa.core.intake.delivery import ACKNOWLEDGE
 from doxa.core.intake.inbound import InboundMessage
-from doxa.core.intake.loops import loop_reason
+from doxa.core.intake.mail_loops import loop_reason
 from doxa.core.intake.models import IntakeEvent
-from doxa.core.intake.pipeline import Delivery, Pipeline, RawEvent, message_id_of
+from doxa.core.intake.pipeline import Pipeline, RawEvent, Submission, message_id_of
 from doxa.core.intake.processing import process_event
+from doxa.core.intake.ticketing import ACKNOWLEDGE
 from doxa.core.triage import store
 from doxa.core.triage.data import seed_examples
-from doxa.core.triage.model import TextClassifier, train
+from doxa.core.triage.text_classifier import TextClassifier, train
 
 
 def raw_messages(paths: list[Path]) -> Iterator[tuple[str, bytes]]:
@@ -128,13 +128,13 @@ def _one(
     if not raw.strip():
         return "skipped_empty", None
     extra = {} if ack else {ACKNOWLEDGE: False}
-    item = Delivery(Channel.EMAIL, raw, [to], None, message_id_of(raw), extra)
+    item = Submission(Channel.EMAIL, raw, [to], None, message_id_of(raw), extra)
     if filing is not None:
         return _dry_run(pipeline, item, filing)
     return _run(context, pipeline, item)
 
 
-def _run(context: Context, pipeline: Pipeline, item: Delivery) -> tuple[str, str | None]:
+def _run(context: Context, pipeline: Pipeline, item: Submission) -> tuple[str, str | None]:
     """The outcome, and for a held or failed message the reason or error recorded on it."""
     with transaction(context.sessions) as db:
         accepted = pipeline.accept(db, item)
@@ -153,7 +153,7 @@ def _run(context: Context, pipeline: Pipeline, item: Delivery) -> tuple[str, str
         return outcome.value, (event.reason or event.error) if event else None
 
 
-def _dry_run(pipeline: Pipeline, item: Delivery, filing: Filing) -> tuple[str, str | None]:
+def _dry_run(pipeline: Pipeline, item: Submission, filing: Filing) -> tuple[str, str | None]:
     """What the message would become, with the category triage would give it as a new ticket
     (a follow-up keeps its ticket's). Threading is not looked up: that would read the database
     for every message."""

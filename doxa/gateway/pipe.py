@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from doxa.core.context import Context
 from doxa.core.db import transaction
 from doxa.core.enums import Channel, IntakeStatus
-from doxa.core.intake.pipeline import Delivery, Pipeline, message_id_of
+from doxa.core.intake.pipeline import Pipeline, Submission, message_id_of
 from doxa.core.intake.processing import DatabaseUnavailable, process_event
 from doxa.core.intake.trust import PIPE
 
@@ -60,7 +60,7 @@ def deliver(
         return PipeResult(EX_DATAERR, "5.3.4 message too big for system")
     if not raw.strip():
         return PipeResult(EX_DATAERR, "5.6.0 empty message")
-    item = Delivery(
+    item = Submission(
         Channel.EMAIL,
         raw,
         [recipient],

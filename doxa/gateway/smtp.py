@@ -27,7 +27,7 @@ from sqlalchemy.orm import sessionmaker
 from doxa import metrics
 from doxa.core.config import IPNetwork, Settings, in_networks
 from doxa.core.enums import Channel
-from doxa.core.intake.pipeline import Accepted, Delivery, Pipeline, message_id_of
+from doxa.core.intake.pipeline import Accepted, Pipeline, Submission, message_id_of
 from doxa.gateway.accepting import Lanes
 from doxa.runtime.loops import LoopThread, ToLoop
 from doxa.runtime.pacing import Pacer
@@ -200,7 +200,7 @@ class SpooledMessage:
     """A message waiting for its group's commit (see accepting.py): its bytes stay in the
     spool until the committing thread reads them, only while its group is stored."""
 
-    item: Delivery  # without its bytes
+    item: Submission  # without its bytes
     spool: Spool
     claims: tuple[()] = ()
 
@@ -208,7 +208,7 @@ class SpooledMessage:
     def size(self) -> int:
         return self.spool.size
 
-    def delivery(self) -> Delivery:
+    def submission(self) -> Submission:
         raw = self.spool.read()
         return replace(self.item, raw=raw, external_id=message_id_of(raw))
 
@@ -445,7 +445,7 @@ class IntakeHandler:
             return TOO_BIG
         # The peer decides whether its Authentication-Results header is believed (TRUSTED_RELAYS).
         peer = session.peer[0] if isinstance(session.peer, tuple) else None
-        item = Delivery(
+        item = Submission(
             channel=Channel.EMAIL,
             raw=b"",
             recipients=list(envelope.rcpt_tos),

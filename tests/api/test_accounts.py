@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from doxa.core.context import Context
 from doxa.core.db import transaction, utcnow
 from doxa.core.enums import Channel, DeliveryState, Role
-from doxa.core.intake.pipeline import Delivery, message_id_of
+from doxa.core.intake.pipeline import Submission, message_id_of
 from doxa.core.intake.processing import process_event
 from doxa.core.models import AccountMail, AccountToken, IntakeEvent, OutboxItem, User
 from doxa.gateway.pipeline import build_pipeline
@@ -48,7 +48,7 @@ def _mail_in(context: Context, sender: str, subject: str) -> int:
         f"Message-ID: <{subject.replace(' ', '.')}@example.org>\r\n\r\nPlease help.\r\n"
     ).encode()
     pipeline = build_pipeline(context.settings)
-    item = Delivery(Channel.EMAIL, raw, ["support@example.com"], None, message_id_of(raw))
+    item = Submission(Channel.EMAIL, raw, ["support@example.com"], None, message_id_of(raw))
     with transaction(context.sessions) as db:
         event_id = pipeline.accept(db, item).id
     process_event(context.sessions, pipeline, event_id)

@@ -13,7 +13,7 @@ import pytest
 
 from doxa.core.enums import IntakeStatus
 from doxa.core.intake.inbound import InboundMessage
-from doxa.core.intake.loops import loop_reason
+from doxa.core.intake.mail_loops import loop_reason
 from tests.gateway.conftest import ParsedCorpus, Smtp
 
 Parse = Callable[..., InboundMessage]

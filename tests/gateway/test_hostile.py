@@ -24,7 +24,7 @@ from doxa.core.db import LARGE_VALUE_BYTES, transaction
 from doxa.core.enums import Channel, IntakeStatus
 from doxa.core.intake.inbound import InboundMessage
 from doxa.core.intake.models import IntakeEvent
-from doxa.core.intake.pipeline import Delivery, message_id_of
+from doxa.core.intake.pipeline import Submission, message_id_of
 from doxa.core.intake.processing import process_event
 from doxa.core.intake.text import MAX_HTML_DEPTH, flatten_deep, html_to_text, sanitize_html
 from doxa.core.tickets.models import Attachment
@@ -369,7 +369,9 @@ def hostile_headers(
 def store(clean: Context, raw: bytes, *, envelope_from: str | None = None) -> IntakeEvent:
     settings = make_settings(clean.settings.database_url, sender_hourly_limit=100_000)
     pipeline = build_pipeline(settings)
-    item = Delivery(Channel.EMAIL, raw, ["support@example.com"], envelope_from, message_id_of(raw))
+    item = Submission(
+        Channel.EMAIL, raw, ["support@example.com"], envelope_from, message_id_of(raw)
+    )
     with transaction(clean.sessions) as db:
         event_id = pipeline.accept(db, item).id
     process_event(clean.sessions, pipeline, event_id)

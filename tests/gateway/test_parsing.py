@@ -12,7 +12,7 @@ import pytest
 
 from doxa.core.errors import InvalidInput
 from doxa.core.intake.inbound import InboundMessage
-from doxa.core.intake.loops import loop_reason
+from doxa.core.intake.mail_loops import loop_reason
 from tests.gateway.conftest import ParsedCorpus, mail
 
 Parse = Callable[..., InboundMessage]

@@ -19,7 +19,7 @@ from sqlalchemy.engine import URL
 from doxa.core.db import LARGE_VALUE_BYTES, transaction
 from doxa.core.enums import Channel, ClassificationState, IntakeStatus, Role, Status, ThreadedBy
 from doxa.core.intake.models import IntakeEvent
-from doxa.core.intake.pipeline import Delivery
+from doxa.core.intake.pipeline import Submission
 from doxa.core.tickets.models import Attachment
 from doxa.gateway.smtp import COMMAND_CALL_LIMIT, MAX_RECIPIENTS, READ_LIMIT, Spool, read_data
 from tests.conftest import MakeUser
@@ -426,7 +426,7 @@ class TestFaults:
 
     def test_failed_event_can_be_reprocessed(self, smtp: Smtp, make_user: MakeUser) -> None:
         pipeline = smtp.http.app.state.pipeline  # type: ignore[attr-defined]
-        item = Delivery(Channel.EMAIL, message("Retry me").encode(), ["support@example.com"])
+        item = Submission(Channel.EMAIL, message("Retry me").encode(), ["support@example.com"])
         with transaction(smtp.context.sessions) as db:  # as a timed-out run leaves it
             event_id = pipeline.accept(db, item).id
             pipeline.fail(db, event_id, TimeoutError("slow"), reason="timeout")

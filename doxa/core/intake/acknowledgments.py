@@ -19,7 +19,7 @@ from doxa.core.db import backend, utcnow
 from doxa.core.enums import Channel, DeliveryState, Direction
 from doxa.core.intake.ack_texts import FALLBACK_LANGUAGE, AckTexts, load_texts
 from doxa.core.intake.inbound import ADDRESS_CHARS, NAME_CHARS, SUBJECT_CHARS, InboundMessage
-from doxa.core.intake.threads import SUBJECT_TOKEN
+from doxa.core.intake.mail_threads import SUBJECT_TOKEN
 from doxa.core.message_ids import new_message_id
 from doxa.core.outbound import queue_ticket_mail
 from doxa.core.tickets.models import Message, Ticket

@@ -25,7 +25,7 @@ from doxa.core.config import Settings
 from doxa.core.db import LARGE_VALUE_BYTES, backend, large_value, utcnow
 from doxa.core.enums import Channel, IntakeStatus, ThreadedBy
 from doxa.core.errors import Conflict, NotFound, Rejected
-from doxa.core.intake import delivery, keys
+from doxa.core.intake import keys, ticketing
 from doxa.core.intake.inbound import (
     ADDRESS_CHARS,
     InboundMessage,
@@ -33,10 +33,10 @@ from doxa.core.intake.inbound import (
     storable,
     storable_text,
 )
-from doxa.core.intake.loops import loop_reason
+from doxa.core.intake.mail_loops import loop_reason
+from doxa.core.intake.mail_threads import Thread, find_thread
 from doxa.core.intake.models import IntakeEvent
 from doxa.core.intake.outcomes import Outcome
-from doxa.core.intake.threads import Thread, find_thread
 from doxa.core.intake.trust import SPOOFED, Assessment, assess
 from doxa.core.tickets.models import Message
 from doxa.core.users.models import User
@@ -48,7 +48,7 @@ _COUNTED = (IntakeStatus.TICKET_CREATED, IntakeStatus.FOLLOWUP, IntakeStatus.HEL
 
 
 @dataclass(frozen=True, slots=True)
-class Delivery:
+class Submission:
     """One inbound submission as an edge received it, before any parsing."""
 
     channel: Channel
@@ -115,7 +115,7 @@ class Pipeline:
         self.settings = settings
         self.normalizers = dict(normalizers)
 
-    def accept(self, db: Session, item: Delivery) -> Accepted:
+    def accept(self, db: Session, item: Submission) -> Accepted:
         """Store the raw input; a repeated delivery is recorded as a duplicate of the first.
 
         One INSERT .. ON CONFLICT DO NOTHING: the common case costs a single round trip
@@ -160,7 +160,7 @@ class Pipeline:
         )
         return Accepted(duplicate_id, IntakeStatus.DUPLICATE, outcome)
 
-    def accept_many(self, db: Session, items: list[Delivery]) -> list[Accepted]:
+    def accept_many(self, db: Session, items: list[Submission]) -> list[Accepted]:
         """`accept` for several deliveries in one transaction, in one round trip when none is
         a duplicate: one multi-row INSERT .. ON CONFLICT DO NOTHING for the first delivery of
         each dedupe key. Any other (a repeated key, a row that conflicted, a large value) goes
@@ -186,7 +186,7 @@ class Pipeline:
             for index, (item, key) in enumerate(zip(items, keys, strict=True))
         ]
 
-    def _row(self, item: Delivery, mailbox: str | None) -> dict[str, Any]:
+    def _row(self, item: Submission, mailbox: str | None) -> dict[str, Any]:
         return {
             "channel": item.channel,
             "external_id": item.external_id,
@@ -200,7 +200,7 @@ class Pipeline:
             "received_at": utcnow(),
         }
 
-    def _dedupe_key(self, item: Delivery, mailbox: str | None) -> str:
+    def _dedupe_key(self, item: Submission, mailbox: str | None) -> str:
         identity = item.external_id or hashlib.sha256(item.raw).hexdigest()
         return hashlib.sha256(f"{item.channel}|{mailbox or ''}|{identity}".encode()).hexdigest()
 
@@ -276,7 +276,7 @@ class Pipeline:
             event.duplicate_of_id, event.ticket_id = first.id, first.ticket_id
         else:
             thread = self._thread(db, event, msg, author=trust.author)
-            outcome = delivery.deliver(
+            outcome = ticketing.open_or_follow_up(
                 db,
                 event,
                 msg,

@@ -15,8 +15,8 @@ from doxa.core.config import Settings
 from doxa.core.db import backend, transaction
 from doxa.core.triage import labels, language, store
 from doxa.core.triage.llm import ChatClassifier
-from doxa.core.triage.model import TextClassifier
 from doxa.core.triage.service import Classifier, classify_pending
+from doxa.core.triage.text_classifier import TextClassifier
 
 log = logging.getLogger(__name__)
 _SEED_LOCK_KEY = 0x0D0C5EED  # PostgreSQL advisory lock: one process trains the first model

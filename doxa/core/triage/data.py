@@ -9,7 +9,7 @@ from importlib import resources
 from pathlib import Path
 
 from doxa.core.errors import InvalidInput
-from doxa.core.triage.model import Example
+from doxa.core.triage.text_classifier import Example
 
 SEED_PACKAGE = "doxa.fixtures"
 SEED_FILE = "triage_seed.jsonl"

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from doxa.core.enums import Priority
-from doxa.core.triage.model import Prediction, TextClassifier
+from doxa.core.triage.text_classifier import Prediction, TextClassifier
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from doxa.core.enums import Priority
 from doxa.core.triage import labels
 from doxa.core.triage.data import seed_examples
 from doxa.core.triage.evaluation import evaluate_out_of_fold
-from doxa.core.triage.model import Example, TextClassifier, train_out_of_fold
 from doxa.core.triage.models import ClassificationCorrection, ClassifierModel, TrainingExample
+from doxa.core.triage.text_classifier import Example, TextClassifier, train_out_of_fold
 
 # Unpickled models by version. A version's blob never changes, so the cache cannot go stale;
 # it only needs bounding, as retraining produces new versions over the life of a process.

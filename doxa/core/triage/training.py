@@ -14,8 +14,8 @@ from doxa.core.db import transaction
 from doxa.core.enums import Role
 from doxa.core.errors import NotFound
 from doxa.core.triage import labels, store
-from doxa.core.triage.model import Example, TextClassifier
 from doxa.core.triage.models import ClassifierModel, TrainingExample
+from doxa.core.triage.text_classifier import Example, TextClassifier
 from doxa.core.users.models import User
 from doxa.core.users.service import require_role
 

@@ -7,7 +7,7 @@ import binascii
 import re
 from email.message import Message
 
-from doxa.core.intake import loops
+from doxa.core.intake import mail_loops
 from doxa.gateway.mime.charsets import codec, decode_bytes, without_surrogates
 
 MAX_HEADER_CHARS = 998
@@ -119,7 +119,7 @@ def content_type(message: Message) -> str:
 def loop_headers(message: Message, hint: str | None) -> dict[str, str]:
     """The headers loop detection reads, decoded onto one line each."""
     headers: dict[str, str] = {}
-    for name in sorted(loops.HEADERS_READ):
+    for name in sorted(mail_loops.HEADERS_READ):
         values = raw_values(message, name)
         if values:
             headers[name] = single_line(decode_header(values[0], hint), MAX_TRUST_HEADER_CHARS)

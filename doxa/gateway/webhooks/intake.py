@@ -32,7 +32,7 @@ from doxa.core.errors import (
     Unavailable,
 )
 from doxa.core.intake import keys
-from doxa.core.intake.pipeline import Delivery, Pipeline
+from doxa.core.intake.pipeline import Pipeline, Submission
 from doxa.gateway.accepting import Lanes, NotStored, Repeated
 from doxa.gateway.webhooks import auth
 from doxa.gateway.webhooks.bodies import first_fields, read_form
@@ -57,7 +57,7 @@ MAILGUN_SIGNED = ("timestamp", "token", "signature")  # as `auth.mailgun_signatu
 class Post:
     """A checked post waiting for its group's commit: what to store, and the keys it uses."""
 
-    item: Delivery
+    item: Submission
     claims: tuple[keys.Claim, ...] = ()
     replay_refused: bool = False  # a key used before is a replayed request, not a retry
 
@@ -65,7 +65,7 @@ class Post:
     def size(self) -> int:
         return len(self.item.raw)
 
-    def delivery(self) -> Delivery:
+    def submission(self) -> Submission:
         return self.item
 
     def close(self) -> None:
@@ -139,7 +139,7 @@ class WebhookIntake:
         if len(idempotency_key) > MAX_KEY_CHARS:
             raise InvalidInput(f"Idempotency-Key: at most {MAX_KEY_CHARS} characters")
         digest = hashlib.sha256(raw).hexdigest()
-        item = Delivery(
+        item = Submission(
             channel=Channel.FORM,
             raw=raw,
             recipients=[],
@@ -236,8 +236,8 @@ class WebhookIntake:
         envelope: Envelope,
         recipients: list[str],
         **extra: Any,
-    ) -> Delivery:
-        return Delivery(
+    ) -> Submission:
+        return Submission(
             channel=channel,
             raw=raw,
             recipients=recipients,

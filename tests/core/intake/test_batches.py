@@ -16,7 +16,7 @@ from doxa.core.enums import Channel, DeliveryState, Direction, IntakeStatus
 from doxa.core.intake.acknowledgments import CAP
 from doxa.core.intake.inbound import InboundMessage
 from doxa.core.intake.models import IntakeEvent
-from doxa.core.intake.pipeline import Delivery, Pipeline
+from doxa.core.intake.pipeline import Pipeline, Submission
 from doxa.core.intake.processing import (
     BATCH_EVENT_BYTES,
     Batch,
@@ -59,7 +59,7 @@ def _accept(
     channel: Channel = Channel.EMAIL,
 ) -> int:
     with transaction(clean.sessions) as db:
-        return pipeline.accept(db, Delivery(channel, raw, [to])).id
+        return pipeline.accept(db, Submission(channel, raw, [to])).id
 
 
 def _statuses(clean: Context, ids: list[int]) -> list[IntakeStatus]:

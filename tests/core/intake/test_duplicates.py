@@ -14,7 +14,7 @@ from doxa.core.context import Context
 from doxa.core.db import transaction
 from doxa.core.enums import Channel, IntakeStatus
 from doxa.core.intake.models import IntakeEvent
-from doxa.core.intake.pipeline import Delivery, Pipeline, message_id_of
+from doxa.core.intake.pipeline import Pipeline, Submission, message_id_of
 from doxa.core.intake.processing import process_event
 from doxa.core.tickets.models import Message, Ticket
 from doxa.gateway.pipeline import build_pipeline
@@ -39,7 +39,7 @@ def _copy(message_id: str, n: int) -> bytes:
 
 
 def _accept(clean: Context, pipeline: Pipeline, raw: bytes, to: str) -> int:
-    item = Delivery(Channel.EMAIL, raw, [to], "alice@example.org", message_id_of(raw))
+    item = Submission(Channel.EMAIL, raw, [to], "alice@example.org", message_id_of(raw))
     with transaction(clean.sessions) as db:
         return pipeline.accept(db, item).id
 

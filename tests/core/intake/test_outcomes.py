@@ -13,7 +13,7 @@ from doxa.core.db import transaction
 from doxa.core.enums import Channel
 from doxa.core.intake.inbound import InboundMessage
 from doxa.core.intake.models import IntakeEvent
-from doxa.core.intake.pipeline import Delivery, Pipeline
+from doxa.core.intake.pipeline import Pipeline, Submission
 from doxa.core.intake.processing import process_event
 from doxa.gateway.pipeline import build_pipeline
 from doxa.logs import JsonFormatter
@@ -34,8 +34,10 @@ class _Breaks(Pipeline):
 
 def _accept(clean: Context, pipeline: Pipeline, raw: bytes, channel: Channel) -> int:
     with transaction(clean.sessions) as db:
-        delivery = Delivery(channel, raw, ["support@example.com"], envelope_from="ann@example.org")
-        return pipeline.accept(db, delivery).id
+        submission = Submission(
+            channel, raw, ["support@example.com"], envelope_from="ann@example.org"
+        )
+        return pipeline.accept(db, submission).id
 
 
 def _fields(record: logging.LogRecord) -> dict[str, object]:

@@ -15,7 +15,7 @@ from doxa.core.context import Context
 from doxa.core.db import LARGE_VALUE_BYTES, transaction
 from doxa.core.enums import Channel, IntakeStatus
 from doxa.core.intake.models import IntakeEvent
-from doxa.core.intake.pipeline import Delivery, message_id_of
+from doxa.core.intake.pipeline import Submission, message_id_of
 from doxa.core.intake.processing import process_event
 from doxa.core.tickets.models import Ticket
 from doxa.gateway.pipeline import build_pipeline
@@ -52,7 +52,7 @@ def _ingest(
     events: dict[str, IntakeEvent] = {}
     for path in paths:
         raw = (CORPUS / path).read_bytes()
-        item = Delivery(Channel.EMAIL, raw, [to], envelope_from, message_id_of(raw))
+        item = Submission(Channel.EMAIL, raw, [to], envelope_from, message_id_of(raw))
         with transaction(context.sessions) as db:
             event_id = pipeline.accept(db, item).id
         process_event(context.sessions, pipeline, event_id)
@@ -143,7 +143,7 @@ class TestAccept:
         raw = b"Message-ID: <big@example.org>\r\nSubject: big\r\n\r\n" + b"x" * (
             LARGE_VALUE_BYTES + 1
         )
-        item = Delivery(Channel.EMAIL, raw, ["support@example.com"], None, message_id_of(raw))
+        item = Submission(Channel.EMAIL, raw, ["support@example.com"], None, message_id_of(raw))
         accepted = []
         for _ in range(2):
             with transaction(clean.sessions) as db:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from doxa.core.triage.data import seed_examples
-from doxa.core.triage.model import TextClassifier, train
+from doxa.core.triage.text_classifier import TextClassifier, train
 
 # Texts that trip hand-written text code: whitespace of every kind, case folding that changes
 # length, one-letter and empty texts, no spaces at all.

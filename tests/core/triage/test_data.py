@@ -9,7 +9,7 @@ import pytest
 from doxa.core.enums import DEFAULT_CATEGORIES, Priority
 from doxa.core.errors import InvalidInput
 from doxa.core.triage.data import read_examples, seed_examples
-from doxa.core.triage.model import Example
+from doxa.core.triage.text_classifier import Example
 
 
 class TestSeedExamples:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from doxa.core.triage.llm import ChatClassifier
-from doxa.core.triage.model import TextClassifier
+from doxa.core.triage.text_classifier import TextClassifier
 
 GOOD = {
     "category": "billing",

@@ -8,10 +8,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from doxa.core.triage import labels, store
-from doxa.core.triage import model as triage_model
+from doxa.core.triage import text_classifier as triage_text_classifier
 from doxa.core.triage.data import seed_examples
-from doxa.core.triage.model import Design, Example, TextClassifier, train
 from doxa.core.triage.models import ClassificationCorrection, ClassifierModel
+from doxa.core.triage.text_classifier import Design, Example, TextClassifier, train
 from tests.conftest import MakeTicket
 
 
@@ -134,13 +134,13 @@ class TestTrainAndEvaluate:
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         runs: list[int] = []
-        vectorizer = triage_model._vectorizer
+        vectorizer = triage_text_classifier._vectorizer
 
         def counted(design: Design, *, min_df: int) -> FeatureUnion:
             runs.append(1)
             return vectorizer(design, min_df=min_df)
 
-        monkeypatch.setattr(triage_model, "_vectorizer", counted)
+        monkeypatch.setattr(triage_text_classifier, "_vectorizer", counted)
         model, evaluation = store.train_and_evaluate(seed_examples(), threshold=0.6)
         assert len(runs) == 1
         assert evaluation["method"] == "3-fold out-of-fold on 325 examples"

@@ -8,7 +8,7 @@ from sklearn.pipeline import FeatureUnion
 from doxa.core.triage.calibration import Matrix
 from doxa.core.triage.data import seed_examples
 from doxa.core.triage.features import with_cues
-from doxa.core.triage.model import TextClassifier
+from doxa.core.triage.text_classifier import TextClassifier
 from doxa.core.triage.tfidf import TfidfUnion
 from tests.core.triage.conftest import ODD
 

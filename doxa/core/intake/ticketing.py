@@ -16,9 +16,9 @@ from doxa.core.enums import (
 )
 from doxa.core.intake import acknowledgments
 from doxa.core.intake.inbound import MAX_CC, InboundMessage
+from doxa.core.intake.mail_threads import Thread
 from doxa.core.intake.models import IntakeEvent
 from doxa.core.intake.text import strip_reply
-from doxa.core.intake.threads import Thread
 from doxa.core.tickets.models import Attachment, Message, Ticket
 from doxa.core.tickets.service import add_text, record
 from doxa.core.users import service as users
@@ -30,12 +30,12 @@ ACKNOWLEDGE = "acknowledge"
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class Ticketed:
     status: IntakeStatus
     ticket: Ticket
 
 
-def deliver(
+def open_or_follow_up(
     db: Session,
     event: IntakeEvent,
     msg: InboundMessage,
@@ -45,7 +45,7 @@ def deliver(
     author: User | None,
     authenticated: bool = False,
     notes: tuple[str, ...] = (),
-) -> Outcome:
+) -> Ticketed:
     """A follow-up when a participant names an open ticket; otherwise a new ticket, linked to
     the one named (closed, or not the author's to write into). The Cc: of an opening message
     become participants; of a follow-up, only when it is authenticated or staff wrote it.
@@ -60,11 +60,11 @@ def deliver(
         if authenticated or sender.is_staff:  # anyone can forge a participant's From: and Cc:
             _copy(ticket, msg, settings=settings)
         _reopen(db, ticket)
-        return Outcome(IntakeStatus.FOLLOWUP, ticket)
+        return Ticketed(IntakeStatus.FOLLOWUP, ticket)
     new = _open(db, event, msg, sender, settings=settings, previous=ticket, notes=notes)
     if _acknowledged(event, settings=settings):
         acknowledgments.acknowledge(db, new, msg, settings=settings, authenticated=authenticated)
-    return Outcome(IntakeStatus.TICKET_CREATED, new)
+    return Ticketed(IntakeStatus.TICKET_CREATED, new)
 
 
 def _acknowledged(event: IntakeEvent, *, settings: Settings) -> bool:

@@ -5,7 +5,7 @@ from collections.abc import Callable
 import pytest
 
 from doxa.core.intake.inbound import InboundMessage
-from doxa.core.intake.loops import HEADERS_READ, loop_reason
+from doxa.core.intake.mail_loops import HEADERS_READ, loop_reason
 
 MakeMessage = Callable[..., InboundMessage]
 

@@ -1,4 +1,4 @@
-"""What machine-written mail looks like, for `doxa.core.intake.loops`.
+"""What machine-written mail looks like, for `doxa.core.intake.mail_loops`.
 
 Each pattern here is a *weak* sign: a customer can write any of these words ("my parcel could
 not be delivered", "AUTO: insurance claim"), so the rules only act on one of them together with

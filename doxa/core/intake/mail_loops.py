@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 
-from doxa.core.intake import loop_shapes as shapes
+from doxa.core.intake import mail_loop_shapes as shapes
 from doxa.core.intake.inbound import InboundMessage
 
 AUTO_REPLY = "auto_reply"
