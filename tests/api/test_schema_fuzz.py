@@ -117,6 +117,10 @@ def _takes_input(operation: Operation) -> bool:
     return bool(operation.body) or any(True for _ in operation.iter_parameters())
 
 
+# Alone, after the parallel run: beside other tests' CPU, Hypothesis found the generation of
+# /auth/register and /auth/verify cases unreliable ("failed on the first call but not on a
+# subsequent one", raised before any request was made), in 2 of 3 runs under two busy cores.
+@pytest.mark.timing
 class TestSchemaFuzz:
     @pytest.mark.slow
     @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
