@@ -195,8 +195,8 @@ class TestSlowMessageDoesNotStallOthers:
     def test_the_slow_event_fails_with_reason_timeout_and_the_next_gets_its_ticket(
         self, start_smtp: StartSmtp
     ) -> None:
-        smtp = start_smtp(parser_processes=1, processing_timeout_seconds=3)
-        # 20 MB of short lines: mail-parser's load alone needs about 6 s for it (linear, but
+        smtp = start_smtp(worker_processes=1, processing_timeout_seconds=1)
+        # 20 MB of short lines: mail-parser's load alone needs 3-6 s for it (linear, but
         # slow; bench/README.md, mime_cost.py). HTML that was slow is bounded now.
         smtp.send(message("slow", "-- \r\nx\r\n" * 2_500_000))
         sent = time.monotonic()
