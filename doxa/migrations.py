@@ -43,7 +43,10 @@ def check(database_url: str) -> None:
 def include_object(
     obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
 ) -> bool:
-    """What autogenerate compares: all but the full-text objects the models do not map."""
+    """What autogenerate compares: all but the full-text objects the models do not map, and
+    tables that are not ours (the database may be shared with other software)."""
+    if type_ == "table" and reflected and compare_to is None:
+        return False
     return not (name is not None and name.startswith(_UNMANAGED_PREFIXES))
 
 

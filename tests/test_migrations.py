@@ -105,14 +105,16 @@ class TestServeComparesTheSchema:
         engine = sa.create_engine(migrated_url)
         with engine.begin() as connection:
             connection.execute(sa.text("ALTER TABLE ticket DROP COLUMN language"))
-            connection.execute(sa.text("CREATE TABLE leftover (id integer PRIMARY KEY)"))
+            connection.execute(sa.text("ALTER TABLE ticket ADD COLUMN leftover integer"))
+            connection.execute(sa.text("CREATE TABLE other_software (id integer PRIMARY KEY)"))
         engine.dispose()
         code, lines = _serve(migrated_url, tmp_path)
         assert code == 1
         assert len(lines) == 1, lines
         assert lines[0].startswith("error: the database schema differs from this version's models")
         assert "column ticket.language is missing" in lines[0]
-        assert "table leftover is not in the models" in lines[0]
+        assert "column ticket.leftover is not in the models" in lines[0]
+        assert "other_software" not in lines[0]  # a table that is not ours is left alone
         assert "drop and recreate the database" in lines[0] and "`doxa migrate`" in lines[0]
 
     def test_an_unchanged_database_serves(self, migrated_url: str, tmp_path: Path) -> None:
