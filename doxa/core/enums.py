@@ -77,3 +77,36 @@ DEFAULT_CATEGORIES = ("account", "billing", "bug", "feature_request", "general",
 class TokenPurpose(StrEnum):
     VERIFY = "verify"
     RESET = "reset"
+
+
+class EventType(StrEnum):
+    TICKET_CREATED = "ticket.created"
+    TICKET_UPDATED = "ticket.updated"
+    TICKET_CLASSIFIED = "ticket.classified"
+    TICKET_ASSIGNED = "ticket.assigned"
+    MESSAGE_CREATED = "message.created"
+    SLA_WARNING = "sla.warning"
+    SLA_BREACHED = "sla.breached"
+    INTAKE_HELD = "intake.held"
+    INTAKE_REJECTED = "intake.rejected"
+    PING = "ping"
+
+
+class ActorType(StrEnum):
+    USER = "user"
+    RULE = "rule"
+    SYSTEM = "system"
+
+
+class Assignment(StrEnum):
+    MANUAL = "manual"
+    ROUND_ROBIN = "round_robin"
+    LEAST_OPEN = "least_open"
+
+
+class SlaState(StrEnum):
+    OK = "ok"
+    WARNING = "warning"
+    BREACHED = "breached"
+    PAUSED = "paused"
+    MET = "met"

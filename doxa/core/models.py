@@ -1,9 +1,13 @@
 """Every table, imported in one place so Alembic and the tests see the whole metadata."""
 
 from doxa.core.db import Base
+from doxa.core.events.models import Event
 from doxa.core.intake.models import IntakeEvent, IntakeKey
 from doxa.core.outbox.models import OutboxItem
-from doxa.core.tickets.models import Attachment, Message, Ticket, TicketEvent
+from doxa.core.routing.models import Rule
+from doxa.core.sla.models import Calendar, SlaPolicy
+from doxa.core.teams.models import Team, TeamMember
+from doxa.core.tickets.models import Attachment, Message, Ticket, TicketTag
 from doxa.core.triage.models import (
     ClassificationCorrection,
     ClassifierCategory,
@@ -18,15 +22,21 @@ __all__ = [
     "AccountToken",
     "Attachment",
     "Base",
+    "Calendar",
     "ClassificationCorrection",
     "ClassifierCategory",
     "ClassifierModel",
+    "Event",
     "IntakeEvent",
     "IntakeKey",
     "Message",
     "OutboxItem",
+    "Rule",
+    "SlaPolicy",
+    "Team",
+    "TeamMember",
     "Ticket",
-    "TicketEvent",
+    "TicketTag",
     "TrainingExample",
     "User",
 ]

@@ -201,12 +201,14 @@ class TestUpdateTicket:
         )
         assert response.status_code == 200 and response.json()["priority"] == "urgent"
         events = api.get(f"/api/v1/tickets/{ticket.id}/events").json()
-        changed = {(e["field"], e["new_value"]) for e in events if e["actor_id"] == agent.id}
-        assert changed == {
-            ("status", "open"),
-            ("priority", "urgent"),
-            ("category", "billing"),
-            ("assignee_id", str(agent.id)),
+        mine = [e for e in events if e["actor"] == {"type": "user", "id": agent.id, "name": None}]
+        assert [e["type"] for e in mine] == ["ticket.updated"]
+        changes = mine[0]["data"]["changes"]
+        assert {field: after for field, (_, after) in changes.items()} == {
+            "status": "open",
+            "priority": "urgent",
+            "category": "billing",
+            "assignee_id": agent.id,
         }
 
     def test_unknown_category_gets_422(

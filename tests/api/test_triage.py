@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 
 from doxa.core.context import Context
 from doxa.core.enums import ClassificationState, Role, Status
-from doxa.core.models import Base, ClassificationCorrection, Ticket, TicketEvent
+from doxa.core.models import Base, ClassificationCorrection, Event, Ticket
 from doxa.main import create_app
 from tests.conftest import MakeTicket, MakeUser, empty_tables, make_settings
 
@@ -130,9 +130,9 @@ class TestBackgroundClassification:
         _settled(clean, 60)
         with clean.sessions() as db:
             per_ticket = db.execute(
-                select(TicketEvent.ticket_id, func.count())
-                .where(TicketEvent.field == "classification")
-                .group_by(TicketEvent.ticket_id)
+                select(Event.ticket_id, func.count())
+                .where(Event.type == "ticket.classified")
+                .group_by(Event.ticket_id)
             ).all()
         assert len(per_ticket) == 60 and {count for _, count in per_ticket} == {1}
 

@@ -61,6 +61,9 @@ def upgrade() -> None:
         sa.Column("is_active", sa.Boolean(), nullable=False),
         sa.Column("token_version", sa.Integer(), nullable=False),
         sa.Column("token_issued_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("available", sa.Boolean(), nullable=False),
+        sa.Column("notifications", sa.JSON(), nullable=False),
+        sa.Column("last_assigned_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_user")),
@@ -178,6 +181,100 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("user_id", "network", name=op.f("pk_account_network")),
     )
+    # Routing, assignment and service levels: teams, rules, calendars and policies.
+    op.create_table(
+        "team",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=100), nullable=False),
+        sa.Column("mailbox", sa.String(length=320), nullable=True),
+        sa.Column(
+            "assignment",
+            sa.Enum(
+                "manual",
+                "round_robin",
+                "least_open",
+                name="assignment",
+                native_enum=False,
+                length=19,
+            ),
+            nullable=False,
+        ),
+        sa.Column("capacity", sa.Integer(), nullable=True),
+        sa.Column("last_assignee_id", sa.Integer(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["last_assignee_id"],
+            ["user.id"],
+            name=op.f("fk_team_last_assignee_id_user"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_team")),
+        sa.UniqueConstraint("mailbox", name=op.f("uq_team_mailbox")),
+        sa.UniqueConstraint("name", name=op.f("uq_team_name")),
+    )
+    op.create_table(
+        "team_member",
+        sa.Column("team_id", sa.Integer(), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["team_id"], ["team.id"], name=op.f("fk_team_member_team_id_team"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["user.id"], name=op.f("fk_team_member_user_id_user"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("team_id", "user_id", name=op.f("pk_team_member")),
+    )
+    with op.batch_alter_table("team_member", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_team_member_user_id"), ["user_id"], unique=False)
+
+    op.create_table(
+        "rule",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("position", sa.Integer(), nullable=False),
+        sa.Column("active", sa.Boolean(), nullable=False),
+        sa.Column("when", sa.JSON(), nullable=False),
+        sa.Column("then", sa.JSON(), nullable=False),
+        sa.Column("stop", sa.Boolean(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_rule")),
+    )
+    with op.batch_alter_table("rule", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_rule_position"), ["position"], unique=False)
+
+    op.create_table(
+        "calendar",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=100), nullable=False),
+        sa.Column("timezone", sa.String(length=64), nullable=False),
+        sa.Column("hours", sa.JSON(), nullable=False),
+        sa.Column("holidays", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_calendar")),
+    )
+    op.create_table(
+        "sla_policy",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=100), nullable=False),
+        sa.Column("position", sa.Integer(), nullable=False),
+        sa.Column("active", sa.Boolean(), nullable=False),
+        sa.Column("when", sa.JSON(), nullable=False),
+        sa.Column("calendar_id", sa.Integer(), nullable=True),
+        sa.Column("targets", sa.JSON(), nullable=False),
+        sa.Column("warn_at", sa.Double(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["calendar_id"], ["calendar.id"], name=op.f("fk_sla_policy_calendar_id_calendar")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_sla_policy")),
+    )
+    with op.batch_alter_table("sla_policy", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_sla_policy_position"), ["position"], unique=False)
+
     op.create_table(
         "ticket",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -268,10 +365,46 @@ def upgrade() -> None:
         sa.Column("metadata", sa.JSON(), nullable=False),
         sa.Column("search_text", sa.Text(), nullable=False),
         sa.Column("note_text", sa.Text(), nullable=False),
+        sa.Column("team_id", sa.Integer(), nullable=True),
+        sa.Column("event_sequence", sa.Integer(), nullable=False),
+        sa.Column("routed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("staff_routed", sa.Boolean(), nullable=False),
+        sa.Column("sla_policy_id", sa.Integer(), nullable=True),
+        sa.Column(
+            "sla_state",
+            sa.Enum(
+                "ok",
+                "warning",
+                "breached",
+                "paused",
+                "met",
+                name="slastate",
+                native_enum=False,
+                length=16,
+            ),
+            nullable=True,
+        ),
+        sa.Column("first_response_due_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("next_response_due_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("resolution_due_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("sla_due_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("sla_alarm_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("sla_breached", sa.JSON(), nullable=False),
+        sa.Column("sla_warned", sa.JSON(), nullable=False),
+        sa.Column("sla_paused_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("first_response_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("awaiting_since", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["assignee_id"], ["user.id"], name=op.f("fk_ticket_assignee_id_user")
+        ),
+        sa.ForeignKeyConstraint(
+            ["team_id"], ["team.id"], name=op.f("fk_ticket_team_id_team"), ondelete="SET NULL"
+        ),
+        sa.ForeignKeyConstraint(
+            ["sla_policy_id"], ["sla_policy.id"], name=op.f("fk_ticket_sla_policy_id_sla_policy")
         ),
         sa.ForeignKeyConstraint(
             ["previous_ticket_id"],
@@ -306,6 +439,25 @@ def upgrade() -> None:
             unique=False,
         )
         batch_op.create_index(batch_op.f("ix_ticket_status_id"), ["status", "id"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_ticket_assignee_id_status"), ["assignee_id", "status"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_ticket_routed_at_created_at"), ["routed_at", "created_at"], unique=False
+        )
+        batch_op.create_index(batch_op.f("ix_ticket_sla_alarm_at"), ["sla_alarm_at"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_ticket_sla_due_at_id"), ["sla_due_at", "id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_ticket_sla_state_id"), ["sla_state", "id"], unique=False
+        )
+        batch_op.create_index(batch_op.f("ix_ticket_team_id_id"), ["team_id", "id"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_ticket_team_id_sla_due_at_id"),
+            ["team_id", "sla_due_at", "id"],
+            unique=False,
+        )
 
     op.create_table(
         "classification_correction",
@@ -440,27 +592,47 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_intake_key_created_at"), ["created_at"], unique=False)
 
     op.create_table(
-        "ticket_event",
+        "event",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("ticket_id", sa.Integer(), nullable=False),
+        sa.Column("type", sa.String(length=32), nullable=False),
+        sa.Column("ticket_id", sa.Integer(), nullable=True),
+        sa.Column("sequence", sa.Integer(), nullable=True),
+        sa.Column(
+            "actor_type",
+            sa.Enum("user", "rule", "system", name="actortype", native_enum=False, length=14),
+            nullable=False,
+        ),
         sa.Column("actor_id", sa.Integer(), nullable=True),
-        sa.Column("field", sa.String(length=32), nullable=False),
-        sa.Column("old_value", sa.String(length=255), nullable=True),
-        sa.Column("new_value", sa.String(length=255), nullable=True),
+        sa.Column("actor_name", sa.String(length=200), nullable=True),
+        sa.Column("data", sa.JSON(), nullable=False),
+        sa.Column("changes", sa.JSON(), nullable=True),
+        sa.Column("public", sa.Boolean(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
-            ["actor_id"], ["user.id"], name=op.f("fk_ticket_event_actor_id_user")
+            ["ticket_id"], ["ticket.id"], name=op.f("fk_event_ticket_id_ticket"), ondelete="CASCADE"
         ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_event")),
+        sa.UniqueConstraint("ticket_id", "sequence", name=op.f("uq_event_ticket_id_sequence")),
+    )
+    with op.batch_alter_table("event", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_event_type_id"), ["type", "id"], unique=False)
+
+    op.create_table(
+        "ticket_tag",
+        sa.Column("ticket_id", sa.Integer(), nullable=False),
+        sa.Column("tag", sa.String(length=64), nullable=False),
         sa.ForeignKeyConstraint(
             ["ticket_id"],
             ["ticket.id"],
-            name=op.f("fk_ticket_event_ticket_id_ticket"),
+            name=op.f("fk_ticket_tag_ticket_id_ticket"),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_ticket_event")),
+        sa.PrimaryKeyConstraint("ticket_id", "tag", name=op.f("pk_ticket_tag")),
     )
-    with op.batch_alter_table("ticket_event", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_ticket_event_ticket_id"), ["ticket_id"], unique=False)
+    with op.batch_alter_table("ticket_tag", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_ticket_tag_tag_ticket_id"), ["tag", "ticket_id"], unique=False
+        )
 
     op.create_table(
         "message",
@@ -569,10 +741,14 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_message_direction_created_at"))
 
     op.drop_table("message")
-    with op.batch_alter_table("ticket_event", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_ticket_event_ticket_id"))
+    with op.batch_alter_table("ticket_tag", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_ticket_tag_tag_ticket_id"))
 
-    op.drop_table("ticket_event")
+    op.drop_table("ticket_tag")
+    with op.batch_alter_table("event", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_event_type_id"))
+
+    op.drop_table("event")
     with op.batch_alter_table("intake_key", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_intake_key_created_at"))
 
@@ -595,8 +771,29 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_ticket_channel_id"))
         batch_op.drop_index(batch_op.f("ix_ticket_category_id"))
         batch_op.drop_index(batch_op.f("ix_ticket_assignee_id_id"))
+        batch_op.drop_index(batch_op.f("ix_ticket_assignee_id_status"))
+        batch_op.drop_index(batch_op.f("ix_ticket_routed_at_created_at"))
+        batch_op.drop_index(batch_op.f("ix_ticket_sla_alarm_at"))
+        batch_op.drop_index(batch_op.f("ix_ticket_sla_due_at_id"))
+        batch_op.drop_index(batch_op.f("ix_ticket_sla_state_id"))
+        batch_op.drop_index(batch_op.f("ix_ticket_team_id_id"))
+        batch_op.drop_index(batch_op.f("ix_ticket_team_id_sla_due_at_id"))
 
     op.drop_table("ticket")
+    with op.batch_alter_table("sla_policy", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_sla_policy_position"))
+
+    op.drop_table("sla_policy")
+    op.drop_table("calendar")
+    with op.batch_alter_table("rule", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_rule_position"))
+
+    op.drop_table("rule")
+    with op.batch_alter_table("team_member", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_team_member_user_id"))
+
+    op.drop_table("team_member")
+    op.drop_table("team")
     with op.batch_alter_table("outbox_item", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_outbox_item_state_next_attempt_at"))
         batch_op.drop_index(batch_op.f("ix_outbox_item_lease_until"))

@@ -18,10 +18,10 @@ from doxa.core.schemas import MAX_PAGE_SIZE, Page
 from doxa.core.tickets import messages, search, service
 from doxa.core.tickets.access import get_readable
 from doxa.core.tickets.schemas import (
+    EventRead,
     MessageCreate,
     MessageRead,
     TicketCreate,
-    TicketEventRead,
     TicketFilters,
     TicketRead,
     TicketUpdate,
@@ -142,6 +142,6 @@ def resend_message(
 
 
 @router.get("/{ticket_id}/events")
-def list_events(ticket_id: IdPath, db: SessionDep, me: CurrentUser) -> list[TicketEventRead]:
-    """The audit trail: each change with who made it and when."""
-    return [TicketEventRead.model_validate(e) for e in service.list_events(db, ticket_id, actor=me)]
+def list_events(ticket_id: IdPath, db: SessionDep, me: CurrentUser) -> list[EventRead]:
+    """The ticket's history: each change with who (a user, a rule or the system) and when."""
+    return [EventRead.of(e) for e in service.list_events(db, ticket_id, actor=me)]

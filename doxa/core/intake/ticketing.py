@@ -11,16 +11,18 @@ from doxa.core.enums import (
     Channel,
     ClassificationState,
     Direction,
+    EventType,
     IntakeStatus,
     Status,
 )
+from doxa.core.events.record import SYSTEM, record
 from doxa.core.intake import acknowledgments
 from doxa.core.intake.inbound import MAX_CC, InboundMessage
 from doxa.core.intake.mail_threads import Thread
 from doxa.core.intake.models import IntakeEvent
 from doxa.core.intake.text import strip_reply
 from doxa.core.tickets.models import Attachment, Message, Ticket
-from doxa.core.tickets.service import add_text, record
+from doxa.core.tickets.service import add_text
 from doxa.core.users import service as users
 from doxa.core.users.models import User
 
@@ -102,7 +104,7 @@ def _open(
     db.add(ticket)  # inserted with its first message, by _store's flush
     _store(db, ticket, event, msg, requester, body=msg.text, thread=None, notes=notes)
     _copy(ticket, msg, settings=settings)
-    record(db, ticket, actor=None, field="created", old=None, new=ticket.status)
+    record(db, ticket, EventType.TICKET_CREATED, actor=SYSTEM)
     return ticket
 
 
@@ -157,5 +159,6 @@ def _store(
 def _reopen(db: Session, ticket: Ticket) -> None:
     """The requester wrote again: a resolved or pending ticket needs us once more."""
     if ticket.status in (Status.RESOLVED, Status.PENDING):
-        record(db, ticket, actor=None, field="status", old=ticket.status, new=Status.OPEN)
+        changes: dict[str, list[object]] = {"status": [ticket.status, Status.OPEN]}
+        record(db, ticket, EventType.TICKET_UPDATED, actor=SYSTEM, changes=changes)
         ticket.status = Status.OPEN

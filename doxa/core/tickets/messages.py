@@ -5,8 +5,9 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, undefer
 
-from doxa.core.enums import DeliveryState, Direction, Status
+from doxa.core.enums import DeliveryState, Direction, EventType, Status
 from doxa.core.errors import Conflict, NotFound, PermissionDenied
+from doxa.core.events.record import Actor, record
 from doxa.core.outbound import queue_ticket_mail
 from doxa.core.outbox.models import OutboxKind
 from doxa.core.outbox.queue import mail_destination, requeue
@@ -14,7 +15,7 @@ from doxa.core.schemas import MAX_PAGE_SIZE, Page, decode_cursor, encode_cursor
 from doxa.core.tickets.access import get_readable, readable_messages
 from doxa.core.tickets.models import Attachment, Message, Ticket
 from doxa.core.tickets.schemas import MessageCreate, MessageRead
-from doxa.core.tickets.service import add_text, record
+from doxa.core.tickets.service import add_text
 from doxa.core.users.models import User
 
 
@@ -108,7 +109,8 @@ def _follow_conversation(
     if (outbound and ticket.status is Status.NEW) or (
         not outbound and ticket.status in waiting_on_us
     ):
-        record(db, ticket, actor=actor, field="status", old=ticket.status, new=Status.OPEN)
+        changes: dict[str, list[object]] = {"status": [ticket.status, Status.OPEN]}
+        record(db, ticket, EventType.TICKET_UPDATED, actor=Actor.of(actor), changes=changes)
         ticket.status = Status.OPEN
     db.flush()
 

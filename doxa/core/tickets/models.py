@@ -13,6 +13,7 @@ from doxa.core.enums import (
     DeliveryState,
     Direction,
     Priority,
+    SlaState,
     Status,
     ThreadedBy,
 )
@@ -59,6 +60,30 @@ class Ticket(Base):
     # notes weighted D so clients' queries skip them; SQLite: the ticket_fts FTS5 table).
     search_text: Mapped[str] = mapped_column(Text, default="", deferred=True)
     note_text: Mapped[str] = mapped_column(Text, default="", deferred=True)
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("team.id", ondelete="SET NULL"))
+    # The last event's sequence: the next event takes it + 1 under the ticket row's lock.
+    event_sequence: Mapped[int] = mapped_column(default=0)
+    # Routing: when the rules first ran (None: not yet), and whether staff have moved the ticket
+    # (team or assignee) since, so that a late classification does not route it again.
+    routed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    staff_routed: Mapped[bool] = mapped_column(default=False)
+    # Service level: the policy that applies, the clock's state and its due times.
+    sla_policy_id: Mapped[int | None] = mapped_column(ForeignKey("sla_policy.id"))
+    sla_state: Mapped[SlaState | None] = mapped_column(str_enum(SlaState))
+    first_response_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    next_response_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resolution_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The soonest due time of a target still running (sort=sla_due, sla_due_before).
+    sla_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The next moment the sweep must look at this ticket (a warning or a due time).
+    sla_alarm_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    sla_breached: Mapped[list[str]] = mapped_column(JSON, default=list)
+    sla_warned: Mapped[list[str]] = mapped_column(JSON, default=list)  # in the current cycle
+    sla_paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    first_response_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The first customer message no public staff reply has answered yet (next response).
+    awaiting_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
@@ -74,6 +99,13 @@ class Ticket(Base):
         Index(None, "assignee_id", "id"),
         Index(None, "needs_triage", "id"),
         Index(None, "classification_state", "id"),
+        Index(None, "team_id", "id"),
+        Index(None, "assignee_id", "status"),  # a member's load
+        Index(None, "routed_at", "created_at"),
+        Index(None, "sla_state", "id"),
+        Index(None, "sla_due_at", "id"),
+        Index(None, "team_id", "sla_due_at", "id"),
+        Index(None, "sla_alarm_at"),
     )
 
     @property
@@ -136,15 +168,14 @@ class Attachment(Base):
     message: Mapped[Message] = relationship(back_populates="attachments")
 
 
-class TicketEvent(Base):
-    """The audit trail: who changed what on a ticket, and when."""
+class TicketTag(Base):
+    """A ticket's tags, one row each, so `?tag=` is an index lookup on both databases."""
 
-    __tablename__ = "ticket_event"
+    __tablename__ = "ticket_tag"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id", ondelete="CASCADE"), index=True)
-    actor_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))  # None: the system
-    field: Mapped[str] = mapped_column(String(32))
-    old_value: Mapped[str | None] = mapped_column(String(255))
-    new_value: Mapped[str | None] = mapped_column(String(255))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    ticket_id: Mapped[int] = mapped_column(
+        ForeignKey("ticket.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+    __table_args__ = (Index(None, "tag", "ticket_id"),)

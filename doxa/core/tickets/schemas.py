@@ -6,6 +6,7 @@ from typing import Annotated, Any
 from pydantic import AliasChoices, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 from doxa.core.enums import (
+    ActorType,
     Channel,
     ClassificationState,
     DeliveryState,
@@ -243,13 +244,36 @@ class MessageRead(BaseModel):
         return read
 
 
-class TicketEventRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+class ActorRead(BaseModel):
+    type: ActorType
+    id: int | None = Field(description="the user's or the rule's id; null for the system")
+    name: str | None = Field(None, description="a rule's name, kept when the rule is deleted")
 
+
+class EventRead(BaseModel):
     id: int
-    ticket_id: int
-    actor_id: int | None
-    field: str
-    old_value: str | None
-    new_value: str | None
+    type: str
     created_at: datetime
+    ticket_id: int | None
+    sequence: int | None = Field(description="rises per ticket")
+    actor: ActorRead
+    data: dict[str, Any] = Field(
+        description="the object after the change; for updates also"
+        " `changes: {field: [before, after]}`"
+    )
+
+    @classmethod
+    def of(cls, event: Any) -> EventRead:
+        data = dict(event.data or {})
+        if event.changes is not None:
+            data["changes"] = event.changes
+        actor = ActorRead(type=event.actor_type, id=event.actor_id, name=event.actor_name)
+        return cls(
+            id=event.id,
+            type=event.type,
+            created_at=event.created_at,
+            ticket_id=event.ticket_id,
+            sequence=event.sequence,
+            actor=actor,
+            data=data,
+        )

@@ -6,10 +6,20 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from doxa.core.addresses import normalize_address
-from doxa.core.enums import Channel, ClassificationState, Direction, Priority, Role, Status
+from doxa.core.enums import (
+    Channel,
+    ClassificationState,
+    Direction,
+    EventType,
+    Priority,
+    Role,
+    Status,
+)
 from doxa.core.errors import Conflict, InvalidInput, PermissionDenied
+from doxa.core.events.models import Event
+from doxa.core.events.record import Actor, record
 from doxa.core.tickets.access import get_readable
-from doxa.core.tickets.models import Message, Ticket, TicketEvent
+from doxa.core.tickets.models import Message, Ticket
 from doxa.core.tickets.schemas import TicketCreate, TicketUpdate
 from doxa.core.triage.labels import categories
 from doxa.core.triage.models import ClassificationCorrection
@@ -63,7 +73,7 @@ def open_ticket(
             full_body=data.body,
         ),
     )
-    record(db, ticket, actor=actor, field="created", old=None, new=ticket.status)
+    record(db, ticket, EventType.TICKET_CREATED, actor=Actor.of(actor))
     return ticket
 
 
@@ -77,20 +87,6 @@ def add_text(db: Session, ticket: Ticket, message: Message) -> Message:
         ticket.search_text = f"{ticket.search_text}\n{message.full_body}"[:SEARCH_TEXT_LIMIT]
     db.flush()
     return message
-
-
-def record(
-    db: Session, ticket: Ticket, *, actor: User | None, field: str, old: object, new: object
-) -> None:
-    db.add(
-        TicketEvent(
-            ticket_id=ticket.id,
-            actor_id=actor.id if actor else None,
-            field=field,
-            old_value=None if old is None else str(old),
-            new_value=None if new is None else str(new),
-        )
-    )
 
 
 def update_ticket(db: Session, ticket_id: int, data: TicketUpdate, *, actor: User) -> Ticket:
@@ -112,15 +108,16 @@ def update_ticket(db: Session, ticket_id: int, data: TicketUpdate, *, actor: Use
     for name in ("priority", "category"):
         if changes.get(name) is not None:
             _learn(db, ticket, name, changes[name], actor=actor)
+    applied: dict[str, list[object]] = {}
     for name, new in changes.items():
         if new is None and name != "assignee_id":
             continue
         old = getattr(ticket, name)
         if old != new:
             setattr(ticket, name, new)
-            if name == "cc":
-                old, new = ", ".join(old), ", ".join(new)
-            record(db, ticket, actor=actor, field=name, old=old, new=new)
+            applied[name] = [old, new]
+    if applied:
+        record(db, ticket, EventType.TICKET_UPDATED, actor=Actor.of(actor), changes=applied)
     if {"priority", "category"} & changes.keys():
         ticket.needs_triage = False  # a person decided
     db.flush()
@@ -185,7 +182,7 @@ def first_body(db: Session, ticket_id: int) -> str:
     return db.scalar(query.limit(1)) or ""
 
 
-def list_events(db: Session, ticket_id: int, *, actor: User) -> list[TicketEvent]:
+def list_events(db: Session, ticket_id: int, *, actor: User) -> list[Event]:
     get_readable(db, ticket_id, actor=actor)
-    query = select(TicketEvent).where(TicketEvent.ticket_id == ticket_id).order_by(TicketEvent.id)
+    query = select(Event).where(Event.ticket_id == ticket_id).order_by(Event.sequence)
     return list(db.scalars(query))

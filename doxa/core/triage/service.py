@@ -8,10 +8,11 @@ from typing import Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from doxa.core.enums import ClassificationState, Priority, Role
+from doxa.core.enums import ClassificationState, EventType, Priority, Role
+from doxa.core.events.record import SYSTEM, record
 from doxa.core.tickets.access import get_readable
 from doxa.core.tickets.models import Ticket
-from doxa.core.tickets.service import first_body, record
+from doxa.core.tickets.service import first_body
 from doxa.core.triage import language, similar
 from doxa.core.triage.text_classifier import Prediction
 from doxa.core.users.models import User
@@ -57,7 +58,8 @@ def classify(db: Session, ticket: Ticket, model: Classifier, *, threshold: float
         if ticket.classification_attempts >= MAX_ATTEMPTS:
             ticket.classification_state = ClassificationState.FAILED
         ticket.needs_triage = True
-        record(db, ticket, actor=None, field="classification", old=None, new=f"failed: {exc}"[:255])
+        failure = {"classification_state": [None, f"failed: {exc}"[:255]]}
+        record(db, ticket, EventType.TICKET_CLASSIFIED, actor=SYSTEM, changes=failure)
         return
     apply(db, ticket, prediction, threshold=threshold)
 
@@ -71,25 +73,18 @@ def apply(db: Session, ticket: Ticket, prediction: Prediction, *, threshold: flo
     ticket.classification_state = ClassificationState.DONE
     confident = prediction.category_confidence >= threshold
     ticket.needs_triage = not confident
-    summary = f"{prediction.category}/{prediction.priority} at {prediction.category_confidence:.2f}"
-    record(
-        db,
-        ticket,
-        actor=None,
-        field="classification",
-        old=None,
-        new=summary + ("" if confident else " (to triage)"),
-    )
+    changes: dict[str, list[object]] = {}
     if confident:
-        _set(db, ticket, "category", ticket.pinned_category or prediction.category)
-        _set(db, ticket, "priority", Priority(prediction.priority))
+        _set(ticket, "category", ticket.pinned_category or prediction.category, changes)
+        _set(ticket, "priority", Priority(prediction.priority), changes)
+    record(db, ticket, EventType.TICKET_CLASSIFIED, actor=SYSTEM, changes=changes)
 
 
-def _set(db: Session, ticket: Ticket, field: str, value: object) -> None:
+def _set(ticket: Ticket, field: str, value: object, changes: dict[str, list[object]]) -> None:
     old = getattr(ticket, field)
     if old != value:
         setattr(ticket, field, value)
-        record(db, ticket, actor=None, field=field, old=old, new=value)
+        changes[field] = [old, value]
 
 
 def reclassify(

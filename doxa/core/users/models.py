@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from doxa.core.db import Base, UTCDateTime, str_enum, utcnow
@@ -25,6 +25,11 @@ class User(Base):
     # Set whenever an access token is issued: an account someone has used is never promoted by
     # the DOXA_ADMIN_EMAIL bootstrap.
     token_issued_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Agents: whether assignment may pick them, which mail notifications they get, and when
+    # assignment last picked them (least-open's tie-break).
+    available: Mapped[bool] = mapped_column(default=True)
+    notifications: Mapped[dict[str, bool]] = mapped_column(JSON, default=dict)
+    last_assigned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
