@@ -366,6 +366,7 @@ def upgrade() -> None:
         sa.Column("search_text", sa.Text(), nullable=False),
         sa.Column("note_text", sa.Text(), nullable=False),
         sa.Column("team_id", sa.Integer(), nullable=True),
+        sa.Column("authenticated", sa.Boolean(), nullable=False),
         sa.Column("event_sequence", sa.Integer(), nullable=False),
         sa.Column("routed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("staff_routed", sa.Boolean(), nullable=False),

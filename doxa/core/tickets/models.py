@@ -61,6 +61,9 @@ class Ticket(Base):
     search_text: Mapped[str] = mapped_column(Text, default="", deferred=True)
     note_text: Mapped[str] = mapped_column(Text, default="", deferred=True)
     team_id: Mapped[int | None] = mapped_column(ForeignKey("team.id", ondelete="SET NULL"))
+    # Whether who opened it is proven (DMARC/DKIM as for staff mail, or the API): rules may
+    # trust `requester.*` only then (the condition field `authenticated`).
+    authenticated: Mapped[bool] = mapped_column(default=False)
     # The last event's sequence: the next event takes it + 1 under the ticket row's lock.
     event_sequence: Mapped[int] = mapped_column(default=0)
     # Routing: when the rules first ran (None: not yet), and whether staff have moved the ticket

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from doxa.core.addresses import normalize_address
 from doxa.core.enums import (
+    ActorType,
     Channel,
     ClassificationState,
     Direction,
@@ -18,6 +21,8 @@ from doxa.core.enums import (
 from doxa.core.errors import Conflict, InvalidInput, PermissionDenied
 from doxa.core.events.models import Event
 from doxa.core.events.record import Actor, record
+from doxa.core.sla import clock
+from doxa.core.teams import assignment
 from doxa.core.tickets.access import get_readable
 from doxa.core.tickets.models import Message, Ticket
 from doxa.core.tickets.schemas import TicketCreate, TicketUpdate
@@ -108,20 +113,39 @@ def update_ticket(db: Session, ticket_id: int, data: TicketUpdate, *, actor: Use
     for name in ("priority", "category"):
         if changes.get(name) is not None:
             _learn(db, ticket, name, changes[name], actor=actor)
-    applied: dict[str, list[object]] = {}
-    for name, new in changes.items():
-        if new is None and name != "assignee_id":
-            continue
-        old = getattr(ticket, name)
-        if old != new:
-            setattr(ticket, name, new)
-            applied[name] = [old, new]
-    if applied:
-        record(db, ticket, EventType.TICKET_UPDATED, actor=Actor.of(actor), changes=applied)
+    wanted = {k: v for k, v in changes.items() if v is not None or k == "assignee_id"}
+    change(db, ticket, wanted, actor=Actor.of(actor))
     if {"priority", "category"} & changes.keys():
         ticket.needs_triage = False  # a person decided
     db.flush()
     return ticket
+
+
+def change(
+    db: Session, ticket: Ticket, changes: Mapping[str, object], *, actor: Actor
+) -> dict[str, list[object]]:
+    """Set the fields that differ and record them: `ticket.assigned` for a new assignee,
+    `ticket.updated` for the rest; then assignment and the service level follow the change.
+    The one way staff edits, routing rules and the system change a ticket's fields."""
+    applied: dict[str, list[object]] = {}
+    for name, new in changes.items():
+        old = getattr(ticket, name)
+        if old != new:
+            setattr(ticket, name, new)
+            applied[name] = [old, new]
+    if not applied:
+        return applied
+    if actor.type is ActorType.USER and {"team_id", "assignee_id"} & applied.keys():
+        ticket.staff_routed = True  # a late classification no longer routes it
+    assigned = {k: v for k, v in applied.items() if k == "assignee_id"}
+    updated = {k: v for k, v in applied.items() if k != "assignee_id"}
+    if updated:
+        record(db, ticket, EventType.TICKET_UPDATED, actor=actor, changes=updated)
+    if assigned:
+        record(db, ticket, EventType.TICKET_ASSIGNED, actor=actor, changes=assigned)
+    assignment.follow(db, ticket, set(applied))
+    clock.follow(db, ticket, set(applied))
+    return applied
 
 
 def _participants(addresses: list[str]) -> list[str]:
