@@ -202,8 +202,8 @@ class TestUpdateTicket:
         assert response.status_code == 200 and response.json()["priority"] == "urgent"
         events = api.get(f"/api/v1/tickets/{ticket.id}/events").json()
         mine = [e for e in events if e["actor"] == {"type": "user", "id": agent.id, "name": None}]
-        assert [e["type"] for e in mine] == ["ticket.updated"]
-        changes = mine[0]["data"]["changes"]
+        assert [e["type"] for e in mine] == ["ticket.updated", "ticket.assigned"]
+        changes = {**mine[0]["data"]["changes"], **mine[1]["data"]["changes"]}
         assert {field: after for field, (_, after) in changes.items()} == {
             "status": "open",
             "priority": "urgent",
