@@ -43,6 +43,7 @@ from doxa.core.triage.training import Train, train_here
 from doxa.runtime.intake import IntakeWorker
 from doxa.runtime.outbox import OutboxRunner
 from doxa.runtime.pacing import Pacer
+from doxa.runtime.periodic import Periodic
 from doxa.runtime.processes import (
     WorkerPool,
     classify_in_worker,
@@ -166,6 +167,9 @@ class Runtime:
         # Classification also waits for intake to catch up (at most a second a batch): they
         # share the worker processes, and new mail becoming tickets goes first.
         local = Triage(settings, context.sessions)
+        # Work a clock starts (routing a late classification, the team queues, the SLA sweep);
+        # each job: Periodic(name, a core step bound to context.sessions, every=seconds).
+        self.periodic: list[Periodic] = []
         self.triage = TriageRunner(
             settings,
             context.sessions,
@@ -184,11 +188,15 @@ class Runtime:
     async def start(self) -> None:
         await self.triage.start()
         await self.outbox.start()
+        for job in self.periodic:
+            await job.start()
         await self.worker.start()
 
     async def stop(self) -> None:
         """Finish what intake has taken (stop the edges first), then the rest."""
         await self.worker.stop()
+        for job in self.periodic:
+            await job.stop()
         await self.outbox.stop()
         await self.triage.stop()
         if self.processes is not None:
