@@ -200,7 +200,7 @@ class TestUpdateTicket:
             },
         )
         assert response.status_code == 200 and response.json()["priority"] == "urgent"
-        events = api.get(f"/api/v1/tickets/{ticket.id}/events").json()
+        events = api.get(f"/api/v1/tickets/{ticket.id}/events").json()["items"]
         mine = [e for e in events if e["actor"] == {"type": "user", "id": agent.id, "name": None}]
         assert [e["type"] for e in mine] == ["ticket.updated", "ticket.assigned"]
         changes = {**mine[0]["data"]["changes"], **mine[1]["data"]["changes"]}

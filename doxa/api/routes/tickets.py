@@ -14,6 +14,7 @@ from doxa.api.deps import (
     StaffUser,
     TriageDep,
 )
+from doxa.core.events import history
 from doxa.core.schemas import MAX_PAGE_SIZE, Page
 from doxa.core.tickets import messages, search, service
 from doxa.core.tickets.access import get_readable
@@ -142,6 +143,13 @@ def resend_message(
 
 
 @router.get("/{ticket_id}/events")
-def list_events(ticket_id: IdPath, db: SessionDep, me: CurrentUser) -> list[EventRead]:
-    """The ticket's history: each change with who (a user, a rule or the system) and when."""
-    return [EventRead.of(e) for e in service.list_events(db, ticket_id, actor=me)]
+def list_events(
+    ticket_id: IdPath,
+    db: SessionDep,
+    me: CurrentUser,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 25,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+) -> Page[EventRead]:
+    """The ticket's history, oldest first, a page at a time: each change with who (a user, a
+    rule or the system), when, and the object after it; a client sees the public changes."""
+    return history.list_events(db, ticket_id, actor=me, cursor=cursor, limit=limit)

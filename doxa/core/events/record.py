@@ -5,12 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import inspect, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
+from doxa.core.db import utcnow
 from doxa.core.enums import ActorType, EventType
+from doxa.core.events import snapshots
 from doxa.core.events.models import Event
-from doxa.core.tickets.models import Ticket
+from doxa.core.intake.models import IntakeEvent
+from doxa.core.tickets.models import Message, Ticket
 from doxa.core.users.models import User
 
 
@@ -43,20 +47,21 @@ def record(
     data: dict[str, Any] | None = None,
     changes: dict[str, list[Any]] | None = None,
     public: bool = True,
+    subject: Message | IntakeEvent | None = None,
 ) -> Event:
-    """Add an event; a ticket's next `sequence` is taken with an atomic UPDATE, so concurrent
-    writers (several processes on PostgreSQL) never share one."""
+    """Add an event for a change already applied to the objects.
+
+    `data` is the object after the change: given, or the snapshot of `subject` (a message, an
+    intake event), else of the ticket, as staff read it through the API. A ticket's next
+    `sequence` is taken with an atomic UPDATE, so concurrent writers (several processes on
+    PostgreSQL) never share one; the ticket's `updated_at` moves with it."""
     sequence = None
     if ticket is not None:
         if ticket.id is None:
             db.flush()
-        sequence = db.execute(
-            update(Ticket)
-            .where(Ticket.id == ticket.id)
-            .values(event_sequence=Ticket.event_sequence + 1)
-            .returning(Ticket.event_sequence)
-            .execution_options(synchronize_session=False)
-        ).scalar_one()
+        sequence = _next_sequence(db, ticket)
+    if data is None:
+        data = _snapshot(db, subject if subject is not None else ticket)
     event = Event(
         type=str(type),
         ticket_id=ticket.id if ticket is not None else None,
@@ -64,9 +69,38 @@ def record(
         actor_type=actor.type,
         actor_id=actor.id,
         actor_name=actor.name,
-        data=data or {},
-        changes=changes,
+        data=data,
+        changes=None if changes is None else snapshots.jsonable(changes),
         public=public,
     )
     db.add(event)
     return event
+
+
+def _next_sequence(db: Session, ticket: Ticket) -> int:
+    now = utcnow()
+    sequence: int = db.execute(
+        update(Ticket)
+        .where(Ticket.id == ticket.id)
+        .values(event_sequence=Ticket.event_sequence + 1, updated_at=now)
+        .returning(Ticket.event_sequence)
+        .execution_options(synchronize_session=False)
+    ).scalar_one()
+    set_committed_value(ticket, "event_sequence", sequence)
+    if inspect(ticket).modified:  # written by the next flush: with this time, not a later one
+        ticket.updated_at = now
+    else:
+        set_committed_value(ticket, "updated_at", now)
+    return sequence
+
+
+def _snapshot(db: Session, subject: Ticket | Message | IntakeEvent | None) -> dict[str, Any]:
+    if subject is None:
+        return {}
+    if subject.id is None:
+        db.flush()
+    if isinstance(subject, Message):
+        return snapshots.of_message(subject)
+    if isinstance(subject, IntakeEvent):
+        return snapshots.of_intake(subject)
+    return snapshots.of_ticket(subject)

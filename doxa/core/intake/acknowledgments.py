@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session, aliased
 from doxa.core.addresses import identity_key
 from doxa.core.config import Settings
 from doxa.core.db import backend, utcnow
-from doxa.core.enums import Channel, DeliveryState, Direction
+from doxa.core.enums import Channel, DeliveryState, Direction, EventType
+from doxa.core.events.record import SYSTEM, record
 from doxa.core.intake.ack_texts import FALLBACK_LANGUAGE, AckTexts, load_texts
 from doxa.core.intake.inbound import ADDRESS_CHARS, NAME_CHARS, SUBJECT_CHARS, InboundMessage
 from doxa.core.intake.mail_threads import SUBJECT_TOKEN
@@ -75,6 +76,7 @@ def acknowledge(
     db.flush()
     if message.delivery_state is DeliveryState.QUEUED:
         queue_ticket_mail(db, message, recipient=ticket.requester.email)
+    record(db, ticket, EventType.MESSAGE_CREATED, actor=SYSTEM, subject=message)
     return message
 
 

@@ -23,8 +23,9 @@ from sqlalchemy.orm import Session, undefer
 
 from doxa.core.config import Settings
 from doxa.core.db import LARGE_VALUE_BYTES, backend, large_value, utcnow
-from doxa.core.enums import Channel, IntakeStatus, ThreadedBy
+from doxa.core.enums import Channel, EventType, IntakeStatus, ThreadedBy
 from doxa.core.errors import Conflict, NotFound, Rejected
+from doxa.core.events.record import SYSTEM, record
 from doxa.core.intake import keys, ticketing
 from doxa.core.intake.inbound import (
     ADDRESS_CHARS,
@@ -268,6 +269,7 @@ class Pipeline:
         reason = None if event.released_by_id else self._hold_reason(db, event, msg, trust)
         if reason is not None:
             event.status, event.reason = IntakeStatus.HELD, reason
+            record(db, None, EventType.INTAKE_HELD, actor=SYSTEM, subject=event, public=False)
         elif (seen := self._seen(db, msg)) is not None:
             event.status, event.reason = IntakeStatus.DUPLICATE, "message_id"
             event.duplicate_of_id, event.ticket_id = seen
@@ -383,6 +385,7 @@ class Pipeline:
             utcnow(),
         )
         event.error = error.detail[:MAX_ERROR_CHARS]
+        record(db, None, EventType.INTAKE_REJECTED, actor=SYSTEM, subject=event, public=False)
         db.flush()
         return event
 

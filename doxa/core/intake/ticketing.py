@@ -15,14 +15,14 @@ from doxa.core.enums import (
     IntakeStatus,
     Status,
 )
-from doxa.core.events.record import SYSTEM, record
+from doxa.core.events.record import SYSTEM, Actor, record
 from doxa.core.intake import acknowledgments
 from doxa.core.intake.inbound import MAX_CC, InboundMessage
 from doxa.core.intake.mail_threads import Thread
 from doxa.core.intake.models import IntakeEvent
 from doxa.core.intake.text import strip_reply
 from doxa.core.tickets.models import Attachment, Message, Ticket
-from doxa.core.tickets.service import add_text
+from doxa.core.tickets.service import add_text, change
 from doxa.core.users import service as users
 from doxa.core.users.models import User
 
@@ -58,10 +58,14 @@ def open_or_follow_up(
     ticket = thread.ticket
     if ticket is not None and thread.participant and ticket.status is not Status.CLOSED:
         body = strip_reply(msg.text) or msg.text
-        _store(db, ticket, event, msg, sender, body=body, thread=thread, notes=notes)
+        message = _store(db, ticket, event, msg, sender, body=body, thread=thread, notes=notes)
+        record(db, ticket, EventType.MESSAGE_CREATED, actor=Actor.of(sender), subject=message)
+        wanted: dict[str, object] = {}
         if authenticated or sender.is_staff:  # anyone can forge a participant's From: and Cc:
-            _copy(ticket, msg, settings=settings)
-        _reopen(db, ticket)
+            wanted["cc"] = _copied(ticket, msg, settings=settings)
+        if ticket.status in (Status.RESOLVED, Status.PENDING):
+            wanted["status"] = Status.OPEN  # the requester wrote again: it needs us once more
+        change(db, ticket, wanted, actor=SYSTEM)
         return Ticketed(IntakeStatus.FOLLOWUP, ticket)
     new = _open(db, event, msg, sender, settings=settings, previous=ticket, notes=notes)
     if _acknowledged(event, settings=settings):
@@ -101,19 +105,19 @@ def _open(
         search_text=msg.subject,
         cc=[],
     )
+    ticket.cc = _copied(ticket, msg, settings=settings)
     db.add(ticket)  # inserted with its first message, by _store's flush
-    _store(db, ticket, event, msg, requester, body=msg.text, thread=None, notes=notes)
-    _copy(ticket, msg, settings=settings)
+    message = _store(db, ticket, event, msg, requester, body=msg.text, thread=None, notes=notes)
     record(db, ticket, EventType.TICKET_CREATED, actor=SYSTEM)
+    record(db, ticket, EventType.MESSAGE_CREATED, actor=Actor.of(requester), subject=message)
     return ticket
 
 
-def _copy(ticket: Ticket, msg: InboundMessage, *, settings: Settings) -> None:
-    """Record the message's Cc: addresses as participants (never our own mailboxes)."""
+def _copied(ticket: Ticket, msg: InboundMessage, *, settings: Settings) -> list[str]:
+    """The participants with the message's Cc: addresses added (never our own mailboxes)."""
     known = set(ticket.cc or []) | {ticket.requester.email, msg.sender_email}
     new = [a for a in msg.cc if a not in known and settings.mailbox(a) is None]
-    if new:
-        ticket.cc = [*(ticket.cc or []), *new][:MAX_CC]
+    return [*(ticket.cc or []), *new][:MAX_CC]
 
 
 def _store(
@@ -154,11 +158,3 @@ def _store(
             )
         )
     return add_text(db, ticket, message)  # one flush: the ticket if new, message, attachments
-
-
-def _reopen(db: Session, ticket: Ticket) -> None:
-    """The requester wrote again: a resolved or pending ticket needs us once more."""
-    if ticket.status in (Status.RESOLVED, Status.PENDING):
-        changes: dict[str, list[object]] = {"status": [ticket.status, Status.OPEN]}
-        record(db, ticket, EventType.TICKET_UPDATED, actor=SYSTEM, changes=changes)
-        ticket.status = Status.OPEN

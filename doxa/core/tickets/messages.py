@@ -15,7 +15,7 @@ from doxa.core.schemas import MAX_PAGE_SIZE, Page, decode_cursor, encode_cursor
 from doxa.core.tickets.access import get_readable, readable_messages
 from doxa.core.tickets.models import Attachment, Message, Ticket
 from doxa.core.tickets.schemas import MessageCreate, MessageRead
-from doxa.core.tickets.service import add_text
+from doxa.core.tickets.service import add_text, change
 from doxa.core.users.models import User
 
 
@@ -75,6 +75,14 @@ def post_message(
     )
     if message.delivery_state is DeliveryState.QUEUED:
         queue_ticket_mail(db, message, recipient=ticket.requester.email)
+    record(
+        db,
+        ticket,
+        EventType.MESSAGE_CREATED,
+        actor=Actor.of(actor),
+        subject=message,
+        public=not data.internal,
+    )
     _follow_conversation(db, ticket, actor=actor, outbound=outbound, internal=data.internal)
     return message
 
@@ -109,9 +117,7 @@ def _follow_conversation(
     if (outbound and ticket.status is Status.NEW) or (
         not outbound and ticket.status in waiting_on_us
     ):
-        changes: dict[str, list[object]] = {"status": [ticket.status, Status.OPEN]}
-        record(db, ticket, EventType.TICKET_UPDATED, actor=Actor.of(actor), changes=changes)
-        ticket.status = Status.OPEN
+        change(db, ticket, {"status": Status.OPEN}, actor=Actor.of(actor))
     db.flush()
 
 

@@ -251,22 +251,49 @@ class ActorRead(BaseModel):
 
 
 class EventRead(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 1207,
+                    "type": "ticket.updated",
+                    "created_at": "2026-11-27T10:02:41Z",
+                    "ticket_id": 42,
+                    "sequence": 4,
+                    "actor": {"type": "user", "id": 3, "name": None},
+                    "data": {
+                        "id": 42,
+                        "subject": "Invoice 2231 charged twice",
+                        "status": "pending",
+                        "priority": "high",
+                        "changes": {"status": ["open", "pending"], "priority": ["normal", "high"]},
+                    },
+                }
+            ]
+        }
+    )
+
     id: int
     type: str
     created_at: datetime
     ticket_id: int | None
-    sequence: int | None = Field(description="rises per ticket")
+    sequence: int | None = Field(description="rises per ticket, from 1, without gaps")
     actor: ActorRead
     data: dict[str, Any] = Field(
-        description="the object after the change; for updates also"
-        " `changes: {field: [before, after]}`"
+        description="the object after the change (the ticket, the message, the intake event) as"
+        " the reader sees it through the API; for updates also `changes: {field: [before, after]}`"
     )
 
     @classmethod
-    def of(cls, event: Any) -> EventRead:
+    def seen_by(cls, event: Any, role: Role) -> EventRead:
+        """The event as someone with `role` may read it: the stored data is staff's view; a
+        client's has no `ai_*` fields and nothing staff-only (as TicketRead's and MessageRead's
+        `seen_by`)."""
         data = dict(event.data or {})
         if event.changes is not None:
             data["changes"] = event.changes
+        if role is Role.CLIENT:
+            data = _for_client(data)
         actor = ActorRead(type=event.actor_type, id=event.actor_id, name=event.actor_name)
         return cls(
             id=event.id,
@@ -277,3 +304,15 @@ class EventRead(BaseModel):
             actor=actor,
             data=data,
         )
+
+
+# Fields `seen_by` leaves null for a client; an event's data shows them to staff only too.
+STAFF_ONLY = ("ai_explanation", "delivery_error")
+
+
+def _for_client(data: dict[str, Any]) -> dict[str, Any]:
+    shown = {key: value for key, value in data.items() if not key.startswith("ai_")}
+    shown.update((key, None) for key in STAFF_ONLY if key in shown)
+    if isinstance(changes := shown.get("changes"), dict):
+        shown["changes"] = {key: value for key, value in changes.items() if key in shown}
+    return shown

@@ -19,7 +19,6 @@ from doxa.core.enums import (
     Status,
 )
 from doxa.core.errors import Conflict, InvalidInput, PermissionDenied
-from doxa.core.events.models import Event
 from doxa.core.events.record import Actor, record
 from doxa.core.sla import clock
 from doxa.core.teams import assignment
@@ -67,7 +66,7 @@ def open_ticket(
     )
     db.add(ticket)
     db.flush()
-    add_text(
+    message = add_text(
         db,
         ticket,
         Message(
@@ -79,6 +78,7 @@ def open_ticket(
         ),
     )
     record(db, ticket, EventType.TICKET_CREATED, actor=Actor.of(actor))
+    record(db, ticket, EventType.MESSAGE_CREATED, actor=Actor.of(actor), subject=message)
     return ticket
 
 
@@ -205,8 +205,3 @@ def first_body(db: Session, ticket_id: int) -> str:
     query = select(body).where(Message.ticket_id == ticket_id).order_by(Message.id)
     return db.scalar(query.limit(1)) or ""
 
-
-def list_events(db: Session, ticket_id: int, *, actor: User) -> list[Event]:
-    get_readable(db, ticket_id, actor=actor)
-    query = select(Event).where(Event.ticket_id == ticket_id).order_by(Event.sequence)
-    return list(db.scalars(query))

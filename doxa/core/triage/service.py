@@ -55,29 +55,39 @@ def classify(db: Session, ticket: Ticket, model: Classifier, *, threshold: float
         ticket.language, ticket.text_vector = language.detect(text), similar.vector(text)
         prediction = model.predict(ticket.subject, body)
     except Exception as exc:  # a broken model must not block intake or the queue
+        changes: dict[str, list[object]] = {"error": [None, f"{exc}"[:255]]}
         if ticket.classification_attempts >= MAX_ATTEMPTS:
-            ticket.classification_state = ClassificationState.FAILED
-        ticket.needs_triage = True
-        failure = {"classification_state": [None, f"failed: {exc}"[:255]]}
-        record(db, ticket, EventType.TICKET_CLASSIFIED, actor=SYSTEM, changes=failure)
+            _set(ticket, "classification_state", ClassificationState.FAILED, changes)
+        _set(ticket, "needs_triage", True, changes)
+        # A failure changes nothing the requester sees: staff's history only.
+        record(
+            db, ticket, EventType.TICKET_CLASSIFIED, actor=SYSTEM, changes=changes, public=False
+        )
         return
     apply(db, ticket, prediction, threshold=threshold)
 
 
 def apply(db: Session, ticket: Ticket, prediction: Prediction, *, threshold: float) -> None:
-    ticket.ai_category, ticket.ai_priority = prediction.category, Priority(prediction.priority)
+    """Keep the suggestion; apply category and priority when confident, else send to triage.
+    One `ticket.classified` event: the suggestion's fields and what it changed (a client sees
+    only the latter, and only when there is one)."""
+    changes: dict[str, list[object]] = {}
+    _set(ticket, "ai_category", prediction.category, changes)
+    _set(ticket, "ai_priority", Priority(prediction.priority), changes)
     ticket.ai_confidence = prediction.category_confidence
     ticket.ai_priority_confidence = prediction.priority_confidence
     ticket.ai_model_version = prediction.model_version
     ticket.ai_explanation = list(prediction.explanation) or None
-    ticket.classification_state = ClassificationState.DONE
+    _set(ticket, "classification_state", ClassificationState.DONE, changes)
     confident = prediction.category_confidence >= threshold
-    ticket.needs_triage = not confident
-    changes: dict[str, list[object]] = {}
+    _set(ticket, "needs_triage", not confident, changes)
     if confident:
         _set(ticket, "category", ticket.pinned_category or prediction.category, changes)
         _set(ticket, "priority", Priority(prediction.priority), changes)
-    record(db, ticket, EventType.TICKET_CLASSIFIED, actor=SYSTEM, changes=changes)
+    public = bool({"category", "priority"} & changes.keys())
+    record(
+        db, ticket, EventType.TICKET_CLASSIFIED, actor=SYSTEM, changes=changes, public=public
+    )
 
 
 def _set(ticket: Ticket, field: str, value: object, changes: dict[str, list[object]]) -> None:
