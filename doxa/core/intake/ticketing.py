@@ -21,6 +21,8 @@ from doxa.core.intake.inbound import MAX_CC, InboundMessage
 from doxa.core.intake.mail_threads import Thread
 from doxa.core.intake.models import IntakeEvent
 from doxa.core.intake.text import strip_reply
+from doxa.core.teams import assignment
+from doxa.core.teams.service import team_for_mailbox
 from doxa.core.tickets.models import Attachment, Message, Ticket
 from doxa.core.tickets.service import add_text
 from doxa.core.users import service as users
@@ -95,6 +97,7 @@ def _open(
         mailbox=event.mailbox,
         pinned_category=box.category if box else None,
         category=box.category if box else None,
+        team_id=team_for_mailbox(db, box.address if box else None),  # its owner, without a rule
         previous_ticket_id=previous and previous.id,
         classification_state=ClassificationState.PENDING,
         meta=dict(event.extra.get("fields", {})),
@@ -105,6 +108,8 @@ def _open(
     _store(db, ticket, event, msg, requester, body=msg.text, thread=None, notes=notes)
     _copy(ticket, msg, settings=settings)
     record(db, ticket, EventType.TICKET_CREATED, actor=SYSTEM)
+    if ticket.team_id is not None:
+        assignment.follow(db, ticket, {"team_id"})
     return ticket
 
 
