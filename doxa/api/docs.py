@@ -42,6 +42,11 @@ TAGS: list[dict[str, str]] = [
         "description": "Who a requester or author is (staff), and user management (admins).",
     },
     {
+        "name": "teams",
+        "description": "Teams: their members, how new tickets are handed out, and the support "
+        "address whose mail lands in each. Staff read them, admins manage them.",
+    },
+    {
         "name": "classifier",
         "description": "The local model that files new tickets by category and priority: its "
         "taxonomy and evaluation, retraining, classifying a ticket again, similar tickets.",

@@ -162,6 +162,14 @@ def _write_examples(document: dict[str, Any]) -> list[tuple[str, str, str, dict[
     return found
 
 
+class _Ids(dict[str, int]):
+    """Path ids: the customer's ticket and user; any other (a team) the first of its kind,
+    which pressing its POST example has just made."""
+
+    def __missing__(self, key: str) -> int:
+        return 1
+
+
 class TestPressingEveryExampleUnedited:
     """What an admin gets by pressing Execute on every write operation of /docs as it stands,
     on a help desk that mails (a relay is set) and has a customer's ticket: nothing the
@@ -182,11 +190,12 @@ class TestPressingEveryExampleUnedited:
         before = self._state(db, ticket.id)
         pressed = set()
         for method, path, operation_id, example in _write_examples(_document(admin)):
-            url = path.format(ticket_id=ticket.id, user_id=customer.id)
+            url = path.format_map(_Ids(ticket_id=ticket.id, user_id=customer.id))
             response = admin.request(method.upper(), url, json=example)
             assert response.status_code < 500, (operation_id, response.text)
             pressed.add(operation_id)
         assert {"tickets-update", "users-update", "classifier-add-categories"} <= pressed
+        assert {"teams-create", "teams-update", "users-update-me"} <= pressed
         db.expire_all()
         assert self._state(db, ticket.id) == before
 

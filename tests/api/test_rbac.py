@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from doxa.core.context import Context
 from doxa.core.db import transaction
 from doxa.core.enums import Role
-from doxa.core.models import Attachment, IntakeEvent, Message, Ticket, User
+from doxa.core.models import Attachment, IntakeEvent, Message, Team, Ticket, User
 from tests.conftest import PASSWORD, AsUser, MakeTicket, MakeUser
 
 C, A, D = Role.CLIENT, Role.AGENT, Role.ADMIN
@@ -47,6 +47,12 @@ CASES = {
     "change user": Case(
         "PATCH", "/api/v1/users/{someone}", roles(403, 403, 200), {"full_name": "N"}
     ),
+    "set own availability": Case(
+        "PATCH", "/api/v1/users/me", roles(403, 200, 200), {"available": False}
+    ),
+    "set own notifications": Case(
+        "PATCH", "/api/v1/users/me", every(200), {"notifications": {"sla": False}}
+    ),
     "open ticket": Case("POST", "/api/v1/tickets", every(201), {"subject": "s", "body": "b"}),
     "list tickets": Case("GET", "/api/v1/tickets", every(200)),
     "get own ticket": Case("GET", "/api/v1/tickets/{own}", every(200)),
@@ -60,6 +66,12 @@ CASES = {
     ),
     "assign other's ticket": Case(
         "PATCH", "/api/v1/tickets/{other}", roles(404, 200, 200), {"assignee_id": None}
+    ),
+    "take own ticket out of its team": Case(
+        "PATCH", "/api/v1/tickets/{own}", roles(403, 200, 200), {"team_id": None}
+    ),
+    "tag own ticket": Case(
+        "PATCH", "/api/v1/tickets/{own}", roles(403, 200, 200), {"tags": ["vip"]}
     ),
     "read own messages": Case("GET", "/api/v1/tickets/{own}/messages", every(200)),
     "read other's messages": Case("GET", "/api/v1/tickets/{other}/messages", roles(404, 200, 200)),
@@ -84,6 +96,12 @@ CASES = {
     "attachment on an internal note": Case(
         "GET", "/api/v1/attachments/{note_file}", roles(404, 200, 200)
     ),
+    "list teams": Case("GET", "/api/v1/teams", roles(403, 200, 200)),
+    "read a team": Case("GET", "/api/v1/teams/{team}", roles(403, 200, 200)),
+    "read an unknown team": Case("GET", "/api/v1/teams/999999", roles(403, 404, 404)),
+    "create team": Case("POST", "/api/v1/teams", roles(403, 403, 201), {"name": "Sales"}),
+    "change team": Case("PATCH", "/api/v1/teams/{team}", roles(403, 403, 200), {"capacity": 5}),
+    "delete team": Case("DELETE", "/api/v1/teams/{team}", roles(403, 403, 204)),
     "intake log": Case("GET", "/api/v1/intake", roles(403, 403, 200)),
     "intake event": Case("GET", "/api/v1/intake/{event}", roles(403, 403, 200)),
     "reprocess": Case("POST", "/api/v1/intake/{event}/reprocess", roles(403, 403, 202)),
@@ -113,6 +131,14 @@ def _failed_event(context: Context) -> int:
         db.add(event)
         db.flush()
         return event.id
+
+
+def _team(context: Context) -> int:
+    with transaction(context.sessions) as db:
+        team = Team(name="Billing")
+        db.add(team)
+        db.flush()
+        return team.id
 
 
 def _failed_reply(context: Context, ticket: Ticket) -> int:
@@ -178,6 +204,7 @@ def test_role_matrix(
         "note_file": _attach(context, own, internal=True),
         "event": _failed_event(context),
         "failed_reply": _failed_reply(context, own),
+        "team": _team(context),
     }
     http = as_user(caller) if caller else client
     response = http.request(case.method, case.path.format(**ids), json=case.json)

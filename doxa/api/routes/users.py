@@ -5,10 +5,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from doxa.api import problems
-from doxa.api.deps import AdminUser, ContextDep, IdPath, SessionDep, StaffUser
+from doxa.api.deps import AdminUser, ContextDep, CurrentUser, IdPath, SessionDep, StaffUser
 from doxa.core.schemas import MAX_PAGE_SIZE, Page
 from doxa.core.users import service as users
-from doxa.core.users.schemas import UserCreate, UserRead, UserUpdate
+from doxa.core.users.schemas import Preferences, UserCreate, UserRead, UserUpdate
 
 router = APIRouter(prefix="/users", tags=["users"])
 
@@ -39,6 +39,16 @@ def create_user(
 ) -> UserRead:
     """Create a user of any role."""
     return UserRead.model_validate(users.create_user(db, context.passwords, body, actor=admin))
+
+
+# Before /{user_id}, which would take "me" for an id.
+@router.patch(
+    "/me", responses=problems.errors(403, e403="Only agents and admins set their availability")
+)
+def update_me(body: Preferences, db: SessionDep, me: CurrentUser) -> UserRead:
+    """The caller's own availability (agents: whether assignment may pick them) and mail
+    notifications."""
+    return UserRead.model_validate(users.update_me(db, me, body))
 
 
 @router.patch(

@@ -21,6 +21,8 @@ from doxa.core.intake.inbound import MAX_CC, InboundMessage
 from doxa.core.intake.mail_threads import Thread
 from doxa.core.intake.models import IntakeEvent
 from doxa.core.intake.text import strip_reply
+from doxa.core.teams import assignment
+from doxa.core.teams.service import team_for_mailbox
 from doxa.core.tickets.models import Attachment, Message, Ticket
 from doxa.core.tickets.service import add_text, change
 from doxa.core.users import service as users
@@ -99,6 +101,7 @@ def _open(
         mailbox=event.mailbox,
         pinned_category=box.category if box else None,
         category=box.category if box else None,
+        team_id=team_for_mailbox(db, box.address if box else None),  # its owner, without a rule
         previous_ticket_id=previous and previous.id,
         classification_state=ClassificationState.PENDING,
         meta=dict(event.extra.get("fields", {})),
@@ -110,6 +113,8 @@ def _open(
     message = _store(db, ticket, event, msg, requester, body=msg.text, thread=None, notes=notes)
     record(db, ticket, EventType.TICKET_CREATED, actor=SYSTEM)
     record(db, ticket, EventType.MESSAGE_CREATED, actor=Actor.of(requester), subject=message)
+    if ticket.team_id is not None:
+        assignment.follow(db, ticket, {"team_id"})
     return ticket
 
 

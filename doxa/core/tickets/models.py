@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +18,16 @@ from doxa.core.enums import (
     Status,
     ThreadedBy,
 )
+from doxa.core.teams.models import Team
 from doxa.core.users.models import User
+
+MAX_TAGS = 50
+MAX_TAG_CHARS = 64
+
+
+def normalize_tags(tags: Iterable[str]) -> list[str]:
+    """Tags in the one spelling kept and compared: trimmed, lower-case, each once, sorted."""
+    return sorted({tag.strip().lower() for tag in tags} - {""})
 
 
 class Ticket(Base):
@@ -92,6 +102,11 @@ class Ticket(Base):
 
     requester: Mapped[User] = relationship(foreign_keys=[requester_id])
     assignee: Mapped[User | None] = relationship(foreign_keys=[assignee_id])
+    team: Mapped[Team | None] = relationship()
+    # Loaded when read (a page of tickets loads them with selectinload): intake never needs them.
+    tag_rows: Mapped[list[TicketTag]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, order_by="TicketTag.tag"
+    )
 
     __table_args__ = (
         Index(None, "status", "id"),
@@ -114,6 +129,18 @@ class Ticket(Base):
     @property
     def reference(self) -> str:
         return f"[#{self.id}]"
+
+    @property
+    def tags(self) -> list[str]:
+        return sorted(row.tag for row in self.tag_rows)
+
+    @tags.setter
+    def tags(self, tags: Iterable[str]) -> None:
+        """The whole list: rows of tags kept stay, others go, new ones are added."""
+        wanted = normalize_tags(tags)
+        kept = [row for row in self.tag_rows if row.tag in wanted]
+        have = {row.tag for row in kept}
+        self.tag_rows = kept + [TicketTag(tag=tag) for tag in wanted if tag not in have]
 
 
 class Message(Base):

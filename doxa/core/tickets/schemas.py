@@ -3,7 +3,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+)
 
 from doxa.core.enums import (
     ActorType,
@@ -17,6 +25,7 @@ from doxa.core.enums import (
     ThreadedBy,
 )
 from doxa.core.schemas import Id, NoNul, OneLine, example
+from doxa.core.tickets.models import MAX_TAG_CHARS, MAX_TAGS
 
 MAX_BODY_CHARS = 200_000
 Subject = Annotated[
@@ -24,6 +33,14 @@ Subject = Annotated[
 ]
 Body = Annotated[str, StringConstraints(min_length=1, max_length=MAX_BODY_CHARS), NoNul]
 Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64), NoNul]
+# A tag as kept and compared: trimmed and lower-case (`VIP` and `vip ` are one tag).
+Tag = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TAG_CHARS),
+    NoNul,
+    OneLine,
+    AfterValidator(str.lower),
+]
 
 
 class TicketCreate(BaseModel):
@@ -54,6 +71,12 @@ class TicketUpdate(BaseModel):
     priority: Priority | None = None
     category: Label | None = None
     assignee_id: Id | None = Field(None, description="null unassigns")
+    team_id: Id | None = Field(None, description="staff only: null takes it out of its team")
+    tags: list[Tag] | None = Field(
+        None,
+        max_length=MAX_TAGS,
+        description=f"staff only: the whole list (at most {MAX_TAGS}, kept lower-case)",
+    )
     cc: list[Annotated[str, StringConstraints(max_length=320), NoNul]] | None = Field(
         None, max_length=50, description="the whole list of participants besides the requester"
     )
@@ -65,6 +88,8 @@ class TicketFilters(BaseModel):
     category: Label | None = None
     assignee_id: Id | None = None
     requester_id: Id | None = None
+    team_id: Id | None = None
+    tag: Tag | None = None
     needs_triage: bool | None = None
     channel: Channel | None = None
     language: Annotated[str, StringConstraints(pattern=r"^[a-z]{2}$")] | None = None
@@ -83,6 +108,13 @@ class PersonRead(BaseModel):
 
 class AuthorRead(PersonRead):
     role: Role
+
+
+class TeamRef(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
 
 
 class TicketRead(BaseModel):
@@ -112,6 +144,9 @@ class TicketRead(BaseModel):
                     "language": "en",
                     "ai_explanation": ["charged twice", "invoice", "refund"],
                     "metadata": {},
+                    "team_id": 2,
+                    "team": {"id": 2, "name": "Billing"},
+                    "tags": ["refund"],
                     "created_at": "2026-11-27T09:14:03Z",
                     "updated_at": "2026-11-27T10:02:41Z",
                 }
@@ -146,6 +181,9 @@ class TicketRead(BaseModel):
         description="staff only: the terms that weighed most for ai_category (null for clients)",
     )
     metadata: dict[str, Any] = Field(validation_alias=AliasChoices("meta", "metadata"))
+    team_id: int | None
+    team: TeamRef | None
+    tags: list[str] = Field(description="sorted, lower-case")
     created_at: datetime
     updated_at: datetime
 

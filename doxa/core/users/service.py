@@ -15,7 +15,7 @@ from doxa.core.errors import Conflict, NotFound, PermissionDenied, Unauthenticat
 from doxa.core.schemas import MAX_PAGE_SIZE, Page, decode_cursor, encode_cursor
 from doxa.core.users import networks
 from doxa.core.users.models import AccountToken, User
-from doxa.core.users.schemas import UserCreate, UserRead, UserUpdate
+from doxa.core.users.schemas import Preferences, UserCreate, UserRead, UserUpdate
 from doxa.core.users.throttle import Throttle, account_key, hashing_network
 
 
@@ -164,6 +164,18 @@ def update_user(
             setattr(user, name, getattr(data, name))
     if data.password is not None:
         set_password(db, passwords, user, data.password)
+    db.flush()
+    return user
+
+
+def update_me(db: Session, user: User, data: Preferences) -> User:
+    """The caller's own availability (agents and admins) and mail notifications (anyone)."""
+    if data.available is not None:
+        require_role(user, Role.AGENT, Role.ADMIN)
+        user.available = data.available
+    if data.notifications is not None:
+        chosen = data.notifications.model_dump(exclude_none=True)
+        user.notifications = {**(user.notifications or {}), **chosen}
     db.flush()
     return user
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from sqlalchemy import Select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, selectinload
 
 from doxa.core.db import FullText, backend
 from doxa.core.schemas import MAX_PAGE_SIZE, Page, decode_cursor, encode_cursor
 from doxa.core.tickets.access import readable_by
-from doxa.core.tickets.models import Ticket
+from doxa.core.tickets.models import Ticket, TicketTag
 from doxa.core.tickets.query import Term, parse
 from doxa.core.tickets.schemas import TicketFilters, TicketRead
 from doxa.core.tickets.search import postgres, sqlite
@@ -27,6 +27,7 @@ _EQUALITY_FILTERS = (
     "category",
     "assignee_id",
     "requester_id",
+    "team_id",
     "needs_triage",
     "channel",
     "language",
@@ -69,17 +70,25 @@ def list_tickets(
         value = getattr(filters, name)
         if value is not None:
             query = query.where(getattr(Ticket, name) == value)
+    if filters.tag is not None:  # the (tag, ticket_id) index
+        tagged = select(TicketTag.ticket_id).where(TicketTag.tag == filters.tag)
+        query = query.where(Ticket.id.in_(tagged))
     after = decode_cursor(cursor)
-    requesters = selectinload(Ticket.requester)  # one query for a page's requesters
+    # One query each for a page's requesters, teams and tags.
+    related = (
+        selectinload(Ticket.requester),
+        selectinload(Ticket.team),
+        selectinload(Ticket.tag_rows),
+    )
     if filters.q is None:
         if after is not None:
             query = query.where(Ticket.id < after)
-        page_query = query.options(requesters).order_by(Ticket.id.desc()).limit(limit + 1)
+        page_query = query.options(*related).order_by(Ticket.id.desc()).limit(limit + 1)
         rows = list(db.scalars(page_query))
     else:
         terms = parse(filters.q)
         ids = matching_ids(db, query, terms, staff=actor.is_staff, after=after, want=limit + 1)
-        found = query.where(Ticket.id.in_(ids)).options(requesters).order_by(Ticket.id.desc())
+        found = query.where(Ticket.id.in_(ids)).options(*related).order_by(Ticket.id.desc())
         rows = list(db.scalars(found)) if ids else []
     page = rows[:limit]
     return Page(
