@@ -42,6 +42,12 @@ TAGS: list[dict[str, str]] = [
         "description": "Who a requester or author is (staff), and user management (admins).",
     },
     {
+        "name": "rules",
+        "description": "Routing rules: conditions on a new ticket (channel, requester, text, the "
+        "AI's category, ...) and actions (team, priority, category, assignee, status, tags), run "
+        "in `position` order after classification; try them on a ticket with `/rules/test`.",
+    },
+    {
         "name": "classifier",
         "description": "The local model that files new tickets by category and priority: its "
         "taxonomy and evaluation, retraining, classifying a ticket again, similar tickets.",

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from doxa.core.enums import ClassificationState, EventType, Priority, Role
 from doxa.core.events.record import SYSTEM, record
+from doxa.core.routing import engine as routing
 from doxa.core.tickets.access import get_readable
 from doxa.core.tickets.models import Ticket
 from doxa.core.tickets.service import first_body
@@ -60,6 +61,7 @@ def classify(db: Session, ticket: Ticket, model: Classifier, *, threshold: float
         ticket.needs_triage = True
         failure = {"classification_state": [None, f"failed: {exc}"[:255]]}
         record(db, ticket, EventType.TICKET_CLASSIFIED, actor=SYSTEM, changes=failure)
+        routing.after_classification(db, ticket, failed=True)  # routed without it
         return
     apply(db, ticket, prediction, threshold=threshold)
 
@@ -78,6 +80,7 @@ def apply(db: Session, ticket: Ticket, prediction: Prediction, *, threshold: flo
         _set(ticket, "category", ticket.pinned_category or prediction.category, changes)
         _set(ticket, "priority", Priority(prediction.priority), changes)
     record(db, ticket, EventType.TICKET_CLASSIFIED, actor=SYSTEM, changes=changes)
+    routing.after_classification(db, ticket)
 
 
 def _set(ticket: Ticket, field: str, value: object, changes: dict[str, list[object]]) -> None:
