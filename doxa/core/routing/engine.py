@@ -23,6 +23,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from doxa.core.db import backend, transaction, utcnow
 from doxa.core.enums import EventType, Priority, Status
+from doxa.core.errors import InvalidInput
 from doxa.core.events.record import Actor, record
 from doxa.core.routing.actions import ADD_TAG, Action, active_staff, read_then
 from doxa.core.routing.conditions import BODY_CHARS, Facts, When, read_when
@@ -81,8 +82,16 @@ _compiled: dict[tuple[int, datetime | None], CompiledRule] = {}
 
 
 def active_rules(db: Session) -> list[CompiledRule]:
+    """The active rules in the order they run; one that cannot be read (written around the
+    API) is left out and logged, the others still run."""
     query = select(Rule).where(Rule.active.is_(True)).order_by(Rule.position, Rule.id)
-    return [compiled(rule) for rule in db.scalars(query)]
+    rules = []
+    for rule in db.scalars(query):
+        try:
+            rules.append(compiled(rule))
+        except InvalidInput as exc:
+            log.warning("rule %s cannot be read, skipped: %s", rule.id, exc.detail)
+    return rules
 
 
 def compiled(rule: Rule) -> CompiledRule:
