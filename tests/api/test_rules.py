@@ -31,8 +31,13 @@ def cond(field: str, op: str, value: object) -> dict[str, object]:
     return {"field": field, "op": op, "value": value}
 
 
-def rule(*then: dict[str, Any], position: int = 0, stop: bool = False, name: str = "r",
-         **when: list[dict[str, Any]]) -> dict[str, Any]:
+def rule(
+    *then: dict[str, Any],
+    position: int = 0,
+    stop: bool = False,
+    name: str = "r",
+    **when: list[dict[str, Any]],
+) -> dict[str, Any]:
     return {"name": name, "position": position, "when": when, "then": list(then), "stop": stop}
 
 
@@ -78,11 +83,14 @@ def _events(context: Context, ticket_id: int) -> list[Event]:
 
 class TestCrud:
     def test_admins_write_staff_read_clients_never(
-        self, admin: Client, agent: Client, as_user: AsUser, make_user: MakeUser,
-        client: Client
+        self, admin: Client, agent: Client, as_user: AsUser, make_user: MakeUser, client: Client
     ) -> None:
-        body = rule({"set": "priority", "value": "high"}, {"add_tag": "vip"}, position=5,
-                    all=[cond("requester.domain", "is", "bigcorp.example")])
+        body = rule(
+            {"set": "priority", "value": "high"},
+            {"add_tag": "vip"},
+            position=5,
+            all=[cond("requester.domain", "is", "bigcorp.example")],
+        )
         made = _created(admin, body)
         assert made["name"] == "r" and made["position"] == 5 and made["active"] is True
         assert made["when"] == {"all": body["when"]["all"], "any": []}
@@ -124,15 +132,23 @@ class TestBadRules:
             (rule({"add_tag": "a"}, {"set": "team_id", "value": 42}), "then[1].value: no team 42"),
             (rule({"set": "team", "value": 1}), "then[0].set: 'team' cannot be set"),
             (rule({"set": "priority", "value": "asap"}), "then[0].value: 'asap' is not one of"),
-            (rule({"set": "category", "value": "astrology"}),
-             "then[0].value: unknown category 'astrology'"),
+            (
+                rule({"set": "category", "value": "astrology"}),
+                "then[0].value: unknown category 'astrology'",
+            ),
             (rule({"add_tag": "x"}, all=[cond("subject", "gte", 3)]), "when.all[0].op: 'gte'"),
-            (rule({"add_tag": "x"}, any=[cond("subject", "is", "a"), cond("colour", "is", 1)]),
-             "when.any[1].field: unknown field 'colour'"),
-            (rule({"add_tag": "x"}, all=[cond("business_hours", "is", 9)]),
-             "when.all[0].value: no calendar 9"),
-            (rule({"add_tag": "x"}, all=[cond("body", "contains", "...")]),
-             "when.all[0].value: words or a phrase"),
+            (
+                rule({"add_tag": "x"}, any=[cond("subject", "is", "a"), cond("colour", "is", 1)]),
+                "when.any[1].field: unknown field 'colour'",
+            ),
+            (
+                rule({"add_tag": "x"}, all=[cond("business_hours", "is", 9)]),
+                "when.all[0].value: no calendar 9",
+            ),
+            (
+                rule({"add_tag": "x"}, all=[cond("body", "contains", "...")]),
+                "when.all[0].value: words or a phrase",
+            ),
             ({**rule({"add_tag": "x"}), "then": []}, "then: must be a list of 1 to 20 actions"),
         ],
     )
@@ -150,7 +166,9 @@ class TestBadRules:
         for user in (make_user(Role.CLIENT), make_user(Role.AGENT, active=False)):
             response = admin.post(RULES, json=rule({"set": "assignee_id", "value": user.id}))
             assert response.status_code == 422
-            assert response.json()["detail"] == f"then[0].value: user {user.id} is not an active agent"
+            assert (
+                response.json()["detail"] == f"then[0].value: user {user.id} is not an active agent"
+            )
 
     def test_a_patch_is_checked_as_a_whole_and_changes_nothing_when_bad(
         self, admin: Client, agent: Client
@@ -167,8 +185,9 @@ class TestRouting:
     ) -> None:
         _created(admin, rule({"set": "priority", "value": "low"}, position=20, name="low"))
         _created(admin, rule({"set": "priority", "value": "high"}, position=10, name="high"))
-        _created(admin, rule({"set": "status", "value": "open"}, position=30, name="stops",
-                             stop=True))
+        _created(
+            admin, rule({"set": "status", "value": "open"}, position=30, name="stops", stop=True)
+        )
         _created(admin, rule({"set": "priority", "value": "urgent"}, position=40, name="after"))
         ticket = make_ticket()
         routed = _route(agent, ticket.id)
@@ -179,8 +198,14 @@ class TestRouting:
     def test_body_contains_reads_the_first_64_kib_only(
         self, admin: Client, agent: Client, make_ticket: MakeTicket
     ) -> None:
-        _created(admin, rule({"add_tag": "x"}, {"set": "priority", "value": "urgent"},
-                             all=[cond("body", "contains", "lawsuit")]))
+        _created(
+            admin,
+            rule(
+                {"add_tag": "x"},
+                {"set": "priority", "value": "urgent"},
+                all=[cond("body", "contains", "lawsuit")],
+            ),
+        )
         early = make_ticket(body="a lawsuit " + "x" * 70_000)
         late = make_ticket(body="word " * 13_200 + "lawsuit")  # from character 66,000 on
         assert _route(agent, early.id)["priority"] == "urgent"
@@ -189,18 +214,33 @@ class TestRouting:
     def test_contains_ignores_case_and_accents(
         self, admin: Client, agent: Client, make_ticket: MakeTicket
     ) -> None:
-        _created(admin, rule({"set": "priority", "value": "high"},
-                             any=[cond("subject", "contains", "facture impayée")]))
+        _created(
+            admin,
+            rule(
+                {"set": "priority", "value": "high"},
+                any=[cond("subject", "contains", "facture impayée")],
+            ),
+        )
         assert _route(agent, make_ticket(subject="FACTURE IMPAYEE n°3").id)["priority"] == "high"
         assert _route(agent, make_ticket(subject="Facture payée").id)["priority"] == "normal"
 
     def test_a_deleted_team_is_skipped_and_the_event_says_so(
-        self, admin: Client, agent: Client, make_ticket: MakeTicket, context: Context,
-        team: Callable[[str], int]
+        self,
+        admin: Client,
+        agent: Client,
+        make_ticket: MakeTicket,
+        context: Context,
+        team: Callable[[str], int],
     ) -> None:
         billing = team("Billing")
-        made = _created(admin, rule({"set": "team_id", "value": billing},
-                                    {"set": "priority", "value": "high"}, name="to billing"))
+        made = _created(
+            admin,
+            rule(
+                {"set": "team_id", "value": billing},
+                {"set": "priority", "value": "high"},
+                name="to billing",
+            ),
+        )
         with transaction(context.sessions) as db:
             db.delete(db.get_one(Team, billing))
         ticket = make_ticket()
@@ -210,8 +250,11 @@ class TestRouting:
             assert db.get_one(Ticket, ticket.id).team_id is None
         skipped = [e for e in _events(context, ticket.id) if e.data.get("skipped")]
         assert [(e.actor_id, e.actor_name, e.data) for e in skipped] == [
-            (made["id"], "to billing",
-             {"skipped": {"set": "team_id", "value": billing}, "reason": f"no team {billing}"})
+            (
+                made["id"],
+                "to billing",
+                {"skipped": {"set": "team_id", "value": billing}, "reason": f"no team {billing}"},
+            )
         ]
 
     def test_an_event_keeps_the_rule_name_after_the_rule_is_deleted(
@@ -238,8 +281,10 @@ class TestRouting:
     def test_api_tickets_are_authenticated(
         self, admin: Client, agent: Client, as_user: AsUser, make_user: MakeUser
     ) -> None:
-        _created(admin, rule({"set": "priority", "value": "high"},
-                             all=[cond("authenticated", "is", True)]))
+        _created(
+            admin,
+            rule({"set": "priority", "value": "high"}, all=[cond("authenticated", "is", True)]),
+        )
         opened = as_user(make_user(Role.CLIENT)).post(
             "/api/v1/tickets", json={"subject": "Hello", "body": "Hi"}
         )
@@ -248,19 +293,37 @@ class TestRouting:
 
 class TestTryingRules:
     def test_rules_test_answers_what_would_happen_and_changes_nothing(
-        self, admin: Client, agent: Client, make_ticket: MakeTicket, context: Context,
-        team: Callable[[str], int]
+        self,
+        admin: Client,
+        agent: Client,
+        make_ticket: MakeTicket,
+        context: Context,
+        team: Callable[[str], int],
     ) -> None:
         gone = team("Gone")
-        first = _created(admin, rule({"set": "team_id", "value": gone},
-                                     all=[cond("subject", "contains", "printer")], name="a"))
+        first = _created(
+            admin,
+            rule(
+                {"set": "team_id", "value": gone},
+                all=[cond("subject", "contains", "printer")],
+                name="a",
+            ),
+        )
         with transaction(context.sessions) as db:
             db.delete(db.get_one(Team, gone))
-        second = _created(admin, rule({"set": "priority", "value": "urgent"}, position=1,
-                                      stop=True, name="b"))
+        second = _created(
+            admin, rule({"set": "priority", "value": "urgent"}, position=1, stop=True, name="b")
+        )
         _created(admin, rule({"add_tag": "never"}, position=2, name="c"))
-        _created(admin, rule({"add_tag": "no"}, position=0,
-                             all=[cond("subject", "contains", "scanner")], name="d"))
+        _created(
+            admin,
+            rule(
+                {"add_tag": "no"},
+                position=0,
+                all=[cond("subject", "contains", "scanner")],
+                name="d",
+            ),
+        )
         ticket = make_ticket(subject="Printer jam")
         before = agent.get(f"/api/v1/tickets/{ticket.id}").json()
         answer = agent.post(f"{RULES}/test", json={"ticket_id": ticket.id})
@@ -268,12 +331,24 @@ class TestTryingRules:
         assert answer.json() == {
             "ticket_id": ticket.id,
             "matches": [
-                {"rule_id": first["id"], "name": "a", "position": 0, "stop": False,
-                 "actions": [{"action": {"set": "team_id", "value": gone},
-                              "skipped": f"no team {gone}"}]},
-                {"rule_id": second["id"], "name": "b", "position": 1, "stop": True,
-                 "actions": [{"action": {"set": "priority", "value": "urgent"},
-                              "skipped": None}]},
+                {
+                    "rule_id": first["id"],
+                    "name": "a",
+                    "position": 0,
+                    "stop": False,
+                    "actions": [
+                        {"action": {"set": "team_id", "value": gone}, "skipped": f"no team {gone}"}
+                    ],
+                },
+                {
+                    "rule_id": second["id"],
+                    "name": "b",
+                    "position": 1,
+                    "stop": True,
+                    "actions": [
+                        {"action": {"set": "priority", "value": "urgent"}, "skipped": None}
+                    ],
+                },
             ],
         }
         assert agent.get(f"/api/v1/tickets/{ticket.id}").json() == before
@@ -300,21 +375,30 @@ def start_app(clean: Context) -> Iterator[Callable[..., TestClient]]:
 
 
 def test_the_ai_category_sends_a_new_ticket_to_its_team(
-    start_app: Callable[..., TestClient], clean: Context, make_user: MakeUser,
-    team: Callable[[str], int]
+    start_app: Callable[..., TestClient],
+    clean: Context,
+    make_user: MakeUser,
+    team: Callable[[str], int],
 ) -> None:
     billing = team("Billing")
     with transaction(clean.sessions) as db:
-        db.add(Rule(name="billing to Billing", when={"all": [cond("ai_category", "is", "billing")]},
-                    then=[{"set": "team_id", "value": billing}]))
+        db.add(
+            Rule(
+                name="billing to Billing",
+                when={"all": [cond("ai_category", "is", "billing")]},
+                then=[{"set": "team_id", "value": billing}],
+            )
+        )
     http = start_app()
     customer = make_user(Role.CLIENT)
     token = clean.tokens.issue(customer.id, customer.token_version)
     opened = http.post(
         "/api/v1/tickets",
-        json={"subject": "Charged twice on my invoice",
-              "body": "My credit card was charged twice for the invoice this month. "
-                      "Please refund the duplicate payment."},
+        json={
+            "subject": "Charged twice on my invoice",
+            "body": "My credit card was charged twice for the invoice this month. "
+            "Please refund the duplicate payment.",
+        },
         headers={"Authorization": f"Bearer {token}"},
     )
     assert opened.status_code == 201
@@ -328,6 +412,9 @@ def test_the_ai_category_sends_a_new_ticket_to_its_team(
     assert ticket.classification_state is ClassificationState.DONE
     assert ticket.ai_category == "billing" and ticket.team_id == billing
     with clean.sessions() as db:
-        by_rule = db.scalar(select(func.count()).select_from(Event).where(
-            Event.ticket_id == ticket.id, Event.actor_name == "billing to Billing"))
+        by_rule = db.scalar(
+            select(func.count())
+            .select_from(Event)
+            .where(Event.ticket_id == ticket.id, Event.actor_name == "billing to Billing")
+        )
     assert by_rule == 1

@@ -10,10 +10,11 @@ from doxa.core.routing import service as rules
 from doxa.core.routing.schemas import RuleCreate, RuleRead, RuleTest, RuleTestRead, RuleUpdate
 from doxa.core.tickets.schemas import TicketRead
 
-router = APIRouter(tags=["rules"])
+router = APIRouter()  # tags per route: /tickets/{id}/route is listed with the tickets
+RULES = ["rules"]
 
 
-@router.get("/rules")
+@router.get("/rules", tags=RULES)
 def list_rules(db: SessionDep, staff: StaffUser) -> list[RuleRead]:
     """Every rule in the order they run (`position`, then id)."""
     return [RuleRead.model_validate(rule) for rule in rules.list_rules(db, actor=staff)]
@@ -21,6 +22,7 @@ def list_rules(db: SessionDep, staff: StaffUser) -> list[RuleRead]:
 
 @router.post(
     "/rules",
+    tags=RULES,
     status_code=201,
     responses=problems.errors(
         409,
@@ -34,13 +36,13 @@ def create_rule(body: RuleCreate, db: SessionDep, admin: AdminUser) -> RuleRead:
     return RuleRead.model_validate(rules.create_rule(db, body, actor=admin))
 
 
-@router.post("/rules/test")
+@router.post("/rules/test", tags=RULES, responses=problems.errors(404, e404="No such ticket"))
 def test_rules(body: RuleTest, db: SessionDep, staff: StaffUser) -> RuleTestRead:
     """Which active rules match the ticket and what each would do; changes nothing."""
     return rules.dry_run(db, body.ticket_id, actor=staff)
 
 
-@router.get("/rules/{rule_id}")
+@router.get("/rules/{rule_id}", tags=RULES)
 def get_rule(rule_id: IdPath, db: SessionDep, staff: StaffUser) -> RuleRead:
     """One rule."""
     return RuleRead.model_validate(rules.get_rule(db, rule_id, actor=staff))
@@ -48,6 +50,7 @@ def get_rule(rule_id: IdPath, db: SessionDep, staff: StaffUser) -> RuleRead:
 
 @router.patch(
     "/rules/{rule_id}",
+    tags=RULES,
     responses=problems.errors(422, e422="The rule cannot be read: the detail names the path"),
 )
 def update_rule(rule_id: IdPath, body: RuleUpdate, db: SessionDep, admin: AdminUser) -> RuleRead:
@@ -55,7 +58,7 @@ def update_rule(rule_id: IdPath, body: RuleUpdate, db: SessionDep, admin: AdminU
     return RuleRead.model_validate(rules.update_rule(db, rule_id, body, actor=admin))
 
 
-@router.delete("/rules/{rule_id}", status_code=204)
+@router.delete("/rules/{rule_id}", tags=RULES, status_code=204)
 def delete_rule(rule_id: IdPath, db: SessionDep, admin: AdminUser) -> Response:
     """Delete a rule; the events of what it did keep its name."""
     rules.delete_rule(db, rule_id, actor=admin)

@@ -21,11 +21,21 @@ MakeTeam = Callable[[str], Team]
 
 @pytest.fixture
 def make_rule(clean: Context) -> MakeRule:
-    def make(*then: dict[str, Any], position: int = 0, stop: bool = False,
-             name: str | None = None, **when: list[dict[str, Any]]) -> Rule:
+    def make(
+        *then: dict[str, Any],
+        position: int = 0,
+        stop: bool = False,
+        name: str | None = None,
+        **when: list[dict[str, Any]],
+    ) -> Rule:
         with transaction(clean.sessions) as db:
-            rule = Rule(name=name or f"rule {position}", position=position, when=when,
-                        then=list(then), stop=stop)
+            rule = Rule(
+                name=name or f"rule {position}",
+                position=position,
+                when=when,
+                then=list(then),
+                stop=stop,
+            )
             db.add(rule)
         return rule
 
@@ -45,10 +55,15 @@ def make_team(clean: Context) -> MakeTeam:
 
 def rule_events(context: Context, ticket_id: int) -> list[Event]:
     with context.sessions() as db:
-        query = select(Event).where(Event.ticket_id == ticket_id,
-                                    Event.actor_type == ActorType.RULE)
+        query = select(Event).where(
+            Event.ticket_id == ticket_id, Event.actor_type == ActorType.RULE
+        )
         return list(db.scalars(query.order_by(Event.sequence)))
 
 
 def cond(field: str, op: str, value: object) -> dict[str, object]:
     return {"field": field, "op": op, "value": value}
+
+
+# The real app with its SMTP listener (tests/gateway), for mail played through smtplib.
+from tests.gateway.conftest import start_smtp as start_smtp  # noqa: E402

@@ -39,8 +39,11 @@ def test_what_cannot_be_read_is_named_by_its_path(raw: object, path: str) -> Non
 
 
 def test_actions_read_back_as_written() -> None:
-    raw = [{"set": "team_id", "value": 4}, {"set": "assignee_id", "value": None},
-           {"add_tag": " vip "}]
+    raw = [
+        {"set": "team_id", "value": 4},
+        {"set": "assignee_id", "value": None},
+        {"add_tag": " vip "},
+    ]
     actions = read_then(raw)
     assert actions == (Action("team_id", 4), Action("assignee_id", None), Action("add_tag", "vip"))
     assert [a.as_json() for a in actions] == [*raw[:2], {"add_tag": "vip"}]
@@ -52,9 +55,16 @@ def test_what_an_action_names_must_exist(db: Session, make_user: MakeUser) -> No
     db.commit()
     agent, client = make_user(Role.AGENT), make_user(Role.CLIENT)
     gone = make_user(Role.AGENT, active=False)
-    check_then(db, read_then([{"set": "team_id", "value": team.id},
-                              {"set": "assignee_id", "value": agent.id},
-                              {"set": "category", "value": "billing"}]))
+    check_then(
+        db,
+        read_then(
+            [
+                {"set": "team_id", "value": team.id},
+                {"set": "assignee_id", "value": agent.id},
+                {"set": "category", "value": "billing"},
+            ]
+        ),
+    )
     cases = {
         "then[1].value: no team 42": [{"add_tag": "x"}, {"set": "team_id", "value": 42}],
         f"then[0].value: user {client.id} is not an active agent": [

@@ -75,15 +75,18 @@ def test_not_contains_and_is_not() -> None:
 
 
 def test_is_and_in_fold_text_and_compare_numbers() -> None:
-    assert _matches({"field": "requester.domain", "op": "is", "value": "ACME.com"},
-                    **{"requester.domain": "acme.com"})
+    assert _matches(
+        {"field": "requester.domain", "op": "is", "value": "ACME.com"},
+        **{"requester.domain": "acme.com"},
+    )
     assert _matches({"field": "channel", "op": "in", "value": ["form", "email"]}, channel="email")
-    assert _matches({"field": "metadata.plan", "op": "is", "value": "Gold"},
-                    metadata={"plan": "gold"})
-    assert _matches({"field": "metadata.seats", "op": "gte", "value": 10},
-                    metadata={"seats": "12"})
-    assert not _matches({"field": "metadata.seats", "op": "gte", "value": 10},
-                        metadata={"seats": "many"})  # an odd value does not match, never raises
+    assert _matches(
+        {"field": "metadata.plan", "op": "is", "value": "Gold"}, metadata={"plan": "gold"}
+    )
+    assert _matches({"field": "metadata.seats", "op": "gte", "value": 10}, metadata={"seats": "12"})
+    assert not _matches(
+        {"field": "metadata.seats", "op": "gte", "value": 10}, metadata={"seats": "many"}
+    )  # an odd value does not match, never raises
 
 
 def test_numbers_and_priority_order() -> None:

@@ -78,13 +78,19 @@ def test_the_fallback_routes_a_ticket_unclassified_after_10_s_once(
     assert len(rule_events(clean, ticket.id)) == 1
 
 
-def _late(clean: Context, db: Session, make_ticket: MakeTicket, make_rule: MakeRule,
-          make_team: MakeTeam) -> tuple[Ticket, int]:
+def _late(
+    clean: Context, db: Session, make_ticket: MakeTicket, make_rule: MakeRule, make_team: MakeTeam
+) -> tuple[Ticket, int]:
     bugs = make_team("Bugs")
-    make_rule({"set": "priority", "value": "low"}, all=[cond("channel", "is", "api")],
-              name="api is low")
-    make_rule({"set": "team_id", "value": bugs.id}, all=[cond("ai_category", "is", "bug")],
-              position=1, name="bugs")
+    make_rule(
+        {"set": "priority", "value": "low"}, all=[cond("channel", "is", "api")], name="api is low"
+    )
+    make_rule(
+        {"set": "team_id", "value": bugs.id},
+        all=[cond("ai_category", "is", "bug")],
+        position=1,
+        name="bugs",
+    )
     ticket = make_ticket()
     created = _ticket(clean, ticket.id).created_at
     assert engine.route_overdue(clean.sessions, now=created + timedelta(seconds=11)) == 1
@@ -92,8 +98,7 @@ def _late(clean: Context, db: Session, make_ticket: MakeTicket, make_rule: MakeR
 
 
 def test_a_late_classification_runs_the_rules_that_read_it_again(
-    db: Session, clean: Context, make_ticket: MakeTicket, make_rule: MakeRule,
-    make_team: MakeTeam
+    db: Session, clean: Context, make_ticket: MakeTicket, make_rule: MakeRule, make_team: MakeTeam
 ) -> None:
     ticket, bugs = _late(clean, db, make_ticket, make_rule, make_team)
     assert _ticket(clean, ticket.id).team_id is None
@@ -104,8 +109,12 @@ def test_a_late_classification_runs_the_rules_that_read_it_again(
 
 
 def test_a_late_classification_leaves_a_ticket_staff_moved(
-    db: Session, clean: Context, make_ticket: MakeTicket, make_rule: MakeRule,
-    make_team: MakeTeam, make_user: MakeUser
+    db: Session,
+    clean: Context,
+    make_ticket: MakeTicket,
+    make_rule: MakeRule,
+    make_team: MakeTeam,
+    make_user: MakeUser,
 ) -> None:
     ticket, _ = _late(clean, db, make_ticket, make_rule, make_team)
     agent = db.merge(make_user(Role.AGENT))
@@ -120,11 +129,12 @@ def test_a_late_classification_leaves_a_ticket_staff_moved(
 def test_a_stored_rule_that_cannot_be_read_is_skipped_alone(
     clean: Context, make_ticket: MakeTicket, make_rule: MakeRule
 ) -> None:
-    make_rule({"set": "priority", "value": "urgent"}, all="nonsense")  # type: ignore[arg-type]
+    make_rule({"set": "priority", "value": "urgent"}, all="nonsense")
     make_rule({"set": "priority", "value": "low"}, position=1)
     ticket = make_ticket()
-    engine.route_overdue(clean.sessions, now=_ticket(clean, ticket.id).created_at
-                         + timedelta(minutes=1))
+    engine.route_overdue(
+        clean.sessions, now=_ticket(clean, ticket.id).created_at + timedelta(minutes=1)
+    )
     assert _ticket(clean, ticket.id).priority is Priority.LOW
 
 
@@ -132,8 +142,9 @@ def test_whatever_fails_in_a_rule_is_rolled_back_and_the_caller_goes_on(
     db: Session, make_ticket: MakeTicket, make_rule: MakeRule, caplog: pytest.LogCaptureFixture
 ) -> None:
     make_rule({"set": "priority", "value": "low"})
-    make_rule({"set": "priority", "value": "high"}, position=1,
-              all=[cond("business_hours", "is", 1)])
+    make_rule(
+        {"set": "priority", "value": "high"}, position=1, all=[cond("business_hours", "is", 1)]
+    )
 
     def broken(calendar_id: int) -> bool:
         raise RuntimeError("calendar math exploded")
