@@ -11,10 +11,9 @@ from doxa.core.routing.schemas import RuleCreate, RuleRead, RuleTest, RuleTestRe
 from doxa.core.tickets.schemas import TicketRead
 
 router = APIRouter()  # tags per route: /tickets/{id}/route is listed with the tickets
-RULES = ["rules"]
 
 
-@router.get("/rules", tags=RULES)
+@router.get("/rules", tags=["rules"])
 def list_rules(db: SessionDep, staff: StaffUser) -> list[RuleRead]:
     """Every rule in the order they run (`position`, then id)."""
     return [RuleRead.model_validate(rule) for rule in rules.list_rules(db, actor=staff)]
@@ -22,7 +21,7 @@ def list_rules(db: SessionDep, staff: StaffUser) -> list[RuleRead]:
 
 @router.post(
     "/rules",
-    tags=RULES,
+    tags=["rules"],
     status_code=201,
     responses=problems.errors(
         409,
@@ -36,13 +35,13 @@ def create_rule(body: RuleCreate, db: SessionDep, admin: AdminUser) -> RuleRead:
     return RuleRead.model_validate(rules.create_rule(db, body, actor=admin))
 
 
-@router.post("/rules/test", tags=RULES, responses=problems.errors(404, e404="No such ticket"))
+@router.post("/rules/test", tags=["rules"], responses=problems.errors(404, e404="No such ticket"))
 def test_rules(body: RuleTest, db: SessionDep, staff: StaffUser) -> RuleTestRead:
     """Which active rules match the ticket and what each would do; changes nothing."""
     return rules.dry_run(db, body.ticket_id, actor=staff)
 
 
-@router.get("/rules/{rule_id}", tags=RULES)
+@router.get("/rules/{rule_id}", tags=["rules"])
 def get_rule(rule_id: IdPath, db: SessionDep, staff: StaffUser) -> RuleRead:
     """One rule."""
     return RuleRead.model_validate(rules.get_rule(db, rule_id, actor=staff))
@@ -50,7 +49,7 @@ def get_rule(rule_id: IdPath, db: SessionDep, staff: StaffUser) -> RuleRead:
 
 @router.patch(
     "/rules/{rule_id}",
-    tags=RULES,
+    tags=["rules"],
     responses=problems.errors(422, e422="The rule cannot be read: the detail names the path"),
 )
 def update_rule(rule_id: IdPath, body: RuleUpdate, db: SessionDep, admin: AdminUser) -> RuleRead:
@@ -58,7 +57,7 @@ def update_rule(rule_id: IdPath, body: RuleUpdate, db: SessionDep, admin: AdminU
     return RuleRead.model_validate(rules.update_rule(db, rule_id, body, actor=admin))
 
 
-@router.delete("/rules/{rule_id}", tags=RULES, status_code=204)
+@router.delete("/rules/{rule_id}", tags=["rules"], status_code=204)
 def delete_rule(rule_id: IdPath, db: SessionDep, admin: AdminUser) -> Response:
     """Delete a rule; the events of what it did keep its name."""
     rules.delete_rule(db, rule_id, actor=admin)
