@@ -74,6 +74,7 @@ import sqlalchemy as sa
 import uvicorn
 from fastapi import FastAPI, Request
 from lib.endtoend import Progress
+from lib.routing import install as install_routing
 from sqlalchemy.engine import make_url
 
 from doxa.core.db import POOL_SIZE
@@ -489,6 +490,23 @@ def classified(url: str) -> None:
         engine.dispose()
 
 
+def routed(url: str) -> None:
+    """Wait until every ticket is classified and routed (`--routing`, `--routing-control`)."""
+    engine = sa.create_engine(sqlalchemy_url(url))
+    deadline = time.monotonic() + DRAIN_TIMEOUT
+    left = sa.text(
+        "SELECT count(*) FROM ticket WHERE classification_state = 'pending' OR routed_at IS NULL"
+    )
+    try:
+        while time.monotonic() < deadline:
+            with engine.connect() as db:
+                if not db.scalar(left):
+                    return
+            time.sleep(0.1)
+    finally:
+        engine.dispose()
+
+
 def summary(load: Load, posts: int) -> dict[str, Any]:
     seconds = load.finished - load.started
     return {
@@ -539,6 +557,10 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
         check=True,
         stdout=subprocess.DEVNULL,
     )
+    if args.routing:
+        engine = sa.create_engine(sqlalchemy_url(db_url))
+        install_routing(engine)
+        engine.dispose()
     port = free_port()
     env = doxa_env(db_url, port)
     flow: dict[str, Any] | None = None
@@ -561,6 +583,8 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
                 sent = cpu_sample(process.pid, db_url)
             posts, expected = args.posts, len(warm) + args.posts
             done, outcomes = drained_after(db_url, expected)
+        if args.routing or args.routing_control:
+            routed(db_url)  # classification and the rules' work counted too
         after = cpu_sample(process.pid, db_url)
         replays = replayed(url, args, process.pid) if args.replays else None
     doxa_figures = summary(load, posts)
@@ -578,6 +602,7 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "load_average": round(os.getloadavg()[0], 2),
         "hold_processing": args.hold_processing,
+        "routing": "rules" if args.routing else "control" if args.routing_control else None,
         "duration_s": args.duration,
         "bare": bare,
         "doxa": doxa_figures,
@@ -727,6 +752,17 @@ def main() -> None:
         metavar="SECONDS",
         help="--duration: wait at most SECONDS after the flood for every ticket to be stored and "
         "classified (default: until done, or nothing moved for 5 minutes)",
+    )
+    parser.add_argument(
+        "--routing",
+        action="store_true",
+        help="install 20 rules (3 conditions each, 5 reading body; 3 match each post), 3 "
+        "round-robin teams and 2 SLA policies first; CPU counted until every ticket is routed",
+    )
+    parser.add_argument(
+        "--routing-control",
+        action="store_true",
+        help="--routing's control: nothing installed, CPU counted until every ticket is routed",
     )
     parser.add_argument("--log", type=Path, help="keep the DOXA server's log at this path")
     parser.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)

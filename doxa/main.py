@@ -19,6 +19,7 @@ from doxa.api.routes import (
     health,
     intake,
     teams,
+    rules,
     tickets,
     users,
 )
@@ -112,7 +113,7 @@ def create_app(
     app.state.metrics_token = settings.metrics_token  # opens /metrics to a scraper
     app.state.webhooks = webhooks
     api = APIRouter(prefix=paths.API)
-    for module in (auth, users, tickets, teams, attachments, intake, classifier):
+    for module in (auth, users, tickets, teams, rules, attachments, intake, classifier):
         docs.document_errors(module.router)
         api.include_router(module.router)
     # First, so a webhook post (the busiest route under a flood) matches without walking the

@@ -47,6 +47,12 @@ TAGS: list[dict[str, str]] = [
         "address whose mail lands in each. Staff read them, admins manage them.",
     },
     {
+        "name": "rules",
+        "description": "Routing rules: conditions on a new ticket (channel, requester, text, the "
+        "AI's category, ...) and actions (team, priority, category, assignee, status, tags), run "
+        "in `position` order after classification; try them on a ticket with `/rules/test`.",
+    },
+    {
         "name": "classifier",
         "description": "The local model that files new tickets by category and priority: its "
         "taxonomy and evaluation, retraining, classifying a ticket again, similar tickets.",

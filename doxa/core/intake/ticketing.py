@@ -69,7 +69,16 @@ def open_or_follow_up(
             wanted["status"] = Status.OPEN  # the requester wrote again: it needs us once more
         change(db, ticket, wanted, actor=SYSTEM)
         return Ticketed(IntakeStatus.FOLLOWUP, ticket)
-    new = _open(db, event, msg, sender, settings=settings, previous=ticket, notes=notes)
+    new = _open(
+        db,
+        event,
+        msg,
+        sender,
+        settings=settings,
+        previous=ticket,
+        notes=notes,
+        authenticated=authenticated and event.channel is not Channel.FORM,
+    )
     if _acknowledged(event, settings=settings):
         acknowledgments.acknowledge(db, new, msg, settings=settings, authenticated=authenticated)
     return Ticketed(IntakeStatus.TICKET_CREATED, new)
@@ -92,6 +101,7 @@ def _open(
     settings: Settings,
     previous: Ticket | None,
     notes: tuple[str, ...],
+    authenticated: bool,
 ) -> Ticket:
     box = settings.mailbox(event.mailbox) if event.mailbox else None
     ticket = Ticket(
@@ -107,6 +117,8 @@ def _open(
         meta=dict(event.extra.get("fields", {})),
         search_text=msg.subject,
         cc=[],
+        # DMARC/DKIM passed as for staff mail: routing rules may trust `requester.*`.
+        authenticated=authenticated,
     )
     ticket.cc = _copied(ticket, msg, settings=settings)
     db.add(ticket)  # inserted with its first message, by _store's flush

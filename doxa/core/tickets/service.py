@@ -64,6 +64,7 @@ def open_ticket(
         classification_state=ClassificationState.PENDING,
         meta={},
         search_text=data.subject,
+        authenticated=True,  # the API knows who opened it (SPEC: rules may trust it)
     )
     db.add(ticket)
     db.flush()

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from doxa.core.enums import ClassificationState, EventType, Priority, Role
 from doxa.core.events.record import SYSTEM, record
+from doxa.core.routing import engine as routing
 from doxa.core.tickets.access import get_readable
 from doxa.core.tickets.models import Ticket
 from doxa.core.tickets.service import first_body
@@ -63,6 +64,7 @@ def classify(db: Session, ticket: Ticket, model: Classifier, *, threshold: float
         record(
             db, ticket, EventType.TICKET_CLASSIFIED, actor=SYSTEM, changes=changes, public=False
         )
+        routing.after_classification(db, ticket, failed=True)  # routed without it
         return
     apply(db, ticket, prediction, threshold=threshold)
 
@@ -88,6 +90,7 @@ def apply(db: Session, ticket: Ticket, prediction: Prediction, *, threshold: flo
     record(
         db, ticket, EventType.TICKET_CLASSIFIED, actor=SYSTEM, changes=changes, public=public
     )
+    routing.after_classification(db, ticket)
 
 
 def _set(ticket: Ticket, field: str, value: object, changes: dict[str, list[object]]) -> None:
