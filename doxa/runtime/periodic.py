@@ -33,6 +33,9 @@ class Periodic:
                 loop.call_soon_threadsafe(self._kick.set)
 
     async def start(self) -> None:
+        # Made afresh at each start: an app's lifespan may run again, on another loop.
+        self._kick = asyncio.Event()
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix=self.name)
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._run())
 

@@ -39,6 +39,7 @@ from doxa.core.intake.processing import (
 )
 from doxa.core.outbox.kinds import build_outbox
 from doxa.core.routing.engine import route_overdue
+from doxa.core.teams.assignment import assign_waiting
 from doxa.core.triage.classifying import Triage
 from doxa.core.triage.training import Train, train_here
 from doxa.runtime.intake import IntakeWorker
@@ -172,6 +173,7 @@ class Runtime:
         # each job: Periodic(name, a core step bound to context.sessions, every=seconds).
         self.periodic: list[Periodic] = [
             Periodic("routing", functools.partial(route_overdue, context.sessions), every=2),
+            Periodic("team-queues", functools.partial(assign_waiting, context.sessions), every=1),
         ]
         self.triage = TriageRunner(
             settings,

@@ -455,6 +455,11 @@ def upgrade() -> None:
         )
         batch_op.create_index(batch_op.f("ix_ticket_team_id_id"), ["team_id", "id"], unique=False)
         batch_op.create_index(
+            batch_op.f("ix_ticket_team_id_assignee_id_status"),
+            ["team_id", "assignee_id", "status"],
+            unique=False,
+        )
+        batch_op.create_index(
             batch_op.f("ix_ticket_team_id_sla_due_at_id"),
             ["team_id", "sla_due_at", "id"],
             unique=False,
@@ -778,6 +783,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_ticket_sla_due_at_id"))
         batch_op.drop_index(batch_op.f("ix_ticket_sla_state_id"))
         batch_op.drop_index(batch_op.f("ix_ticket_team_id_id"))
+        batch_op.drop_index(batch_op.f("ix_ticket_team_id_assignee_id_status"))
         batch_op.drop_index(batch_op.f("ix_ticket_team_id_sla_due_at_id"))
 
     op.drop_table("ticket")

@@ -119,6 +119,7 @@ class Ticket(Base):
         Index(None, "classification_state", "id"),
         Index(None, "team_id", "id"),
         Index(None, "assignee_id", "status"),  # a member's load
+        Index(None, "team_id", "assignee_id", "status"),  # a team's queue (core/teams/assignment)
         Index(None, "routed_at", "created_at"),
         Index(None, "sla_state", "id"),
         Index(None, "sla_due_at", "id"),

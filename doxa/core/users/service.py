@@ -13,6 +13,7 @@ from doxa.core.db import backend, utcnow
 from doxa.core.enums import Role, TokenPurpose
 from doxa.core.errors import Conflict, NotFound, PermissionDenied, Unauthenticated
 from doxa.core.schemas import MAX_PAGE_SIZE, Page, decode_cursor, encode_cursor
+from doxa.core.teams import assignment
 from doxa.core.users import networks
 from doxa.core.users.models import AccountToken, User
 from doxa.core.users.schemas import Preferences, UserCreate, UserRead, UserUpdate
@@ -159,6 +160,7 @@ def update_user(
         _keep_one_admin(db, user)
     if data.is_active is False and user.is_active:
         user.token_version += 1  # deactivation ends its tokens for good, reactivation or not
+        assignment.deactivate(db, user)  # their open tickets go back to their teams' queues
     for name in ("full_name", "role", "is_active"):
         if name in data.model_fields_set and getattr(data, name) is not None:
             setattr(user, name, getattr(data, name))
