@@ -15,9 +15,11 @@ from doxa.api.routes import (
     account,
     attachments,
     auth,
+    calendars,
     classifier,
     health,
     intake,
+    sla_policies,
     tickets,
     users,
 )
@@ -111,7 +113,7 @@ def create_app(
     app.state.metrics_token = settings.metrics_token  # opens /metrics to a scraper
     app.state.webhooks = webhooks
     api = APIRouter(prefix=paths.API)
-    for module in (auth, users, tickets, attachments, intake, classifier):
+    for module in (auth, users, tickets, attachments, intake, classifier, calendars, sla_policies):
         docs.document_errors(module.router)
         api.include_router(module.router)
     # First, so a webhook post (the busiest route under a flood) matches without walking the

@@ -38,6 +38,7 @@ from doxa.core.intake.processing import (
     process_event,
 )
 from doxa.core.outbox.kinds import build_outbox
+from doxa.core.sla import sweep as sla_sweep
 from doxa.core.triage.classifying import Triage
 from doxa.core.triage.training import Train, train_here
 from doxa.runtime.intake import IntakeWorker
@@ -169,7 +170,9 @@ class Runtime:
         local = Triage(settings, context.sessions)
         # Work a clock starts (routing a late classification, the team queues, the SLA sweep);
         # each job: Periodic(name, a core step bound to context.sessions, every=seconds).
-        self.periodic: list[Periodic] = []
+        self.periodic: list[Periodic] = [
+            Periodic("sla-sweep", functools.partial(sla_sweep.run, context.sessions), every=10),
+        ]
         self.triage = TriageRunner(
             settings,
             context.sessions,

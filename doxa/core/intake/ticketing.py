@@ -21,6 +21,7 @@ from doxa.core.intake.inbound import MAX_CC, InboundMessage
 from doxa.core.intake.mail_threads import Thread
 from doxa.core.intake.models import IntakeEvent
 from doxa.core.intake.text import strip_reply
+from doxa.core.sla import clock
 from doxa.core.tickets.models import Attachment, Message, Ticket
 from doxa.core.tickets.service import add_text
 from doxa.core.users import service as users
@@ -62,6 +63,10 @@ def open_or_follow_up(
         if authenticated or sender.is_staff:  # anyone can forge a participant's From: and Cc:
             _copy(ticket, msg, settings=settings)
         _reopen(db, ticket)
+        if sender.is_staff:  # staff writing into the thread by mail answer the customer
+            clock.responded(db, ticket)
+        else:
+            clock.customer_wrote(db, ticket)
         return Ticketed(IntakeStatus.FOLLOWUP, ticket)
     new = _open(db, event, msg, sender, settings=settings, previous=ticket, notes=notes)
     if _acknowledged(event, settings=settings):
@@ -105,6 +110,7 @@ def _open(
     _store(db, ticket, event, msg, requester, body=msg.text, thread=None, notes=notes)
     _copy(ticket, msg, settings=settings)
     record(db, ticket, EventType.TICKET_CREATED, actor=SYSTEM)
+    clock.start(db, ticket, by_staff=requester.is_staff)
     return ticket
 
 
@@ -162,3 +168,4 @@ def _reopen(db: Session, ticket: Ticket) -> None:
         changes: dict[str, list[object]] = {"status": [ticket.status, Status.OPEN]}
         record(db, ticket, EventType.TICKET_UPDATED, actor=SYSTEM, changes=changes)
         ticket.status = Status.OPEN
+        clock.follow(db, ticket, {"status"})

@@ -78,8 +78,8 @@ def minute_of_day(text: str) -> int:
 
 def schedule(calendar: CalendarLike) -> Schedule:
     """The calendar compiled (cached by its contents: an edited calendar compiles anew)."""
-    hours = tuple(tuple(tuple(each) for each in calendar.hours.get(day, ())) for day in DAYS)
-    return _compile(calendar.timezone, hours, tuple(calendar.holidays))  # type: ignore[arg-type]
+    hours = tuple(tuple((each[0], each[1]) for each in calendar.hours.get(day, ())) for day in DAYS)
+    return _compile(calendar.timezone, hours, tuple(calendar.holidays))
 
 
 @functools.lru_cache(maxsize=256)

@@ -1,9 +1,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import (
+    AliasChoices,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+)
 
 from doxa.core.enums import (
     ActorType,
@@ -13,10 +21,12 @@ from doxa.core.enums import (
     Direction,
     Priority,
     Role,
+    SlaState,
     Status,
     ThreadedBy,
 )
 from doxa.core.schemas import Id, NoNul, OneLine, example
+from doxa.core.sla.schemas import SLA_HELP, SlaRead
 
 MAX_BODY_CHARS = 200_000
 Subject = Annotated[
@@ -69,6 +79,15 @@ class TicketFilters(BaseModel):
     channel: Channel | None = None
     language: Annotated[str, StringConstraints(pattern=r"^[a-z]{2}$")] | None = None
     q: Annotated[str, StringConstraints(max_length=200), NoNul] | None = None
+    sla_state: SlaState | None = None
+    sla_due_before: AwareDatetime | None = Field(
+        None, description="tickets with a running target due before this moment"
+    )
+    sort: Literal["newest", "sla_due"] = Field(
+        "newest",
+        description="`newest` first, or `sla_due`: the tickets with a running service-level "
+        "target, the soonest due first (what breaches next)",
+    )
 
 
 class PersonRead(BaseModel):
@@ -112,6 +131,14 @@ class TicketRead(BaseModel):
                     "language": "en",
                     "ai_explanation": ["charged twice", "invoice", "refund"],
                     "metadata": {},
+                    "sla": {
+                        "policy_id": 1,
+                        "state": "ok",
+                        "first_response_due_at": None,
+                        "next_response_due_at": "2026-11-27T11:02:41Z",
+                        "resolution_due_at": "2026-11-30T09:14:03Z",
+                        "breached": [],
+                    },
                     "created_at": "2026-11-27T09:14:03Z",
                     "updated_at": "2026-11-27T10:02:41Z",
                 }
@@ -146,6 +173,8 @@ class TicketRead(BaseModel):
         description="staff only: the terms that weighed most for ai_category (null for clients)",
     )
     metadata: dict[str, Any] = Field(validation_alias=AliasChoices("meta", "metadata"))
+    # Filled by `seen_by` from the ticket's service-level columns (no such attribute).
+    sla: SlaRead | None = Field(None, validation_alias="sla_read", description=SLA_HELP)
     created_at: datetime
     updated_at: datetime
 
@@ -155,6 +184,7 @@ class TicketRead(BaseModel):
         read = cls.model_validate(ticket)
         if role is not Role.CLIENT:
             read.ai_explanation = ticket.ai_explanation
+        read.sla = SlaRead.of(ticket)
         return read
 
 

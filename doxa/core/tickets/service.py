@@ -79,6 +79,7 @@ def open_ticket(
         ),
     )
     record(db, ticket, EventType.TICKET_CREATED, actor=Actor.of(actor))
+    clock.start(db, ticket, by_staff=actor.is_staff)
     return ticket
 
 
@@ -144,7 +145,7 @@ def change(
     if assigned:
         record(db, ticket, EventType.TICKET_ASSIGNED, actor=actor, changes=assigned)
     assignment.follow(db, ticket, set(applied))
-    clock.follow(db, ticket, set(applied))
+    clock.follow(db, ticket, applied)
     return applied
 
 

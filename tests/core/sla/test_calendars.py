@@ -36,7 +36,8 @@ def every_day(zone: str, ranges: list[list[str]]) -> Cal:
 
 
 def local(zone: str, *parts: int) -> datetime:
-    return datetime(*parts, tzinfo=ZoneInfo(zone))  # type: ignore[misc]
+    year, month, day, hour, minute = parts
+    return datetime(year, month, day, hour, minute, tzinfo=ZoneInfo(zone))
 
 
 class TestAddBusinessMinutes:
