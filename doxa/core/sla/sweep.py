@@ -1,8 +1,9 @@
 """The service-level sweep: each warning and breach as an event, once, soon after its moment.
 
 A pass reads only the tickets whose `sla_alarm_at` has come (its index; never the table) and
-claims each with `UPDATE … WHERE sla_alarm_at = <the value read>`, so of several processes
-sweeping at once one fires a ticket's alarm and the others pass it by. On PostgreSQL the read
+claims them with one `UPDATE … WHERE sla_alarm_at <= now RETURNING id` (firing moves a ticket's
+alarm past now, or clears it), so of several processes sweeping at once one fires a ticket's
+alarm and the others pass it by. On PostgreSQL the read
 also skips rows another transaction holds (FOR UPDATE SKIP LOCKED): a sweeper never waits on
 a ticket an agent is changing, it takes it on its next pass. Run every ~10 s
 (doxa/runtime/plan.py), an event comes well within the 60 s SPEC allows.
@@ -33,31 +34,31 @@ def sweep(db: Session, *, now: datetime) -> tuple[int, int]:
         select(Ticket).where(Ticket.sla_alarm_at <= now).order_by(Ticket.sla_alarm_at).limit(BATCH)
     )
     tickets = list(db.scalars(backend(db).skip_locked(query)))
-    fired = 0
-    for ticket in tickets:
-        fired += _ring(db, ticket, now)
+    if not tickets:
+        return 0, 0
+    # One statement claims the batch: a ticket another sweeper fired meanwhile has its next
+    # alarm (later, or none) and is left out.
+    claim = (
+        update(Ticket)
+        .where(Ticket.id.in_([t.id for t in tickets]), Ticket.sla_alarm_at <= now)
+        .values(sla_alarm_at=None)
+        .returning(Ticket.id)
+        .execution_options(synchronize_session=False)
+    )
+    with db.no_autoflush:  # the ticket rows are written once, with the events, at the end
+        claimed = set(db.scalars(claim))
+        fired = sum(_ring(db, ticket, now) for ticket in tickets if ticket.id in claimed)
     db.flush()
     return fired, len(tickets)
 
 
 def _ring(db: Session, ticket: Ticket, now: datetime) -> int:
-    """The ticket's alarms that have come, as events, if this sweeper claims the ticket."""
-    with db.no_autoflush:
-        claim = (
-            update(Ticket)
-            .where(Ticket.id == ticket.id, Ticket.sla_alarm_at == ticket.sla_alarm_at)
-            .values(sla_alarm_at=None)
-            .execution_options(synchronize_session=False)
-        )
-        if db.execute(claim).rowcount != 1:  # type: ignore[attr-defined]
-            db.expire(ticket)
-            return 0
+    """The ticket's alarms that have come, as events (the ticket is this sweeper's)."""
     set_committed_value(ticket, "sla_alarm_at", None)
     terms = clock.terms_of(db, ticket)
     if terms is None:
         return 0
-    due = [(moment, kind, target) for moment, kind, target in clock.alarms(terms, ticket)]
-    come = [(moment, kind, target) for moment, kind, target in due if moment <= now]
+    come = [alarm for alarm in clock.alarms(terms, ticket) if alarm[0] <= now]
     fired = list(ticket.sla_warned or [])
     breached = list(ticket.sla_breached or [])
     for _moment, kind, target in come:
