@@ -15,11 +15,13 @@ from doxa.api.routes import (
     account,
     attachments,
     auth,
+    calendars,
     classifier,
     health,
     intake,
-    teams,
     rules,
+    sla_policies,
+    teams,
     tickets,
     users,
 )
@@ -113,7 +115,18 @@ def create_app(
     app.state.metrics_token = settings.metrics_token  # opens /metrics to a scraper
     app.state.webhooks = webhooks
     api = APIRouter(prefix=paths.API)
-    for module in (auth, users, tickets, teams, rules, attachments, intake, classifier):
+    for module in (
+        auth,
+        users,
+        tickets,
+        teams,
+        rules,
+        calendars,
+        sla_policies,
+        attachments,
+        intake,
+        classifier,
+    ):
         docs.document_errors(module.router)
         api.include_router(module.router)
     # First, so a webhook post (the busiest route under a flood) matches without walking the

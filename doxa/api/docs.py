@@ -68,6 +68,12 @@ TAGS: list[dict[str, str]] = [
         "signed or with credentials; the same pipeline as SMTP.",
     },
     {
+        "name": "sla",
+        "description": "Service levels: business-hours calendars and SLA policies (staff read, "
+        "admins write). A ticket's `sla` shows its due times; `GET /tickets?sort=sla_due` lists "
+        "what breaches next.",
+    },
+    {
         "name": "health",
         "description": "Liveness, readiness and Prometheus metrics, outside `/api/v1`.",
     },

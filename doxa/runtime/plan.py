@@ -39,6 +39,7 @@ from doxa.core.intake.processing import (
 )
 from doxa.core.outbox.kinds import build_outbox
 from doxa.core.routing.engine import route_overdue
+from doxa.core.sla import sweep as sla_sweep
 from doxa.core.teams.assignment import assign_waiting
 from doxa.core.triage.classifying import Triage
 from doxa.core.triage.training import Train, train_here
@@ -174,6 +175,7 @@ class Runtime:
         self.periodic: list[Periodic] = [
             Periodic("routing", functools.partial(route_overdue, context.sessions), every=2),
             Periodic("team-queues", functools.partial(assign_waiting, context.sessions), every=1),
+            Periodic("sla-sweep", functools.partial(sla_sweep.run, context.sessions), every=10),
         ]
         self.triage = TriageRunner(
             settings,

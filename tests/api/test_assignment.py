@@ -28,8 +28,7 @@ from doxa.core.db import transaction
 from doxa.core.enums import ActorType, EventType, Role, Status
 from doxa.core.models import Event, Ticket, User
 from doxa.migrations import upgrade
-from tests.conftest import _fresh_postgres, make_settings
-from tests.conftest import AsUser, MakeUser
+from tests.conftest import AsUser, MakeUser, _fresh_postgres, make_settings
 from tests.core.teams.conftest import add_team, add_tickets, assignees, system_assignments
 from tests.gateway.conftest import free_port
 from tests.test_migrations import DOXA

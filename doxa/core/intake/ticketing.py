@@ -21,6 +21,7 @@ from doxa.core.intake.inbound import MAX_CC, InboundMessage
 from doxa.core.intake.mail_threads import Thread
 from doxa.core.intake.models import IntakeEvent
 from doxa.core.intake.text import strip_reply
+from doxa.core.sla import clock
 from doxa.core.teams import assignment
 from doxa.core.teams.service import team_for_mailbox
 from doxa.core.tickets.models import Attachment, Message, Ticket
@@ -68,6 +69,10 @@ def open_or_follow_up(
         if ticket.status in (Status.RESOLVED, Status.PENDING):
             wanted["status"] = Status.OPEN  # the requester wrote again: it needs us once more
         change(db, ticket, wanted, actor=SYSTEM)
+        if sender.is_staff:  # staff writing into the thread by mail answer the customer
+            clock.responded(db, ticket)
+        else:
+            clock.customer_wrote(db, ticket)
         return Ticketed(IntakeStatus.FOLLOWUP, ticket)
     new = _open(
         db,
@@ -125,6 +130,7 @@ def _open(
     message = _store(db, ticket, event, msg, requester, body=msg.text, thread=None, notes=notes)
     record(db, ticket, EventType.TICKET_CREATED, actor=SYSTEM)
     record(db, ticket, EventType.MESSAGE_CREATED, actor=Actor.of(requester), subject=message)
+    clock.start(db, ticket, by_staff=requester.is_staff)
     if ticket.team_id is not None:
         assignment.follow(db, ticket, {"team_id"})
     return ticket

@@ -12,6 +12,7 @@ from doxa.core.outbound import queue_ticket_mail
 from doxa.core.outbox.models import OutboxKind
 from doxa.core.outbox.queue import mail_destination, requeue
 from doxa.core.schemas import MAX_PAGE_SIZE, Page, decode_cursor, encode_cursor
+from doxa.core.sla import clock
 from doxa.core.tickets.access import get_readable, readable_messages
 from doxa.core.tickets.models import Attachment, Message, Ticket
 from doxa.core.tickets.schemas import MessageCreate, MessageRead
@@ -84,6 +85,10 @@ def post_message(
         public=not data.internal,
     )
     _follow_conversation(db, ticket, actor=actor, outbound=outbound, internal=data.internal)
+    if outbound:
+        clock.responded(db, ticket)  # a public staff reply; never a note
+    elif not data.internal:
+        clock.customer_wrote(db, ticket)
     return message
 
 

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     AliasChoices,
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     EmailStr,
@@ -21,10 +22,12 @@ from doxa.core.enums import (
     Direction,
     Priority,
     Role,
+    SlaState,
     Status,
     ThreadedBy,
 )
 from doxa.core.schemas import Id, NoNul, OneLine, example
+from doxa.core.sla.schemas import SLA_HELP, SlaRead
 from doxa.core.tickets.models import MAX_TAG_CHARS, MAX_TAGS
 
 MAX_BODY_CHARS = 200_000
@@ -94,6 +97,15 @@ class TicketFilters(BaseModel):
     channel: Channel | None = None
     language: Annotated[str, StringConstraints(pattern=r"^[a-z]{2}$")] | None = None
     q: Annotated[str, StringConstraints(max_length=200), NoNul] | None = None
+    sla_state: SlaState | None = None
+    sla_due_before: AwareDatetime | None = Field(
+        None, description="tickets with a running target due before this moment"
+    )
+    sort: Literal["newest", "sla_due"] = Field(
+        "newest",
+        description="`newest` first, or `sla_due`: the tickets with a running service-level "
+        "target, the soonest due first (what breaches next)",
+    )
 
 
 class PersonRead(BaseModel):
@@ -147,6 +159,14 @@ class TicketRead(BaseModel):
                     "team_id": 2,
                     "team": {"id": 2, "name": "Billing"},
                     "tags": ["refund"],
+                    "sla": {
+                        "policy_id": 1,
+                        "state": "ok",
+                        "first_response_due_at": None,
+                        "next_response_due_at": "2026-11-27T11:02:41Z",
+                        "resolution_due_at": "2026-11-30T09:14:03Z",
+                        "breached": [],
+                    },
                     "created_at": "2026-11-27T09:14:03Z",
                     "updated_at": "2026-11-27T10:02:41Z",
                 }
@@ -184,6 +204,8 @@ class TicketRead(BaseModel):
     team_id: int | None
     team: TeamRef | None
     tags: list[str] = Field(description="sorted, lower-case")
+    # Filled by `seen_by` from the ticket's service-level columns (no such attribute).
+    sla: SlaRead | None = Field(None, validation_alias="sla_read", description=SLA_HELP)
     created_at: datetime
     updated_at: datetime
 
@@ -193,6 +215,7 @@ class TicketRead(BaseModel):
         read = cls.model_validate(ticket)
         if role is not Role.CLIENT:
             read.ai_explanation = ticket.ai_explanation
+        read.sla = SlaRead.of(ticket)
         return read
 
 

@@ -81,6 +81,7 @@ def open_ticket(
     )
     record(db, ticket, EventType.TICKET_CREATED, actor=Actor.of(actor))
     record(db, ticket, EventType.MESSAGE_CREATED, actor=Actor.of(actor), subject=message)
+    clock.start(db, ticket, by_staff=actor.is_staff)
     return ticket
 
 
@@ -150,7 +151,7 @@ def change(
     if assigned:
         record(db, ticket, EventType.TICKET_ASSIGNED, actor=actor, changes=assigned)
     assignment.follow(db, ticket, set(applied))
-    clock.follow(db, ticket, set(applied))
+    clock.follow(db, ticket, applied)
     return applied
 
 
@@ -210,4 +211,3 @@ def first_body(db: Session, ticket_id: int) -> str:
     body = func.substr(Message.body, 1, FIRST_BODY_CHARS)
     query = select(body).where(Message.ticket_id == ticket_id).order_by(Message.id)
     return db.scalar(query.limit(1)) or ""
-

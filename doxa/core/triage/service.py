@@ -61,9 +61,7 @@ def classify(db: Session, ticket: Ticket, model: Classifier, *, threshold: float
             _set(ticket, "classification_state", ClassificationState.FAILED, changes)
         _set(ticket, "needs_triage", True, changes)
         # A failure changes nothing the requester sees: staff's history only.
-        record(
-            db, ticket, EventType.TICKET_CLASSIFIED, actor=SYSTEM, changes=changes, public=False
-        )
+        record(db, ticket, EventType.TICKET_CLASSIFIED, actor=SYSTEM, changes=changes, public=False)
         routing.after_classification(db, ticket, failed=True)  # routed without it
         return
     apply(db, ticket, prediction, threshold=threshold)
@@ -87,9 +85,7 @@ def apply(db: Session, ticket: Ticket, prediction: Prediction, *, threshold: flo
         _set(ticket, "category", ticket.pinned_category or prediction.category, changes)
         _set(ticket, "priority", Priority(prediction.priority), changes)
     public = bool({"category", "priority"} & changes.keys())
-    record(
-        db, ticket, EventType.TICKET_CLASSIFIED, actor=SYSTEM, changes=changes, public=public
-    )
+    record(db, ticket, EventType.TICKET_CLASSIFIED, actor=SYSTEM, changes=changes, public=public)
     routing.after_classification(db, ticket)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from doxa.core.context import Context
 from doxa.core.db import transaction, utcnow
@@ -169,4 +169,3 @@ class TestQueue:
         assert assignment.assign_waiting(clean.sessions) == 1000
         assert Counter(assignees(clean.sessions, ids)) == {agent.id: 250 for agent in agents}
         assert Counter(system_assignments(clean.sessions).values()) == {1: 1000}
-

@@ -13,12 +13,13 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, selectinload
 
 from doxa.core.db import FullText, backend
+from doxa.core.errors import InvalidInput
 from doxa.core.schemas import MAX_PAGE_SIZE, Page, decode_cursor, encode_cursor
 from doxa.core.tickets.access import readable_by
 from doxa.core.tickets.models import Ticket, TicketTag
 from doxa.core.tickets.query import Term, parse
 from doxa.core.tickets.schemas import TicketFilters, TicketRead
-from doxa.core.tickets.search import postgres, sqlite
+from doxa.core.tickets.search import postgres, sla, sqlite
 from doxa.core.users.models import User
 
 _EQUALITY_FILTERS = (
@@ -73,13 +74,18 @@ def list_tickets(
     if filters.tag is not None:  # the (tag, ticket_id) index
         tagged = select(TicketTag.ticket_id).where(TicketTag.tag == filters.tag)
         query = query.where(Ticket.id.in_(tagged))
-    after = decode_cursor(cursor)
+    query = sla.narrow(query, filters)
     # One query each for a page's requesters, teams and tags.
     related = (
         selectinload(Ticket.requester),
         selectinload(Ticket.team),
         selectinload(Ticket.tag_rows),
     )
+    if filters.sort == "sla_due":
+        return _by_due(
+            db, query.options(*related), filters, actor=actor, cursor=cursor, limit=limit
+        )
+    after = decode_cursor(cursor)
     if filters.q is None:
         if after is not None:
             query = query.where(Ticket.id < after)
@@ -94,6 +100,26 @@ def list_tickets(
     return Page(
         items=[TicketRead.seen_by(t, actor.role) for t in page],
         next_cursor=encode_cursor(page[-1].id) if len(rows) > limit else None,
+    )
+
+
+def _by_due(
+    db: Session,
+    query: Select[Ticket],
+    filters: TicketFilters,
+    *,
+    actor: User,
+    cursor: str | None,
+    limit: int,
+) -> Page[TicketRead]:
+    """`sort=sla_due`: what breaches next, a page at a time."""
+    if filters.q is not None:
+        raise InvalidInput("q does not combine with sort=sla_due")
+    rows = list(db.scalars(sla.by_due(query, cursor).limit(limit + 1)))
+    page = rows[:limit]
+    return Page(
+        items=[TicketRead.seen_by(t, actor.role) for t in page],
+        next_cursor=sla.encode_cursor(page[-1]) if len(rows) > limit else None,
     )
 
 
