@@ -79,7 +79,8 @@ def get_ticket(ticket_id: IdPath, db: SessionDep, me: CurrentUser) -> TicketRead
 def update_ticket(
     ticket_id: IdPath, body: TicketUpdate, db: SessionDep, me: CurrentUser
 ) -> TicketRead:
-    """Change status (owner: close or reopen), or priority, category, assignee (staff)."""
+    """Change status (owner: close or reopen), or priority, category, assignee, team, tags
+    or cc (staff)."""
     return TicketRead.seen_by(service.update_ticket(db, ticket_id, body, actor=me), me.role)
 
 

@@ -142,6 +142,8 @@ def change(
             applied[name] = [old, new]
     if not applied:
         return applied
+    if "team_id" in applied:
+        db.expire(ticket, ["team"])  # a loaded `team` would still be the old one
     if actor.type is ActorType.USER and {"team_id", "assignee_id"} & applied.keys():
         ticket.staff_routed = True  # a late classification no longer routes it
     assigned = {k: v for k, v in applied.items() if k == "assignee_id"}
