@@ -3,10 +3,13 @@ landing in a team) and the queue job."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
-from sqlalchemy import select, update
+import pytest
+from sqlalchemy import update
 
 from doxa.core.context import Context
 from doxa.core.db import transaction, utcnow
@@ -170,3 +173,27 @@ class TestQueue:
         assert Counter(assignees(clean.sessions, ids)) == {agent.id: 250 for agent in agents}
         assert Counter(system_assignments(clean.sessions).values()) == {1: 1000}
 
+
+
+class TestOneAssignerAtATime:
+    @pytest.mark.timing
+    def test_a_placement_in_another_team_waits_for_the_first_to_commit(
+        self, clean: Context, make_user: MakeUser, make_team: MakeTeam
+    ) -> None:
+        agent = make_user(Role.AGENT)
+        billing, sales = make_team([agent], capacity=1), make_team([agent], capacity=1)
+        add_tickets(clean.sessions, make_user(), 1, team=billing)
+        [other] = add_tickets(clean.sessions, make_user(), 1, team=sales)
+
+        def drain_sales() -> int:
+            with transaction(clean.sessions) as db:
+                return assignment.drain(db, sales.id, limit=1)
+
+        with clean.sessions() as first, ThreadPoolExecutor(1) as pool:
+            assert assignment.drain(first, billing.id, limit=1) == 1
+            second = pool.submit(drain_sales)
+            time.sleep(0.5)
+            assert not second.done()  # capacity spans teams: one assigner at a time
+            first.commit()
+            assert second.result(timeout=10) == 0  # the agent is full now
+        assert assignees(clean.sessions, [other]) == [None]
