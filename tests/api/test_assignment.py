@@ -28,8 +28,7 @@ from doxa.core.db import transaction
 from doxa.core.enums import ActorType, EventType, Role, Status
 from doxa.core.models import Event, Ticket, User
 from doxa.migrations import upgrade
-from tests.conftest import _fresh_postgres, make_settings
-from tests.conftest import AsUser, MakeUser
+from tests.conftest import AsUser, MakeUser, _fresh_postgres, make_settings
 from tests.core.teams.conftest import add_team, add_tickets, assignees, system_assignments
 from tests.gateway.conftest import free_port
 from tests.test_migrations import DOXA
@@ -218,7 +217,9 @@ def _bearer(context: Context, user: User) -> dict[str, str]:
 
 _INTO_TEAM = """CREATE FUNCTION into_team() RETURNS trigger LANGUAGE plpgsql AS
 $$ BEGIN NEW.team_id := COALESCE(NEW.team_id, {team}); RETURN NEW; END $$"""
-_ON_INSERT = "CREATE TRIGGER into_team BEFORE INSERT ON ticket FOR EACH ROW EXECUTE FUNCTION into_team()"
+_ON_INSERT = (
+    "CREATE TRIGGER into_team BEFORE INSERT ON ticket FOR EACH ROW EXECUTE FUNCTION into_team()"
+)
 
 
 class TestTwoProcesses:
@@ -255,7 +256,7 @@ class TestTwoProcesses:
 
         _wait_for(all_assigned, 30)
         counts = Counter(assignees(context.sessions, made))
-        assert sorted(counts) == sorted(a.id for a in agents[:4])
+        assert set(counts) == {agent.id for agent in agents[:4]}
         assert all(249 <= count <= 251 for count in counts.values()), counts
         assert Counter(system_assignments(context.sessions).values()) == {1: 1000}
 
@@ -284,6 +285,7 @@ class TestTwoProcesses:
                         .group_by(Ticket.assignee_id)
                     )
                     for user_id, count in load:
+                        assert user_id is not None
                         peak[user_id] = max(peak[user_id], count)
                 time.sleep(0.01)
 

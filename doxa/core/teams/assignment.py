@@ -206,7 +206,7 @@ def _take_turn(db: Session, team_id: int) -> _Turn | None:
         .where(Ticket.assignee_id.in_([m.id for m in members]), Ticket.status.in_(OPEN))
         .group_by(Ticket.assignee_id)
     )
-    return _Turn(team, members, {user_id: count for user_id, count in load})
+    return _Turn(team, members, {user_id: count for user_id, count in load if user_id})
 
 
 def _queued_teams(db: Session, *, member_id: int | None = None) -> list[int]:

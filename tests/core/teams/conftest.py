@@ -45,7 +45,7 @@ def add_tickets(
     status: Status = Status.NEW,
 ) -> list[int]:
     """`count` tickets in one INSERT: where the point is assignment, not how tickets open."""
-    rows = [
+    rows: list[dict[str, object]] = [
         {
             "subject": f"Ticket {n}",
             "channel": Channel.API,
@@ -62,7 +62,9 @@ def add_tickets(
         return list(db.scalars(insert(Ticket).returning(Ticket.id), rows))
 
 
-def land(sessions: sessionmaker[Session], ticket_ids: Sequence[int], team: Team) -> list[int | None]:
+def land(
+    sessions: sessionmaker[Session], ticket_ids: Sequence[int], team: Team
+) -> list[int | None]:
     """Move tickets into a team as a rule would (tickets.service.change): their assignees."""
     with transaction(sessions) as db:
         moved = [db.get_one(Ticket, ticket_id) for ticket_id in ticket_ids]

@@ -174,7 +174,6 @@ class TestQueue:
         assert Counter(system_assignments(clean.sessions).values()) == {1: 1000}
 
 
-
 class TestOneAssignerAtATime:
     @pytest.mark.timing
     def test_a_placement_in_another_team_waits_for_the_first_to_commit(
