@@ -196,3 +196,19 @@ class TestOneAssignerAtATime:
             first.commit()
             assert second.result(timeout=10) == 0  # the agent is full now
         assert assignees(clean.sessions, [other]) == [None]
+
+    def test_a_ticket_landing_while_another_assigns_waits_for_the_queue_job(
+        self, clean: Context, make_user: MakeUser, make_team: MakeTeam
+    ) -> None:
+        if not clean.settings.on_postgresql:
+            pytest.skip("SQLite: the second writer waits for the first, so it never meets the lock")
+        agent = make_user(Role.AGENT)
+        billing, sales = make_team([agent]), make_team([agent])
+        add_tickets(clean.sessions, make_user(), 1, team=billing)
+        [landing] = add_tickets(clean.sessions, make_user(), 1)
+        with clean.sessions() as first:
+            assert assignment.drain(first, billing.id, limit=1) == 1
+            assert land(clean.sessions, [landing], sales) == [None]  # never waits for the lock
+            first.commit()
+        assert assignment.assign_waiting(clean.sessions) == 1
+        assert assignees(clean.sessions, [landing]) == [agent.id]
