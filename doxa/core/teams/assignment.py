@@ -159,9 +159,12 @@ class _Turn:
         if not room:
             return None
         if self.team.assignment is Assignment.LEAST_OPEN:
-            return min(room, key=lambda m: (self.load.get(m.id, 0), m.last_assigned_at or NEVER))
-        after = self.team.last_assignee_id or 0
+            return min(room, key=lambda m: (self.load.get(m.id, 0), self._assigned_at(m)))
+        after = next(reversed(self.picked), None) or self.team.last_assignee_id or 0
         return next((m for m in room if m.id > after), room[0])  # members are in id order
+
+    def _assigned_at(self, member: User) -> datetime:
+        return self.picked.get(member.id) or member.last_assigned_at or NEVER
 
     def assign(self, db: Session, ticket: Ticket, member: User) -> None:
         tickets.change(db, ticket, {"assignee_id": member.id}, actor=SYSTEM)

@@ -100,6 +100,18 @@ class TestLeastOpen:
         ids = add_tickets(clean.sessions, make_user(), 3)
         assert land(clean.sessions, ids, team) == [c.id, b.id, a.id]
 
+    def test_the_queue_job_breaks_ties_by_who_it_assigned_longest_ago(
+        self, clean: Context, make_user: MakeUser, make_team: MakeTeam
+    ) -> None:
+        a, b = make_user(Role.AGENT), make_user(Role.AGENT)
+        _set(clean, a, last_assigned_at=utcnow() - timedelta(hours=2))
+        _set(clean, b, last_assigned_at=utcnow() - timedelta(hours=1))
+        add_tickets(clean.sessions, make_user(), 1, assignee=b)
+        team = make_team([a, b], assignment=Assignment.LEAST_OPEN)
+        ids = add_tickets(clean.sessions, make_user(), 2, team=team)
+        assert assignment.assign_waiting(clean.sessions) == 2
+        assert assignees(clean.sessions, ids) == [a.id, b.id]  # a was assigned just now
+
 
 class TestWhoMayTakeATicket:
     def test_only_active_available_staff_members_below_capacity(
@@ -162,6 +174,15 @@ class TestQueue:
         assert assignment.assign_waiting(clean.sessions) == 2
         assert assignees(clean.sessions, ids) == [b.id, b.id, None, None, None]
         assert assignment.assign_waiting(clean.sessions) == 0  # b is full
+
+    def test_the_queue_job_takes_members_in_turn_oldest_ticket_first(
+        self, clean: Context, make_user: MakeUser, make_team: MakeTeam
+    ) -> None:
+        a, b, c = (make_user(Role.AGENT) for _ in range(3))
+        team = make_team([a, b, c])
+        ids = add_tickets(clean.sessions, make_user(), 7, team=team)
+        assert assignment.assign_waiting(clean.sessions) == 7
+        assert assignees(clean.sessions, ids) == [a.id, b.id, c.id] * 2 + [a.id]
 
     def test_the_queue_job_spreads_1000_waiting_tickets_250_each(
         self, clean: Context, make_user: MakeUser, make_team: MakeTeam
