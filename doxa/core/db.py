@@ -279,6 +279,11 @@ class Backend(ABC):
         (PostgreSQL's advisory lock). SQLite: nothing; writers already take turns."""
         return None
 
+    def try_lock(self, db: Session, key: int) -> bool:
+        """Take the lock `key` as `lock` does if no other transaction holds it; False if one
+        does (then nothing is taken). SQLite: True."""
+        return True
+
     def large_value(self, db: Session, data: bytes | bytearray) -> Any:
         return data
 
@@ -298,6 +303,9 @@ class PostgreSQL(Backend):
 
     def lock(self, db: Session, key: int) -> None:
         db.execute(select(func.pg_advisory_xact_lock(key)))
+
+    def try_lock(self, db: Session, key: int) -> bool:
+        return bool(db.scalar(select(func.pg_try_advisory_xact_lock(key))))
 
     def recycle_if_large(self, db: Session, size: int) -> None:
         if size > LARGE_VALUE_BYTES:

@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -26,9 +26,9 @@ from doxa.core.auth import Tokens
 from doxa.core.context import Context
 from doxa.core.db import transaction
 from doxa.core.enums import ActorType, EventType, Role, Status
-from doxa.core.models import Event, Ticket, User
+from doxa.core.models import Event, Team, Ticket, User
 from doxa.migrations import upgrade
-from tests.conftest import AsUser, MakeUser, _fresh_postgres, make_settings
+from tests.conftest import AsUser, MakeUser, _fresh_postgres, empty_tables, make_settings
 from tests.core.teams.conftest import add_team, add_tickets, assignees, system_assignments
 from tests.gateway.conftest import free_port
 from tests.test_migrations import DOXA
@@ -139,34 +139,40 @@ class TestManualAssignment:
 Server = str  # its base URL
 
 
-@pytest.fixture
-def shared_postgres(tmp_path: Path) -> Iterator[str]:
+@pytest.fixture(scope="module")
+def serving_pair(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Context, list[Server]]]:
+    """Two `doxa serve` processes on one new database, started once for the tests below."""
     server = os.environ.get("TEST_DATABASE_URL")
     if not server:
         pytest.skip("TEST_DATABASE_URL is not set: two processes need PostgreSQL")
-    with _fresh_postgres(server, f"assign_{tmp_path.name}") as url:
+    logs = tmp_path_factory.mktemp("serve")
+    secret = secrets.token_urlsafe(48)
+    with _fresh_postgres(server, f"assign_{logs.name}") as url, ExitStack() as stack:
         upgrade(url)
-        yield url
+        environment = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "DOXA_ENV": "dev",
+            "JWT_SECRET": secret,
+            "BCRYPT_ROUNDS": "4",
+            "AI_PROVIDER": "none",
+            "WORKER_PROCESSES": "0",
+        }
+        context = Context.build(make_settings(url, jwt_secret=secret))
+        stack.callback(context.close)
+        urls = [stack.enter_context(_serving(environment, logs / f"serve{n}")) for n in (1, 2)]
+        yield context, urls
 
 
 @pytest.fixture
-def two_servers(shared_postgres: str, tmp_path: Path) -> Iterator[tuple[Context, list[Server]]]:
-    """Two `doxa serve` processes on one database, and a context to arrange and check it."""
-    secret = secrets.token_urlsafe(48)
-    environment = {
-        **os.environ,
-        "DATABASE_URL": shared_postgres,
-        "DOXA_ENV": "dev",
-        "JWT_SECRET": secret,
-        "BCRYPT_ROUNDS": "4",
-        "AI_PROVIDER": "none",
-        "WORKER_PROCESSES": "0",
-    }
-    context = Context.build(make_settings(shared_postgres, jwt_secret=secret))
-    with ExitStack() as stack:
-        stack.callback(context.close)
-        urls = [stack.enter_context(_serving(environment, tmp_path / f"serve{n}")) for n in (1, 2)]
-        yield context, urls
+def two_servers(
+    serving_pair: tuple[Context, list[Server]],
+) -> tuple[Context, list[Server]]:
+    """The two servers, and a context to arrange and check their database, emptied."""
+    empty_tables(serving_pair[0])
+    return serving_pair
 
 
 class _serving:
@@ -215,6 +221,27 @@ def _bearer(context: Context, user: User) -> dict[str, str]:
     return {"Authorization": f"Bearer {tokens.issue(user.id)}"}
 
 
+@contextmanager
+def _opened_into(context: Context, team: Team) -> Iterator[None]:
+    """Every ticket opened meanwhile lands in `team` (a trigger, as a team's mailbox would)."""
+    with context.engine.begin() as connection:
+        connection.execute(sa.text(_INTO_TEAM.format(team=team.id)))
+        connection.execute(sa.text(_ON_INSERT))
+    try:
+        yield
+    finally:
+        with context.engine.begin() as connection:
+            connection.execute(sa.text("DROP TRIGGER into_team ON ticket"))
+            connection.execute(sa.text("DROP FUNCTION into_team()"))
+
+
+_INTO_TEAM = """CREATE FUNCTION into_team() RETURNS trigger LANGUAGE plpgsql AS
+$$ BEGIN NEW.team_id := COALESCE(NEW.team_id, {team}); RETURN NEW; END $$"""
+_ON_INSERT = (
+    "CREATE TRIGGER into_team BEFORE INSERT ON ticket FOR EACH ROW EXECUTE FUNCTION into_team()"
+)
+
+
 class TestTwoProcesses:
     def test_1000_tickets_opened_through_both_give_each_agent_250(
         self, two_servers: tuple[Context, list[Server]]
@@ -223,12 +250,8 @@ class TestTwoProcesses:
         agents = _staff(context, 5)
         team = add_team(context.sessions, agents[:4])
         # Until a ticket can be opened into a team through the API (a team's mailbox, a rule),
-        # the column's default puts every new ticket there, unassigned: the servers' assignment
-        # takes them from the team's queue.
-        with context.engine.begin() as connection:
-            connection.execute(
-                sa.text(f"ALTER TABLE ticket ALTER COLUMN team_id SET DEFAULT {team.id}")
-            )
+        # a trigger puts every new ticket there, unassigned: the servers' assignment takes
+        # them from the team's queue.
         headers = _bearer(context, agents[4])
 
         def open_tickets(server: Server) -> list[int]:
@@ -241,7 +264,7 @@ class TestTwoProcesses:
                     made.append(answer.json()["id"])
                 return made
 
-        with ThreadPoolExecutor(8) as pool:
+        with _opened_into(context, team), ThreadPoolExecutor(8) as pool:
             made = [i for ids in pool.map(open_tickets, servers * 4) for i in ids]
         assert len(made) == 1000
 
@@ -250,7 +273,7 @@ class TestTwoProcesses:
 
         _wait_for(all_assigned, 30)
         counts = Counter(assignees(context.sessions, made))
-        assert sorted(counts) == sorted(a.id for a in agents[:4])
+        assert set(counts) == {agent.id for agent in agents[:4]}
         assert all(249 <= count <= 251 for count in counts.values()), counts
         assert Counter(system_assignments(context.sessions).values()) == {1: 1000}
 
@@ -260,11 +283,12 @@ class TestTwoProcesses:
         context, servers = two_servers
         capacity = 3
         agents = _staff(context, 4)
-        team = add_team(context.sessions, agents, capacity=capacity)
+        # Capacity counts over all teams: two teams of the same agents fill them together.
+        teams = [add_team(context.sessions, agents, capacity=capacity) for _ in range(2)]
         with transaction(context.sessions) as db:
             requester = User(email="customer@example.com", role=Role.CLIENT)
             db.add(requester)
-        ids = add_tickets(context.sessions, requester, 120, team=team)
+        ids = [i for team in teams for i in add_tickets(context.sessions, requester, 60, team=team)]
         peak: Counter[int] = Counter()
         done = threading.Event()
 
@@ -278,6 +302,7 @@ class TestTwoProcesses:
                         .group_by(Ticket.assignee_id)
                     )
                     for user_id, count in load:
+                        assert user_id is not None
                         peak[user_id] = max(peak[user_id], count)
                 time.sleep(0.01)
 

@@ -5,9 +5,13 @@ Every automatic assignment, in every process, happens under one lock (PostgreSQL
 lock `ASSIGNMENT_LOCK`, held to the commit; SQLite's one writer), and counts the members' load
 inside it: capacity spans teams, so a lock per team would not keep two teams from filling one
 member past it; round robin's turn (`team.last_assignee_id`) is read and moved under it too.
-The lock is taken after the ticket's own row and before any user or team row, by every path
-(`place`, the queue job, `deactivate`), so they cannot deadlock; a waiting ticket is claimed
-with SKIP LOCKED, so an assigner never waits for a ticket another transaction holds.
+
+No deadlock: only the queue job waits for the lock, in a transaction of its own that holds
+nothing else yet. A change to a ticket (`follow`, inside a request, a rule's or intake's
+transaction, which may hold other tickets' rows) only tries it: when another transaction has
+it, the ticket waits in the queue and the job assigns it within a second. Under the lock the
+members' rows are locked (FOR NO KEY UPDATE, read again after a concurrent change: a member
+just deactivated or away is not picked) and waiting tickets are claimed with SKIP LOCKED.
 """
 
 from __future__ import annotations
@@ -61,7 +65,7 @@ def place(db: Session, ticket: Ticket) -> User | None:
     ).one()
     if row.team_id != team.id or row.assignee_id is not None or row.status not in OPEN:
         return None
-    turn = _take_turn(db, team.id)
+    turn = _take_turn(db, team.id, wait=False)
     member = turn.choose() if turn is not None else None
     if turn is not None and member is not None:
         turn.assign(db, ticket, member)
@@ -71,14 +75,18 @@ def place(db: Session, ticket: Ticket) -> User | None:
 
 def make_room(db: Session, user_id: int) -> int:
     """A member's load fell: assign the oldest waiting ticket of each of their round-robin or
-    least-open teams that has one (to whoever's turn it is). The number assigned."""
-    return sum(drain(db, team_id, limit=1) for team_id in _queued_teams(db, member_id=user_id))
+    least-open teams that has one (to whoever's turn it is), unless another transaction is
+    assigning (then the queue job does, within a second). The number assigned."""
+    return sum(
+        drain(db, team_id, limit=1, wait=False) for team_id in _queued_teams(db, member_id=user_id)
+    )
 
 
-def drain(db: Session, team_id: int, *, limit: int) -> int:
+def drain(db: Session, team_id: int, *, limit: int, wait: bool = True) -> int:
     """Assign up to `limit` of the team's waiting tickets, oldest first, while a member has
-    room. The number assigned; the lock is held until the caller's commit."""
-    turn = _take_turn(db, team_id)
+    room. The number assigned; the lock is held until the caller's commit. `wait`: only in a
+    transaction that holds no other lock yet (see the module's docstring)."""
+    turn = _take_turn(db, team_id, wait=wait)
     if turn is None:
         return 0
     query = (
@@ -122,7 +130,7 @@ def assign_waiting(sessions: sessionmaker[Session]) -> int:
 def deactivate(db: Session, user: User) -> None:
     """Deactivate a user: their `new` and `open` tickets go back to their teams' queues (a
     `ticket.assigned` event each), and are placed again at once where a member has room."""
-    with db.no_autoflush:  # the tickets' rows and the lock before the user's row
+    with db.no_autoflush:  # their tickets' rows before the user's row, as a placement takes them
         held = list(
             db.scalars(
                 select(Ticket)
@@ -131,8 +139,6 @@ def deactivate(db: Session, user: User) -> None:
                 .with_for_update()
             )
         )
-        if held:
-            backend(db).lock(db, ASSIGNMENT_LOCK)
     user.is_active = False
     for ticket in held:
         tickets.change(db, ticket, {"assignee_id": None}, actor=SYSTEM)
@@ -153,9 +159,12 @@ class _Turn:
         if not room:
             return None
         if self.team.assignment is Assignment.LEAST_OPEN:
-            return min(room, key=lambda m: (self.load.get(m.id, 0), m.last_assigned_at or NEVER))
-        after = self.team.last_assignee_id or 0
+            return min(room, key=lambda m: (self.load.get(m.id, 0), self._assigned_at(m)))
+        after = next(reversed(self.picked), None) or self.team.last_assignee_id or 0
         return next((m for m in room if m.id > after), room[0])  # members are in id order
+
+    def _assigned_at(self, member: User) -> datetime:
+        return self.picked.get(member.id) or member.last_assigned_at or NEVER
 
     def assign(self, db: Session, ticket: Ticket, member: User) -> None:
         tickets.change(db, ticket, {"assignee_id": member.id}, actor=SYSTEM)
@@ -172,10 +181,14 @@ class _Turn:
             self.team.last_assignee_id = next(reversed(self.picked))
 
 
-def _take_turn(db: Session, team_id: int) -> _Turn | None:
+def _take_turn(db: Session, team_id: int, *, wait: bool) -> _Turn | None:
     """Take the assignment lock, then read the team, its members who may take a ticket (active,
-    available staff, by id) and their load over all teams; None for a manual or deleted team."""
-    backend(db).lock(db, ASSIGNMENT_LOCK)
+    available staff, by id) and their load over all teams; None for a manual or deleted team,
+    or when the lock is taken elsewhere and `wait` is false."""
+    if wait:
+        backend(db).lock(db, ASSIGNMENT_LOCK)
+    elif not backend(db).try_lock(db, ASSIGNMENT_LOCK):
+        return None
     # A write first: on SQLite it takes the one writer's turn before the load is read.
     db.execute(
         update(Team)
@@ -198,6 +211,7 @@ def _take_turn(db: Session, team_id: int) -> _Turn | None:
                 User.role.in_((Role.AGENT, Role.ADMIN)),
             )
             .order_by(User.id)
+            .with_for_update(of=User, key_share=True)
             .execution_options(**fresh)
         )
     )
@@ -206,7 +220,7 @@ def _take_turn(db: Session, team_id: int) -> _Turn | None:
         .where(Ticket.assignee_id.in_([m.id for m in members]), Ticket.status.in_(OPEN))
         .group_by(Ticket.assignee_id)
     )
-    return _Turn(team, members, {user_id: count for user_id, count in load})
+    return _Turn(team, members, {user_id: count for user_id, count in load if user_id})
 
 
 def _queued_teams(db: Session, *, member_id: int | None = None) -> list[int]:

@@ -45,7 +45,7 @@ def add_tickets(
     status: Status = Status.NEW,
 ) -> list[int]:
     """`count` tickets in one INSERT: where the point is assignment, not how tickets open."""
-    rows = [
+    rows: list[dict[str, object]] = [
         {
             "subject": f"Ticket {n}",
             "channel": Channel.API,

@@ -3,9 +3,12 @@ landing in a team) and the queue job."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import update
 
 from doxa.core.context import Context
@@ -97,6 +100,18 @@ class TestLeastOpen:
         ids = add_tickets(clean.sessions, make_user(), 3)
         assert land(clean.sessions, ids, team) == [c.id, b.id, a.id]
 
+    def test_the_queue_job_breaks_ties_by_who_it_assigned_longest_ago(
+        self, clean: Context, make_user: MakeUser, make_team: MakeTeam
+    ) -> None:
+        a, b = make_user(Role.AGENT), make_user(Role.AGENT)
+        _set(clean, a, last_assigned_at=utcnow() - timedelta(hours=2))
+        _set(clean, b, last_assigned_at=utcnow() - timedelta(hours=1))
+        add_tickets(clean.sessions, make_user(), 1, assignee=b)
+        team = make_team([a, b], assignment=Assignment.LEAST_OPEN)
+        ids = add_tickets(clean.sessions, make_user(), 2, team=team)
+        assert assignment.assign_waiting(clean.sessions) == 2
+        assert assignees(clean.sessions, ids) == [a.id, b.id]  # a was assigned just now
+
 
 class TestWhoMayTakeATicket:
     def test_only_active_available_staff_members_below_capacity(
@@ -160,6 +175,15 @@ class TestQueue:
         assert assignees(clean.sessions, ids) == [b.id, b.id, None, None, None]
         assert assignment.assign_waiting(clean.sessions) == 0  # b is full
 
+    def test_the_queue_job_takes_members_in_turn_oldest_ticket_first(
+        self, clean: Context, make_user: MakeUser, make_team: MakeTeam
+    ) -> None:
+        a, b, c = (make_user(Role.AGENT) for _ in range(3))
+        team = make_team([a, b, c])
+        ids = add_tickets(clean.sessions, make_user(), 7, team=team)
+        assert assignment.assign_waiting(clean.sessions) == 7
+        assert assignees(clean.sessions, ids) == [a.id, b.id, c.id] * 2 + [a.id]
+
     def test_the_queue_job_spreads_1000_waiting_tickets_250_each(
         self, clean: Context, make_user: MakeUser, make_team: MakeTeam
     ) -> None:
@@ -169,3 +193,43 @@ class TestQueue:
         assert assignment.assign_waiting(clean.sessions) == 1000
         assert Counter(assignees(clean.sessions, ids)) == {agent.id: 250 for agent in agents}
         assert Counter(system_assignments(clean.sessions).values()) == {1: 1000}
+
+
+class TestOneAssignerAtATime:
+    @pytest.mark.timing
+    def test_a_placement_in_another_team_waits_for_the_first_to_commit(
+        self, clean: Context, make_user: MakeUser, make_team: MakeTeam
+    ) -> None:
+        agent = make_user(Role.AGENT)
+        billing, sales = make_team([agent], capacity=1), make_team([agent], capacity=1)
+        add_tickets(clean.sessions, make_user(), 1, team=billing)
+        [other] = add_tickets(clean.sessions, make_user(), 1, team=sales)
+
+        def drain_sales() -> int:
+            with transaction(clean.sessions) as db:
+                return assignment.drain(db, sales.id, limit=1)
+
+        with clean.sessions() as first, ThreadPoolExecutor(1) as pool:
+            assert assignment.drain(first, billing.id, limit=1) == 1
+            second = pool.submit(drain_sales)
+            time.sleep(0.5)
+            assert not second.done()  # capacity spans teams: one assigner at a time
+            first.commit()
+            assert second.result(timeout=10) == 0  # the agent is full now
+        assert assignees(clean.sessions, [other]) == [None]
+
+    def test_a_ticket_landing_while_another_assigns_waits_for_the_queue_job(
+        self, clean: Context, make_user: MakeUser, make_team: MakeTeam
+    ) -> None:
+        if not clean.settings.on_postgresql:
+            pytest.skip("SQLite: the second writer waits for the first, so it never meets the lock")
+        agent = make_user(Role.AGENT)
+        billing, sales = make_team([agent]), make_team([agent])
+        add_tickets(clean.sessions, make_user(), 1, team=billing)
+        [landing] = add_tickets(clean.sessions, make_user(), 1)
+        with clean.sessions() as first:
+            assert assignment.drain(first, billing.id, limit=1) == 1
+            assert land(clean.sessions, [landing], sales) == [None]  # never waits for the lock
+            first.commit()
+        assert assignment.assign_waiting(clean.sessions) == 1
+        assert assignees(clean.sessions, [landing]) == [agent.id]
