@@ -183,7 +183,8 @@ def evaluate(
 ) -> list[Match]:
     """The rules that match, in order until a matching `stop`, with what each action would do.
     Changes nothing. `only_reading`: only rules whose conditions read one of these fields."""
-    rules = active_rules(db) if rules is None else rules
+    known = _known(db)
+    rules = known.rules if rules is None else rules
     if only_reading is not None:
         rules = [rule for rule in rules if rule.reads & only_reading]
     if not rules:
@@ -192,7 +193,7 @@ def evaluate(
     hours = business_hours or business_hours_now(db)
     facts = facts_of(db, ticket, reads=reads, business_hours=hours)
     matches: list[Match] = []
-    checks = _Checks(db)
+    checks = known.checks
     for rule in rules:
         if not rule.when.matches(facts):
             continue
@@ -302,22 +303,59 @@ def route_overdue(
     now: datetime | None = None,
 ) -> int:
     """Route tickets whose classification is later than `after` (the Periodic job). Rows
-    another process holds (classifying them) are skipped; `claim` makes sure no ticket is
-    routed twice, whichever process gets there."""
+    another process holds (classifying them) are skipped, and the claim (routed_at still
+    NULL) makes sure no ticket is routed twice, whichever process gets there."""
     at = now or utcnow()
     with transaction(sessions) as db:
-        query = (
-            select(Ticket)
+        waiting = (
+            select(Ticket.id)
             .where(Ticket.routed_at.is_(None), Ticket.created_at <= at - after)
             .order_by(Ticket.created_at, Ticket.id)
             .limit(limit)
         )
-        routed = 0
-        for ticket in db.scalars(backend(db).skip_locked(query)):
-            if claim(db, ticket, now=at):
-                route_safely(db, ticket)
-                routed += 1
-    return routed
+        ids = list(db.scalars(backend(db).skip_locked(waiting)))
+        if not ids:
+            return 0
+        claimed = list(
+            db.scalars(
+                update(Ticket)
+                .where(Ticket.id.in_(ids), Ticket.routed_at.is_(None))
+                .values(routed_at=at)
+                .returning(Ticket.id)
+                .execution_options(synchronize_session=False)
+            )
+        )
+        query = select(Ticket).where(Ticket.id.in_(claimed)).order_by(Ticket.id)
+        tickets = list(db.scalars(query.execution_options(populate_existing=True)))
+        for ticket in tickets:
+            route_safely(db, ticket)
+    return len(tickets)
+
+
+@dataclass
+class _Known:
+    """What one transaction has read of the rules and of what they name: a batch (the
+    fallback's, a classification batch) reads them once."""
+
+    transaction: object
+    rules: list[CompiledRule]
+    checks: _Checks
+
+
+_KNOWN = "doxa.routing.known"
+
+
+def _known(db: Session) -> _Known:
+    current = db.get_transaction()
+    known = db.info.get(_KNOWN)
+    if not isinstance(known, _Known) or known.transaction is not current:
+        known = db.info[_KNOWN] = _Known(current, active_rules(db), _Checks(db))
+    return known
+
+
+def forget(db: Session) -> None:
+    """After writing rules: the transaction reads them again."""
+    db.info.pop(_KNOWN, None)
 
 
 class _Checks:
