@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, func, select, update
+from sqlalchemy import CursorResult, func, null, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -33,6 +33,7 @@ from doxa.core.teams.models import Team
 from doxa.core.tickets import service as tickets
 from doxa.core.tickets.models import Message, Ticket, TicketTag
 from doxa.core.triage.labels import categories
+from doxa.core.users.models import User
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +142,20 @@ def _calendar_math() -> Callable[[Calendar, datetime], bool]:
 def facts_of(
     db: Session, ticket: Ticket, *, reads: Iterable[str], business_hours: BusinessHours
 ) -> Facts:
-    """What conditions see of the ticket; the opening message only when a rule reads `body`."""
-    email = ticket.requester.email if ticket.requester is not None else None
+    """What conditions see of the ticket: one query for the requester's address and, when a
+    rule reads `body`, the opening message's first BODY_CHARS characters."""
+    body = None
+    if "body" in reads:
+        opening = select(func.substr(Message.body, 1, BODY_CHARS)).where(
+            Message.ticket_id == ticket.id
+        )
+        body = opening.order_by(Message.id).limit(1).scalar_subquery()
+    row = db.execute(
+        select(User.email, body if body is not None else null()).where(
+            User.id == ticket.requester_id
+        )
+    ).one_or_none()
+    email = row[0] if row is not None else None
     values: dict[str, Any] = {
         "channel": ticket.channel,
         "mailbox": ticket.mailbox,
@@ -155,17 +168,9 @@ def facts_of(
         "ai_confidence": ticket.ai_confidence,
         "priority": ticket.priority,
         "authenticated": ticket.authenticated,
+        "body": (row[1] if row is not None else None) or "",
     }
-    if "body" in reads:
-        values["body"] = opening_body(db, ticket.id)
     return Facts(values, metadata=ticket.meta or {}, in_business_hours=business_hours)
-
-
-def opening_body(db: Session, ticket_id: int) -> str:
-    """The first BODY_CHARS characters of the message that opened the ticket."""
-    body = func.substr(Message.body, 1, BODY_CHARS)
-    query = select(body).where(Message.ticket_id == ticket_id).order_by(Message.id).limit(1)
-    return db.scalar(query) or ""
 
 
 def evaluate(
@@ -178,7 +183,8 @@ def evaluate(
 ) -> list[Match]:
     """The rules that match, in order until a matching `stop`, with what each action would do.
     Changes nothing. `only_reading`: only rules whose conditions read one of these fields."""
-    rules = active_rules(db) if rules is None else rules
+    known = _known(db)
+    rules = known.rules if rules is None else rules
     if only_reading is not None:
         rules = [rule for rule in rules if rule.reads & only_reading]
     if not rules:
@@ -187,7 +193,7 @@ def evaluate(
     hours = business_hours or business_hours_now(db)
     facts = facts_of(db, ticket, reads=reads, business_hours=hours)
     matches: list[Match] = []
-    checks = _Checks(db)
+    checks = known.checks
     for rule in rules:
         if not rule.when.matches(facts):
             continue
@@ -207,22 +213,40 @@ def route(
     """Run the rules on the ticket: each applied action an event naming the rule, each skipped
     one an event saying why."""
     matches = evaluate(db, ticket, only_reading=only_reading, business_hours=business_hours)
-    for match in matches:
-        actor = Actor.rule(match.rule.id, match.rule.name)
-        for step in match.steps:
-            if step.skipped is None:
-                _apply(db, ticket, step.action, actor)
-            else:
-                record(
-                    db,
-                    ticket,
-                    EventType.TICKET_UPDATED,
-                    actor=actor,
-                    data={"skipped": step.action.as_json(), "reason": step.skipped},
-                    public=False,
-                )
-    db.flush()
+    apply(db, ticket, matches)
     return matches
+
+
+def apply(db: Session, ticket: Ticket, matches: list[Match]) -> None:
+    """The matching rules' actions, in order. Written in one flush at the end (the ticket's
+    fields in one UPDATE, the events in one INSERT): each action's event otherwise flushed
+    the one before it, three statements an action."""
+    tags: list[str] | None = None
+    with db.no_autoflush:
+        for match in matches:
+            actor = Actor.rule(match.rule.id, match.rule.name)
+            for step in match.steps:
+                if step.skipped is not None:
+                    record(
+                        db,
+                        ticket,
+                        EventType.TICKET_UPDATED,
+                        actor=actor,
+                        data={"skipped": step.action.as_json(), "reason": step.skipped},
+                        public=False,
+                    )
+                elif step.action.field == ADD_TAG:
+                    if tags is None:
+                        query = select(TicketTag.tag).where(TicketTag.ticket_id == ticket.id)
+                        tags = list(db.scalars(query))
+                    if step.action.value not in tags:
+                        tags = [*tags, step.action.value]
+                        tickets.change(db, ticket, {"tags": tags}, actor=actor)
+                else:
+                    tickets.change(
+                        db, ticket, {step.action.field: _value(step.action)}, actor=actor
+                    )
+    db.flush()
 
 
 def route_safely(
@@ -232,13 +256,16 @@ def route_safely(
     only_reading: frozenset[str] | None = None,
     business_hours: BusinessHours | None = None,
 ) -> None:
-    """`route`, in a savepoint: whatever goes wrong in a rule is rolled back and logged, the
-    ticket and the caller's work stay. The caller's transaction must have written already
-    (`claim` does): on SQLite a savepoint opened first would become the transaction itself."""
+    """`route`, never raising: the actions are applied in a savepoint (only when some rule
+    matched), and whatever goes wrong is rolled back to it and logged; the ticket and the
+    caller's work stay. The caller's transaction must have written already (`claim` does): on
+    SQLite a savepoint opened first would become the transaction itself."""
     ticket_id = ticket.id
     try:
-        with db.begin_nested():
-            route(db, ticket, only_reading=only_reading, business_hours=business_hours)
+        matches = evaluate(db, ticket, only_reading=only_reading, business_hours=business_hours)
+        if any(match.steps for match in matches):
+            with db.begin_nested():
+                apply(db, ticket, matches)
     except Exception as exc:  # a rule must never fail intake or classification
         log.warning("routing ticket %s failed, left as it was: %r", ticket_id, exc)
 
@@ -276,22 +303,59 @@ def route_overdue(
     now: datetime | None = None,
 ) -> int:
     """Route tickets whose classification is later than `after` (the Periodic job). Rows
-    another process holds (classifying them) are skipped; `claim` makes sure no ticket is
-    routed twice, whichever process gets there."""
+    another process holds (classifying them) are skipped, and the claim (routed_at still
+    NULL) makes sure no ticket is routed twice, whichever process gets there."""
     at = now or utcnow()
     with transaction(sessions) as db:
-        query = (
-            select(Ticket)
+        waiting = (
+            select(Ticket.id)
             .where(Ticket.routed_at.is_(None), Ticket.created_at <= at - after)
             .order_by(Ticket.created_at, Ticket.id)
             .limit(limit)
         )
-        routed = 0
-        for ticket in db.scalars(backend(db).skip_locked(query)):
-            if claim(db, ticket, now=at):
-                route_safely(db, ticket)
-                routed += 1
-    return routed
+        ids = list(db.scalars(backend(db).skip_locked(waiting)))
+        if not ids:
+            return 0
+        claimed = list(
+            db.scalars(
+                update(Ticket)
+                .where(Ticket.id.in_(ids), Ticket.routed_at.is_(None))
+                .values(routed_at=at)
+                .returning(Ticket.id)
+                .execution_options(synchronize_session=False)
+            )
+        )
+        query = select(Ticket).where(Ticket.id.in_(claimed)).order_by(Ticket.id)
+        tickets = list(db.scalars(query.execution_options(populate_existing=True)))
+        for ticket in tickets:
+            route_safely(db, ticket)
+    return len(tickets)
+
+
+@dataclass
+class _Known:
+    """What one transaction has read of the rules and of what they name: a batch (the
+    fallback's, a classification batch) reads them once."""
+
+    transaction: object
+    rules: list[CompiledRule]
+    checks: _Checks
+
+
+_KNOWN = "doxa.routing.known"
+
+
+def _known(db: Session) -> _Known:
+    current = db.get_transaction()
+    known = db.info.get(_KNOWN)
+    if not isinstance(known, _Known) or known.transaction is not current:
+        known = db.info[_KNOWN] = _Known(current, active_rules(db), _Checks(db))
+    return known
+
+
+def forget(db: Session) -> None:
+    """After writing rules: the transaction reads them again."""
+    db.info.pop(_KNOWN, None)
 
 
 class _Checks:
@@ -321,15 +385,9 @@ class _Checks:
         return None
 
 
-def _apply(db: Session, ticket: Ticket, action: Action, actor: Actor) -> None:
-    if action.field == ADD_TAG:
-        tags = list(db.scalars(select(TicketTag.tag).where(TicketTag.ticket_id == ticket.id)))
-        if action.value not in tags:
-            tickets.change(db, ticket, {"tags": [*tags, action.value]}, actor=actor)
-        return
-    value: object = action.value
+def _value(action: Action) -> object:
     if action.field == "priority":
-        value = Priority(action.value)
-    elif action.field == "status":
-        value = Status(action.value)
-    tickets.change(db, ticket, {action.field: value}, actor=actor)
+        return Priority(action.value)
+    if action.field == "status":
+        return Status(action.value)
+    return action.value

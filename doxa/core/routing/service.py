@@ -52,6 +52,7 @@ def create_rule(db: Session, data: RuleCreate, *, actor: User) -> Rule:
     rule.when, rule.then = _checked(db, data.when, data.then)
     db.add(rule)
     db.flush()
+    engine.forget(db)
     return rule
 
 
@@ -70,6 +71,7 @@ def update_rule(db: Session, rule_id: int, data: RuleUpdate, *, actor: User) -> 
     when = data.when if "when" in sent else rule.when
     rule.when, rule.then = _checked(db, when, data.then if data.then is not None else rule.then)
     db.flush()
+    engine.forget(db)
     return rule
 
 
@@ -77,6 +79,7 @@ def delete_rule(db: Session, rule_id: int, *, actor: User) -> None:
     require_role(actor, Role.ADMIN)
     db.delete(get_rule(db, rule_id, actor=actor))
     db.flush()
+    engine.forget(db)
 
 
 def dry_run(db: Session, ticket_id: int, *, actor: User) -> RuleTestRead:

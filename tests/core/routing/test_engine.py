@@ -3,6 +3,7 @@ injected clock), a late classification, and never failing what called them."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -156,3 +157,23 @@ def test_whatever_fails_in_a_rule_is_rolled_back_and_the_caller_goes_on(
     db.refresh(ticket)
     assert ticket.priority is Priority.NORMAL and ticket.routed_at is not None
     assert "calendar math exploded" in caplog.text
+
+
+def test_two_fallbacks_at_once_route_each_ticket_once(
+    clean: Context, make_ticket: MakeTicket, make_rule: MakeRule
+) -> None:
+    """As two `doxa serve` processes' jobs would: each ticket claimed by one of them."""
+    make_rule({"set": "priority", "value": "high"})
+    made = [make_ticket() for _ in range(30)]
+    later = _ticket(clean, made[-1].id).created_at + timedelta(minutes=1)
+
+    def drain() -> int:
+        routed = 0
+        while count := engine.route_overdue(clean.sessions, now=later, limit=4):
+            routed += count
+        return routed
+
+    with ThreadPoolExecutor(2) as pool:
+        totals = list(pool.map(lambda _: drain(), range(2)))
+    assert sum(totals) == 30
+    assert all(len(rule_events(clean, ticket.id)) == 1 for ticket in made)
