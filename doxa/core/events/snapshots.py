@@ -43,4 +43,3 @@ def jsonable(changes: dict[str, list[Any]]) -> dict[str, list[Any]]:
     """`{field: [before, after]}` with enums, dates and the like as the API writes them."""
     result: dict[str, list[Any]] = to_jsonable_python(changes)
     return result
-

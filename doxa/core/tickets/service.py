@@ -204,4 +204,3 @@ def first_body(db: Session, ticket_id: int) -> str:
     body = func.substr(Message.body, 1, FIRST_BODY_CHARS)
     query = select(body).where(Message.ticket_id == ticket_id).order_by(Message.id)
     return db.scalar(query.limit(1)) or ""
-

@@ -60,9 +60,7 @@ def classify(db: Session, ticket: Ticket, model: Classifier, *, threshold: float
             _set(ticket, "classification_state", ClassificationState.FAILED, changes)
         _set(ticket, "needs_triage", True, changes)
         # A failure changes nothing the requester sees: staff's history only.
-        record(
-            db, ticket, EventType.TICKET_CLASSIFIED, actor=SYSTEM, changes=changes, public=False
-        )
+        record(db, ticket, EventType.TICKET_CLASSIFIED, actor=SYSTEM, changes=changes, public=False)
         return
     apply(db, ticket, prediction, threshold=threshold)
 
@@ -85,9 +83,7 @@ def apply(db: Session, ticket: Ticket, prediction: Prediction, *, threshold: flo
         _set(ticket, "category", ticket.pinned_category or prediction.category, changes)
         _set(ticket, "priority", Priority(prediction.priority), changes)
     public = bool({"category", "priority"} & changes.keys())
-    record(
-        db, ticket, EventType.TICKET_CLASSIFIED, actor=SYSTEM, changes=changes, public=public
-    )
+    record(db, ticket, EventType.TICKET_CLASSIFIED, actor=SYSTEM, changes=changes, public=public)
 
 
 def _set(ticket: Ticket, field: str, value: object, changes: dict[str, list[object]]) -> None:
