@@ -19,6 +19,11 @@ from tests.conftest import AsUser, MakeTicket, MakeUser
 SURE = Prediction("billing", 0.97, "high", 0.9, "test-model", ("invoice", "charged"))
 
 
+class Broken:
+    def predict(self, subject: str, body: str) -> Prediction:
+        raise RuntimeError("model file missing")
+
+
 def _events(api: TestClient, ticket_id: int, **params: Any) -> list[dict[str, Any]]:
     response = api.get(f"/api/v1/tickets/{ticket_id}/events", params=params)
     assert response.status_code == 200, response.text
@@ -83,6 +88,21 @@ class TestWhoSeesWhat:
         assert everything[2]["data"]["ai_category"] == "billing"
         assert everything[2]["data"]["ai_explanation"] == ["invoice", "charged"]
         assert everything[2]["data"]["changes"]["ai_category"] == [None, "billing"]
+
+    def test_a_failed_classification_is_in_staffs_history_only(
+        self, clean: Context, as_user: AsUser, make_user: MakeUser, make_ticket: MakeTicket
+    ) -> None:
+        owner = make_user(Role.CLIENT)
+        ticket = make_ticket(owner)
+        with transaction(clean.sessions) as db:
+            triage.classify(db, db.get_one(Ticket, ticket.id), Broken(), threshold=0.5)
+        staff = _events(as_user(make_user(Role.AGENT)), ticket.id)
+        assert staff[-1]["type"] == "ticket.classified"
+        assert staff[-1]["data"]["changes"] == {
+            "error": [None, "model file missing"],
+            "needs_triage": [False, True],
+        }
+        assert "ticket.classified" not in [e["type"] for e in _events(as_user(owner), ticket.id)]
 
     def test_an_event_shows_the_message_as_the_reader_reads_it(
         self, as_user: AsUser, make_user: MakeUser, make_ticket: MakeTicket
