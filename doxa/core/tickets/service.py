@@ -120,9 +120,9 @@ def update_ticket(db: Session, ticket_id: int, data: TicketUpdate, *, actor: Use
             _learn(db, ticket, name, changes[name], actor=actor)
     nullable = {"assignee_id", "team_id"}
     wanted = {k: v for k, v in changes.items() if v is not None or k in nullable}
-    change(db, ticket, wanted, actor=Actor.of(actor))
     if {"priority", "category"} & changes.keys():
-        ticket.needs_triage = False  # a person decided
+        wanted["needs_triage"] = False  # a person decided
+    change(db, ticket, wanted, actor=Actor.of(actor))
     db.flush()
     return ticket
 
