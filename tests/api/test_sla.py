@@ -373,7 +373,10 @@ class TestSweep:
     ) -> None:
         make_policy(admin, {"normal": {"first_response": 60}}, warn_at=0.5)
         ticket = open_ticket(customer)
-        run = lambda: sweep.run(clean.sessions, now=time)  # noqa: E731
+
+        def run() -> int:
+            return sweep.run(clean.sessions, now=time)
+
         time.advance(minutes=29)
         assert run() == 0
         time.advance(minutes=1)
@@ -452,7 +455,7 @@ class TestLists:
             },
             office=False,
         )
-        ids = {}
+        ids: dict[str, list[int]] = {}
         for priority in ("low", "urgent", "normal", "high", "urgent"):
             ids.setdefault(priority, []).append(open_ticket(customer, priority=priority)["id"])
         time.advance(minutes=45)
