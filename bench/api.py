@@ -420,8 +420,8 @@ INSERT INTO ticket (id, subject, status, priority, category, channel, requester_
 SELECT g, 'Problem with ' || w, (ARRAY['new','open','pending','resolved','closed'])[1 + g % 5],
     (ARRAY['low','normal','normal','high','urgent'])[1 + g % 5], NULL, 'email',
     :first_client + (g::bigint * 7919) % :clients, 1 + g % :agents, 'support@bench.example',
-    '[]', false, 'done', NULL, 'normal', 0.5, 0.5, 'bench-1', 1, '{}', 'Problem with ' || w, '', false, 0,
-    false, '[]', '[]', t, t
+    '[]', false, 'done', NULL, 'normal', 0.5, 0.5, 'bench-1', 1, '{}', 'Problem with ' || w,
+    '', false, 0, false, '[]', '[]', t, t
 FROM generate_series(1, CAST(:total AS int)) AS g,
     LATERAL (SELECT (CAST(:words AS text[]))[1 + (g * 31) % cardinality(CAST(:words AS text[]))]
             || ' ' || g AS w,
