@@ -480,3 +480,21 @@ class TestLists:
     def test_a_cursor_of_another_order_is_refused(self, agent: TestClient) -> None:
         response = agent.get("/api/v1/tickets", params={"sort": "sla_due", "cursor": "aWQ6NQ"})
         assert response.status_code == 422
+
+
+class TestExamples:
+    def test_the_documented_examples_are_accepted_as_written(self, admin: TestClient) -> None:
+        schemas = admin.get("/openapi.json").json()["components"]["schemas"]
+
+        def example(name: str) -> dict[str, Any]:
+            value: dict[str, Any] = schemas[name]["examples"][0]
+            return value
+
+        calendar = admin.post("/api/v1/calendars", json=example("CalendarCreate"))
+        assert calendar.status_code == 201, calendar.text
+        path = f"/api/v1/calendars/{calendar.json()['id']}"
+        assert admin.patch(path, json=example("CalendarUpdate")).status_code == 200
+        policy = admin.post("/api/v1/sla-policies", json=example("SlaPolicyCreate"))
+        assert policy.status_code == 201, policy.text
+        path = f"/api/v1/sla-policies/{policy.json()['id']}"
+        assert admin.patch(path, json=example("SlaPolicyUpdate")).status_code == 200

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from doxa.core.enums import ClassificationState, EventType, Priority, Role
 from doxa.core.events.record import SYSTEM, record
+from doxa.core.sla import clock
 from doxa.core.tickets.access import get_readable
 from doxa.core.tickets.models import Ticket
 from doxa.core.tickets.service import first_body
@@ -78,6 +79,7 @@ def apply(db: Session, ticket: Ticket, prediction: Prediction, *, threshold: flo
         _set(ticket, "category", ticket.pinned_category or prediction.category, changes)
         _set(ticket, "priority", Priority(prediction.priority), changes)
     record(db, ticket, EventType.TICKET_CLASSIFIED, actor=SYSTEM, changes=changes)
+    clock.follow(db, ticket, changes)  # the label may choose another SLA policy
 
 
 def _set(ticket: Ticket, field: str, value: object, changes: dict[str, list[object]]) -> None:
