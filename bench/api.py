@@ -395,6 +395,7 @@ def seed_bulk(engine: sa.Engine, total: int) -> None:
         raise SystemExit("--bulk seeds PostgreSQL only")
     with engine.begin() as connection:
         people = seed_users(connection, total)
+        seed_teams(connection)
         words = sorted({word for _, each in TOPICS.values() for word in each})
         connection.execute(
             sa.text(BULK_TICKETS),
@@ -415,13 +416,13 @@ BULK_TICKETS = """
 INSERT INTO ticket (id, subject, status, priority, category, channel, requester_id, assignee_id,
     mailbox, cc, needs_triage, classification_state, ai_category, ai_priority, ai_confidence,
     ai_priority_confidence, ai_model_version, classification_attempts, metadata, search_text,
-    note_text, authenticated, event_sequence, staff_routed, sla_breached, sla_warned,
+    note_text, authenticated, event_sequence, staff_routed, sla_breached, sla_warned, team_id,
     created_at, updated_at)
 SELECT g, 'Problem with ' || w, (ARRAY['new','open','pending','resolved','closed'])[1 + g % 5],
     (ARRAY['low','normal','normal','high','urgent'])[1 + g % 5], NULL, 'email',
     :first_client + (g::bigint * 7919) % :clients, 1 + g % :agents, 'support@bench.example',
     '[]', false, 'done', NULL, 'normal', 0.5, 0.5, 'bench-1', 1, '{}', 'Problem with ' || w,
-    '', false, 0, false, '[]', '[]', t, t
+    '', false, 0, false, '[]', '[]', CASE WHEN g % 4 = 0 THEN NULL ELSE 1 + g % 3 END, t, t
 FROM generate_series(1, CAST(:total AS int)) AS g,
     LATERAL (SELECT (CAST(:words AS text[]))[1 + (g * 31) % cardinality(CAST(:words AS text[]))]
             || ' ' || g AS w,
@@ -430,24 +431,29 @@ FROM generate_series(1, CAST(:total AS int)) AS g,
 """
 
 
+def seed_teams(connection: sa.Connection) -> None:
+    """Three teams, which hold three quarters of the tickets (`seed_sla`, or `seed_bulk`'s
+    INSERT)."""
+    team = Base.metadata.tables["team"]
+    if connection.scalar(sa.select(sa.func.count()).select_from(team)):
+        return
+    rows = [{"id": n, "name": f"Team {n}", "assignment": "manual"} for n in range(1, 4)]
+    connection.execute(team.insert(), rows)
+
+
 def seed_sla(engine: sa.Engine) -> None:
     """Three teams hold three quarters of the tickets; 5 % are open under a policy with a
     first response due within ten days of now, 1 % of all breached (due in the last day)."""
     tables = Base.metadata.tables
     now = datetime.now(UTC)
     with engine.begin() as connection:
-        connection.execute(
-            tables["team"].insert(),
-            [{"id": n, "name": f"Team {n}", "assignment": "manual"} for n in range(1, 4)],
-        )
+        seed_teams(connection)
         connection.execute(
             tables["sla_policy"].insert(),
             [{"id": 1, "name": "Bench", "targets": {"normal": {"first_response": 240}}}],
         )
         connection.execute(
-            sa.text(
-                "UPDATE ticket SET team_id = CASE WHEN id % 4 = 0 THEN NULL ELSE 1 + id % 3 END"
-            )
+            sa.text("UPDATE ticket SET team_id = 1 + id % 3 WHERE team_id IS NULL AND id % 4 <> 0")
         )
         kind = type(backend(engine))
         moment = now.isoformat() if kind is PostgreSQL else now.strftime("%Y-%m-%d %H:%M:%S.%f")
@@ -458,16 +464,18 @@ def seed_sla(engine: sa.Engine) -> None:
 
 
 # Due: breached ones up to a day ago, the others up to ten days ahead (minutes from `now`).
+_BREACHED = """CASE WHEN id % 100 = 0 THEN '["first_response"]' ELSE '[]' END"""
 _DUE_MINUTES = "(CASE WHEN id % 100 = 0 THEN -(id % 1440) ELSE ((id % 14400) * 7919) % 14400 END)"
 _DUE = {
     PostgreSQL: f"(CAST(:now AS timestamptz) + make_interval(mins => {_DUE_MINUTES}))",
     SQLite: f"strftime('%Y-%m-%d %H:%M:%f', :now, {_DUE_MINUTES} || ' minutes')",
 }
+_JSON = {PostgreSQL: "CAST({} AS json)", SQLite: "{}"}
 # Built from the constants above only (no input): S608 does not apply.
 SLA_UPDATE = {
     kind: "UPDATE ticket SET status = 'open', sla_policy_id = 1, "  # noqa: S608
     "sla_state = CASE WHEN id % 100 = 0 THEN 'breached' ELSE 'ok' END, "
-    """sla_breached = CASE WHEN id % 100 = 0 THEN '["first_response"]' ELSE '[]' END, """
+    f"sla_breached = {_JSON[kind].format(_BREACHED)}, "
     f"sla_due_at = {due}, first_response_due_at = {due}, "
     f"sla_alarm_at = CASE WHEN id % 100 = 0 THEN NULL ELSE {due} END WHERE id % 20 = 0"
     for kind, due in _DUE.items()
@@ -480,6 +488,10 @@ def prepare(context: Context, tickets: int, *, reuse: bool, bulk: bool = False) 
         existing = connection.scalar(sa.text("SELECT count(*) FROM ticket")) or 0
     if reuse and existing >= tickets:
         print(f"reusing {existing:,} tickets", file=sys.stderr)
+        with context.engine.connect() as connection:
+            policies = connection.scalar(sa.text("SELECT count(*) FROM sla_policy"))
+        if not policies:
+            seed_sla(context.engine)
         return int(existing)
     if existing:
         raise SystemExit(f"the database already holds {existing:,} tickets: use a fresh one")
