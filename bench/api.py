@@ -398,7 +398,7 @@ def seed_bulk(engine: sa.Engine, total: int) -> None:
         seed_teams(connection)
         words = sorted({word for _, each in TOPICS.values() for word in each})
         connection.execute(
-            sa.text(BULK_TICKETS),
+            sa.text(BULK_TICKETS.replace("TEAM_OF_G", TEAM.replace("id", "g"))),
             {
                 "total": total,
                 "clients": len(people.clients),
@@ -422,13 +422,22 @@ SELECT g, 'Problem with ' || w, (ARRAY['new','open','pending','resolved','closed
     (ARRAY['low','normal','normal','high','urgent'])[1 + g % 5], NULL, 'email',
     :first_client + (g::bigint * 7919) % :clients, 1 + g % :agents, 'support@bench.example',
     '[]', false, 'done', NULL, 'normal', 0.5, 0.5, 'bench-1', 1, '{}', 'Problem with ' || w,
-    '', false, 0, false, '[]', '[]', CASE WHEN g % 4 = 0 THEN NULL ELSE 1 + g % 3 END, t, t
+    '', false, 0, false, '[]', '[]', TEAM_OF_G, t, t
 FROM generate_series(1, CAST(:total AS int)) AS g,
     LATERAL (SELECT (CAST(:words AS text[]))[1 + (g * 31) % cardinality(CAST(:words AS text[]))]
             || ' ' || g AS w,
                     CAST(:epoch AS timestamptz)
             + make_interval(secs => CAST(:span AS float8) * g / CAST(:total AS int)) AS t) AS x
 """
+
+
+# A ticket's team: none for a quarter of them (id % 4 = 0) but those under an SLA
+# (id % 20 = 0), which the three teams share.
+TEAM = (
+    "(CASE WHEN id % 20 = 0 THEN 1 + (id / 20) % 3 WHEN id % 4 = 0 THEN NULL ELSE 1 + id % 3 END)"
+)
+
+TEAM_UPDATE = f"UPDATE ticket SET team_id = {TEAM} WHERE team_id IS NULL AND {TEAM} IS NOT NULL"  # noqa: S608
 
 
 def seed_teams(connection: sa.Connection) -> None:
@@ -452,9 +461,7 @@ def seed_sla(engine: sa.Engine) -> None:
             tables["sla_policy"].insert(),
             [{"id": 1, "name": "Bench", "targets": {"normal": {"first_response": 240}}}],
         )
-        connection.execute(
-            sa.text("UPDATE ticket SET team_id = 1 + id % 3 WHERE team_id IS NULL AND id % 4 <> 0")
-        )
+        connection.execute(sa.text(TEAM_UPDATE))
         kind = type(backend(engine))
         moment = now.isoformat() if kind is PostgreSQL else now.strftime("%Y-%m-%d %H:%M:%S.%f")
         connection.execute(sa.text(SLA_UPDATE[kind]), {"now": moment})
