@@ -478,6 +478,17 @@ class TestLists:
                 break
         assert order == [*ids["urgent"], *ids["high"], *ids["normal"], *ids["low"]]
 
+    def test_a_search_sorted_by_due_time_lists_only_its_matches(
+        self, admin: TestClient, agent: TestClient, customer: TestClient, time: FakeClock
+    ) -> None:
+        make_policy(admin, {"normal": {"first_response": 60}, "high": {"first_response": 30}})
+        later = open_ticket(customer, subject="Printer jam")["id"]
+        open_ticket(customer, subject="VPN down", priority="high")
+        sooner = open_ticket(customer, subject="Printer smoking", priority="high")["id"]
+        params = {"q": "printer", "sort": "sla_due"}
+        found = agent.get("/api/v1/tickets", params=params).json()["items"]
+        assert [t["id"] for t in found] == [sooner, later]
+
     def test_a_cursor_of_another_order_is_refused(self, agent: TestClient) -> None:
         response = agent.get("/api/v1/tickets", params={"sort": "sla_due", "cursor": "aWQ6NQ"})
         assert response.status_code == 422
