@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from doxa.core.enums import Priority, Role, SlaState, Status
+from doxa.core.enums import Channel, Priority, Role, SlaState, Status
 from doxa.core.events.record import SYSTEM
 from doxa.core.sla import clock
 from doxa.core.sla.models import SlaPolicy
@@ -68,3 +68,15 @@ class TestClock:
             and ticket.sla_due_at is None
             and ticket.sla_alarm_at is None
         )
+
+    def test_a_new_channel_chooses_the_policy_again(self, db: Session) -> None:
+        mail = {"all": [{"field": "channel", "op": "is", "value": "email"}]}
+        db.add(
+            SlaPolicy(name="Mail", when=mail, position=0, targets={"normal": {"resolution": 30}})
+        )
+        db.add(SlaPolicy(name="Rest", position=1, targets={"normal": {"resolution": 600}}))
+        ticket = _ticket(db)  # through the API
+        assert ticket.resolution_due_at is not None
+        api_due = ticket.resolution_due_at
+        tickets.change(db, ticket, {"channel": Channel.EMAIL}, actor=SYSTEM)
+        assert ticket.resolution_due_at is not None and ticket.resolution_due_at < api_due
