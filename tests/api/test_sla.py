@@ -182,6 +182,10 @@ class TestPolicies:
                 {"when": {"any": [{"field": "business_hours", "op": "is", "value": 7}]}},
                 "when: business_hours names no calendar 7",
             ),
+            (
+                {"when": {"any": [{"field": "business_hours", "op": "is", "value": 2**40}]}},
+                f"when: business_hours names no calendar {2**40}",
+            ),
         ],
     )
     def test_a_policy_that_cannot_be_read_is_refused_naming_the_path(
