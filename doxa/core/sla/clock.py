@@ -41,8 +41,9 @@ time_source: Callable[[], datetime] = utcnow
 
 STOPPED = frozenset({Status.PENDING, Status.RESOLVED, Status.CLOSED})
 FINISHED = frozenset({Status.RESOLVED, Status.CLOSED})
-# A change to these fields chooses the policy again (SPEC).
-REAPPLY = frozenset({"priority", "team_id", "channel"})
+# A change to these fields chooses the policy again (SPEC: priority, team, channel; and the
+# category, so that the AI's label or an agent's correction chooses the deadline too).
+REAPPLY = frozenset({"priority", "team_id", "channel", "category"})
 DUE = {
     "first_response": "first_response_due_at",
     "next_response": "next_response_due_at",
@@ -89,7 +90,7 @@ def follow(
     now: datetime | None = None,
 ) -> None:
     """After a change to the ticket's fields (names, or `{field: [before, after]}`): stop or
-    run the clock (status), choose the policy again (priority, team, channel)."""
+    run the clock (status), choose the policy again (priority, team, channel, category)."""
     names = set(changed)
     if not names & (REAPPLY | {"status"}):
         return

@@ -16,6 +16,7 @@ from doxa.core.enums import Priority, Role
 from doxa.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from doxa.core.routing.conditions import read_when
 from doxa.core.routing.models import Rule
+from doxa.core.schemas import MAX_ID
 from doxa.core.sla.calendars import DAYS, minute_of_day
 from doxa.core.sla.models import Calendar, SlaPolicy
 from doxa.core.sla.schemas import CalendarCreate, CalendarUpdate, SlaPolicyCreate, SlaPolicyUpdate
@@ -216,7 +217,7 @@ def _set_policy(db: Session, policy: SlaPolicy, data: BaseModel, fields: set[str
     if "when" in values:
         when = read_when(values["when"], "when")
         for calendar_id in sorted(when.calendar_ids()):
-            if db.get(Calendar, calendar_id) is None:
+            if calendar_id > MAX_ID or db.get(Calendar, calendar_id) is None:
                 raise InvalidInput(f"when: business_hours names no calendar {calendar_id}")
         policy.when = values["when"]
     if "calendar_id" in values:

@@ -47,15 +47,19 @@ def sweep(db: Session, *, now: datetime) -> tuple[int, int]:
     )
     with db.no_autoflush:  # the ticket rows are written once, with the events, at the end
         claimed = set(db.scalars(claim))
-        fired = sum(_ring(db, ticket, now) for ticket in tickets if ticket.id in claimed)
+        terms: dict[int, clock.Terms | None] = {}  # each policy read once a pass
+        fired = sum(_ring(db, t, now, terms) for t in tickets if t.id in claimed)
     db.flush()
     return fired, len(tickets)
 
 
-def _ring(db: Session, ticket: Ticket, now: datetime) -> int:
+def _ring(db: Session, ticket: Ticket, now: datetime, known: dict[int, clock.Terms | None]) -> int:
     """The ticket's alarms that have come, as events (the ticket is this sweeper's)."""
     set_committed_value(ticket, "sla_alarm_at", None)
-    terms = clock.terms_of(db, ticket)
+    key = ticket.sla_policy_id or 0
+    if key not in known:
+        known[key] = clock.terms_of(db, ticket)
+    terms = known[key]
     if terms is None:
         return 0
     come = [alarm for alarm in clock.alarms(terms, ticket) if alarm[0] <= now]

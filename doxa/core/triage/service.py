@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from doxa.core.enums import ClassificationState, EventType, Priority, Role
 from doxa.core.events.record import SYSTEM, record
 from doxa.core.routing import engine as routing
+from doxa.core.sla import clock
 from doxa.core.tickets.access import get_readable
 from doxa.core.tickets.models import Ticket
 from doxa.core.tickets.service import first_body
@@ -86,6 +87,7 @@ def apply(db: Session, ticket: Ticket, prediction: Prediction, *, threshold: flo
         _set(ticket, "priority", Priority(prediction.priority), changes)
     public = bool({"category", "priority"} & changes.keys())
     record(db, ticket, EventType.TICKET_CLASSIFIED, actor=SYSTEM, changes=changes, public=public)
+    clock.follow(db, ticket, changes)  # the label may choose another SLA policy
     routing.after_classification(db, ticket)
 
 

@@ -13,7 +13,6 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, selectinload
 
 from doxa.core.db import FullText, backend
-from doxa.core.errors import InvalidInput
 from doxa.core.schemas import MAX_PAGE_SIZE, Page, decode_cursor, encode_cursor
 from doxa.core.tickets.access import readable_by
 from doxa.core.tickets.models import Ticket, TicketTag
@@ -55,6 +54,9 @@ _BY_ENGINE: dict[FullText, MatchingIds] = {
     FullText.TSVECTOR: postgres.matching_ids,
     FullText.FTS5: sqlite.matching_ids,
 }
+
+
+_MATCHING = {FullText.TSVECTOR: postgres.matching, FullText.FTS5: sqlite.matching}
 
 
 def list_tickets(
@@ -112,9 +114,12 @@ def _by_due(
     cursor: str | None,
     limit: int,
 ) -> Page[TicketRead]:
-    """`sort=sla_due`: what breaches next, a page at a time."""
+    """`sort=sla_due`: what breaches next, a page at a time (with `q`, of the matches)."""
     if filters.q is not None:
-        raise InvalidInput("q does not combine with sort=sla_due")
+        terms = parse(filters.q)
+        if not terms:
+            return Page(items=[])
+        query = query.where(_MATCHING[backend(db).full_text](terms, staff=actor.is_staff))
     rows = list(db.scalars(sla.by_due(query, cursor).limit(limit + 1)))
     page = rows[:limit]
     return Page(

@@ -62,6 +62,11 @@ def matching_ids(
     return _pg_newest(db, scope, terms, staff=staff, want=want)
 
 
+def matching(terms: list[Term], *, staff: bool) -> ColumnElement[bool]:
+    """The query as a condition on ticket rows (for orders other than newest first)."""
+    return _pg_match(_VECTOR, terms, staff)
+
+
 def _pg_newest(
     db: Session, scope: Select[Ticket], terms: list[Term], *, staff: bool, want: int
 ) -> list[int]:

@@ -5,7 +5,7 @@ FTS5 instead costs 16-450 ms per 2,000 tickets at 100,000, reading its doclists 
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, Select, literal_column, table
+from sqlalchemy import ColumnElement, Select, literal_column, select, table
 from sqlalchemy.orm import Session
 
 from doxa.core.tickets.models import Ticket
@@ -34,6 +34,12 @@ def matching_ids(
     if after is not None:
         query = query.where(_FTS.c.rowid < after)
     return list(db.scalars(query.order_by(_FTS.c.rowid.desc()).limit(want)))
+
+
+def matching(terms: list[Term], *, staff: bool) -> ColumnElement[bool]:
+    """The query as a condition on ticket rows (for orders other than newest first)."""
+    found = select(_FTS.c.rowid).select_from(_FTS).where(_fts_match(terms, staff))
+    return Ticket.id.in_(found)
 
 
 def _fts_match(terms: list[Term], staff: bool) -> ColumnElement[bool]:
