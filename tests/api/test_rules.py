@@ -352,7 +352,10 @@ class TestTryingRules:
             ],
         }
         assert agent.get(f"/api/v1/tickets/{ticket.id}").json() == before
-        assert [e.type for e in _events(context, ticket.id)] == ["ticket.created", "message.created"]
+        assert [e.type for e in _events(context, ticket.id)] == [
+            "ticket.created",
+            "message.created",
+        ]
         with context.sessions() as db:
             assert db.get_one(Ticket, ticket.id).routed_at is None
 

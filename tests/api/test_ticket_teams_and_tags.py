@@ -31,7 +31,9 @@ def team(as_user: AsUser, make_user: MakeUser) -> dict[str, Any]:
 
 def changes(db: Session, ticket_id: int) -> list[dict[str, Any] | None]:
     """The ticket's updates, oldest first."""
-    query = select(Event.changes).where(Event.ticket_id == ticket_id, Event.type == "ticket.updated")
+    query = select(Event.changes).where(
+        Event.ticket_id == ticket_id, Event.type == "ticket.updated"
+    )
     query = query.order_by(Event.sequence)
     return list(db.scalars(query))
 
