@@ -10,7 +10,6 @@ intake: `route_safely` rolls a failing run back to its savepoint and logs one li
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -28,10 +27,11 @@ from doxa.core.events.record import Actor, record
 from doxa.core.routing.actions import ADD_TAG, Action, active_staff, read_then
 from doxa.core.routing.conditions import BODY_CHARS, Facts, When, read_when
 from doxa.core.routing.models import Rule
+from doxa.core.sla.calendars import in_business_hours
 from doxa.core.sla.models import Calendar
 from doxa.core.teams.models import Team
 from doxa.core.tickets import service as tickets
-from doxa.core.tickets.models import Message, Ticket, TicketTag
+from doxa.core.tickets.models import MAX_TAGS, Message, Ticket, TicketTag
 from doxa.core.triage.labels import categories
 from doxa.core.users.models import User
 
@@ -125,18 +125,10 @@ def business_hours_now(db: Session, moment: datetime | None = None) -> BusinessH
     def inside(calendar_id: int) -> bool:
         if calendar_id not in seen:
             calendar = db.get(Calendar, calendar_id)
-            seen[calendar_id] = calendar is not None and _calendar_math()(calendar, at)
+            seen[calendar_id] = calendar is not None and in_business_hours(calendar, at)
         return seen[calendar_id]
 
     return inside
-
-
-def _calendar_math() -> Callable[[Calendar, datetime], bool]:
-    try:  # written by the SLA work; until it is there, no calendar is in business hours
-        module = importlib.import_module("doxa.core.sla.calendars")
-        return cast(Callable[[Calendar, datetime], bool], module.in_business_hours)
-    except (ImportError, AttributeError):
-        return lambda _calendar, _moment: False
 
 
 def facts_of(
@@ -239,7 +231,7 @@ def apply(db: Session, ticket: Ticket, matches: list[Match]) -> None:
                     if tags is None:
                         query = select(TicketTag.tag).where(TicketTag.ticket_id == ticket.id)
                         tags = list(db.scalars(query))
-                    if step.action.value not in tags:
+                    if step.action.value not in tags and len(tags) < MAX_TAGS:
                         tags = [*tags, step.action.value]
                         tickets.change(db, ticket, {"tags": tags}, actor=actor)
                 else:
@@ -380,8 +372,6 @@ class _Checks:
         if action.field == "category":
             self.known = self.known if self.known is not None else categories(self.db)
             return None if value in self.known else f"unknown category {value!r}"
-        if action.field == ADD_TAG and not hasattr(Ticket, "tags"):
-            return "tags are not supported yet"
         return None
 
 

@@ -18,6 +18,7 @@ from doxa.core.enums import (
     Status,
     ThreadedBy,
 )
+from doxa.core.sla.models import SlaPolicy
 from doxa.core.teams.models import Team
 from doxa.core.users.models import User
 
@@ -103,6 +104,7 @@ class Ticket(Base):
     requester: Mapped[User] = relationship(foreign_keys=[requester_id])
     assignee: Mapped[User | None] = relationship(foreign_keys=[assignee_id])
     team: Mapped[Team | None] = relationship()
+    sla_policy: Mapped[SlaPolicy | None] = relationship()
     # Loaded when read (a page of tickets loads them with selectinload): intake never needs them.
     tag_rows: Mapped[list[TicketTag]] = relationship(
         cascade="all, delete-orphan", passive_deletes=True, order_by="TicketTag.tag"
