@@ -391,7 +391,7 @@ class TestSweep:
         assert run() == 1 and run() == 0
         read = sla(agent, ticket["id"])
         assert read["state"] == "breached" and read["breached"] == ["first_response"]
-        events = agent.get(f"/api/v1/tickets/{ticket['id']}/events").json()
+        events = agent.get(f"/api/v1/tickets/{ticket['id']}/events").json()["items"]
         fired = [
             (e["type"], e["data"]["target"], e["actor"]["type"])
             for e in events
@@ -420,7 +420,7 @@ class TestSweep:
             assert sweep.run(clean.sessions, now=time) == 2  # warning and breach, late
             assert sweep.run(clean.sessions, now=time) == 0
             agent.post(path, json={"body": "Here."})
-        events = agent.get(f"/api/v1/tickets/{ticket['id']}/events").json()
+        events = agent.get(f"/api/v1/tickets/{ticket['id']}/events").json()["items"]
         assert [e["type"] for e in events if e["type"].startswith("sla.")] == [
             "sla.warning",
             "sla.breached",

@@ -212,6 +212,9 @@ class TicketRead(BaseModel):
     @classmethod
     def seen_by(cls, ticket: Any, role: Role) -> TicketRead:
         """The ticket as someone with `role` may read it: why it was classified is for staff."""
+        # Load what may be lazy first: inside model_validate a database error (the server gone)
+        # would become a ValidationError, which no caller takes for the outage it is.
+        _ = (ticket.requester, ticket.team, ticket.tag_rows)
         read = cls.model_validate(ticket)
         if role is not Role.CLIENT:
             read.ai_explanation = ticket.ai_explanation
@@ -299,6 +302,7 @@ class MessageRead(BaseModel):
     @classmethod
     def seen_by(cls, message: Any, role: Role) -> MessageRead:
         """The message as someone with `role` may read it: delivery errors are for staff."""
+        _ = (message.author, message.attachments)  # loaded first, as in TicketRead.seen_by
         read = cls.model_validate(message)
         if role is not Role.CLIENT:
             read.delivery_error = message.delivery_error
