@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +22,21 @@ ROOT = Path(__file__).resolve().parents[1]
 DOXA = str(Path(sys.executable).with_name("doxa"))
 
 
-def quick_start() -> list[str]:
-    """The quick start's shell block, cut into its numbered steps."""
+def steps(heading: str) -> list[str]:
+    """The first shell block under `heading`, cut into its numbered steps."""
     readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Quick start with curl") :]
+    section = readme[readme.index(heading) :]
     block = re.search(r"```sh\n(.*?)```", section, re.DOTALL)
     assert block is not None
     return re.split(r"\n(?=# \d\. )", block.group(1).strip())
+
+
+def quick_start() -> list[str]:
+    return steps("## Quick start with curl")
+
+
+def walkthrough() -> list[str]:
+    return steps("## Teams, rules and service levels with curl")
 
 
 def answers(output: str) -> list[Any]:
@@ -69,6 +77,12 @@ class Server:
 
     def wait_until_classified(self, ticket_id: int, timeout: float = 60) -> None:
         """The mail is processed and classified in the background, a moment after its 250."""
+        self.wait_for(ticket_id, lambda ticket: ticket["classification_state"] == "done", timeout)
+
+    def wait_for(
+        self, ticket_id: int, done: Callable[[dict[str, Any]], bool], timeout: float = 60
+    ) -> None:
+        """Until the ticket, as the admin reads it, is `done`."""
         deadline = time.monotonic() + timeout
         url = f"http://127.0.0.1:{self.http}/api/v1"
         password = re.search(
@@ -81,10 +95,10 @@ class Server:
             response = httpx.get(
                 f"{url}/tickets/{ticket_id}", headers={"Authorization": f"Bearer {token}"}
             )
-            if response.status_code == 200 and response.json()["classification_state"] == "done":
+            if response.status_code == 200 and done(response.json()):
                 return
             time.sleep(0.2)
-        raise AssertionError(f"ticket {ticket_id} not classified in {timeout} s")
+        raise AssertionError(f"ticket {ticket_id} not as wanted within {timeout} s")
 
 
 @pytest.fixture
@@ -142,3 +156,27 @@ class TestQuickStart:
         peek = 'curl -sS -H "Authorization: Bearer $BOB" http://127.0.0.1:8000/api/v1/tickets/1'
         out = answers(server.run("\n".join([login, client, peek])))
         assert out[-1]["status"] == 404
+
+
+class TestTeamsRulesAndServiceLevels:
+    def test_every_step_works_as_written(self, server: Server) -> None:
+        agents, calendar, team, policy, rule, mail, listing, history = walkthrough()
+        # One shell for the set-up (the steps share $AUTH and the ids); it also prints the ids.
+        shown = 'echo "{\\"agents\\": [$MARIA, $JOE], \\"team\\": $TEAM}"'
+        made = answers(server.run("\n".join([agents, calendar, team, policy, rule, shown])))
+        made_policy, made_rule, ids = made
+        assert made_policy["calendar_id"] is not None and made_rule["stop"] is False
+        assert server.run(mail) == ""
+        server.wait_for(1, lambda ticket: ticket["assignee_id"] is not None)
+        again = f"{agents.splitlines()[0]}\n{quick_start()[1]}\nTEAM={ids['team']}"
+        page, events = answers(server.run("\n".join([again, listing, history])))
+        [ticket] = page["items"]
+        assert (ticket["team"]["name"], ticket["priority"]) == ("Billing", "urgent")
+        assert ticket["assignee_id"] == ids["agents"][0]  # round robin starts with Maria
+        assert ticket["sla"]["policy_id"] == made_policy["id"]
+        assert ticket["sla"]["first_response_due_at"] is not None
+        by_rule = [e for e in events["items"] if e["actor"]["type"] == "rule"]
+        assert by_rule[0]["actor"]["name"] == "Double charges are urgent"
+        assert by_rule[0]["data"]["changes"]["priority"][1] == "urgent"
+        assigned = [e for e in events["items"] if e["type"] == "ticket.assigned"]
+        assert assigned[0]["actor"]["type"] == "system"
