@@ -15,10 +15,11 @@ test (a threshold fitted on one half, checked on the other: at most 60 % sorted 
   200 pairs that median's standard error is ~0.125 of that deviation (normal times; heavy tails,
   as under load, make the median better still), so the bound is 4 standard errors from zero.
 
-In a simulation (normal and log-normal times, 300 runs each) the two bounds together fail about
-as often as the earlier test (within 10 points) for a shift of 0.4 to 1 deviation, and for a share of 10 to 30 % of
-known answers 3 deviations slower; never for alike classes (0 of 3000). The earlier test needed
-1000 requests a path (over 2 minutes for the four on a busy machine); these need 400.
+In a simulation (normal and log-normal times, 300 runs each) the two bounds together fail
+about as often as the earlier test (within 10 points) for a shift of 0.4 to 1 deviation, and
+for a share of 10 to 30 % of known answers 3 deviations slower; never for alike classes (0 of
+3000). The earlier test needed 1000 requests a path (over 2 minutes for the four on a busy
+machine); these need 400.
 """
 
 from __future__ import annotations
