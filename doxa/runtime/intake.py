@@ -86,6 +86,13 @@ class IntakeWorker:
             (self._large if size > BATCH_EVENT_BYTES else self._small).put_nowait(event_id)
 
     async def start(self) -> None:
+        # A queue is bound to the first event loop that waits on it: new ones for this loop, with
+        # what was submitted before (an app started again, as tests do, had its tasks die on
+        # their first get() and its stop wait out the grace).
+        waiting, self._queued = self._queued, {}
+        self._small, self._large = asyncio.Queue(), asyncio.Queue()
+        for event_id, size in waiting.items():
+            self.submit(event_id, size)
         self._tasks = [asyncio.create_task(self._work_small()) for _ in range(self.concurrency)]
         self._tasks += [asyncio.create_task(self._work_large()) for _ in range(self.large_slots)]
         self._tasks.append(asyncio.create_task(self._sweep()))

@@ -117,10 +117,16 @@ def _takes_input(operation: Operation) -> bool:
     return bool(operation.body) or any(True for _ in operation.iter_parameters())
 
 
-# Alone, after the parallel run: beside other tests' CPU, Hypothesis found the generation of
-# /auth/register and /auth/verify cases unreliable ("failed on the first call but not on a
-# subsequent one", raised before any request was made), in 2 of 3 runs under two busy cores.
-@pytest.mark.timing
+# Not a timing test: it runs beside the others. Its cases once failed to generate under load
+# ("failed on the first call but not on a subsequent one", before any request was made): the
+# first draw saw the global `random` state change and Hypothesis took it for a strategy using
+# `random`. It was the outbox's thread, composing the mail of an earlier sign-up or reset
+# (email.utils.make_msgid draws from the global `random`), the more often the busier the
+# machine. That warning is no fault of the app nor of the cases, so it is ignored here only.
+@pytest.mark.filterwarnings(
+    "ignore:Do not use the `random` module inside strategies"
+    ":hypothesis.errors.HypothesisDeprecationWarning"
+)
 class TestSchemaFuzz:
     @pytest.mark.slow
     @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])

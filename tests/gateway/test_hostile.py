@@ -111,8 +111,8 @@ class TestHeaderBlockLimit:
         assert msg.subject == "fine" and not any("header block" in n for n in msg.notes)
 
 
-@pytest.mark.timing
 class TestMimePartLimit:
+    @pytest.mark.timing
     def test_150000_one_byte_parts_stop_at_the_limit_with_a_note(self, parse: Parse) -> None:
         raw = many_parts(150_000)
         started = time.perf_counter()
@@ -134,8 +134,8 @@ class TestMimePartLimit:
         assert "--- a/file" in msg.text
 
 
-@pytest.mark.timing
 class TestNestedHtml:
+    @pytest.mark.timing
     @pytest.mark.parametrize("tag", ["div", "blockquote", "span", "table"])
     def test_deep_nesting_is_flattened_and_the_text_kept(self, parse: Parse, tag: str) -> None:
         depth = 100_000  # 1.2 MB of <blockquote>: under the 2 MB read of HTML bodies
@@ -146,6 +146,7 @@ class TestNestedHtml:
         assert "deep text" in msg.text
         assert msg.html is not None and "deep text" in msg.html
 
+    @pytest.mark.timing
     @pytest.mark.parametrize("piece", ["<div ", "<a", '<a href="', "&#", "&&", "&amp;", "&notin"])
     def test_malformed_markup_and_runs_of_ampersands_cost_linear_time(
         self, parse: Parse, piece: str

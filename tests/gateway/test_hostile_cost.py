@@ -56,8 +56,8 @@ def _cpu(step: Callable[[], object]) -> float:
     return time.process_time() - started
 
 
-@pytest.mark.timing
 class TestEachShapeIsCheap:
+    @pytest.mark.timing  # CPU seconds
     @pytest.mark.parametrize("shape", SHAPES)
     def test_a_5_mb_message_parses_in_well_under_the_budget(self, parse: Parse, shape: str) -> None:
         raw = SHAPES[shape]()
@@ -84,6 +84,7 @@ class TestEachShapeIsCheap:
 
 
 @pytest.mark.slow
+@pytest.mark.timing  # beside the parallel tests on a busy machine it once took 4.9 s, not 2
 def test_eight_hostile_messages_delay_an_ordinary_one_by_at_most_2_s(
     start_smtp: StartSmtp,
 ) -> None:

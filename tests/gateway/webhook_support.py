@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.conftest import SHARED
+from tests.conftest import CORPUS_ROOT
 
 if TYPE_CHECKING:  # the gateway's conftest imports this module for its `hooks` fixture
     from tests.gateway.conftest import Smtp, StartSmtp
 
-WEBHOOK_CORPUS = SHARED / "corpus" / "webhooks"
+WEBHOOK_CORPUS = CORPUS_ROOT / "webhooks"  # ../shared/corpus, or DOXA_CORPUS (README)
 SECRET = "form-secret-for-tests"
 MAILGUN_KEY = "mailgun-key-for-tests"
 POSTMARK = ("postmark-user", "postmark-password")
@@ -55,7 +55,7 @@ def corpus(path: str) -> Path:
     """A file of the shared webhook samples; the test skips where they are absent."""
     found = WEBHOOK_CORPUS / path
     if not found.is_file():
-        pytest.skip(f"shared webhook samples not found at {found} (../shared beside the repo)")
+        pytest.skip(f"webhook samples not found at {found} (../shared/corpus or DOXA_CORPUS)")
     return found
 
 

@@ -14,8 +14,6 @@ from doxa.core.intake.processing import ProcessingTimeout, WorkerLost
 from doxa.gateway.pipeline import build_pipeline
 from doxa.runtime.processes import WorkerPool, process_in_worker, worker_processes
 
-pytestmark = pytest.mark.timing
-
 
 def _ready() -> None:
     """The worker processes' start-up in these tests: nothing to open."""
@@ -53,6 +51,7 @@ class TestWorkerPool:
             pool.run(_fail, timeout=30)
         assert pool.run(_pid_after, 0, timeout=30) == first
 
+    @pytest.mark.timing  # a 0.5 s deadline, and a bound on the time to stop the call
     def test_a_call_past_its_deadline_is_stopped_and_the_next_runs_in_a_new_process(
         self, pool: WorkerPool
     ) -> None:
@@ -72,6 +71,7 @@ class TestWorkerPool:
     def test_a_background_call_runs_without_a_deadline(self, pool: WorkerPool) -> None:
         assert pool.run(_pid_after, 0.2, background=True) != os.getpid()
 
+    @pytest.mark.timing  # the order is staged with sleeps of 0.1-1 s
     def test_a_background_call_lets_a_waiting_intake_call_go_first(self, pool: WorkerPool) -> None:
         """One process, busy: the classification call that asked first still runs second."""
         finished: list[str] = []
