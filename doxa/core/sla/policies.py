@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from doxa.core.routing.conditions import BODY_CHARS, Facts, read_when
+from doxa.core.routing.conditions import BODY_CHARS, Facts, When, read_when
 from doxa.core.sla.calendars import in_business_hours
 from doxa.core.sla.models import Calendar, SlaPolicy
 from doxa.core.tickets.models import Message, Ticket
@@ -76,13 +76,33 @@ def ticket_facts(db: Session, ticket: Ticket, *, now: datetime) -> Facts:
 
 def matching_policy(db: Session, ticket: Ticket, *, now: datetime) -> SlaPolicy | None:
     """The first active policy, by position, whose conditions the ticket meets."""
-    query = select(SlaPolicy).where(SlaPolicy.active.is_(True))
-    policies = db.scalars(query.order_by(SlaPolicy.position, SlaPolicy.id))
     facts = ticket_facts(db, ticket, now=now)
-    for policy in policies:
-        if read_when(policy.when).matches(facts):
+    for policy, when in _active(db):
+        if when.matches(facts):
             return policy
     return None
+
+
+_ACTIVE = "doxa.sla.active_policies"
+
+
+def _active(db: Session) -> list[tuple[SlaPolicy, When]]:
+    """The active policies with their conditions read, once per transaction: a new ticket's
+    clock is looked at after each change that may choose another policy (creation, the
+    classification, each rule's action), and reading them each time cost a query and a parse."""
+    current = db.get_transaction()
+    cached = db.info.get(_ACTIVE)
+    if cached is None or cached[0] is not current:
+        query = select(SlaPolicy).where(SlaPolicy.active.is_(True))
+        policies = db.scalars(query.order_by(SlaPolicy.position, SlaPolicy.id))
+        cached = db.info[_ACTIVE] = (current, [(p, read_when(p.when)) for p in policies])
+    active: list[tuple[SlaPolicy, When]] = cached[1]
+    return active
+
+
+def forget(db: Session) -> None:
+    """After writing policies: the transaction reads them again."""
+    db.info.pop(_ACTIVE, None)
 
 
 def targets(policy: SlaPolicy | None, priority: str) -> dict[str, int]:

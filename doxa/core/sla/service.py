@@ -17,6 +17,7 @@ from doxa.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from doxa.core.routing.conditions import read_when
 from doxa.core.routing.models import Rule
 from doxa.core.schemas import MAX_ID
+from doxa.core.sla import policies
 from doxa.core.sla.calendars import DAYS, minute_of_day
 from doxa.core.sla.models import Calendar, SlaPolicy
 from doxa.core.sla.schemas import CalendarCreate, CalendarUpdate, SlaPolicyCreate, SlaPolicyUpdate
@@ -189,6 +190,7 @@ def create_policy(db: Session, data: SlaPolicyCreate, *, actor: User) -> SlaPoli
     _set_policy(db, policy, data, set(SlaPolicyCreate.model_fields))
     db.add(policy)
     db.flush()
+    policies.forget(db)
     return policy
 
 
@@ -198,6 +200,7 @@ def update_policy(db: Session, policy_id: int, data: SlaPolicyUpdate, *, actor: 
     sent = {n for n in data.model_fields_set if getattr(data, n) is not None or n == "calendar_id"}
     _set_policy(db, policy, data, sent)
     db.flush()
+    policies.forget(db)
     return policy
 
 
@@ -210,6 +213,7 @@ def delete_policy(db: Session, policy_id: int, *, actor: User) -> None:
         raise Conflict(f"SLA policy {policy_id} is in use by ticket {used}; deactivate it instead")
     db.delete(policy)
     db.flush()
+    policies.forget(db)
 
 
 def _set_policy(db: Session, policy: SlaPolicy, data: BaseModel, fields: set[str]) -> None:
