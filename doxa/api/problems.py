@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from doxa.core.errors import (
@@ -109,6 +109,10 @@ def _database(request: Request, exc: Exception) -> JSONResponse:
             "the database cannot be reached; try again shortly",
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
+    if isinstance(exc, IntegrityError):
+        # A concurrent request won a race the service's own check could not see (two teams
+        # made with one name at once): the loser's write conflicts, it is no server fault.
+        return problems.response(409, "this conflicts with a concurrent change; try again")
     return _unexpected(request, exc)
 
 

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from doxa.core.context import Context
 from doxa.core.enums import Role
 from doxa.core.events.models import Event
+from doxa.core.teams.models import Team
 from tests.conftest import AsUser, MakeTicket, MakeUser
 
 TEAMS = "/api/v1/teams"
@@ -141,3 +146,26 @@ class TestTeams:
         assert (shown["team_id"], shown["team"]) == (None, None)
         last = db.scalars(select(Event).where(Event.ticket_id == ticket.id)).all()[-1]
         assert last.changes == {"team_id": [team["id"], None]}
+
+
+class TestRaces:
+    def test_a_name_taken_by_a_concurrent_request_is_409_not_500(
+        self, admin: TestClient, clean: Context
+    ) -> None:
+        """The service checks the name is free, but another transaction's uncommitted team
+        is invisible to that check: the insert waits for it, then conflicts."""
+        if clean.engine.dialect.name != "postgresql":
+            pytest.skip("SQLite has one writer: no second transaction can hold the name")
+        with clean.engine.connect() as other:
+            other.execute(insert(Team).values(name="Billing", assignment="manual", **_times()))
+            with ThreadPoolExecutor(1) as pool:
+                posted = pool.submit(admin.post, TEAMS, json={"name": "Billing"})
+                time.sleep(0.5)  # the post's insert is waiting on our row
+                other.commit()
+                answer = posted.result(timeout=30)
+        assert "concurrent change" in problem(answer, 409)
+
+
+def _times() -> dict[str, datetime]:
+    now = datetime.now(UTC)
+    return {"created_at": now, "updated_at": now}
