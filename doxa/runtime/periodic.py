@@ -12,14 +12,21 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from doxa.runtime.pacing import Pacer
+
 log = logging.getLogger(__name__)
 
 
 class Periodic:
     """Runs `job` every `every` seconds and after each `kick`, never two runs at once."""
 
-    def __init__(self, name: str, job: Callable[[], object], *, every: float) -> None:
+    def __init__(
+        self, name: str, job: Callable[[], object], *, every: float, pacer: Pacer | None = None
+    ) -> None:
         self.name, self.job, self.every = name, job, every
+        # Each run waits for a moment with no post or message being answered (bounded): run
+        # on a thread of the server, a job's Python holds the GIL the edges answer with.
+        self.pacer = pacer
         self._kick = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -51,6 +58,8 @@ class Periodic:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), self.every)
             self._kick.clear()
+            if self.pacer is not None:
+                await self.pacer.quiet()
             try:
                 await asyncio.wrap_future(self._thread.submit(self.job))
             except Exception:

@@ -173,9 +173,24 @@ class Runtime:
         # Work a clock starts (routing a late classification, the team queues, the SLA sweep);
         # each job: Periodic(name, a core step bound to context.sessions, every=seconds).
         self.periodic: list[Periodic] = [
-            Periodic("routing", functools.partial(route_overdue, context.sessions), every=2),
-            Periodic("team-queues", functools.partial(assign_waiting, context.sessions), every=1),
-            Periodic("sla-sweep", functools.partial(sla_sweep.run, context.sessions), every=10),
+            Periodic(
+                "routing",
+                functools.partial(route_overdue, context.sessions),
+                every=2,
+                pacer=self.pacer,
+            ),
+            Periodic(
+                "team-queues",
+                functools.partial(assign_waiting, context.sessions),
+                every=1,
+                pacer=self.pacer,
+            ),
+            Periodic(
+                "sla-sweep",
+                functools.partial(sla_sweep.run, context.sessions),
+                every=10,
+                pacer=self.pacer,
+            ),
         ]
         self.triage = TriageRunner(
             settings,
