@@ -96,7 +96,7 @@ class TestCrud:
         assert made["when"] == {"all": body["when"]["all"], "any": []}
         assert made["then"] == body["then"] and made["stop"] is False
         path = f"{RULES}/{made['id']}"
-        assert agent.get(RULES).json() == [made]
+        assert agent.get(RULES).json() == {"items": [made], "next_cursor": None}
         assert agent.get(path).json() == made
         assert agent.post(RULES, json=body).status_code == 403
         assert agent.patch(path, json={"active": False}).status_code == 403
@@ -110,13 +110,13 @@ class TestCrud:
         assert changed.json()["stop"] is True and changed.json()["then"] == body["then"]
         assert admin.delete(path).status_code == 204
         assert agent.get(path).status_code == 404
-        assert admin.get(RULES).json() == []
+        assert admin.get(RULES).json()["items"] == []
 
     def test_rules_are_listed_in_the_order_they_run(self, admin: Client) -> None:
         then = {"add_tag": "x"}
         for name, position in (("c", 30), ("a", 10), ("b", 20)):
             _created(admin, rule(then, position=position, name=name))
-        assert [r["name"] for r in admin.get(RULES).json()] == ["a", "b", "c"]
+        assert [r["name"] for r in admin.get(RULES).json()["items"]] == ["a", "b", "c"]
 
     def test_at_most_200_rules(self, admin: Client, clean: Context) -> None:
         with transaction(clean.sessions) as db:

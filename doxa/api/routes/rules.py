@@ -8,15 +8,16 @@ from doxa.api import problems
 from doxa.api.deps import AdminUser, IdPath, SessionDep, StaffUser
 from doxa.core.routing import service as rules
 from doxa.core.routing.schemas import RuleCreate, RuleRead, RuleTest, RuleTestRead, RuleUpdate
+from doxa.core.schemas import Page
 from doxa.core.tickets.schemas import TicketRead
 
 router = APIRouter()  # tags per route: /tickets/{id}/route is listed with the tickets
 
 
 @router.get("/rules", tags=["rules"])
-def list_rules(db: SessionDep, staff: StaffUser) -> list[RuleRead]:
-    """Every rule in the order they run (`position`, then id)."""
-    return [RuleRead.model_validate(rule) for rule in rules.list_rules(db, actor=staff)]
+def list_rules(db: SessionDep, staff: StaffUser) -> Page[RuleRead]:
+    """Every rule in the order they run (`position`, then id): at most 200, one page."""
+    return Page(items=[RuleRead.model_validate(r) for r in rules.list_rules(db, actor=staff)])
 
 
 @router.post(
