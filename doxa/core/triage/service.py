@@ -8,7 +8,8 @@ from typing import Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from doxa.core.enums import ClassificationState, EventType, Priority, Role
+from doxa.core.enums import ActorType, ClassificationState, EventType, Priority, Role
+from doxa.core.events.models import Event
 from doxa.core.events.record import SYSTEM, record
 from doxa.core.routing import engine as routing
 from doxa.core.sla import clock
@@ -83,12 +84,26 @@ def apply(db: Session, ticket: Ticket, prediction: Prediction, *, threshold: flo
     confident = prediction.category_confidence >= threshold
     _set(ticket, "needs_triage", not confident, changes)
     if confident:
-        _set(ticket, "category", ticket.pinned_category or prediction.category, changes)
-        _set(ticket, "priority", Priority(prediction.priority), changes)
+        decided = _decided(db, ticket)
+        if "category" not in decided:
+            _set(ticket, "category", ticket.pinned_category or prediction.category, changes)
+        if "priority" not in decided:
+            _set(ticket, "priority", Priority(prediction.priority), changes)
     public = bool({"category", "priority"} & changes.keys())
     record(db, ticket, EventType.TICKET_CLASSIFIED, actor=SYSTEM, changes=changes, public=public)
     clock.follow(db, ticket, changes)  # the label may choose another SLA policy
     routing.after_classification(db, ticket)
+
+
+def _decided(db: Session, ticket: Ticket) -> set[str]:
+    """Fields a routing rule or a person has already set: a classification that arrives after
+    them (late, past the 10 s routing fallback) suggests, it does not overwrite."""
+    query = select(Event.changes).where(
+        Event.ticket_id == ticket.id,
+        Event.type == EventType.TICKET_UPDATED,
+        Event.actor_type.in_((ActorType.RULE, ActorType.USER)),
+    )
+    return {field for changes in db.scalars(query) if changes for field in changes}
 
 
 def _set(ticket: Ticket, field: str, value: object, changes: dict[str, list[object]]) -> None:

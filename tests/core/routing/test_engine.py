@@ -177,3 +177,14 @@ def test_two_fallbacks_at_once_route_each_ticket_once(
         totals = list(pool.map(lambda _: drain(), range(2)))
     assert sum(totals) == 30
     assert all(len(rule_events(clean, ticket.id)) == 1 for ticket in made)
+
+
+def test_a_late_classification_does_not_overwrite_what_a_rule_set(
+    db: Session, clean: Context, make_ticket: MakeTicket, make_rule: MakeRule, make_team: MakeTeam
+) -> None:
+    ticket, _ = _late(clean, db, make_ticket, make_rule, make_team)  # "api is low" applied
+    classify_pending(db, SureModel, threshold=0.6)  # confident: it would set "high"
+    db.commit()
+    stored = _ticket(clean, ticket.id)
+    assert (stored.priority, stored.ai_priority) == (Priority.LOW, Priority.HIGH)
+    assert stored.category == "bug"  # what no rule or person set, the classification does
