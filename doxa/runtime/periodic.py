@@ -1,5 +1,5 @@
 """Periodic jobs: a synchronous domain step (`core`) run on a thread of its own every few
-seconds, and soon after a kick. Used for the work a clock starts: routing a ticket whose
+seconds. Used for the work a clock starts: routing a ticket whose
 classification is late, assigning the oldest waiting ticket when a member has room, and the
 service-level sweep. Each job is idempotent and shared safely by several processes (its
 own claims), so a second `doxa serve` only makes it run more often."""
@@ -7,7 +7,6 @@ own claims), so a second `doxa serve` only makes it run more often."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +17,7 @@ log = logging.getLogger(__name__)
 
 
 class Periodic:
-    """Runs `job` every `every` seconds and after each `kick`, never two runs at once."""
+    """Runs `job` every `every` seconds, never two runs at once."""
 
     def __init__(
         self, name: str, job: Callable[[], object], *, every: float, pacer: Pacer | None = None
@@ -27,37 +26,23 @@ class Periodic:
         # Each run waits for a moment with no post or message being answered (bounded): run
         # on a thread of the server, a job's Python holds the GIL the edges answer with.
         self.pacer = pacer
-        self._kick = asyncio.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._thread = ThreadPoolExecutor(1, thread_name_prefix=name)
 
-    def kick(self) -> None:
-        """Ask for a run soon; safe from any thread."""
-        loop = self._loop
-        if loop is not None:
-            with contextlib.suppress(RuntimeError):  # the loop has closed: we are stopping
-                loop.call_soon_threadsafe(self._kick.set)
-
     async def start(self) -> None:
         # Made afresh at each start: an app's lifespan may run again, on another loop.
-        self._kick = asyncio.Event()
         self._thread = ThreadPoolExecutor(1, thread_name_prefix=self.name)
-        self._loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        self._loop = None
         self._thread.shutdown(wait=True, cancel_futures=True)
 
     async def _run(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), self.every)
-            self._kick.clear()
+            await asyncio.sleep(self.every)
             if self.pacer is not None:
                 await self.pacer.quiet()
             try:
