@@ -244,6 +244,9 @@ class Backend(ABC):
     full_text: FullText
     streams_large_values = False  # large_value() gives a subquery, not the value itself
     alters_by_copy = False  # ALTER TABLE is limited: Alembic's batch mode copies the table
+    # Whether rows inserted in a later-committing transaction always get higher ids (one writer
+    # at a time); if not, readers of events order by transaction (doxa.core.events.feed).
+    orders_commits_by_id = True
 
     def __init__(self) -> None:
         self._ignoring: dict[tuple[Any, ...], Any] = {}
@@ -294,6 +297,7 @@ class Backend(ABC):
 class PostgreSQL(Backend):
     full_text = FullText.TSVECTOR
     streams_large_values = True
+    orders_commits_by_id = False
 
     def insert(self, entity: Any) -> Any:
         return pg_insert(entity)

@@ -614,6 +614,7 @@ def upgrade() -> None:
         sa.Column("changes", sa.JSON(), nullable=True),
         sa.Column("public", sa.Boolean(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("xact", sa.BigInteger(), nullable=True),
         sa.ForeignKeyConstraint(
             ["ticket_id"], ["ticket.id"], name=op.f("fk_event_ticket_id_ticket"), ondelete="CASCADE"
         ),
@@ -622,6 +623,16 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("event", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_event_type_id"), ["type", "id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_event_xact_id"), ["xact", "id"], unique=False)
+
+    op.create_table(
+        "event_cursor",
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("xact", sa.BigInteger(), nullable=True),
+        sa.Column("event_id", sa.Integer(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_event_cursor")),
+    )
 
     op.create_table(
         "ticket_tag",
@@ -751,7 +762,9 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_ticket_tag_tag_ticket_id"))
 
     op.drop_table("ticket_tag")
+    op.drop_table("event_cursor")
     with op.batch_alter_table("event", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_event_xact_id"))
         batch_op.drop_index(batch_op.f("ix_event_type_id"))
 
     op.drop_table("event")

@@ -3,11 +3,32 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from doxa.core.db import Base, UTCDateTime, str_enum, utcnow
 from doxa.core.enums import ActorType
+
+
+class current_xact(FunctionElement[int]):
+    """The writing transaction's id on PostgreSQL (the feed's order: doxa.core.events.feed);
+    NULL on SQLite, whose one writer at a time already commits in id order."""
+
+    type = BigInteger()
+    inherit_cache = True
+
+
+@compiles(current_xact, "postgresql")
+def _current_xact_pg(element: current_xact, compiler: SQLCompiler, **kw: object) -> str:
+    return "pg_current_xact_id()::text::bigint"
+
+
+@compiles(current_xact)
+def _current_xact(element: current_xact, compiler: SQLCompiler, **kw: object) -> str:
+    return "NULL"
 
 
 class Event(Base):
@@ -30,8 +51,24 @@ class Event(Base):
     # Whether the ticket's requester may see it (an internal note's message.created may not).
     public: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The writing transaction (PostgreSQL): the feed serves events by (xact, id) once no
+    # transaction that could still commit an earlier one is open.
+    xact: Mapped[int | None] = mapped_column(BigInteger, default=current_xact())
 
     __table_args__ = (
         UniqueConstraint("ticket_id", "sequence"),
         Index(None, "type", "id"),
+        Index(None, "xact", "id"),
     )
+
+
+class EventCursor(Base):
+    """How far one consumer of the feed (webhook dispatch, notifications) has read; its row is
+    locked while a batch is taken, so processes share a consumer without doubling it."""
+
+    __tablename__ = "event_cursor"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    xact: Mapped[int | None] = mapped_column(BigInteger)
+    event_id: Mapped[int] = mapped_column(default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
