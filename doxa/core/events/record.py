@@ -78,8 +78,15 @@ def record(
 
 
 def _next_sequence(db: Session, ticket: Ticket) -> int:
+    """The first event of a ticket in a transaction takes the counter with an UPDATE, which
+    locks the row until the commit (SQLite: the one writer's lock); later ones count on from
+    it without a statement, the counter written with the ticket's next flush."""
     now = utcnow()
-    sequence: int = db.execute(
+    if ticket.id in _sequenced(db):
+        sequence = ticket.event_sequence + 1
+        ticket.event_sequence, ticket.updated_at = sequence, now
+        return sequence
+    sequence = db.execute(
         update(Ticket)
         .where(Ticket.id == ticket.id)
         .values(event_sequence=Ticket.event_sequence + 1, updated_at=now)
@@ -91,7 +98,20 @@ def _next_sequence(db: Session, ticket: Ticket) -> int:
         ticket.updated_at = now
     else:
         set_committed_value(ticket, "updated_at", now)
-    return sequence
+    _sequenced(db).add(ticket.id)
+    return int(sequence)
+
+
+def _sequenced(db: Session) -> set[int]:
+    """Tickets whose row this transaction has locked by taking a sequence. Kept per savepoint:
+    rolling one back releases the locks taken in it (PostgreSQL), so a lock counts only in the
+    savepoint that took it (one more UPDATE after a savepoint ends, never a shared number)."""
+    transaction = db.get_nested_transaction() or db.get_transaction()
+    memo = db.info.get("doxa.sequenced")
+    if memo is None or memo[0] is not transaction:
+        memo = db.info["doxa.sequenced"] = (transaction, set())
+    locked: set[int] = memo[1]
+    return locked
 
 
 def _snapshot(db: Session, subject: Ticket | Message | IntakeEvent | None) -> dict[str, Any]:

@@ -43,6 +43,36 @@ class TestSequence:
             assert db.get_one(Ticket, ticket_id).event_sequence == 52
         assert sequences == list(range(1, 53))  # created, first message, then 50
 
+    def test_writers_of_several_events_a_transaction_never_share_one_either(
+        self, clean: Context, make_ticket: MakeTicket
+    ) -> None:
+        """After its first event a transaction counts on without a statement; a savepoint
+        rolled back (its lock released on PostgreSQL) leaves no gap and no shared number."""
+        ticket_id = make_ticket().id
+        start = threading.Barrier(2)
+
+        def write() -> None:
+            start.wait()
+            for _ in range(10):
+                with transaction(clean.sessions) as db:
+                    ticket = db.get_one(Ticket, ticket_id)
+                    with db.begin_nested() as savepoint:
+                        record(db, ticket, EventType.TICKET_UPDATED, actor=SYSTEM, data={})
+                        savepoint.rollback()
+                    for _ in range(3):
+                        record(db, ticket, EventType.TICKET_UPDATED, actor=SYSTEM, data={})
+
+        threads = [threading.Thread(target=write) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        with clean.sessions() as db:
+            query = select(Event.sequence).where(Event.ticket_id == ticket_id)
+            sequences = list(db.scalars(query.order_by(Event.sequence)))
+            assert db.get_one(Ticket, ticket_id).event_sequence == 62
+        assert sequences == list(range(1, 63))  # created, first message, then 60
+
 
 class TestData:
     def test_changes_are_stored_as_json_and_data_is_the_ticket_after_the_change(
