@@ -53,7 +53,8 @@ def acknowledge(
     held = held or _capped(db, recipient, settings=settings)
     message = Message(
         ticket_id=ticket.id,
-        author_id=None,
+        author=None,
+        attachments=[],  # loaded (none): the event's snapshot asks no query for them
         direction=Direction.OUT,
         internal=False,
         subject=_one_line(subject)[:SUBJECT_CHARS],

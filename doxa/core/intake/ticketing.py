@@ -122,6 +122,7 @@ def _open(
         meta=dict(event.extra.get("fields", {})),
         search_text=msg.subject,
         cc=[],
+        tag_rows=[],  # loaded (none): the events' snapshots ask no query for them
         # DMARC/DKIM passed as for staff mail: routing rules may trust `requester.*`.
         authenticated=authenticated,
     )
@@ -156,7 +157,20 @@ def _store(
 ) -> Message:
     message = Message(
         ticket=ticket,
-        author_id=author.id,
+        author=author,
+        # given, even when empty: the event's snapshot then asks no query for them
+        attachments=[
+            Attachment(
+                filename=part.filename,
+                content_type=part.content_type,
+                size=part.size,
+                sha256=part.sha256,
+                content_id=part.content_id,
+                inline=part.inline,
+                content=part.content,
+            )
+            for part in msg.attachments
+        ],
         direction=Direction.IN,
         internal=False,
         body=body,
@@ -168,16 +182,4 @@ def _store(
         notes=[*notes, *msg.notes],
         intake_event_id=event.id,
     )
-    for part in msg.attachments:
-        message.attachments.append(
-            Attachment(
-                filename=part.filename,
-                content_type=part.content_type,
-                size=part.size,
-                sha256=part.sha256,
-                content_id=part.content_id,
-                inline=part.inline,
-                content=part.content,
-            )
-        )
     return add_text(db, ticket, message)  # one flush: the ticket if new, message, attachments

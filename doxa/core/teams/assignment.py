@@ -189,15 +189,16 @@ def _take_turn(db: Session, team_id: int, *, wait: bool) -> _Turn | None:
         backend(db).lock(db, ASSIGNMENT_LOCK)
     elif not backend(db).try_lock(db, ASSIGNMENT_LOCK):
         return None
-    # A write first: on SQLite it takes the one writer's turn before the load is read.
-    db.execute(
+    # The team read afresh by a write: on SQLite it takes the one writer's turn before the
+    # load is read.
+    fresh = {"populate_existing": True}
+    team = db.scalars(
         update(Team)
         .where(Team.id == team_id)
         .values(last_assignee_id=Team.last_assignee_id)
-        .execution_options(synchronize_session=False)
-    )
-    fresh = {"populate_existing": True}
-    team = db.scalars(select(Team).where(Team.id == team_id).execution_options(**fresh)).first()
+        .returning(Team)
+        .execution_options(**fresh)
+    ).first()
     if team is None or team.assignment not in AUTOMATIC:
         return None
     members = list(

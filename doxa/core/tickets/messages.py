@@ -64,7 +64,8 @@ def post_message(
         ticket,
         Message(
             ticket_id=ticket.id,
-            author_id=actor.id,
+            author=actor,
+            attachments=[],  # loaded (none): the event's snapshot asks no query for them
             internal=data.internal,
             direction=Direction.OUT if outbound else Direction.IN,
             body=data.body,

@@ -64,6 +64,7 @@ def open_ticket(
         classification_state=ClassificationState.PENDING,
         meta={},
         search_text=data.subject,
+        tag_rows=[],  # loaded (none): the events' snapshots ask no query for them
         authenticated=True,  # the API knows who opened it (SPEC: rules may trust it)
     )
     db.add(ticket)
@@ -73,7 +74,8 @@ def open_ticket(
         ticket,
         Message(
             ticket_id=ticket.id,
-            author_id=actor.id,
+            author=actor,
+            attachments=[],  # loaded (none): the event's snapshot asks no query for them
             direction=Direction.IN,
             body=data.body,
             full_body=data.body,

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from doxa.core.enums import ActorType, ClassificationState, EventType, Priority, Role
 from doxa.core.events.models import Event
@@ -39,6 +39,8 @@ def classify_pending(
         .order_by(Ticket.id)
         .limit(limit)
         .with_for_update(skip_locked=True, of=Ticket)
+        # what the events' snapshots read, for the batch at once rather than a query a ticket
+        .options(selectinload(Ticket.requester), selectinload(Ticket.tag_rows))
     )
     tickets = list(db.scalars(query))
     if tickets:
