@@ -16,6 +16,7 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator, mode
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from doxa.core.intake.ack_texts import load_texts, mailboxes
+from doxa.core.webhooks.destinations import Allowed
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,9 @@ class Settings(BaseSettings):
     # bearer token that opens /metrics to a scraper that is not on loopback.
     http_max_connections: int = Field(1000, ge=2)
     metrics_token: str | None = None
+    # Outbound webhooks (issue 22) reach only global unicast addresses, and these exceptions:
+    # host names, IP addresses and networks, comma separated.
+    webhook_allowed_hosts: str | None = None
 
     @field_validator(
         "jwt_secret",
@@ -142,6 +146,7 @@ class Settings(BaseSettings):
         "ai_api_key",
         "ack_templates",
         "metrics_token",
+        "webhook_allowed_hosts",
         mode="before",
     )
     @classmethod
@@ -187,6 +192,12 @@ class Settings(BaseSettings):
     def _strong_token(cls, value: str | None) -> str | None:
         if value is not None and len(value) < MIN_SECRET_LENGTH:  # a guessable token opens it
             raise ValueError(f"must be a random value of at least {MIN_SECRET_LENGTH} characters")
+        return value
+
+    @field_validator("webhook_allowed_hosts")
+    @classmethod
+    def _allowed_hosts(cls, value: str | None) -> str | None:
+        Allowed.parse(value)  # a typo stops the start rather than refusing every delivery
         return value
 
     @field_validator("outbound_smtp_url")

@@ -66,6 +66,11 @@ class TestSettings:
         with pytest.raises(ConfigError, match=r"^JWT_SECRET: required"):
             settings(doxa_env="prod", jwt_secret="")
 
+    def test_a_bad_webhook_allowed_host_stops_the_start(self) -> None:
+        assert settings(doxa_env="dev", webhook_allowed_hosts=" ").webhook_allowed_hosts is None
+        with pytest.raises(ConfigError, match=r"^WEBHOOK_ALLOWED_HOSTS: '10\.0\.0\.0/33'"):
+            settings(doxa_env="dev", webhook_allowed_hosts="127.0.0.1,10.0.0.0/33")
+
     def test_env_example_lists_every_setting_with_a_comment(self) -> None:
         example = (Path(__file__).parents[2] / ".env.example").read_text()
         for name in Settings.model_fields:
