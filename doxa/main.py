@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from doxa.api import docs, problems
 from doxa.api.routes import (
@@ -17,6 +18,7 @@ from doxa.api.routes import (
     auth,
     calendars,
     classifier,
+    events,
     health,
     intake,
     rules,
@@ -114,6 +116,7 @@ def create_app(
     app.state.trusted_proxies = settings.forwarded_allow_ips
     app.state.metrics_token = settings.metrics_token  # opens /metrics to a scraper
     app.state.webhooks = webhooks
+    app.state.event_fanout = runtime.fanout
     api = APIRouter(prefix=paths.API)
     for module in (
         auth,
@@ -126,6 +129,7 @@ def create_app(
         attachments,
         intake,
         classifier,
+        events,
     ):
         docs.document_errors(module.router)
         api.include_router(module.router)
@@ -144,6 +148,18 @@ def create_app(
     )
     app.add_middleware(UntrustedProxyWarning, trusted=settings.forwarded_allow_ips)
     app.add_middleware(RequestId)
+    if settings.cors_allowed_origins:
+        # Listed origins only (`*` is refused at settings load); bearer tokens and stream
+        # tickets, never cookies: no credentials mode.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_allowed_origins),
+            allow_credentials=False,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-Request-ID"],
+            expose_headers=["Retry-After", "X-Request-ID", "Location"],
+            max_age=600,
+        )
     app.add_middleware(RequestMetrics)  # outermost: the time includes every other layer
     return app
 
