@@ -27,9 +27,7 @@ def ping(db: Session, **data: Any) -> int:
 
 def intake_held(context: Context) -> int:
     with transaction(context.sessions) as db:
-        event = record(
-            db, None, EventType.INTAKE_HELD, actor=SYSTEM, data={"id": 1}, public=False
-        )
+        event = record(db, None, EventType.INTAKE_HELD, actor=SYSTEM, data={"id": 1}, public=False)
         db.flush()
         return event.id
 
@@ -152,4 +150,3 @@ class TestPaging:
 
     def test_anonymous_is_401(self, client: TestClient) -> None:
         assert client.get(URL).status_code == 401
-
