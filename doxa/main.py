@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
-from starlette.middleware.cors import CORSMiddleware
 
 from doxa.api import docs, problems
 from doxa.api.routes import (
@@ -39,6 +38,7 @@ from doxa.gateway.smtp import IntakeHandler, SmtpListener
 from doxa.gateway.webhooks.intake import WebhookIntake
 from doxa.gateway.webhooks.routes import router as webhooks_router
 from doxa.http import paths
+from doxa.http.cors import ListedOrigins
 from doxa.http.middleware import BodyLimit, RequestId, RequestMetrics, UntrustedProxyWarning
 from doxa.runtime.hashing import HashPool, default_hash_workers
 from doxa.runtime.loops import ToLoop
@@ -149,17 +149,8 @@ def create_app(
     app.add_middleware(UntrustedProxyWarning, trusted=settings.forwarded_allow_ips)
     app.add_middleware(RequestId)
     if settings.cors_allowed_origins:
-        # Listed origins only (`*` is refused at settings load); bearer tokens and stream
-        # tickets, never cookies: no credentials mode.
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=list(settings.cors_allowed_origins),
-            allow_credentials=False,
-            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-Request-ID"],
-            expose_headers=["Retry-After", "X-Request-ID", "Location"],
-            max_age=600,
-        )
+        # Listed origins only (`*` is refused at settings load), no credentials mode.
+        app.add_middleware(ListedOrigins, origins=settings.cors_allowed_origins)
     app.add_middleware(RequestMetrics)  # outermost: the time includes every other layer
     return app
 

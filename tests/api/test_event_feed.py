@@ -32,13 +32,13 @@ def intake_held(context: Context) -> int:
         return event.id
 
 
-def read_all(reader: TestClient, *, wait_for: int = 0, **params: object) -> list[dict[str, Any]]:
+def read_all(reader: TestClient, *, wait_for: int = 0, **params: int | str) -> list[dict[str, Any]]:
     """Every page after `params`; waiting up to 10 s for `wait_for` events (on PostgreSQL any
     transaction open on the server, another test's too, holds the feed back)."""
     deadline = time.monotonic() + 10
     while True:
         items: list[dict[str, Any]] = []
-        query: dict[str, object] = {"limit": 100, **params}
+        query: dict[str, int | str] = {"limit": 100, **params}
         while True:
             answer = reader.get(URL, params=query)
             assert answer.status_code == 200, answer.text
