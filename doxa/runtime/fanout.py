@@ -41,6 +41,7 @@ class Subscription:
     start: Position  # the poller's place when it subscribed: it is given what comes after
     queue: deque[tuple[Position, int, str, str]] = field(default_factory=deque)
     dropped: bool = False
+    reason: str = ""  # why it was dropped, for the stream's last comment
     _ready: asyncio.Event = field(default_factory=asyncio.Event)
 
     def offer(self, event: views.Rendered, max_behind: int) -> None:
@@ -48,10 +49,14 @@ class Subscription:
         if data is None or self.dropped:
             return
         if len(self.queue) >= max_behind:
-            self.dropped = True
-            self.queue.clear()
-        else:
-            self.queue.append((event.place, event.id, event.type, data))
+            self.drop(f"more than {max_behind} events behind; resume with Last-Event-ID")
+            return
+        self.queue.append((event.place, event.id, event.type, data))
+        self._ready.set()
+
+    def drop(self, reason: str) -> None:
+        self.dropped, self.reason = True, reason
+        self.queue.clear()
         self._ready.set()
 
     async def next(self, within: float) -> tuple[Position, int, str, str] | None:
@@ -113,8 +118,7 @@ class EventFanout:
             await asyncio.gather(self._task, return_exceptions=True)
         self._thread.shutdown(wait=True, cancel_futures=True)
         for subscription in self._subscriptions:  # their streams end at their next look
-            subscription.dropped = True
-            subscription._ready.set()
+            subscription.drop("the server is stopping; resume with Last-Event-ID")
 
     def check(self, user_id: int, network: str) -> None:
         """TooManyRequests if one more stream for this user and network would pass a cap."""

@@ -97,7 +97,9 @@ def read(stream: Stream, until: Callable[[list[Sse]], bool]) -> list[Sse]:
     """Events and comments (`{"comment": …}`) until `until` holds or the stream ends."""
     seen: list[Sse] = []
     current: Sse = {}
+    deadline = time.monotonic() + 10  # keep-alives come every 0.3 s: the loop goes round
     for line in stream.lines:
+        assert time.monotonic() < deadline, f"still waiting after 10 s, with {seen}"
         if line.startswith(":"):
             seen.append({"comment": line[1:].strip()})
         elif line:

@@ -216,9 +216,7 @@ async def _stream(
         while True:
             event = await subscription.next(max(0.0, check_at - time.monotonic()))
             if subscription.dropped:
-                yield ServerSentEvent(
-                    comment="dropped: more than 1000 events behind; resume with Last-Event-ID"
-                )
+                yield ServerSentEvent(comment=f"dropped: {subscription.reason}")
                 return
             if event is not None:
                 event_place, event_id, kind, data = event
