@@ -17,6 +17,7 @@ from doxa.api.routes import (
     auth,
     calendars,
     classifier,
+    events,
     health,
     intake,
     rules,
@@ -37,6 +38,7 @@ from doxa.gateway.smtp import IntakeHandler, SmtpListener
 from doxa.gateway.webhooks.intake import WebhookIntake
 from doxa.gateway.webhooks.routes import router as webhooks_router
 from doxa.http import paths
+from doxa.http.cors import ListedOrigins
 from doxa.http.middleware import BodyLimit, RequestId, RequestMetrics, UntrustedProxyWarning
 from doxa.runtime.hashing import HashPool, default_hash_workers
 from doxa.runtime.loops import ToLoop
@@ -114,6 +116,7 @@ def create_app(
     app.state.trusted_proxies = settings.forwarded_allow_ips
     app.state.metrics_token = settings.metrics_token  # opens /metrics to a scraper
     app.state.webhooks = webhooks
+    app.state.event_fanout = runtime.fanout
     api = APIRouter(prefix=paths.API)
     for module in (
         auth,
@@ -126,6 +129,7 @@ def create_app(
         attachments,
         intake,
         classifier,
+        events,
     ):
         docs.document_errors(module.router)
         api.include_router(module.router)
@@ -144,6 +148,9 @@ def create_app(
     )
     app.add_middleware(UntrustedProxyWarning, trusted=settings.forwarded_allow_ips)
     app.add_middleware(RequestId)
+    if settings.cors_allowed_origins:
+        # Listed origins only (`*` is refused at settings load), no credentials mode.
+        app.add_middleware(ListedOrigins, origins=settings.cors_allowed_origins)
     app.add_middleware(RequestMetrics)  # outermost: the time includes every other layer
     return app
 

@@ -74,6 +74,12 @@ TAGS: list[dict[str, str]] = [
         "what breaches next.",
     },
     {
+        "name": "events",
+        "description": "The event feed: every change as an event, paged (`GET /events`) or live "
+        "as Server-Sent Events (`GET /events/stream`), each in the caller's view. The event "
+        "types, with an example each, are listed under `GET /events`.",
+    },
+    {
         "name": "health",
         "description": "Liveness, readiness and Prometheus metrics, outside `/api/v1`.",
     },

@@ -130,6 +130,13 @@ class Settings(BaseSettings):
     # Outbound webhooks (issue 22) reach only global unicast addresses, and these exceptions:
     # host names, IP addresses and networks, comma separated.
     webhook_allowed_hosts: str | None = None
+    # Events out (issue 22): browser origins that may call the API and the event stream, and
+    # the streams: a comment every so many seconds (the reader is checked again then) and how
+    # many one user and one network (IPv4 /24, IPv6 /48) may hold open in a process.
+    cors_allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    event_stream_keepalive_seconds: float = Field(15.0, gt=0, le=300)
+    event_streams_per_user: int = Field(5, ge=1)
+    event_streams_per_network: int = Field(250, ge=1)
 
     @field_validator(
         "jwt_secret",
@@ -186,6 +193,31 @@ class Settings(BaseSettings):
         if not boxes:
             raise ValueError("at least one address is required")
         return tuple(boxes)
+
+    @field_validator("cors_allowed_origins", mode="before")
+    @classmethod
+    def _parse_origins(cls, value: object) -> object:
+        value = _comma_list(value)
+        if not isinstance(value, tuple):
+            return value
+        origins = []
+        for origin in map(str, value):
+            if origin == "*":
+                # A wildcard would let any site's scripts call the API with a user's token
+                # wherever a browser holds one; origins are listed one by one.
+                raise ValueError("* is refused: list each origin (https://app.example.com)")
+            parts = urlsplit(origin)
+            if (
+                parts.scheme not in ("http", "https")
+                or not parts.hostname
+                or parts.path not in ("", "/")
+                or parts.query
+                or parts.fragment
+                or parts.username is not None
+            ):
+                raise ValueError(f"{origin!r} is not an origin (scheme://host[:port])")
+            origins.append(f"{parts.scheme}://{parts.netloc.lower()}")
+        return tuple(origins)
 
     @field_validator("metrics_token")
     @classmethod

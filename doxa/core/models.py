@@ -1,7 +1,7 @@
 """Every table, imported in one place so Alembic and the tests see the whole metadata."""
 
 from doxa.core.db import Base
-from doxa.core.events.models import Event
+from doxa.core.events.models import Event, StreamTicket
 from doxa.core.intake.models import IntakeEvent, IntakeKey
 from doxa.core.outbox.models import OutboxItem
 from doxa.core.routing.models import Rule
@@ -33,6 +33,7 @@ __all__ = [
     "OutboxItem",
     "Rule",
     "SlaPolicy",
+    "StreamTicket",
     "Team",
     "TeamMember",
     "Ticket",

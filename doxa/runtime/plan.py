@@ -43,6 +43,7 @@ from doxa.core.sla import sweep as sla_sweep
 from doxa.core.teams.assignment import assign_waiting
 from doxa.core.triage.classifying import Triage
 from doxa.core.triage.training import Train, train_here
+from doxa.runtime.fanout import EventFanout
 from doxa.runtime.intake import IntakeWorker
 from doxa.runtime.outbox import OutboxRunner
 from doxa.runtime.pacing import Pacer
@@ -202,6 +203,16 @@ class Runtime:
             intake_caught_up=self.worker.caught_up,
         )
 
+        # The event streams' one poller for this process (SPEC: streams at most half of
+        # HTTP_MAX_CONNECTIONS).
+        self.fanout = EventFanout(
+            context.sessions,
+            total=max(1, settings.http_max_connections // 2),
+            per_user=settings.event_streams_per_user,
+            per_network=settings.event_streams_per_network,
+            keepalive=settings.event_stream_keepalive_seconds,
+        )
+
     def _processed(self) -> None:
         """After an intake event: acknowledgments to send, maybe a new ticket to classify."""
         self.outbox.kick()
@@ -213,9 +224,11 @@ class Runtime:
         for job in self.periodic:
             await job.start()
         await self.worker.start()
+        await self.fanout.start()
 
     async def stop(self) -> None:
         """Finish what intake has taken (stop the edges first), then the rest."""
+        await self.fanout.stop()
         await self.worker.stop()
         for job in self.periodic:
             await job.stop()

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from doxa.core.context import Context
-from doxa.core.enums import Role
+from doxa.core.enums import EventType, Role
 from doxa.core.models import AccountMail, Message, Ticket, User
 from doxa.core.triage.labels import categories
 from tests.conftest import AsUser, MailClient, MakeTicket, MakeUser
@@ -109,6 +109,12 @@ class TestDescriptions:
             for operation in item.values()
         }
         assert used <= set(described) and all(described.values())
+
+    def test_the_feed_lists_every_event_type_with_an_example(self, client: TestClient) -> None:
+        description = _operation(_document(client), "events-list")["description"]
+        for kind in EventType:
+            line = next(li for li in description.splitlines() if li.startswith(f"- `{kind}`"))
+            assert line.endswith("}`"), line  # the example payload, as JSON
 
     def test_every_request_body_has_an_example(self, client: TestClient) -> None:
         document = _document(client)

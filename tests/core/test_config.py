@@ -107,6 +107,15 @@ class TestSettings:
         with pytest.raises(ConfigError, match=r"^FORWARDED_ALLOW_IPS:"):
             settings(doxa_env="dev", forwarded_allow_ips="proxy.example.com")
 
+    def test_cors_origins_are_listed_one_by_one_and_a_wildcard_is_refused(self) -> None:
+        loaded = settings(
+            doxa_env="dev", cors_allowed_origins="https://App.example.com, http://x:8080"
+        )
+        assert loaded.cors_allowed_origins == ("https://app.example.com", "http://x:8080")
+        for wrong in ("*", "https://app.example.com/path", "app.example.com"):
+            with pytest.raises(ConfigError, match=r"^CORS_ALLOWED_ORIGINS:"):
+                settings(doxa_env="dev", cors_allowed_origins=wrong)
+
     def test_public_base_url_must_be_http(self) -> None:
         with pytest.raises(ConfigError, match=r"^PUBLIC_BASE_URL:"):
             settings(doxa_env="dev", public_base_url="javascript:alert(1)")

@@ -635,6 +635,26 @@ def upgrade() -> None:
     )
 
     op.create_table(
+        "stream_ticket",
+        sa.Column("digest", sa.String(length=64), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("token_version", sa.Integer(), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["user.id"],
+            name=op.f("fk_stream_ticket_user_id_user"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("digest", name=op.f("pk_stream_ticket")),
+    )
+    with op.batch_alter_table("stream_ticket", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_stream_ticket_expires_at"), ["expires_at"], unique=False
+        )
+        batch_op.create_index(batch_op.f("ix_stream_ticket_user_id"), ["user_id"], unique=False)
+
+    op.create_table(
         "ticket_tag",
         sa.Column("ticket_id", sa.Integer(), nullable=False),
         sa.Column("tag", sa.String(length=64), nullable=False),
@@ -762,6 +782,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_ticket_tag_tag_ticket_id"))
 
     op.drop_table("ticket_tag")
+    with op.batch_alter_table("stream_ticket", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_stream_ticket_user_id"))
+        batch_op.drop_index(batch_op.f("ix_stream_ticket_expires_at"))
+
+    op.drop_table("stream_ticket")
     op.drop_table("event_cursor")
     with op.batch_alter_table("event", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_event_xact_id"))

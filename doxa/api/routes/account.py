@@ -40,7 +40,7 @@ PAGES: dict[str, tuple[str, Callable[..., User]]] = {
     "reset": ("Choose a new password", accounts.reset_password),
 }
 _STATUS = {"PermissionDenied": 403, "Conflict": 409, "TooManyRequests": 429, "Unavailable": 503}
-_TOKEN = re.compile(r"token=[^&\s\"]+")
+_TOKEN = re.compile(r"(token|ticket)=[^&\s\"]+")
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -134,7 +134,7 @@ class _RedactTokens(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
             record.args = tuple(
-                _TOKEN.sub("token=…", arg) if isinstance(arg, str) else arg for arg in record.args
+                _TOKEN.sub(r"\1=…", arg) if isinstance(arg, str) else arg for arg in record.args
             )
         return True
 

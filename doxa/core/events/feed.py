@@ -37,8 +37,12 @@ class Position:
 START = Position(0, 0)
 
 
-def _by_transaction(db: Session) -> bool:
+def by_transaction(db: Session) -> bool:
+    """Whether the feed is ordered by (xact, id) (PostgreSQL) rather than by id (SQLite)."""
     return not backend(db).orders_commits_by_id
+
+
+_by_transaction = by_transaction
 
 
 def position_of(db: Session, event_id: int) -> Position:

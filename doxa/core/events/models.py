@@ -72,3 +72,17 @@ class EventCursor(Base):
     xact: Mapped[int | None] = mapped_column(BigInteger)
     event_id: Mapped[int] = mapped_column(default=0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class StreamTicket(Base):
+    """A single-use ticket that opens one event stream (`POST /events/stream-ticket`), for
+    browsers' EventSource, which cannot send an Authorization header. Only its SHA-256 is kept;
+    it is deleted when used, so it opens one stream whichever process it reaches."""
+
+    __tablename__ = "stream_ticket"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
+    # The user's token version when it was issued: a password change since voids it.
+    token_version: Mapped[int]
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
