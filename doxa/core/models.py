@@ -3,6 +3,7 @@
 from doxa.core.db import Base
 from doxa.core.events.models import Event
 from doxa.core.intake.models import IntakeEvent, IntakeKey
+from doxa.core.notifications.models import AgentNotice
 from doxa.core.outbox.models import OutboxItem
 from doxa.core.routing.models import Rule
 from doxa.core.sla.models import Calendar, SlaPolicy
@@ -18,6 +19,7 @@ from doxa.core.users.models import AccountMail, AccountNetwork, AccountToken, Us
 
 __all__ = [
     "AccountMail",
+    "AgentNotice",
     "AccountNetwork",
     "AccountToken",
     "Attachment",

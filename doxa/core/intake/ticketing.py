@@ -61,8 +61,22 @@ def open_or_follow_up(
     ticket = thread.ticket
     if ticket is not None and thread.participant and ticket.status is not Status.CLOSED:
         body = strip_reply(msg.text) or msg.text
-        message = _store(db, ticket, event, msg, sender, body=body, thread=thread, notes=notes)
-        record(db, ticket, EventType.MESSAGE_CREATED, actor=Actor.of(sender), subject=message)
+        # Staff answering a notification write to their colleagues, not to the customer; the
+        # ticket's cc, status and service level stay as they were.
+        note = thread.notification and sender.is_staff
+        message = _store(
+            db, ticket, event, msg, sender, body=body, thread=thread, notes=notes, internal=note
+        )
+        record(
+            db,
+            ticket,
+            EventType.MESSAGE_CREATED,
+            actor=Actor.of(sender),
+            subject=message,
+            public=not note,
+        )
+        if note:
+            return Ticketed(IntakeStatus.FOLLOWUP, ticket)
         wanted: dict[str, object] = {}
         if authenticated or sender.is_staff:  # anyone can forge a participant's From: and Cc:
             wanted["cc"] = _copied(ticket, msg, settings=settings)
@@ -153,12 +167,13 @@ def _store(
     body: str,
     thread: Thread | None,
     notes: tuple[str, ...],
+    internal: bool = False,
 ) -> Message:
     message = Message(
         ticket=ticket,
         author_id=author.id,
         direction=Direction.IN,
-        internal=False,
+        internal=internal,
         body=body,
         full_body=msg.text,
         html=msg.html,
