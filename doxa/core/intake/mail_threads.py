@@ -102,9 +102,7 @@ def _by_references(db: Session, msg: InboundMessage, secret: str) -> list[Ticket
     wanted = _referenced(msg, secret)
     if not wanted:
         return []
-    messages = select(Message.message_id, Message.ticket_id).where(
-        Message.message_id.in_(wanted)
-    )
+    messages = select(Message.message_id, Message.ticket_id).where(Message.message_id.in_(wanted))
     notices = select(AgentNotice.message_id, AgentNotice.ticket_id).where(
         AgentNotice.message_id.in_(wanted)
     )

@@ -29,9 +29,7 @@ from doxa.core.tickets.models import Message, Ticket
 from doxa.core.users.models import User
 
 MAX_TEXT = 4000  # characters of each customer message quoted
-FOOTER = (
-    "Reply to this mail to add an internal note to the ticket; the customer does not see it."
-)
+FOOTER = "Reply to this mail to add an internal note to the ticket; the customer does not see it."
 
 
 class AgentMail:

@@ -2,7 +2,8 @@
 
 An agent is told when a ticket is assigned to them (not when they took it themselves), when
 the ticket's requester writes on it, and of an SLA warning or breach on it; an unassigned
-ticket's SLA alarms go to its team's members. Only active staff whose `notifications` leave
+ticket's SLA alarms go to its team's members. "Assigned" is as it was when the event
+happened (the events before it say), not when the event is read. Only active staff whose `notifications` leave
 that kind on (each is on unless turned off) are ever chosen, and the courier asks again at
 send time.
 """
@@ -72,8 +73,8 @@ def chosen(db: Session, event: Event, ticket: Ticket, change: Change) -> list[Us
         before, after = (event.changes or {}).get("assignee_id", [None, None])
         self_assigned = event.actor_type is ActorType.USER and event.actor_id == after
         ids = [] if after is None or self_assigned or after == before else [after]
-    elif ticket.assignee_id is not None:
-        ids = [ticket.assignee_id]
+    elif (assignee := assignee_at(db, event)) is not None:
+        ids = [assignee]
     elif change is not Change.CUSTOMER_REPLY and ticket.team_id is not None:
         query = select(TeamMember.user_id).where(TeamMember.team_id == ticket.team_id)
         ids = list(db.scalars(query.order_by(TeamMember.user_id)))
@@ -81,3 +82,21 @@ def chosen(db: Session, event: Event, ticket: Ticket, change: Change) -> list[Us
         ids = []
     users = [db.get(User, user_id) for user_id in ids]
     return [user for user in users if user is not None and refusal(user, change) is None]
+
+
+def assignee_at(db: Session, event: Event) -> int | None:
+    """The ticket's assignee when the event happened (the last ticket.assigned before it), not
+    now: an agent who takes a ticket is not told of the message that opened it."""
+    query = (
+        select(Event.changes)
+        .where(
+            Event.ticket_id == event.ticket_id,
+            Event.type == EventType.TICKET_ASSIGNED,
+            Event.sequence < (event.sequence or 0),
+        )
+        .order_by(Event.sequence.desc())
+        .limit(1)
+    )
+    changes = db.scalar(query) or {}
+    assignee = changes.get("assignee_id", [None, None])[1]
+    return assignee if isinstance(assignee, int) else None
