@@ -19,9 +19,9 @@ from doxa.core.users.models import AccountMail, AccountNetwork, AccountToken, Us
 
 __all__ = [
     "AccountMail",
-    "AgentNotice",
     "AccountNetwork",
     "AccountToken",
+    "AgentNotice",
     "Attachment",
     "Base",
     "Calendar",

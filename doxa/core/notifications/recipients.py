@@ -3,9 +3,9 @@
 An agent is told when a ticket is assigned to them (not when they took it themselves), when
 the ticket's requester writes on it, and of an SLA warning or breach on it; an unassigned
 ticket's SLA alarms go to its team's members. "Assigned" is as it was when the event
-happened (the events before it say), not when the event is read. Only active staff whose `notifications` leave
-that kind on (each is on unless turned off) are ever chosen, and the courier asks again at
-send time.
+happened (the events before it say), not when the event is read. Only active staff whose
+`notifications` leave that kind on (each is on unless turned off) are ever chosen, and the
+courier asks again at send time.
 """
 
 from __future__ import annotations
