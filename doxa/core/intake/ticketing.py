@@ -54,6 +54,7 @@ def open_or_follow_up(
     """A follow-up when a participant names an open ticket; otherwise a new ticket, linked to
     the one named (closed, or not the author's to write into). The Cc: of an opening message
     become participants; of a follow-up, only when it is authenticated or staff wrote it.
+    Staff answering an agent's notification (`thread.notification`) add an internal note.
 
     `author` is the user the From: address names (the caller looked it up); an address with no
     user becomes a client here."""
