@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     support_name: str = "Support"
     ack_templates: Path | None = None
     outbound_smtp_url: str | None = None
+    # Agents' mail notifications: changes to one ticket within this many seconds make one
+    # mail (SPEC: a minute); tests shorten it.
+    notification_window_seconds: float = Field(60, ge=0, le=3600)
     doxa_admin_email: str | None = None
     doxa_admin_password: str | None = None
     sender_hourly_limit: int = Field(20, ge=1)

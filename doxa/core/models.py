@@ -3,6 +3,7 @@
 from doxa.core.db import Base
 from doxa.core.events.models import Event, StreamTicket
 from doxa.core.intake.models import IntakeEvent, IntakeKey
+from doxa.core.notifications.models import AgentNotice
 from doxa.core.outbox.models import OutboxItem
 from doxa.core.routing.models import Rule
 from doxa.core.sla.models import Calendar, SlaPolicy
@@ -20,6 +21,7 @@ __all__ = [
     "AccountMail",
     "AccountNetwork",
     "AccountToken",
+    "AgentNotice",
     "Attachment",
     "Base",
     "Calendar",

@@ -21,6 +21,7 @@ import enum
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -37,6 +38,7 @@ from doxa.core.intake.processing import (
     process_elsewhere,
     process_event,
 )
+from doxa.core.notifications import service as notifications
 from doxa.core.outbox.kinds import build_outbox
 from doxa.core.routing.engine import route_overdue
 from doxa.core.sla import sweep as sla_sweep
@@ -192,6 +194,7 @@ class Runtime:
                 every=10,
                 pacer=self.pacer,
             ),
+            Periodic("notifications", self._notify, every=1, pacer=self.pacer),
         ]
         self.triage = TriageRunner(
             settings,
@@ -212,6 +215,17 @@ class Runtime:
             per_network=settings.event_streams_per_network,
             keepalive=settings.event_stream_keepalive_seconds,
         )
+
+    def _notify(self) -> None:
+        """Agents' mail notifications from the new events; the outbox is told of those queued."""
+        settings = self.plan.settings
+        queued = notifications.run(
+            self.context.sessions,
+            relay=settings.outbound_smtp_url is not None,
+            window=timedelta(seconds=settings.notification_window_seconds),
+        )
+        if queued:
+            self.outbox.kick()
 
     def _processed(self) -> None:
         """After an intake event: acknowledgments to send, maybe a new ticket to classify."""

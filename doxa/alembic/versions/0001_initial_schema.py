@@ -96,7 +96,14 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column(
             "kind",
-            sa.Enum("ticket_mail", "account_mail", name="outboxkind", native_enum=False, length=20),
+            sa.Enum(
+                "ticket_mail",
+                "account_mail",
+                "agent_mail",
+                name="outboxkind",
+                native_enum=False,
+                length=20,
+            ),
             nullable=False,
         ),
         sa.Column("ref_id", sa.Integer(), nullable=False),
@@ -633,6 +640,56 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_event_cursor")),
     )
+    # Agents' mail notifications (issue 22): one mail per agent and ticket a minute.
+    op.create_table(
+        "agent_notice",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("ticket_id", sa.Integer(), nullable=False),
+        sa.Column(
+            "state",
+            sa.Enum(
+                "pending",
+                "queued",
+                "sent",
+                "failed",
+                "not_sent",
+                name="noticestate",
+                native_enum=False,
+                length=16,
+            ),
+            nullable=False,
+        ),
+        sa.Column("items", sa.JSON(), nullable=False),
+        sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("queued_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("message_id", sa.String(length=255), nullable=True),
+        sa.Column("delivery_error", sa.Text(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["ticket_id"],
+            ["ticket.id"],
+            name=op.f("fk_agent_notice_ticket_id_ticket"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["user.id"], name=op.f("fk_agent_notice_user_id_user"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_agent_notice")),
+        sa.UniqueConstraint("message_id", name=op.f("uq_agent_notice_message_id")),
+    )
+    with op.batch_alter_table("agent_notice", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_agent_notice_state_due_at"), ["state", "due_at"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_agent_notice_user_id_queued_at"), ["user_id", "queued_at"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_agent_notice_user_id_ticket_id_state"),
+            ["user_id", "ticket_id", "state"],
+            unique=False,
+        )
 
     op.create_table(
         "stream_ticket",
@@ -787,6 +844,12 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_stream_ticket_expires_at"))
 
     op.drop_table("stream_ticket")
+    with op.batch_alter_table("agent_notice", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_agent_notice_user_id_ticket_id_state"))
+        batch_op.drop_index(batch_op.f("ix_agent_notice_user_id_queued_at"))
+        batch_op.drop_index(batch_op.f("ix_agent_notice_state_due_at"))
+
+    op.drop_table("agent_notice")
     op.drop_table("event_cursor")
     with op.batch_alter_table("event", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_event_xact_id"))

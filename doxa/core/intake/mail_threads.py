@@ -20,6 +20,7 @@ from doxa.core.addresses import normalize_address
 from doxa.core.enums import ThreadedBy
 from doxa.core.intake.inbound import InboundMessage
 from doxa.core.message_ids import is_forged
+from doxa.core.notifications.models import AgentNotice
 from doxa.core.tickets.models import Message, Ticket
 from doxa.core.users.models import User
 
@@ -34,6 +35,9 @@ class Thread:
     ticket: Ticket | None  # the ticket the message names, if any
     rule: ThreadedBy
     participant: bool = True  # False: the author may not write into `ticket`
+    # It answers an agent's notification about `ticket` (its In-Reply-To/References name one):
+    # staff's answer is an internal note, never a reply to the customer.
+    notification: bool = False
 
 
 def find_thread(
@@ -42,9 +46,11 @@ def find_thread(
     """The first named ticket the author (the user `From:` names, if any) takes part in; else
     the first named one, as a link."""
     first: Thread | None = None
+    answered = _notifications(db, msg, secret)
     for rule, ticket in _named(db, msg, recipients, secret):
+        notification = rule is ThreadedBy.REFERENCES and ticket.id in answered
         if is_participant(ticket, msg.sender_email, author):
-            return Thread(ticket, rule)
+            return Thread(ticket, rule, notification=notification)
         first = first or Thread(ticket, rule, participant=False)
     return first or Thread(None, ThreadedBy.NEW)
 
@@ -74,16 +80,33 @@ def _numbers(matches: Iterator[re.Match[str]]) -> list[int]:
     return list(dict.fromkeys(int(match.group(1)) for match in matches))[:MAX_NAMED]
 
 
-def _by_references(db: Session, msg: InboundMessage, secret: str) -> list[Ticket]:
-    """Tickets whose stored messages the reply names, the most recently named first."""
+def _referenced(msg: InboundMessage, secret: str) -> list[str]:
+    """The Message-IDs the reply names, the most recently named first, forgeries left out."""
     # In-Reply-To names the message answered; References lists the thread oldest first.
     named = dict.fromkeys([*msg.in_reply_to, *reversed(msg.references)])
-    wanted = [mid for mid in named if not is_forged(secret, mid)][:MAX_REFERENCES]
+    return [mid for mid in named if not is_forged(secret, mid)][:MAX_REFERENCES]
+
+
+def _notifications(db: Session, msg: InboundMessage, secret: str) -> set[int]:
+    """The tickets whose agents' notifications the reply names."""
+    wanted = _referenced(msg, secret)
+    if not wanted:
+        return set()
+    query = select(AgentNotice.ticket_id).where(AgentNotice.message_id.in_(wanted))
+    return set(db.scalars(query))
+
+
+def _by_references(db: Session, msg: InboundMessage, secret: str) -> list[Ticket]:
+    """Tickets whose stored messages, or agents' notifications, the reply names, the most
+    recently named first."""
+    wanted = _referenced(msg, secret)
     if not wanted:
         return []
-    rows = db.execute(
-        select(Message.message_id, Message.ticket_id).where(Message.message_id.in_(wanted))
-    ).all()
-    found = {message_id: ticket_id for message_id, ticket_id in rows}
+    messages = select(Message.message_id, Message.ticket_id).where(Message.message_id.in_(wanted))
+    notices = select(AgentNotice.message_id, AgentNotice.ticket_id).where(
+        AgentNotice.message_id.in_(wanted)
+    )
+    rows = [*db.execute(messages).all(), *db.execute(notices).all()]
+    found = {message_id: ticket_id for message_id, ticket_id in rows if message_id}
     ticket_ids = dict.fromkeys(found[mid] for mid in wanted if mid in found)
     return [ticket for tid in ticket_ids if (ticket := db.get(Ticket, tid)) is not None]

@@ -54,6 +54,7 @@ def open_or_follow_up(
     """A follow-up when a participant names an open ticket; otherwise a new ticket, linked to
     the one named (closed, or not the author's to write into). The Cc: of an opening message
     become participants; of a follow-up, only when it is authenticated or staff wrote it.
+    Staff answering an agent's notification (`thread.notification`) add an internal note.
 
     `author` is the user the From: address names (the caller looked it up); an address with no
     user becomes a client here."""
@@ -61,8 +62,22 @@ def open_or_follow_up(
     ticket = thread.ticket
     if ticket is not None and thread.participant and ticket.status is not Status.CLOSED:
         body = strip_reply(msg.text) or msg.text
-        message = _store(db, ticket, event, msg, sender, body=body, thread=thread, notes=notes)
-        record(db, ticket, EventType.MESSAGE_CREATED, actor=Actor.of(sender), subject=message)
+        # Staff answering a notification write to their colleagues, not to the customer; the
+        # ticket's cc, status and service level stay as they were.
+        note = thread.notification and sender.is_staff
+        message = _store(
+            db, ticket, event, msg, sender, body=body, thread=thread, notes=notes, internal=note
+        )
+        record(
+            db,
+            ticket,
+            EventType.MESSAGE_CREATED,
+            actor=Actor.of(sender),
+            subject=message,
+            public=not note,
+        )
+        if note:
+            return Ticketed(IntakeStatus.FOLLOWUP, ticket)
         wanted: dict[str, object] = {}
         if authenticated or sender.is_staff:  # anyone can forge a participant's From: and Cc:
             wanted["cc"] = _copied(ticket, msg, settings=settings)
@@ -154,6 +169,7 @@ def _store(
     body: str,
     thread: Thread | None,
     notes: tuple[str, ...],
+    internal: bool = False,
 ) -> Message:
     message = Message(
         ticket=ticket,
@@ -172,7 +188,7 @@ def _store(
             for part in msg.attachments
         ],
         direction=Direction.IN,
-        internal=False,
+        internal=internal,
         body=body,
         full_body=msg.text,
         html=msg.html,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session, sessionmaker
 
 from doxa.core.config import Settings
+from doxa.core.notifications.mail import AgentMail
 from doxa.core.outbound import TicketMail
 from doxa.core.outbox.models import OutboxKind
 from doxa.core.outbox.relay import Relay
@@ -20,5 +21,6 @@ def build_outbox(settings: Settings, sessions: sessionmaker[Session]) -> Outbox 
     couriers: dict[OutboxKind, Courier] = {
         OutboxKind.TICKET_MAIL: TicketMail(settings, relay),
         OutboxKind.ACCOUNT_MAIL: AccountMailCourier(settings, relay),
+        OutboxKind.AGENT_MAIL: AgentMail(settings, relay),
     }
     return Outbox(sessions, couriers)

@@ -13,6 +13,7 @@ from doxa.core.enums import DeliveryState
 class OutboxKind(StrEnum):
     TICKET_MAIL = "ticket_mail"  # ref_id: message.id
     ACCOUNT_MAIL = "account_mail"  # ref_id: account_mail.id
+    AGENT_MAIL = "agent_mail"  # ref_id: agent_notice.id
 
 
 class OutboxItem(Base):

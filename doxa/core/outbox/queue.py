@@ -20,8 +20,13 @@ from doxa.core.outbox.models import OutboxItem, OutboxKind
 log = logging.getLogger(__name__)
 
 # How long each kind is retried: ticket mail for 5 days (SPEC); account mail's links expire
-# within a day, so a later mail would carry a dead link.
-LIFETIME = {OutboxKind.TICKET_MAIL: timedelta(days=5), OutboxKind.ACCOUNT_MAIL: timedelta(days=1)}
+# within a day, so a later mail would carry a dead link; an agent's notification is stale
+# after a few hours.
+LIFETIME = {
+    OutboxKind.TICKET_MAIL: timedelta(days=5),
+    OutboxKind.ACCOUNT_MAIL: timedelta(days=1),
+    OutboxKind.AGENT_MAIL: timedelta(hours=6),
+}
 # A sender holds an item this long at most; past it, a crash in flight is assumed.
 LEASE = timedelta(minutes=5)
 # At most this many sends at a time to one destination, across every process.
@@ -156,6 +161,14 @@ def record(db: Session, item: OutboxItem, failure: Failure | None) -> None:
         outcome,
         item.last_error,
     )
+    db.flush()
+
+
+def withhold(db: Session, item: OutboxItem, reason: str) -> None:
+    """The courier found, at send time, that the item may not go: `not_sent`, with why."""
+    item.lease_until = item.leased_by = None
+    item.state, item.last_error = DeliveryState.NOT_SENT, reason[:2000]
+    log.info("outbox item %s (%s %s) not sent: %s", item.id, item.kind, item.ref_id, reason)
     db.flush()
 
 

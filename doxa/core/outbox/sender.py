@@ -21,11 +21,17 @@ from doxa.core.outbox.failures import Failure, classify, composition_failure
 from doxa.core.outbox.models import OutboxItem, OutboxKind
 
 
+class NotSent(Exception):
+    """Raised by a courier's `prepare`: this item may not go (e.g. its recipient was
+    deactivated since it was queued). Recorded `not_sent` with the reason; never retried."""
+
+
 class Courier(Protocol):
     """What the outbox needs to know of one kind of item."""
 
     def prepare(self, db: Session, item: OutboxItem) -> Callable[[], None]:
-        """The send, ready to run outside the transaction; raises if it cannot be composed."""
+        """The send, ready to run outside the transaction; raises if it cannot be composed,
+        NotSent if it may not go."""
 
     def settle(self, db: Session, item: OutboxItem) -> None:
         """Show the item's state on the row it sends (e.g. Message.delivery_state)."""
@@ -54,6 +60,7 @@ class Outbox:
     def send(self, item_id: int) -> bool:
         """Send one item leased to us; whatever happens, it is recorded and the queue moves on."""
         failure: Failure | None = None
+        withheld: str | None = None
         with transaction(self.sessions) as db:
             item = db.get(OutboxItem, item_id)
             if (
@@ -64,9 +71,11 @@ class Outbox:
                 return False  # sent meanwhile, or our lease expired and another process has it
             try:
                 deliver = self.couriers[item.kind].prepare(db, item)
+            except NotSent as exc:
+                withheld = str(exc)
             except Exception as exc:  # one item's fault stays with it
                 failure = composition_failure(exc)
-        if failure is None:
+        if failure is None and withheld is None:
             try:
                 deliver()  # no transaction, no row lock: a slow relay holds nothing of ours
             except Exception as exc:
@@ -74,6 +83,9 @@ class Outbox:
         with transaction(self.sessions) as db:
             item = db.get_one(OutboxItem, item_id)
             if item.state is DeliveryState.QUEUED:
-                queue.record(db, item, failure)
+                if withheld is not None:
+                    queue.withhold(db, item, withheld)
+                else:
+                    queue.record(db, item, failure)
                 self.couriers[item.kind].settle(db, item)
-        return failure is None
+        return failure is None and withheld is None
