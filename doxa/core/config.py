@@ -126,6 +126,9 @@ class Settings(BaseSettings):
     # bearer token that opens /metrics to a scraper that is not on loopback.
     http_max_connections: int = Field(1000, ge=2)
     metrics_token: str | None = None
+    # Outbound webhooks (issue 22): hosts or networks they may reach although loopback, private
+    # or link-local (comma-separated).
+    webhook_allowed_hosts: str | None = None
 
     @field_validator(
         "jwt_secret",
@@ -142,6 +145,7 @@ class Settings(BaseSettings):
         "ai_api_key",
         "ack_templates",
         "metrics_token",
+        "webhook_allowed_hosts",
         mode="before",
     )
     @classmethod

@@ -15,6 +15,7 @@ from doxa.core.triage.models import (
     TrainingExample,
 )
 from doxa.core.users.models import AccountMail, AccountNetwork, AccountToken, User
+from doxa.core.webhooks.models import Webhook, WebhookDelivery
 
 __all__ = [
     "AccountMail",
@@ -39,4 +40,6 @@ __all__ = [
     "TicketTag",
     "TrainingExample",
     "User",
+    "Webhook",
+    "WebhookDelivery",
 ]
