@@ -21,11 +21,13 @@ from doxa.core.outbox.models import OutboxItem, OutboxKind
 log = logging.getLogger(__name__)
 
 # How long each kind is retried: ticket mail for 5 days (SPEC); account mail's links expire
-# within a day, so a later mail would carry a dead link; a webhook delivery for 24 hours (SPEC).
+# within a day, so a later mail would carry a dead link; a webhook delivery for at least 24
+# hours (SPEC), and one more, so that an attempt past the 24 hours of a subscription's failure
+# sees them and turns it off (webhooks/courier.py).
 LIFETIME = {
     OutboxKind.TICKET_MAIL: timedelta(days=5),
     OutboxKind.ACCOUNT_MAIL: timedelta(days=1),
-    OutboxKind.WEBHOOK: timedelta(hours=24),
+    OutboxKind.WEBHOOK: timedelta(hours=25),
 }
 # How each kind waits between attempts: a webhook receiver is retried sooner at first (a
 # restart takes seconds), with full jitter (Standard Webhooks), then at most hourly.
