@@ -180,7 +180,7 @@ def list_deliveries(
     before = decode_cursor(cursor)
     if before is not None:
         query = query.where(WebhookDelivery.id < before)
-    rows = list(db.execute(query).tuples())
+    rows = [(row[0], row[1]) for row in db.execute(query)]
     page = rows[:limit]
     return Page(
         items=[_read(delivery, item) for delivery, item in page],

@@ -19,7 +19,8 @@ from doxa.core.tickets.schemas import MessageCreate
 from doxa.core.webhooks.courier import MAX_BODY, payload
 from doxa.core.webhooks.models import Webhook, WebhookDelivery
 from tests.conftest import MakeTicket
-from tests.core.webhooks.conftest import Answer, Clock, Receiver, send_due, subscribe
+from tests.core.webhooks.conftest import Clock, send_due, subscribe
+from tests.receivers import Answer, Receiver
 
 
 def _deliveries(context: Context) -> list[WebhookDelivery]:

@@ -4,6 +4,7 @@ rotation."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime, timedelta
 from email.utils import format_datetime
 
@@ -17,7 +18,8 @@ from doxa.core.outbox.sender import Outbox
 from doxa.core.webhooks import service
 from doxa.core.webhooks.models import Webhook, WebhookDelivery
 from tests.conftest import MakeTicket
-from tests.core.webhooks.conftest import Answer, Clock, Receiver, send_due, signed_by, subscribe
+from tests.core.webhooks.conftest import Clock, send_due, signed_by, subscribe
+from tests.receivers import Answer, Receiver
 
 CREATED = ["ticket.created"]
 
@@ -52,7 +54,7 @@ class TestBackoff:
             clock.offset += item.next_attempt_at - clock()
             send_due(clean, outbox)
         times = _times(delivery)
-        gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+        gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
         assert delivery.state is WebhookDeliveryState.FAILED
         assert times[-1] - times[0] >= timedelta(hours=24)
         for n, gap in enumerate(gaps):  # full jitter: anywhere up to 5 s * 2^n, at most 1 h
