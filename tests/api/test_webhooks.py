@@ -123,7 +123,7 @@ def _wait_for(receiver: Receiver, count: int, timeout: float = 15.0) -> None:
 
 
 def _delivered(admin: TestClient, hook_id: int) -> dict[str, Any]:
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 10
     while True:
         [delivery] = admin.get(f"{HOOKS}/{hook_id}/deliveries").json()["items"]
         if delivery["state"] == "delivered":
