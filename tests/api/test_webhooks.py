@@ -155,6 +155,9 @@ class TestEndToEnd:
             assert again.status_code == 202
             assert admin.post(f"{HOOKS}/{hook_id}/ping").status_code == 202
             _wait_for(receiver, 3)
+            scraped = admin.get("/metrics").text
+        assert 'doxa_webhook_deliveries_total{outcome="delivered"}' in scraped
+        assert "doxa_outbox_oldest_pending_seconds" in scraped
         ids = [request.headers["webhook-id"] for request in receiver.requests]
         assert ids[1] == ids[0] != ids[2]  # the same event again; then the ping
         ping = Verifier(secret).verify(receiver.requests[2].body, receiver.requests[2].headers)
