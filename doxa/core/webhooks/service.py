@@ -6,11 +6,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from doxa.core.db import utcnow
-from doxa.core.enums import EventType, Role, WebhookDeliveryState
+from doxa.core.enums import DeliveryState, EventType, Role, WebhookDeliveryState
 from doxa.core.errors import Conflict, InvalidInput, NotFound
 from doxa.core.events import feed
 from doxa.core.events.record import Actor, record
@@ -113,16 +113,21 @@ def update_webhook(
 
 
 def delete_webhook(db: Session, webhook_id: int, *, actor: User) -> None:
-    """Delete a subscription and its deliveries; what is in flight is dropped at send."""
+    """Delete a subscription and its deliveries. Their outbox items that wait are failed (a
+    send in flight finds its delivery gone and records nothing)."""
     require_role(actor, Role.ADMIN)
     hook = _get(db, webhook_id)
     deliveries = select(WebhookDelivery.id).where(WebhookDelivery.webhook_id == hook.id)
-    for item in db.scalars(
-        select(OutboxItem).where(
-            OutboxItem.kind == OutboxKind.WEBHOOK, OutboxItem.ref_id.in_(deliveries)
+    db.execute(
+        update(OutboxItem)
+        .where(
+            OutboxItem.kind == OutboxKind.WEBHOOK,
+            OutboxItem.ref_id.in_(deliveries),
+            OutboxItem.state == DeliveryState.QUEUED,
         )
-    ):
-        db.delete(item)
+        .values(state=DeliveryState.FAILED, last_error="the subscription was deleted")
+        .execution_options(synchronize_session=False)
+    )
     db.delete(hook)
     db.flush()
 

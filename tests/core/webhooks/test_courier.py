@@ -10,12 +10,13 @@ from standardwebhooks.webhooks import Webhook as Verifier
 
 from doxa.core.context import Context
 from doxa.core.db import transaction
-from doxa.core.enums import Role, WebhookDeliveryState
+from doxa.core.enums import DeliveryState, Role, WebhookDeliveryState
 from doxa.core.events.models import Event
-from doxa.core.models import User
+from doxa.core.models import OutboxItem, User
 from doxa.core.outbox.sender import Outbox
 from doxa.core.tickets.messages import post_message
 from doxa.core.tickets.schemas import MessageCreate
+from doxa.core.webhooks import service
 from doxa.core.webhooks.courier import MAX_BODY, payload
 from doxa.core.webhooks.models import Webhook, WebhookDelivery
 from tests.conftest import MakeTicket
@@ -185,3 +186,28 @@ class TestPayload:
         assert len(body) <= MAX_BODY
         data = json.loads(body)["data"]
         assert data == {"id": 1, "subject": "big", "truncated": True}
+
+
+class TestDeleted:
+    def test_a_deleted_subscription_gets_nothing_more(
+        self,
+        clean: Context,
+        receiver: Receiver,
+        outbox: Outbox,
+        clock: Clock,
+        make_ticket: MakeTicket,
+    ) -> None:
+        hook = subscribe(clean, receiver.url, events=CREATED)
+        receiver.answer(500)
+        make_ticket()
+        send_due(clean, outbox)
+        with transaction(clean.sessions) as db:
+            admin = db.scalars(sa.select(User).where(User.role == Role.ADMIN)).one()
+            service.delete_webhook(db, hook.id, actor=admin)
+        clock.advance(hours=1)
+        make_ticket()
+        send_due(clean, outbox)
+        assert len(receiver.requests) == 1 and _deliveries(clean) == []
+        with clean.sessions() as db:
+            item = db.scalars(sa.select(OutboxItem)).one()
+        assert item.state is DeliveryState.FAILED
