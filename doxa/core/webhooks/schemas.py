@@ -10,6 +10,7 @@ from doxa.core.schemas import NoNul, OneLine, example
 from doxa.core.webhooks.models import MAX_URL
 
 ALL = "*"
+TYPES = frozenset(event_type.value for event_type in EventType)
 EVENTS = f'event types to send ({", ".join(EventType)}), or `["*"]` for every one'
 INTERNAL = "send internal notes (message.created of an internal note); false by default"
 
@@ -17,7 +18,7 @@ INTERNAL = "send internal notes (message.created of an internal note); false by 
 def _event_types(value: list[str]) -> list[str]:
     if value == [ALL]:
         return value
-    unknown = [name for name in value if name not in EventType.__members__.values()]
+    unknown = [name for name in value if name not in TYPES]
     if unknown or not value:
         raise ValueError(f"unknown event types {unknown}; use {EVENTS}")
     return sorted(set(value))
