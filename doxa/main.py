@@ -27,6 +27,7 @@ from doxa.api.routes import (
     users,
 )
 from doxa.api.routes import metrics as metrics_route
+from doxa.api.routes import webhooks as subscriptions
 from doxa.core.config import Settings
 from doxa.core.context import Context
 from doxa.core.db import transaction
@@ -130,6 +131,7 @@ def create_app(
         intake,
         classifier,
         events,
+        subscriptions,
     ):
         docs.document_errors(module.router)
         api.include_router(module.router)

@@ -67,7 +67,18 @@ CLASSIFICATION_SECONDS = Histogram(
     buckets=_SECONDS,
 )
 CLASSIFIED = Counter("doxa_classified_tickets", "Tickets classified by the background runner")
-OUTBOX_DEPTH = Gauge("doxa_outbox_depth", "Outbound messages queued for the relay, not yet sent")
+OUTBOX_DEPTH = Gauge(
+    "doxa_outbox_depth", "Outbox items (mail, webhook deliveries) queued, not yet sent"
+)
+OUTBOX_OLDEST = Gauge(
+    "doxa_outbox_oldest_pending_seconds", "Age of the oldest outbox item still queued (0: none)"
+)
+WEBHOOK_DELIVERIES = Counter(
+    "doxa_webhook_deliveries",
+    "Outbound webhook delivery attempts, by outcome (delivered, retry, failed, disabled: the "
+    "attempt that turned its subscription off)",
+    ["outcome"],
+)
 HTTP_SECONDS = Histogram(
     "doxa_http_request_duration_seconds",
     "HTTP request latency, by method, route template and status",
@@ -170,7 +181,14 @@ def timed_classification(classify: Callable[[], int]) -> Callable[[], int]:
     return run
 
 
-def render(*, outbox_depth: int) -> bytes:
-    """The Prometheus text exposition of every metric, with the outbox depth just read."""
+def webhook_delivery(outcome: str) -> None:
+    """One outbound webhook attempt ended with `outcome`."""
+    WEBHOOK_DELIVERIES.labels(outcome).inc()
+
+
+def render(*, outbox_depth: int, oldest_pending_seconds: float = 0.0) -> bytes:
+    """The Prometheus text exposition of every metric, with the outbox's depth and its oldest
+    item's age just read."""
     OUTBOX_DEPTH.set(outbox_depth)
+    OUTBOX_OLDEST.set(oldest_pending_seconds)
     return generate_latest(REGISTRY)

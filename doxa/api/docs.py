@@ -53,6 +53,12 @@ TAGS: list[dict[str, str]] = [
         "in `position` order after classification; try them on a ticket with `/rules/test`.",
     },
     {
+        "name": "webhooks",
+        "description": "Outbound webhooks (admins): subscriptions to events, signed as Standard "
+        "Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`), the delivery log "
+        "with every attempt, redelivery and ping. The secret is answered once.",
+    },
+    {
         "name": "classifier",
         "description": "The local model that files new tickets by category and priority: its "
         "taxonomy and evaluation, retraining, classifying a ticket again, similar tickets.",

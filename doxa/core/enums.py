@@ -60,6 +60,12 @@ class DeliveryState(StrEnum):
     NOT_SENT = "not_sent"
 
 
+class WebhookDeliveryState(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
 class IntakeStatus(StrEnum):
     RECEIVED = "received"  # raw bytes committed, not processed yet (a crash leaves this)
     TICKET_CREATED = "ticket_created"

@@ -16,6 +16,7 @@ from doxa.core.triage.models import (
     TrainingExample,
 )
 from doxa.core.users.models import AccountMail, AccountNetwork, AccountToken, User
+from doxa.core.webhooks.models import Webhook, WebhookDelivery
 
 __all__ = [
     "AccountMail",
@@ -42,4 +43,6 @@ __all__ = [
     "TicketTag",
     "TrainingExample",
     "User",
+    "Webhook",
+    "WebhookDelivery",
 ]

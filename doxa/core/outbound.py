@@ -102,6 +102,6 @@ class TicketMail:
         mail = compose(db, db.get_one(Message, item.ref_id), settings=self.settings)
         return functools.partial(self.relay.send, mail)
 
-    def settle(self, db: Session, item: OutboxItem) -> None:
+    def settle(self, db: Session, item: OutboxItem, receipt: object) -> None:
         message = db.get_one(Message, item.ref_id)
         message.delivery_state, message.delivery_error = item.state, item.last_error

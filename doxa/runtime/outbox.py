@@ -43,6 +43,9 @@ class OutboxRunner:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        # Made afresh at each start: an app's lifespan may run again (stop shut the last ones).
+        self._claimer = ThreadPoolExecutor(1, thread_name_prefix="outbox-claim")
+        self._sending = ThreadPoolExecutor(self.senders, thread_name_prefix="outbox-send")
         if self.outbox is not None:
             self._kick.set()  # what an earlier run left queued
             self._task = asyncio.create_task(self._run(self.outbox))

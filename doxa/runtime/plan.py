@@ -45,6 +45,7 @@ from doxa.core.sla import sweep as sla_sweep
 from doxa.core.teams.assignment import assign_waiting
 from doxa.core.triage.classifying import Triage
 from doxa.core.triage.training import Train, train_here
+from doxa.core.webhooks import dispatch as webhook_dispatch
 from doxa.runtime.fanout import EventFanout
 from doxa.runtime.intake import IntakeWorker
 from doxa.runtime.outbox import OutboxRunner
@@ -141,6 +142,13 @@ def train_call(pool: WorkerPool | None) -> Train:
     return functools.partial(pool.run, train_here, background=True)
 
 
+def _dispatch_webhooks(sessions: sessionmaker[Session], kick: Callable[[], None]) -> int:
+    queued = webhook_dispatch.run(sessions)
+    if queued:
+        kick()
+    return queued
+
+
 class Runtime:
     """Every process, loop, pool and runner behind the edges, started and stopped in
     dependency order. The edges (SMTP, webhooks, the API) are built on its `pipeline`,
@@ -158,7 +166,9 @@ class Runtime:
         )
         self.pipeline = build_pipeline(settings)
         process, many = intake_calls(plan, context.sessions, self.pipeline, self.processes)
-        self.outbox = OutboxRunner(build_outbox(settings, context.sessions))
+        self.outbox = OutboxRunner(
+            build_outbox(settings, context.sessions, webhook_outcome=metrics.webhook_delivery)
+        )
         # Processing and classification wait for a moment when no post or message is being
         # answered (at most a second a step): measured, they cost the edges' p99 15-20 ms.
         self.pacer = Pacer()
@@ -195,6 +205,13 @@ class Runtime:
                 pacer=self.pacer,
             ),
             Periodic("notifications", self._notify, every=1, pacer=self.pacer),
+            # Events to webhook deliveries; the outbox is kicked when some were queued.
+            Periodic(
+                "webhook-dispatch",
+                functools.partial(_dispatch_webhooks, context.sessions, self.outbox.kick),
+                every=1,
+                pacer=self.pacer,
+            ),
         ]
         self.triage = TriageRunner(
             settings,

@@ -100,6 +100,7 @@ def upgrade() -> None:
                 "ticket_mail",
                 "account_mail",
                 "agent_mail",
+                "webhook",
                 name="outboxkind",
                 native_enum=False,
                 length=20,
@@ -712,6 +713,64 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_stream_ticket_user_id"), ["user_id"], unique=False)
 
     op.create_table(
+        "webhook",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("url", sa.String(length=2048), nullable=False),
+        sa.Column("events", sa.JSON(), nullable=False),
+        sa.Column("active", sa.Boolean(), nullable=False),
+        sa.Column("description", sa.String(length=500), nullable=True),
+        sa.Column("include_internal", sa.Boolean(), nullable=False),
+        sa.Column("disabled_reason", sa.Text(), nullable=True),
+        sa.Column("secret", sa.String(length=64), nullable=False),
+        sa.Column("previous_secret", sa.String(length=64), nullable=True),
+        sa.Column("previous_secret_until", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("failing_since", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook")),
+    )
+    op.create_table(
+        "webhook_delivery",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("webhook_id", sa.Integer(), nullable=False),
+        sa.Column("event_id", sa.Integer(), nullable=False),
+        sa.Column("event_type", sa.String(length=32), nullable=False),
+        sa.Column(
+            "state",
+            sa.Enum(
+                "pending",
+                "delivered",
+                "failed",
+                name="webhookdeliverystate",
+                native_enum=False,
+                length=17,
+            ),
+            nullable=False,
+        ),
+        sa.Column("attempts", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["event_id"],
+            ["event.id"],
+            name=op.f("fk_webhook_delivery_event_id_event"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["webhook_id"],
+            ["webhook.id"],
+            name=op.f("fk_webhook_delivery_webhook_id_webhook"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_delivery")),
+    )
+    with op.batch_alter_table("webhook_delivery", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_webhook_delivery_event_id"), ["event_id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_webhook_delivery_webhook_id_id"), ["webhook_id", "id"], unique=False
+        )
+
+    op.create_table(
         "ticket_tag",
         sa.Column("ticket_id", sa.Integer(), nullable=False),
         sa.Column("tag", sa.String(length=64), nullable=False),
@@ -850,6 +909,12 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_agent_notice_state_due_at"))
 
     op.drop_table("agent_notice")
+    with op.batch_alter_table("webhook_delivery", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_webhook_delivery_webhook_id_id"))
+        batch_op.drop_index(batch_op.f("ix_webhook_delivery_event_id"))
+
+    op.drop_table("webhook_delivery")
+    op.drop_table("webhook")
     op.drop_table("event_cursor")
     with op.batch_alter_table("event", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_event_xact_id"))

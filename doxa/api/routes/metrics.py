@@ -5,7 +5,7 @@ from fastapi import APIRouter, Depends, Response
 from doxa import metrics
 from doxa.api import problems
 from doxa.api.deps import SessionDep, metrics_reader
-from doxa.core.outbox.queue import queued_count
+from doxa.core.outbox.queue import oldest_queued_age, queued_count
 
 router = APIRouter(tags=["health"])
 
@@ -28,7 +28,9 @@ router = APIRouter(tags=["health"])
 )
 def scrape(db: SessionDep) -> Response:
     """Prometheus metrics: intake by channel and outcome, SMTP replies by code, webhook answers,
-    processing and classification latency, outbox depth, HTTP latency by route. Open to
-    loopback clients and to an admin's bearer token."""
-    body = metrics.render(outbox_depth=queued_count(db))
+    processing and classification latency, outbox depth and its oldest item's age, outbound
+    webhook deliveries by outcome, HTTP latency by route. Open to loopback clients and to an
+    admin's bearer token."""
+    oldest = oldest_queued_age(db).total_seconds()
+    body = metrics.render(outbox_depth=queued_count(db), oldest_pending_seconds=oldest)
     return Response(body, media_type=metrics.CONTENT_TYPE_LATEST)

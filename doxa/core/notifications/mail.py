@@ -38,7 +38,7 @@ class AgentMail:
     def __init__(self, settings: Settings, relay: Relay) -> None:
         self.settings, self.relay = settings, relay
 
-    def prepare(self, db: Session, item: OutboxItem) -> Callable[[], None]:
+    def prepare(self, db: Session, item: OutboxItem) -> Callable[[], object]:
         notice = db.get_one(AgentNotice, item.ref_id)
         user = db.get(User, notice.user_id)
         refusals = [refusal(user, Change(each["change"])) for each in notice.items]
@@ -48,7 +48,7 @@ class AgentMail:
         mail = compose(db, notice, user, told, settings=self.settings)
         return functools.partial(self.relay.send, mail)
 
-    def settle(self, db: Session, item: OutboxItem) -> None:
+    def settle(self, db: Session, item: OutboxItem, receipt: object) -> None:
         notice = db.get_one(AgentNotice, item.ref_id)
         notice.state, notice.delivery_error = NoticeState(item.state.value), item.last_error
 

@@ -14,6 +14,7 @@ class OutboxKind(StrEnum):
     TICKET_MAIL = "ticket_mail"  # ref_id: message.id
     ACCOUNT_MAIL = "account_mail"  # ref_id: account_mail.id
     AGENT_MAIL = "agent_mail"  # ref_id: agent_notice.id
+    WEBHOOK = "webhook"  # ref_id: webhook_delivery.id
 
 
 class OutboxItem(Base):
@@ -24,7 +25,8 @@ class OutboxItem(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[OutboxKind] = mapped_column(str_enum(OutboxKind))
     ref_id: Mapped[int]
-    # Where it goes, as fairness counts it: for mail the recipient's domain.
+    # Where it goes, as fairness counts it: for mail the recipient's domain, for a webhook
+    # the URL's host.
     destination: Mapped[str] = mapped_column(String(255))
     # queued until sent or failed; not_sent items (account mail that may not go) never leave.
     state: Mapped[DeliveryState] = mapped_column(str_enum(DeliveryState))

@@ -7,25 +7,37 @@ short transaction, so that no transaction or row lock is open while an item is b
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from doxa.core.db import utcnow
 from doxa.core.enums import DeliveryState
-from doxa.core.outbox.failures import Failure, retry_at
+from doxa.core.outbox.failures import MAIL_BACKOFF, Backoff, Failure, retry_at
 from doxa.core.outbox.models import OutboxItem, OutboxKind
 
 log = logging.getLogger(__name__)
 
 # How long each kind is retried: ticket mail for 5 days (SPEC); account mail's links expire
 # within a day, so a later mail would carry a dead link; an agent's notification is stale
-# after a few hours.
+# after a few hours; a webhook delivery for at least 24 hours (SPEC), and one more, so that an
+# attempt past the 24 hours of a subscription's failure sees them and turns it off
+# (webhooks/courier.py).
 LIFETIME = {
     OutboxKind.TICKET_MAIL: timedelta(days=5),
     OutboxKind.ACCOUNT_MAIL: timedelta(days=1),
     OutboxKind.AGENT_MAIL: timedelta(hours=6),
+    OutboxKind.WEBHOOK: timedelta(hours=25),
+}
+# How each kind waits between attempts: a webhook receiver is retried sooner at first (a
+# restart takes seconds), with full jitter (Standard Webhooks), then at most hourly.
+BACKOFF = {
+    OutboxKind.TICKET_MAIL: MAIL_BACKOFF,
+    OutboxKind.ACCOUNT_MAIL: MAIL_BACKOFF,
+    OutboxKind.AGENT_MAIL: MAIL_BACKOFF,
+    OutboxKind.WEBHOOK: Backoff(timedelta(seconds=5), timedelta(hours=1), full_jitter=True),
 }
 # A sender holds an item this long at most; past it, a crash in flight is assumed.
 LEASE = timedelta(minutes=5)
@@ -45,9 +57,10 @@ def enqueue(
     *,
     destination: str,
     state: DeliveryState = DeliveryState.QUEUED,
+    now: datetime | None = None,
 ) -> OutboxItem:
     """Put one row's sending in the outbox, in the transaction that made the row."""
-    now = utcnow()
+    now = now or utcnow()
     item = OutboxItem(
         kind=kind,
         ref_id=ref_id,
@@ -62,12 +75,14 @@ def enqueue(
     return item
 
 
-def requeue(db: Session, kind: OutboxKind, ref_id: int, *, destination: str) -> OutboxItem:
+def requeue(
+    db: Session, kind: OutboxKind, ref_id: int, *, destination: str, now: datetime | None = None
+) -> OutboxItem:
     """Send a failed row again, from a fresh start (attempts and lifetime)."""
     item = db.scalar(select(OutboxItem).where(OutboxItem.kind == kind, OutboxItem.ref_id == ref_id))
     if item is None:
-        return enqueue(db, kind, ref_id, destination=destination)
-    now = utcnow()
+        return enqueue(db, kind, ref_id, destination=destination, now=now)
+    now = now or utcnow()
     item.state, item.attempts, item.last_error = DeliveryState.QUEUED, 0, None
     item.next_attempt_at, item.give_up_at = now, now + LIFETIME[kind]
     item.lease_until = item.leased_by = None
@@ -76,18 +91,27 @@ def requeue(db: Session, kind: OutboxKind, ref_id: int, *, destination: str) -> 
 
 
 def claim(
-    db: Session, *, sender: str, limit: int, per_destination: int = PER_DESTINATION
+    db: Session,
+    *,
+    sender: str,
+    limit: int,
+    per_destination: int = PER_DESTINATION,
+    kinds: Iterable[OutboxKind] | None = None,
+    now: datetime | None = None,
 ) -> list[int]:
-    """Lease up to `limit` due items to `sender`, the fairest choice; their ids.
+    """Lease up to `limit` due items (of `kinds`, default all) to `sender`, the fairest choice;
+    their ids.
 
     Within a destination the oldest go first and at most `per_destination` are in flight (in
     every process, counting the leases already out); across destinations the first of each
     comes before the second of any, so 10,000 items to a dead domain take two senders, not all.
     On PostgreSQL the rows are locked with SKIP LOCKED, inside this short transaction only.
     """
-    now = utcnow()
+    now = now or utcnow()
     until = now + LEASE
-    due = (OutboxItem.state == DeliveryState.QUEUED, OutboxItem.next_attempt_at <= now)
+    due = [OutboxItem.state == DeliveryState.QUEUED, OutboxItem.next_attempt_at <= now]
+    if kinds is not None:  # a process without a relay sends no mail
+        due.append(OutboxItem.kind.in_(list(kinds)))
     busy = (
         select(OutboxItem.destination, func.count().label("leased"))
         .where(OutboxItem.lease_until > now, OutboxItem.state == DeliveryState.QUEUED)
@@ -131,10 +155,13 @@ def claim(
     return sorted(leased)
 
 
-def record(db: Session, item: OutboxItem, failure: Failure | None) -> None:
-    """The outcome of one attempt: sent, failed for good, or due again later. One log line per
-    failure, naming the item, its kind, its destination and the reason."""
-    now = utcnow()
+def record(
+    db: Session, item: OutboxItem, failure: Failure | None, *, now: datetime | None = None
+) -> None:
+    """The outcome of one attempt: sent, failed for good, or due again later (when the
+    receiver asked, else by the kind's backoff). One log line per failure, naming the item,
+    its kind, its destination and the reason."""
+    now = now or utcnow()
     item.lease_until = item.leased_by = None
     if failure is None:
         item.state, item.last_error = DeliveryState.SENT, None
@@ -150,7 +177,13 @@ def record(db: Session, item: OutboxItem, failure: Failure | None) -> None:
             item.last_error = f"gave up after {item.attempts} attempts: {failure.reason}"[:2000]
         outcome = "failed"
     else:
-        item.next_attempt_at = min(retry_at(now, item.attempts), item.give_up_at)
+        wait = failure.retry_after
+        due = (
+            now + wait
+            if wait is not None
+            else retry_at(now, item.attempts, backoff=BACKOFF[item.kind])
+        )
+        item.next_attempt_at = min(due, item.give_up_at)
         outcome = f"not sent, retry at {item.next_attempt_at:%Y-%m-%dT%H:%M:%SZ}"
     log.warning(
         "outbox item %s (%s %s to %s) %s: %s",
@@ -176,3 +209,10 @@ def queued_count(db: Session) -> int:
     """How many items wait to be sent, every kind together (the outbox's depth)."""
     query = select(func.count()).where(OutboxItem.state == DeliveryState.QUEUED)
     return db.scalar(query) or 0
+
+
+def oldest_queued_age(db: Session, *, now: datetime | None = None) -> timedelta:
+    """How long the oldest item still waiting has waited (zero when none waits)."""
+    query = select(func.min(OutboxItem.created_at)).where(OutboxItem.state == DeliveryState.QUEUED)
+    oldest = db.scalar(query)
+    return max(timedelta(0), (now or utcnow()) - oldest) if oldest is not None else timedelta(0)

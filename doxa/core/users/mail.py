@@ -83,7 +83,7 @@ class AccountMailCourier:
             self.relay.send, self._compose(db.get_one(AccountMail, item.ref_id))
         )
 
-    def settle(self, db: Session, item: OutboxItem) -> None:
+    def settle(self, db: Session, item: OutboxItem, receipt: object) -> None:
         mail = db.get_one(AccountMail, item.ref_id)
         mail.delivery_state, mail.delivery_error = item.state, item.last_error
         if item.state is not DeliveryState.QUEUED:

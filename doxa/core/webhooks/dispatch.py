@@ -1,0 +1,70 @@
+"""From events to deliveries: the feed's consumer `webhooks` takes the next committed events and,
+in the same transaction, makes one delivery and one outbox item for each active subscription
+that wants each; the outbox sends them.
+
+Only ids are stored: the body is built from the event row when each attempt is sent (courier.py).
+An event never changes, so every attempt sends the same bytes, and a hundred subscriptions cost
+a hundred small rows, not a hundred copies of a 256 KiB payload.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from doxa.core.db import transaction
+from doxa.core.enums import EventType
+from doxa.core.events import feed
+from doxa.core.events.models import Event
+from doxa.core.outbox import queue
+from doxa.core.outbox.models import OutboxKind
+from doxa.core.webhooks.models import Webhook, WebhookDelivery
+from doxa.core.webhooks.schemas import ALL
+from doxa.core.webhooks.service import CONSUMER, destination
+
+BATCH = 500
+
+
+def wants(hook: Webhook, event: Event) -> bool:
+    """Whether a subscription gets an event: its type is listed (or `*`); an internal one
+    (not public: an internal note) only with `include_internal`. `intake.*` events are not
+    public either, but they are admins' and so are subscriptions. A ping goes only to the
+    subscription it was sent to (service.ping)."""
+    if event.type == EventType.PING:
+        return False
+    if ALL not in hook.events and event.type not in hook.events:
+        return False
+    return event.public or hook.include_internal or event.type.startswith("intake.")
+
+
+def dispatch(db: Session, *, limit: int = BATCH) -> tuple[int, int]:
+    """Queue the next events' deliveries: (events taken, deliveries queued). The caller
+    commits both the deliveries and the consumer's new place at once."""
+    events = feed.consume(db, CONSUMER, limit=limit)
+    if not events:
+        return 0, 0
+    hooks = list(db.scalars(select(Webhook).where(Webhook.active.is_(True))))
+    deliveries = [
+        WebhookDelivery(webhook_id=hook.id, event_id=event.id, event_type=event.type)
+        for event in events
+        for hook in hooks
+        if wants(hook, event)
+    ]
+    db.add_all(deliveries)
+    db.flush()
+    hosts = {hook.id: destination(hook.url) for hook in hooks}
+    for delivery in deliveries:
+        queue.enqueue(db, OutboxKind.WEBHOOK, delivery.id, destination=hosts[delivery.webhook_id])
+    return len(events), len(deliveries)
+
+
+def run(sessions: sessionmaker[Session], *, limit: int = BATCH) -> int:
+    """One periodic pass, a transaction a batch until the feed is caught up; how many
+    deliveries were queued."""
+    queued = 0
+    while True:
+        with transaction(sessions) as db:
+            taken, made = dispatch(db, limit=limit)
+        queued += made
+        if taken < limit:
+            return queued
