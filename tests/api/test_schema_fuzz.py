@@ -140,6 +140,10 @@ class TestSchemaFuzz:
         assert len(operations) == len(results), "the app's OpenAPI schema has invalid operations"
         assert {"/healthz", "/api/v1/tickets/{ticket_id}"} <= {op.path for op in operations}
         for operation in operations:
+            if operation.path == "/api/v1/events/stream":
+                # Endless by design (each case would hold until the stream is cut): its answers,
+                # refusals and events are tested in tests/api/test_event_stream.py.
+                continue
             if mode is GenerationMode.NEGATIVE and not _takes_input(operation):
                 # Nothing to make invalid (GET /healthz): Hypothesis would call it unsatisfiable.
                 continue

@@ -117,7 +117,19 @@ def _fanout(request: Request) -> EventFanout:
         200: {
             "description": "`text/event-stream`: `id:` the event id, `event:` its type, `data:` "
             "the event as in `GET /events`; a comment line every 15 s",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            # Each event as a reader parses it (schemathesis checks a stream's events so).
+            "content": {
+                "text/event-stream": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "id": {"type": "string"},
+                            "event": {"type": "string"},
+                            "data": {"type": "string"},
+                        },
+                    }
+                }
+            },
         },
         **problems.errors(
             401,
