@@ -93,10 +93,8 @@ def latest(db: Session) -> Position:
     return START if last is None else position(last)
 
 
-def consume(db: Session, name: str, *, limit: int) -> list[Event]:
-    """The next events for the consumer `name`, its cursor moved past them in this transaction:
-    the caller acts on them (queues deliveries, notifications) and commits both at once, so
-    each event is taken once, by one process. A new consumer starts at the present."""
+def _cursor(db: Session, name: str) -> EventCursor:
+    """The consumer's cursor row, locked until the commit; a new consumer starts at the present."""
     cursor = db.get(EventCursor, name, with_for_update=True)
     if cursor is None:
         now = latest(db)
@@ -107,6 +105,24 @@ def consume(db: Session, name: str, *, limit: int) -> list[Event]:
             .on_conflict_do_nothing(index_elements=["name"])
         )
         cursor = db.get_one(EventCursor, name, with_for_update=True, populate_existing=True)
+    return cursor
+
+
+def skip(db: Session, name: str, *, to: Position) -> None:
+    """Move the consumer `name` past everything up to `to` without reading it (a consumer with
+    nobody to tell: no subscription, no relay). `to` is taken before the caller looked for
+    subscribers, so whatever one made since is still read."""
+    cursor = _cursor(db, name)
+    if to > Position(cursor.xact or 0, cursor.event_id):
+        cursor.xact, cursor.event_id = to.xact, to.id
+        db.flush()
+
+
+def consume(db: Session, name: str, *, limit: int) -> list[Event]:
+    """The next events for the consumer `name`, its cursor moved past them in this transaction:
+    the caller acts on them (queues deliveries, notifications) and commits both at once, so
+    each event is taken once, by one process. A new consumer starts at the present."""
+    cursor = _cursor(db, name)
     events = after(db, Position(cursor.xact or 0, cursor.event_id), limit=limit)
     if events:
         cursor.xact, cursor.event_id = events[-1].xact, events[-1].id

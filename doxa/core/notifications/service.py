@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from doxa.core.db import transaction, utcnow
+from doxa.core.enums import EventType
 from doxa.core.events import feed
 from doxa.core.events.models import Event
 from doxa.core.notifications.models import AgentNotice, NoticeState
@@ -33,6 +34,15 @@ log = logging.getLogger(__name__)
 CONSUMER = "notifications"
 BATCH = 500  # events read, and notices queued, per transaction
 WINDOW = timedelta(minutes=1)  # changes to one ticket within it make one mail
+# The events that may tell an agent something (recipients.change_of decides which do).
+TOLD = frozenset(
+    {
+        EventType.TICKET_ASSIGNED,
+        EventType.MESSAGE_CREATED,
+        EventType.SLA_WARNING,
+        EventType.SLA_BREACHED,
+    }
+)
 HOURLY_CAP = 30  # mails an hour to one agent
 MAX_ITEMS = 20  # changes told in one mail; a busier minute says the first of them
 OVER_CAP = f"over {HOURLY_CAP} notifications in an hour to this agent"
@@ -44,6 +54,8 @@ def collect(db: Session, events: list[Event], *, now: datetime, window: timedelt
     added = 0
     pending: dict[tuple[int, int], AgentNotice] = {}
     for event in events:
+        if event.type not in TOLD:
+            continue  # most events (created, updated, classified) tell an agent nothing
         ticket = db.get(Ticket, event.ticket_id) if event.ticket_id is not None else None
         change = change_of(event, ticket) if ticket is not None else None
         if ticket is None or change is None:
@@ -136,11 +148,13 @@ def run(
     now: Callable[[], datetime] = utcnow,
 ) -> int:
     """Read the new events and queue the notices that are due; the number queued. Without a
-    relay (`relay` False) the events are read and nothing is kept: no mail could leave."""
+    relay (`relay` False) the consumer passes over the events unread: no mail could leave."""
     while True:
         with transaction(sessions) as db:
+            if not relay:  # no mail could leave: the events are passed over, unread
+                feed.skip(db, CONSUMER, to=feed.latest(db))
+                return 0
             events = feed.consume(db, CONSUMER, limit=BATCH)
-            if relay:
-                collect(db, events, now=now(), window=window)
+            collect(db, events, now=now(), window=window)
             if len(events) < BATCH:
                 return dispatch(db, now=now()) if relay else 0

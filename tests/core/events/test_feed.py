@@ -91,3 +91,19 @@ class TestConsume:
         with transaction(clean.sessions) as db:
             other = [e.id for e in feed.consume(db, "mail", limit=10)]
         assert taken == ids and other == ids
+
+    def test_skipping_passes_over_what_came_before_the_position_only(self, clean: Context) -> None:
+        with transaction(clean.sessions) as db:
+            feed.consume(db, "hooks", limit=10)
+        with transaction(clean.sessions) as db:
+            passed = [_ping(db) for _ in range(2)]
+        _readable(clean, passed[-1])
+        with transaction(clean.sessions) as db:
+            upto = feed.latest(db)  # as a consumer with nobody to tell takes it
+        with transaction(clean.sessions) as db:
+            later = _ping(db)  # e.g. after a subscription came meanwhile
+        _readable(clean, later)
+        with transaction(clean.sessions) as db:
+            feed.skip(db, "hooks", to=upto)
+        with transaction(clean.sessions) as db:
+            assert [e.id for e in feed.consume(db, "hooks", limit=10)] == [later]
