@@ -60,19 +60,36 @@ def enqueue(
     now: datetime | None = None,
 ) -> OutboxItem:
     """Put one row's sending in the outbox, in the transaction that made the row."""
-    now = now or utcnow()
-    item = OutboxItem(
-        kind=kind,
-        ref_id=ref_id,
-        destination=destination,
-        state=state,
-        next_attempt_at=now,
-        give_up_at=now + LIFETIME[kind],
-        created_at=now,
-    )
-    db.add(item)
-    db.flush()
+    [item] = enqueue_many(db, kind, [(ref_id, destination)], state=state, now=now)
     return item
+
+
+def enqueue_many(
+    db: Session,
+    kind: OutboxKind,
+    rows: list[tuple[int, str]],
+    *,
+    state: DeliveryState = DeliveryState.QUEUED,
+    now: datetime | None = None,
+) -> list[OutboxItem]:
+    """`enqueue` for many (ref_id, destination) rows at once: one flush (one multi-row INSERT),
+    not one per row (a batch of events to several subscriptions makes thousands)."""
+    now = now or utcnow()
+    items = [
+        OutboxItem(
+            kind=kind,
+            ref_id=ref_id,
+            destination=destination,
+            state=state,
+            next_attempt_at=now,
+            give_up_at=now + LIFETIME[kind],
+            created_at=now,
+        )
+        for ref_id, destination in rows
+    ]
+    db.add_all(items)
+    db.flush()
+    return items
 
 
 def requeue(

@@ -57,8 +57,8 @@ def dispatch(db: Session, *, limit: int = BATCH) -> tuple[int, int]:
     db.add_all(deliveries)
     db.flush()
     hosts = {hook.id: destination(hook.url) for hook in hooks}
-    for delivery in deliveries:
-        queue.enqueue(db, OutboxKind.WEBHOOK, delivery.id, destination=hosts[delivery.webhook_id])
+    rows = [(delivery.id, hosts[delivery.webhook_id]) for delivery in deliveries]
+    queue.enqueue_many(db, OutboxKind.WEBHOOK, rows)
     return len(events), len(deliveries)
 
 
