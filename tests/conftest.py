@@ -32,6 +32,7 @@ from doxa.core.tickets.schemas import TicketCreate
 from doxa.main import create_app
 from doxa.migrations import upgrade
 from tests import scheduling
+from tests.receivers import Receiver
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 # The real-world corpus (emails/, tickets/, webhooks/): ../shared/corpus beside the repo, or
@@ -282,3 +283,12 @@ def mailed_token(context: Context, email: str) -> str:
 @pytest.hookimpl(trylast=True)  # after pytest has grouped the tests by their fixtures
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     items[:] = scheduling.reorder(config, items)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver on loopback (tests/receivers.py), stopped after the test."""
+    server = Receiver()
+    server.start()
+    yield server
+    server.stop()

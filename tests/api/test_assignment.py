@@ -30,6 +30,7 @@ from doxa.migrations import upgrade
 from tests.conftest import AsUser, MakeUser, _fresh_postgres, empty_tables, make_settings
 from tests.core.teams.conftest import add_team, add_tickets, assignees, system_assignments
 from tests.gateway.conftest import free_port
+from tests.receivers import Receiver
 from tests.test_migrations import DOXA
 
 SETTLE_SECONDS = 5  # SPEC: the oldest waiting ticket is assigned within 5 s of room
@@ -158,6 +159,7 @@ def serving_pair(
             "BCRYPT_ROUNDS": "4",
             "AI_PROVIDER": "none",
             "WORKER_PROCESSES": "0",
+            "WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",  # the webhook receiver below
         }
         context = Context.build(make_settings(url, jwt_secret=secret))
         stack.callback(context.close)
@@ -325,6 +327,36 @@ class TestTwoProcesses:
         assert sum(resolved) == 120
         assert peak and max(peak.values()) <= capacity, peak
         assert Counter(system_assignments(context.sessions).values()) == {1: 120}
+
+    def test_webhooks_from_both_reach_the_receiver_once_each(
+        self, two_servers: tuple[Context, list[Server]], receiver: Receiver
+    ) -> None:
+        """Both servers dispatch and send (SPEC: one outbox, leases): every ticket's event
+        arrives, and none twice (no process was killed in flight)."""
+        context, servers = two_servers
+        [admin] = _staff(context, 1)
+        with transaction(context.sessions) as db:
+            db.merge(admin).role = Role.ADMIN
+        headers = _bearer(context, admin)
+        hook = {"url": receiver.url, "events": ["ticket.created"]}
+        answer = httpx.post(f"{servers[0]}/api/v1/webhooks", json=hook, headers=headers)
+        assert answer.status_code == 201, answer.text
+
+        def open_tickets(server: Server) -> None:
+            with httpx.Client(base_url=server, headers=headers, timeout=30) as http:
+                for n in range(25):
+                    body = {"subject": f"Order {n}", "body": "Where is my parcel?"}
+                    assert http.post("/api/v1/tickets", json=body).status_code == 201
+
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(open_tickets, servers * 2))
+        _wait_for(lambda: len(receiver.requests) >= 100, 30)
+        time.sleep(2)  # a second delivery of any of them would come within this
+        with context.sessions() as db:
+            created = select(Event.id).where(Event.type == EventType.TICKET_CREATED)
+            expected = {str(i) for i in db.scalars(created)}
+        received = [r.headers["webhook-id"] for r in receiver.requests]
+        assert len(expected) == 100 and sorted(received) == sorted(expected)
 
 
 def _all_resolved(context: Context, ids: list[int]) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, cast
 
@@ -56,14 +56,6 @@ def http(app: FastAPI, clean: Context) -> Http:
         return TestClient(app, headers=headers, raise_server_exceptions=False)
 
     return client
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    server.start()
-    yield server
-    server.stop()
 
 
 class TestAccess:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
@@ -24,17 +23,9 @@ from doxa.core.webhooks import dispatch, service
 from doxa.core.webhooks.courier import WebhookCourier
 from doxa.core.webhooks.destinations import Allowed
 from doxa.core.webhooks.schemas import WebhookCreate, WebhookCreated
-from tests.receivers import Receiver, Request
+from tests.receivers import Request
 
 LOOPBACK = Allowed.parse("127.0.0.1")
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    server.start()
-    yield server
-    server.stop()
 
 
 class Clock:
