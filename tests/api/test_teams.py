@@ -144,7 +144,8 @@ class TestTeams:
         problem(admin.get(f"{TEAMS}/{team['id']}"), 404)
         shown = admin.get(f"/api/v1/tickets/{ticket.id}").json()
         assert (shown["team_id"], shown["team"]) == (None, None)
-        last = db.scalars(select(Event).where(Event.ticket_id == ticket.id)).all()[-1]
+        history = select(Event).where(Event.ticket_id == ticket.id).order_by(Event.sequence)
+        last = db.scalars(history).all()[-1]
         assert last.changes == {"team_id": [team["id"], None]}
 
 
