@@ -44,7 +44,8 @@ class TestTeamMailbox:
         )
         assert (support.team_id, support.category) == (None, None)
         with smtp.context.sessions() as db:
-            events = db.scalars(select(Event.type).where(Event.ticket_id == billing.id)).all()
+            history = select(Event.type).where(Event.ticket_id == billing.id)
+            events = db.scalars(history.order_by(Event.sequence)).all()
         assert events[0] == "ticket.created"  # the team is part of the ticket as made
 
     def test_a_plus_address_of_the_teams_mailbox_lands_there_too(
