@@ -33,6 +33,7 @@ from doxa.main import create_app
 from doxa.migrations import upgrade
 from tests import scheduling
 from tests.receivers import Receiver
+from tests.relays import Sink
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 # The real-world corpus (emails/, tickets/, webhooks/): ../shared/corpus beside the repo, or
@@ -292,3 +293,12 @@ def receiver() -> Iterator[Receiver]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    """A real SMTP relay on loopback that keeps what it is given (tests/relays.py)."""
+    relay = Sink()
+    relay.controller.start()
+    yield relay
+    relay.controller.stop()

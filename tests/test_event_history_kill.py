@@ -30,7 +30,8 @@ from doxa.core.events.models import Event
 from doxa.core.intake.models import IntakeEvent
 from doxa.core.tickets.models import Message, Ticket
 from tests.conftest import MakeUser
-from tests.gateway.conftest import free_port, message
+from tests.gateway.conftest import message
+from tests.relays import free_port
 
 KILLS = 10
 # Forks `doxa serve` on demand ("start" -> the child's pid; "wait <pid>" -> reaped, "ok").

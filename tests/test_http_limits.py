@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from doxa.core.config import ConfigError, load_settings
-from tests.gateway.conftest import free_port
+from tests.relays import free_port
 
 DOXA = str(Path(sys.executable).with_name("doxa"))
 PARTIAL = b"GET /healthz HTTP/1.1\r\nHost: doxa\r\n"  # the blank line never comes

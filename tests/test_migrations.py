@@ -16,7 +16,7 @@ from alembic import command
 from doxa.core.models import Base
 from doxa.migrations import alembic_config, check, upgrade
 from tests.conftest import BACKENDS, _fresh_postgres
-from tests.gateway.conftest import free_port
+from tests.relays import free_port
 
 
 def _tables(url: str) -> set[str]:

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.gateway.conftest import free_port
+from tests.relays import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 DOXA = str(Path(sys.executable).with_name("doxa"))

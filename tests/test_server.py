@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.gateway.conftest import free_port
+from tests.relays import free_port
 
 DOXA = str(Path(sys.executable).with_name("doxa"))
 

@@ -20,7 +20,7 @@ from doxa.core.models import AccountMail, AccountToken, IntakeEvent, OutboxItem,
 from doxa.gateway.pipeline import build_pipeline
 from doxa.main import create_app
 from tests.conftest import PASSWORD, MailClient, MakeUser, mailed_token, make_settings
-from tests.gateway.conftest import Sink
+from tests.relays import Sink
 
 NEW = "a fresh long secret"
 

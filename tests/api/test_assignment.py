@@ -29,8 +29,8 @@ from doxa.core.models import Event, Rule, Team, Ticket, User
 from doxa.migrations import upgrade
 from tests.conftest import AsUser, MakeUser, _fresh_postgres, empty_tables, make_settings
 from tests.core.teams.conftest import add_team, add_tickets, assignees, system_assignments
-from tests.gateway.conftest import free_port
 from tests.receivers import Receiver
+from tests.relays import free_port
 from tests.test_migrations import DOXA
 
 SETTLE_SECONDS = 5  # SPEC: the oldest waiting ticket is assigned within 5 s of room

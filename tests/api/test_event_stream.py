@@ -23,7 +23,7 @@ from doxa.core.events.record import SYSTEM, record
 from doxa.core.models import User
 from doxa.runtime.fanout import EventFanout
 from tests.conftest import MakeTicket, MakeUser, make_settings
-from tests.gateway.conftest import free_port
+from tests.relays import free_port
 
 PATH = "/api/v1/events/stream"
 Sse = dict[str, str]

@@ -26,7 +26,7 @@ from doxa.core.context import Context
 from doxa.core.enums import Role
 from doxa.main import create_app
 from tests.conftest import PASSWORD, MakeTicket, MakeUser
-from tests.gateway.conftest import free_port
+from tests.relays import free_port
 
 GENERATOR = str(Path(sys.executable).with_name("openapi-python-client"))
 

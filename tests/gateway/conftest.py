@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import email.policy
 import json
 import smtplib
-import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from email.message import EmailMessage
-from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import Envelope
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
@@ -211,47 +205,3 @@ def relayed(raw: str, *above: str, below: str | None = None) -> str:
     if below is not None:
         lines.append(f"Authentication-Results: {below}")
     return "\r\n".join(lines) + "\r\n" + raw
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class Sink:
-    """A real SMTP relay on a free port that keeps what it is given (the outbound side)."""
-
-    def __init__(self, *, smtputf8: bool = True) -> None:
-        self.received: list[EmailMessage] = []
-        self.envelopes: list[tuple[str, list[str]]] = []
-        self.port = free_port()
-        self.controller = Controller(
-            self, hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=smtputf8
-        )
-
-    async def handle_DATA(self, server: object, session: object, envelope: Envelope) -> str:
-        raw = envelope.original_content or b""
-        self.received.append(BytesParser(policy=email.policy.default).parsebytes(raw))
-        self.envelopes.append((str(envelope.mail_from), list(envelope.rcpt_tos)))
-        return "250 2.0.0 OK"
-
-    @property
-    def url(self) -> str:
-        return f"smtp://127.0.0.1:{self.port}"
-
-    def wait_for(self, count: int, timeout: float = 15.0) -> list[EmailMessage]:
-        deadline = time.monotonic() + timeout
-        while len(self.received) < count:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"relay got {len(self.received)} of {count} messages")
-            time.sleep(0.05)
-        return self.received
-
-
-@pytest.fixture
-def sink() -> Iterator[Sink]:
-    relay = Sink()
-    relay.controller.start()
-    yield relay
-    relay.controller.stop()

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from doxa.core.enums import Role
 from tests.conftest import MakeUser
-from tests.gateway.conftest import Sink, Smtp, StartSmtp, message
+from tests.gateway.conftest import Smtp, StartSmtp, message
+from tests.relays import Sink
 
 SPAM = "CHEAP MEDS at http://pills.spam.example"
 TRUSTED = {"trusted_authserv_ids": "mx.ours.test", "trusted_relays": "127.0.0.1"}

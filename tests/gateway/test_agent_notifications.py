@@ -16,7 +16,8 @@ from doxa.core.notifications.models import AgentNotice
 from doxa.core.tickets.models import Ticket
 from doxa.core.users.models import User
 from tests.conftest import MakeUser
-from tests.gateway.conftest import Sink, Smtp, StartSmtp, message, relayed
+from tests.gateway.conftest import Smtp, StartSmtp, message, relayed
+from tests.relays import Sink
 
 CUSTOMER = "alice@example.org"
 AGENT = "ann@example.net"

@@ -20,7 +20,8 @@ from doxa.core.context import Context
 from doxa.core.enums import IntakeStatus
 from doxa.core.intake.models import IntakeEvent
 from doxa.core.tickets.models import Ticket
-from tests.gateway.conftest import free_port, message
+from tests.gateway.conftest import message
+from tests.relays import free_port
 
 DOXA = str(Path(sys.executable).with_name("doxa"))
 

@@ -7,7 +7,8 @@ import time
 from doxa.core.enums import IntakeStatus, Role, ThreadedBy
 from doxa.core.tickets.models import Ticket
 from tests.conftest import MakeUser
-from tests.gateway.conftest import Sink, Smtp, StartSmtp, message
+from tests.gateway.conftest import Smtp, StartSmtp, message
+from tests.relays import Sink
 
 
 def _start(start_smtp: StartSmtp, sink: Sink) -> Smtp:

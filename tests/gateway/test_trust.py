@@ -13,8 +13,9 @@ from doxa.core.enums import IntakeStatus, Role, ThreadedBy
 from doxa.core.intake.models import IntakeEvent
 from doxa.core.tickets.models import Ticket
 from tests.conftest import MakeUser
-from tests.gateway.conftest import Sink, Smtp, StartSmtp, message, relayed
+from tests.gateway.conftest import Smtp, StartSmtp, message, relayed
 from tests.gateway.webhook_support import form_json, signed, start_hooks
+from tests.relays import Sink
 
 CUSTOMER = "alice@example.org"
 STRANGER = "mallory@evil.test"

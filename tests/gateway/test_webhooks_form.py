@@ -260,7 +260,7 @@ class TestAcknowledgment:
     def test_with_form_acknowledge_the_answer_does_not_repeat_the_posted_subject(
         self, start_smtp: StartSmtp, sink: object
     ) -> None:
-        from tests.gateway.conftest import Sink
+        from tests.relays import Sink
 
         assert isinstance(sink, Sink)
         hooks = start_hooks(start_smtp, form_acknowledge=True, outbound_smtp_url=sink.url)

@@ -23,8 +23,7 @@ from doxa.core.users.mail import queue_mail
 from doxa.main import create_app
 from doxa.runtime.outbox import OutboxRunner
 from tests.conftest import MakeTicket, MakeUser, make_settings
-from tests.gateway.conftest import Sink
-from tests.relays import HangingRelay, RefusingRelay
+from tests.relays import HangingRelay, RefusingRelay, Sink
 
 DEAD_MAILS = 10_000
 
@@ -54,14 +53,6 @@ def _wait(check: Callable[[], bool], timeout: float = 10.0) -> None:
 @pytest.fixture
 def refusing() -> Iterator[RefusingRelay]:
     relay = RefusingRelay("refused@example.org")
-    relay.controller.start()
-    yield relay
-    relay.controller.stop()
-
-
-@pytest.fixture
-def sink() -> Iterator[Sink]:
-    relay = Sink()
     relay.controller.start()
     yield relay
     relay.controller.stop()

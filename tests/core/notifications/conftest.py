@@ -4,7 +4,6 @@ moments, the real outbox sending to a real SMTP sink."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -31,7 +30,7 @@ from doxa.core.tickets.schemas import MessageCreate
 from doxa.core.tickets.service import change
 from doxa.core.users.models import User
 from tests.conftest import MakeTicket, MakeUser
-from tests.gateway.conftest import Sink
+from tests.relays import Sink
 
 
 @dataclass
@@ -110,14 +109,6 @@ class Desk:
 
     def to(self, user: User) -> list[EmailMessage]:
         return [mail for mail in self.sink.received if mail["To"] == user.email]
-
-
-@pytest.fixture
-def sink() -> Iterator[Sink]:
-    relay = Sink()
-    relay.controller.start()
-    yield relay
-    relay.controller.stop()
 
 
 @pytest.fixture
