@@ -19,6 +19,9 @@ class TestLicense:
         assert "END OF TERMS AND CONDITIONS" in text
 
 
+UV_INSTALL = ".venv/bin/uv pip install --quiet --python .venv/bin/python"
+
+
 class TestMakefile:
     def test_plain_make_lists_the_targets(self) -> None:
         result = subprocess.run(
@@ -39,10 +42,10 @@ class TestMakefile:
         )
         assert result.returncode == 0, result.stderr
         lines = result.stdout.splitlines()
-        return [line for line in lines if "pip install" in line and "--upgrade pip" not in line]
+        return [line for line in lines if "pip install" in line and not line.endswith(" uv")]
 
     def test_make_run_installs_only_what_running_needs(self) -> None:
-        assert self._installs("run") == [".venv/bin/pip install --quiet -e ."]
+        assert self._installs("run") == [UV_INSTALL + " -e ."]
 
     def test_make_test_installs_the_test_and_lint_tools(self) -> None:
-        assert self._installs("test") == [".venv/bin/pip install --quiet -e '.[dev]'"]
+        assert self._installs("test") == [UV_INSTALL + " -e '.[dev]'"]
