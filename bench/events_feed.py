@@ -25,7 +25,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import make_url
 
 from doxa.core.config import load_settings
@@ -134,7 +133,7 @@ def main() -> None:
             .limit(50)
         )
         sql = str(
-            query.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
+            query.compile(dialect=db.get_bind().dialect, compile_kwargs={"literal_binds": True})
         )
         print("plan of the small client's page:")
         for (line,) in db.execute(sa.text("EXPLAIN " + sql)):

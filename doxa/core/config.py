@@ -131,8 +131,8 @@ class Settings(BaseSettings):
     http_max_connections: int = Field(1000, ge=2)
     metrics_token: str | None = None
     # Outbound webhooks (issue 22) reach only global unicast addresses, and these exceptions:
-    # host names, IP addresses and networks, comma separated.
-    webhook_allowed_hosts: str | None = None
+    # host names, IP addresses and networks, comma separated; parsed once, here.
+    webhook_allowed_hosts: Annotated[Allowed, NoDecode] = Allowed()
     # Events out (issue 22): browser origins that may call the API and the event stream, and
     # the streams: a comment every so many seconds (the reader is checked again then) and how
     # many one user and one network (IPv4 /24, IPv6 /48) may hold open in a process.
@@ -156,7 +156,6 @@ class Settings(BaseSettings):
         "ai_api_key",
         "ack_templates",
         "metrics_token",
-        "webhook_allowed_hosts",
         mode="before",
     )
     @classmethod
@@ -229,11 +228,11 @@ class Settings(BaseSettings):
             raise ValueError(f"must be a random value of at least {MIN_SECRET_LENGTH} characters")
         return value
 
-    @field_validator("webhook_allowed_hosts")
+    @field_validator("webhook_allowed_hosts", mode="before")
     @classmethod
-    def _allowed_hosts(cls, value: str | None) -> str | None:
-        Allowed.parse(value)  # a typo stops the start rather than refusing every delivery
-        return value
+    def _allowed_hosts(cls, value: object) -> object:
+        # A typo stops the start rather than refusing every delivery.
+        return Allowed.parse(value) if value is None or isinstance(value, str) else value
 
     @field_validator("outbound_smtp_url")
     @classmethod

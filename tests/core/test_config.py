@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from doxa.core.config import ConfigError, Mailbox, Settings, load_settings
+from doxa.core.webhooks.destinations import Allowed
 
 
 def settings(**values: object) -> Settings:
@@ -67,7 +68,11 @@ class TestSettings:
             settings(doxa_env="prod", jwt_secret="")
 
     def test_a_bad_webhook_allowed_host_stops_the_start(self) -> None:
-        assert settings(doxa_env="dev", webhook_allowed_hosts=" ").webhook_allowed_hosts is None
+        blank = settings(doxa_env="dev", webhook_allowed_hosts=" ")
+        assert blank.webhook_allowed_hosts == Allowed()
+        listed = settings(doxa_env="dev", webhook_allowed_hosts="hooks.internal, 10.1.0.0/16")
+        assert listed.webhook_allowed_hosts.permits("hooks.internal", "10.9.9.9")
+        assert listed.webhook_allowed_hosts.permits("other.example", "10.1.2.3")
         with pytest.raises(ConfigError, match=r"^WEBHOOK_ALLOWED_HOSTS: '10\.0\.0\.0/33'"):
             settings(doxa_env="dev", webhook_allowed_hosts="127.0.0.1,10.0.0.0/33")
 

@@ -26,7 +26,7 @@ E409 = "The subscription is not active, or the delivery is still pending"
 
 
 def _allowed(context: ContextDep) -> Allowed:
-    return Allowed.parse(context.settings.webhook_allowed_hosts)
+    return context.settings.webhook_allowed_hosts
 
 
 @router.get("")

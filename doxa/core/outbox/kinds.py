@@ -14,7 +14,6 @@ from doxa.core.outbox.relay import Relay
 from doxa.core.outbox.sender import Courier, Outbox
 from doxa.core.users.mail import AccountMailCourier
 from doxa.core.webhooks.courier import WebhookCourier
-from doxa.core.webhooks.destinations import Allowed
 
 
 def build_outbox(
@@ -26,7 +25,7 @@ def build_outbox(
     """The outbox: webhooks always; mail only when OUTBOUND_SMTP_URL is set (no mail is
     queued without it, and a process without the relay claims none). `webhook_outcome` hears
     each delivery's outcome (metrics)."""
-    allowed = Allowed.parse(settings.webhook_allowed_hosts)
+    allowed = settings.webhook_allowed_hosts
     couriers: dict[OutboxKind, Courier] = {
         OutboxKind.WEBHOOK: WebhookCourier(allowed=allowed, observe=webhook_outcome),
     }
