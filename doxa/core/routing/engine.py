@@ -355,7 +355,9 @@ class _Checks:
 
     def __init__(self, db: Session) -> None:
         self.db = db
-        self.teams: dict[int, bool] = {}
+        # The teams themselves, not only whether they exist: held here, they stay in the
+        # session's (weak) identity map, so placing each ticket of the batch reads none again.
+        self.teams: dict[int, Team | None] = {}
         self.staff: dict[int, bool] = {}
         self.known: tuple[str, ...] | None = None
 
@@ -363,8 +365,8 @@ class _Checks:
         value = action.value
         if action.field == "team_id" and value is not None:
             if value not in self.teams:
-                self.teams[value] = self.db.get(Team, value) is not None
-            return None if self.teams[value] else f"no team {value}"
+                self.teams[value] = self.db.get(Team, value)
+            return None if self.teams[value] is not None else f"no team {value}"
         if action.field == "assignee_id" and value is not None:
             if value not in self.staff:
                 self.staff[value] = active_staff(self.db, value)
