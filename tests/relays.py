@@ -46,7 +46,7 @@ class Sink:
         while len(self.received) < count:
             if time.monotonic() > deadline:
                 raise AssertionError(f"relay got {len(self.received)} of {count} messages")
-            time.sleep(0.05)
+            time.sleep(0.01)
         return self.received
 
 

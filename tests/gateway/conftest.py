@@ -117,7 +117,7 @@ class Smtp:
                 return events
             if time.monotonic() > deadline:
                 raise AssertionError(f"events still unprocessed: {events}")
-            time.sleep(0.05)
+            time.sleep(0.01)  # most events are processed within tens of ms of their 250
 
     def tickets(self) -> list[Ticket]:
         with self.context.sessions() as db:

@@ -218,6 +218,14 @@ class TestSearchMatchesAPlainFilter:
         # The default answers from the walk; (3, 3) sends almost every search to the index
         # after three tickets; (2, 9) walks on by the density met, then goes to the index; a
         # dear prefix makes the index look up the other words and check the prefix on the rows.
+        if (
+            db.get_bind().dialect.name != "postgresql"
+            and (walk, walk_max) == (3, 3)
+            and prefix_cost
+        ):
+            # The walk and the prefix cost are PostgreSQL's; on SQLite this case runs the same
+            # queries (the same seed) through the same FTS5 code as (3, 3, 0).
+            pytest.skip("the same queries and code as (3, 3, 0) on SQLite")
         monkeypatch.setattr(postgres, "WALK", walk)
         monkeypatch.setattr(postgres, "WALK_MAX", walk_max)
         monkeypatch.setattr(postgres, "PREFIX_COST", prefix_cost)
