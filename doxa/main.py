@@ -3,12 +3,14 @@ the execution plan, the edges on it; its lifespan starts them and stops them in 
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
+from starlette.routing import BaseRoute
 
 from doxa.api import docs, problems
 from doxa.api.routes import (
@@ -118,6 +120,27 @@ def create_app(
     app.state.metrics_token = settings.metrics_token  # opens /metrics to a scraper
     app.state.webhooks = webhooks
     app.state.event_fanout = runtime.fanout
+    app.router.routes.extend(_routes())
+    account.keep_tokens_out_of_access_logs()
+    docs.install(app)
+    problems.install(app)
+    app.add_middleware(
+        BodyLimit, default=settings.max_api_body_bytes, inbound=settings.max_message_bytes
+    )
+    app.add_middleware(UntrustedProxyWarning, trusted=settings.forwarded_allow_ips)
+    app.add_middleware(RequestId)
+    if settings.cors_allowed_origins:
+        # Listed origins only (`*` is refused at settings load), no credentials mode.
+        app.add_middleware(ListedOrigins, origins=settings.cors_allowed_origins)
+    app.add_middleware(RequestMetrics)  # outermost: the time includes every other layer
+    return app
+
+
+@functools.cache
+def _routes() -> tuple[BaseRoute, ...]:
+    """Every route of the app, built once per process. Including a router makes FastAPI read
+    each endpoint's signature and models (~60 ms for ours, paid again by every app a test
+    builds); the routes depend on no setting: each reads its app's state per request."""
     api = APIRouter(prefix=paths.API)
     for module in (
         auth,
@@ -135,26 +158,15 @@ def create_app(
     ):
         docs.document_errors(module.router)
         api.include_router(module.router)
+    built = APIRouter(generate_unique_id_function=docs.operation_id)
     # First, so a webhook post (the busiest route under a flood) matches without walking the
     # API's routes; it documents only its own answers.
-    app.include_router(webhooks_router)  # served under paths.INBOUND
-    app.include_router(api)
-    app.include_router(health.router)
-    app.include_router(account.router)
-    account.keep_tokens_out_of_access_logs()
-    app.include_router(metrics_route.router)
-    docs.install(app)
-    problems.install(app)
-    app.add_middleware(
-        BodyLimit, default=settings.max_api_body_bytes, inbound=settings.max_message_bytes
-    )
-    app.add_middleware(UntrustedProxyWarning, trusted=settings.forwarded_allow_ips)
-    app.add_middleware(RequestId)
-    if settings.cors_allowed_origins:
-        # Listed origins only (`*` is refused at settings load), no credentials mode.
-        app.add_middleware(ListedOrigins, origins=settings.cors_allowed_origins)
-    app.add_middleware(RequestMetrics)  # outermost: the time includes every other layer
-    return app
+    built.include_router(webhooks_router)  # served under paths.INBOUND
+    built.include_router(api)
+    built.include_router(health.router)
+    built.include_router(account.router)
+    built.include_router(metrics_route.router)
+    return tuple(built.routes)
 
 
 def bootstrap(context: Context, settings: Settings) -> None:
