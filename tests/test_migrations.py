@@ -65,7 +65,7 @@ def migrated_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 def _serve(url: str, tmp_path: Path) -> tuple[int | None, list[str]]:
     """`doxa serve` on `url`: its exit code and stderr lines, or None and its output once the
     banner showed it serving (then killed: tests/test_server.py checks the stop by Ctrl-C,
-    which here waited seconds for worker processes still importing)."""
+    which takes seconds: worker processes still importing, then the interpreter's exit)."""
     environment = {
         **os.environ,
         "DATABASE_URL": url,
