@@ -17,12 +17,19 @@ log = logging.getLogger(__name__)
 
 
 class Periodic:
-    """Runs `job` every `every` seconds, never two runs at once."""
+    """Runs `job` every `every` seconds, never two runs at once; at once again while `more`
+    says of its result that work is left (a full batch: a backlog drains at full speed)."""
 
     def __init__(
-        self, name: str, job: Callable[[], object], *, every: float, pacer: Pacer | None = None
+        self,
+        name: str,
+        job: Callable[[], object],
+        *,
+        every: float,
+        pacer: Pacer | None = None,
+        more: Callable[[object], bool] | None = None,
     ) -> None:
-        self.name, self.job, self.every = name, job, every
+        self.name, self.job, self.every, self.more = name, job, every, more
         # Each run waits for a moment with no post or message being answered (bounded): run
         # on a thread of the server, a job's Python holds the GIL the edges answer with.
         self.pacer = pacer
@@ -41,11 +48,15 @@ class Periodic:
         self._thread.shutdown(wait=True, cancel_futures=True)
 
     async def _run(self) -> None:
+        left = False
         while True:
-            await asyncio.sleep(self.every)
+            if not left:
+                await asyncio.sleep(self.every)
             if self.pacer is not None:
                 await self.pacer.quiet()
+            left = False
             try:
-                await asyncio.wrap_future(self._thread.submit(self.job))
+                result = await asyncio.wrap_future(self._thread.submit(self.job))
+                left = self.more is not None and self.more(result)
             except Exception:
                 log.exception("%s failed; trying again in %s s", self.name, self.every)

@@ -40,7 +40,7 @@ from doxa.core.intake.processing import (
 )
 from doxa.core.notifications import service as notifications
 from doxa.core.outbox.kinds import build_outbox
-from doxa.core.routing.engine import route_overdue
+from doxa.core.routing.engine import FALLBACK_BATCH, route_overdue
 from doxa.core.sla import sweep as sla_sweep
 from doxa.core.teams.assignment import assign_waiting
 from doxa.core.triage.classifying import Triage
@@ -188,9 +188,14 @@ class Runtime:
         self.periodic: list[Periodic] = [
             Periodic(
                 "routing",
-                functools.partial(route_overdue, context.sessions),
+                functools.partial(
+                    route_overdue,
+                    context.sessions,
+                    after=timedelta(seconds=settings.routing_fallback_seconds),
+                ),
                 every=2,
                 pacer=self.pacer,
+                more=lambda routed: routed == FALLBACK_BATCH,
             ),
             Periodic(
                 "team-queues",

@@ -32,8 +32,10 @@ def _die() -> None:
     os._exit(3)
 
 
-@pytest.fixture
+@pytest.fixture(scope="class")
 def pool() -> Iterator[WorkerPool]:
+    """One process for the class: a spawned one imports for seconds, and every test leaves the
+    pool serving (a process it lost is replaced), so each may run alone or after any other."""
     workers = WorkerPool(1, _ready)
     yield workers
     workers.shutdown()
