@@ -93,6 +93,52 @@ class TestWorkerPool:
         assert finished == ["busy", "intake", "classify"]
 
 
+class TestShutdown:
+    @pytest.mark.timing  # a bound on the time to stop
+    def test_a_pool_whose_processes_are_still_starting_stops_at_once(self) -> None:
+        workers = WorkerPool(2, time.sleep, 60)  # each process's start-up takes a minute
+        processes = [worker.process for worker in workers._workers]
+        started = time.monotonic()
+        workers.shutdown()
+        assert time.monotonic() - started < 0.5
+        assert not any(process.is_alive() for process in processes)
+
+    @pytest.mark.timing  # a bound on the time to stop
+    def test_a_pool_of_idle_processes_stops_at_once(self) -> None:
+        workers = WorkerPool(1, _ready)
+        workers.run(_pid_after, 0, timeout=60)  # started, and idle
+        processes = [worker.process for worker in workers._workers]
+        started = time.monotonic()
+        workers.shutdown()
+        assert time.monotonic() - started < 0.5
+        assert not any(process.is_alive() for process in processes)
+
+    @pytest.mark.timing  # a bound on the time to stop
+    def test_a_busy_process_is_killed_and_its_call_fails(self, pool: WorkerPool) -> None:
+        pool.run(_pid_after, 0, timeout=60)
+        failed: list[BaseException] = []
+
+        def call() -> None:
+            try:
+                pool.run(_pid_after, 600, timeout=600)
+            except WorkerLost as exc:
+                failed.append(exc)
+
+        busy = threading.Thread(target=call)
+        busy.start()
+        time.sleep(0.3)  # the call is running
+        started = time.monotonic()
+        pool.shutdown()
+        assert time.monotonic() - started < 0.5
+        busy.join(10)
+        assert len(failed) == 1
+
+    def test_a_call_after_shutdown_fails(self, pool: WorkerPool) -> None:
+        pool.shutdown()
+        with pytest.raises(WorkerLost, match="shut down"):
+            pool.run(_pid_after, 0, timeout=60)
+
+
 class TestWhatAWorkerProcessImports:
     def test_it_runs_intake_without_the_web_app(self, clean: Context) -> None:
         workers = worker_processes(1, clean.settings, build_pipeline)
