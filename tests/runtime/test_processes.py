@@ -12,7 +12,18 @@ import pytest
 from doxa.core.context import Context
 from doxa.core.intake.processing import ProcessingTimeout, WorkerLost
 from doxa.gateway.pipeline import build_pipeline
-from doxa.runtime.processes import WorkerPool, process_in_worker, worker_processes
+from doxa.runtime.processes import (
+    WorkerPool,
+    process_in_worker,
+    read_in_worker,
+    worker_processes,
+)
+
+# What a process has imported of the classifier's libraries (0.8 s of scikit-learn and SciPy).
+HEAVY_PROBE = (
+    "sorted({m.split('.')[0] for m in __import__('sys').modules"
+    " if m.split('.')[0] in ('sklearn', 'scipy', 'joblib')})"
+)
 
 
 def _ready() -> None:
@@ -148,6 +159,16 @@ class TestWhatAWorkerProcessImports:
             loaded = workers.run(
                 eval, "[m for m in ('fastapi', 'doxa.main') if m in __import__('sys').modules]"
             )
+        finally:
+            workers.shutdown()
+        assert loaded == []
+
+    def test_one_that_only_parses_imports_no_scikit_learn(self, clean: Context) -> None:
+        """SQLite's placement: the worker processes load and parse, the server classifies."""
+        workers = worker_processes(1, clean.settings, build_pipeline)
+        try:
+            assert workers.run(read_in_worker, 1, timeout=60) is None  # no such event
+            loaded = workers.run(eval, HEAVY_PROBE)
         finally:
             workers.shutdown()
         assert loaded == []
