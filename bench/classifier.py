@@ -67,10 +67,10 @@ sys.path.insert(0, str(ROOT))
 
 from lib.crossval import Fold, compare, repeated_cv, tuned_baseline  # noqa: E402
 
-from doxa.core.triage.data import seed_examples  # noqa: E402
+from doxa.core.triage.data import Example, seed_examples  # noqa: E402
 from doxa.core.triage.evaluation import field_report  # noqa: E402
 from doxa.core.triage.store import train_and_evaluate  # noqa: E402
-from doxa.core.triage.text_classifier import Design, Example, TextClassifier, train  # noqa: E402
+from doxa.core.triage.text_classifier import Design, TextClassifier, train  # noqa: E402
 
 CORPUS = Path(os.environ.get("DOXA_CORPUS") or ROOT.parent / "shared" / "corpus") / "tickets"
 RESULTS = ROOT / "bench" / "results" / "classifier.jsonl"

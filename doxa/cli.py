@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from pydantic import ValidationError
 
     from doxa.core.config import Settings
-    from doxa.core.triage.text_classifier import Example
+    from doxa.core.triage.data import Example
 
 EX_TEMPFAIL = 75  # sysexits(3): an MTA keeps the message and retries
 Command = Callable[[argparse.Namespace, "Settings"], int]

@@ -100,3 +100,44 @@ class TestRunning:
         assert any(f"SMTP listening on 127.0.0.1:{smtp}" in line for line in lines[:banner])
         assert "Traceback" not in log.read_text() and "KeyboardInterrupt" not in log.read_text()
         assert "Finished server process" in lines[-1]
+
+    @pytest.mark.timing  # a bound on the time to stop
+    def test_a_server_stopped_as_soon_as_it_is_up_exits_within_a_second_and_a_half(
+        self, environment: dict[str, str], tmp_path: Path
+    ) -> None:
+        """Its worker processes are still starting then: they are ended, not waited for."""
+        http, smtp = free_port(), free_port()
+        log = tmp_path / "serve.log"
+        command = [DOXA, "serve", "--port", str(http), "--smtp-port", str(smtp)]
+        with log.open("w") as output:
+            server = subprocess.Popen(command, env=environment, stdout=output, stderr=output)
+        try:
+            deadline = time.monotonic() + 90
+            while "DOXA HTTP on" not in log.read_text():
+                assert server.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.05)
+            started = time.monotonic()
+            server.send_signal(signal.SIGINT)
+            assert server.wait(timeout=60) == 0
+            assert time.monotonic() - started < 1.5, log.read_text()
+        finally:
+            if server.poll() is None:
+                server.kill()
+
+
+class TestImports:
+    def test_the_app_imports_no_scikit_learn_until_it_loads_a_model(self) -> None:
+        """scikit-learn comes with the model, loaded in the background once the server has
+        started: importing it with the app made the start 0.8 s longer."""
+        probe = (
+            "import sys\n"
+            "import doxa.main\n"
+            "heavy = ('sklearn', 'scipy', 'joblib')\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules if m.startswith(heavy)}))\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == "[]"

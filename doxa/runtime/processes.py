@@ -14,6 +14,7 @@ import multiprocessing as mp
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -39,6 +40,7 @@ from doxa.core.triage.classifying import Triage
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _STARTED = "started"
+SHUTDOWN_GRACE_SECONDS = 0.1  # for an idle process to end by itself before it is killed
 
 
 @dataclass(slots=True, eq=False)  # compared (and hashed) by identity
@@ -140,8 +142,13 @@ class WorkerPool:
                 return
         self._release(self._spawn())
 
-    def shutdown(self) -> None:
-        """Idle processes end by themselves (their pipe closes); busy ones are killed."""
+    def shutdown(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
+        """Idle processes are told to end (their pipe closes) and killed if still there after
+        `grace` seconds; busy ones are killed at once.
+
+        An idle process holds no call, so ending it loses nothing; one spawned at start and
+        still importing would otherwise keep the server waiting until its imports finish
+        (measured: all of `doxa serve`'s 2.6 s stop, 10 s on a loaded machine)."""
         with self._lock:
             self._closed = True
             workers = list(self._workers)
@@ -150,7 +157,12 @@ class WorkerPool:
             self._available.notify_all()
         for worker in idle:
             worker.pipe.close()
-            worker.process.join(5)
+        deadline = time.monotonic() + grace
+        for worker in idle:
+            worker.process.join(max(0.0, deadline - time.monotonic()))
+        for worker in workers:
+            if worker.process.is_alive():
+                worker.process.kill()
         for worker in workers:
             _end(worker)
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar, TypeVarTuple
 
@@ -26,6 +29,33 @@ class Threads:
 async def on_thread(call: Callable[[*Ts], T], *args: *Ts) -> T:
     """`call(*args)` on a thread of the loop's default pool (shared with sync routes)."""
     return await anyio.to_thread.run_sync(call, *args)
+
+
+async def on_daemon_thread(name: str, call: Callable[[], T]) -> T:
+    """`call()` on a thread of its own, which a cancelled caller stops waiting for and the
+    process does not wait for at exit.
+
+    For start-up work that is safe to lose at any point (it commits at its end or not at all):
+    the classifier's first load or seed training holds a pool thread for seconds, and a server
+    stopped meanwhile (Ctrl-C) waited for it before it could exit."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T] = loop.create_future()
+
+    def settle(outcome: Callable[[], None]) -> None:
+        if not done.done():  # else the caller was cancelled
+            outcome()
+
+    def run() -> None:
+        outcome: Callable[[], None]
+        try:
+            outcome = functools.partial(done.set_result, call())
+        except Exception as exc:
+            outcome = functools.partial(done.set_exception, exc)
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(settle, outcome)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return await done
 
 
 class Background:

@@ -19,6 +19,7 @@ from doxa.core.triage.service import BATCH
 from doxa.core.triage.similar import SimilarTickets
 from doxa.core.triage.training import Train, retrain, train_here
 from doxa.runtime.pacing import Pacer
+from doxa.runtime.threads import on_daemon_thread
 
 log = logging.getLogger(__name__)
 INTAKE_PATIENCE_SECONDS = 1.0  # a batch waits at most this long for intake to catch up
@@ -113,7 +114,7 @@ class TriageRunner:
 
     async def _run(self) -> None:
         try:  # a fresh install trains its first model from the seed set now, not on demand
-            await anyio.to_thread.run_sync(self.local.ensure_model)
+            await on_daemon_thread("doxa-classifier-load", self.local.ensure_model)
             await anyio.to_thread.run_sync(self.local.join_pinned)  # if start-up could not
         except Exception:
             log.exception("could not load or train the classifier; retrying on the next run")

@@ -13,7 +13,7 @@ from doxa.core.db import transaction
 from doxa.core.enums import Role
 from doxa.core.tickets.models import Ticket
 from doxa.core.triage import service as triage
-from doxa.core.triage.text_classifier import Prediction
+from doxa.core.triage.prediction import Prediction
 from tests.conftest import AsUser, MakeTicket, MakeUser
 
 SURE = Prediction("billing", 0.97, "high", 0.9, "test-model", ("invoice", "charged"))

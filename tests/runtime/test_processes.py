@@ -12,7 +12,18 @@ import pytest
 from doxa.core.context import Context
 from doxa.core.intake.processing import ProcessingTimeout, WorkerLost
 from doxa.gateway.pipeline import build_pipeline
-from doxa.runtime.processes import WorkerPool, process_in_worker, worker_processes
+from doxa.runtime.processes import (
+    WorkerPool,
+    process_in_worker,
+    read_in_worker,
+    worker_processes,
+)
+
+# What a process has imported of the classifier's libraries (0.8 s of scikit-learn and SciPy).
+HEAVY_PROBE = (
+    "sorted({m.split('.')[0] for m in __import__('sys').modules"
+    " if m.split('.')[0] in ('sklearn', 'scipy', 'joblib')})"
+)
 
 
 def _ready() -> None:
@@ -95,6 +106,52 @@ class TestWorkerPool:
         assert finished == ["busy", "intake", "classify"]
 
 
+class TestShutdown:
+    @pytest.mark.timing  # a bound on the time to stop
+    def test_a_pool_whose_processes_are_still_starting_stops_at_once(self) -> None:
+        workers = WorkerPool(2, time.sleep, 60)  # each process's start-up takes a minute
+        processes = [worker.process for worker in workers._workers]
+        started = time.monotonic()
+        workers.shutdown()
+        assert time.monotonic() - started < 0.5
+        assert not any(process.is_alive() for process in processes)
+
+    @pytest.mark.timing  # a bound on the time to stop
+    def test_a_pool_of_idle_processes_stops_at_once(self) -> None:
+        workers = WorkerPool(1, _ready)
+        workers.run(_pid_after, 0, timeout=60)  # started, and idle
+        processes = [worker.process for worker in workers._workers]
+        started = time.monotonic()
+        workers.shutdown()
+        assert time.monotonic() - started < 0.5
+        assert not any(process.is_alive() for process in processes)
+
+    @pytest.mark.timing  # a bound on the time to stop
+    def test_a_busy_process_is_killed_and_its_call_fails(self, pool: WorkerPool) -> None:
+        pool.run(_pid_after, 0, timeout=60)
+        failed: list[BaseException] = []
+
+        def call() -> None:
+            try:
+                pool.run(_pid_after, 600, timeout=600)
+            except WorkerLost as exc:
+                failed.append(exc)
+
+        busy = threading.Thread(target=call)
+        busy.start()
+        time.sleep(0.3)  # the call is running
+        started = time.monotonic()
+        pool.shutdown()
+        assert time.monotonic() - started < 0.5
+        busy.join(10)
+        assert len(failed) == 1
+
+    def test_a_call_after_shutdown_fails(self, pool: WorkerPool) -> None:
+        pool.shutdown()
+        with pytest.raises(WorkerLost, match="shut down"):
+            pool.run(_pid_after, 0, timeout=60)
+
+
 class TestWhatAWorkerProcessImports:
     def test_it_runs_intake_without_the_web_app(self, clean: Context) -> None:
         workers = worker_processes(1, clean.settings, build_pipeline)
@@ -104,6 +161,16 @@ class TestWhatAWorkerProcessImports:
             loaded = workers.run(
                 eval, "[m for m in ('fastapi', 'doxa.main') if m in __import__('sys').modules]"
             )
+        finally:
+            workers.shutdown()
+        assert loaded == []
+
+    def test_one_that_only_parses_imports_no_scikit_learn(self, clean: Context) -> None:
+        """SQLite's placement: the worker processes load and parse, the server classifies."""
+        workers = worker_processes(1, clean.settings, build_pipeline)
+        try:
+            assert workers.run(read_in_worker, 1, timeout=60) is None  # no such event
+            loaded = workers.run(eval, HEAVY_PROBE)
         finally:
             workers.shutdown()
         assert loaded == []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -16,7 +17,9 @@ from doxa.core.db import backend, transaction
 from doxa.core.triage import labels, language, store
 from doxa.core.triage.llm import ChatClassifier
 from doxa.core.triage.service import Classifier, classify_pending
-from doxa.core.triage.text_classifier import TextClassifier
+
+if TYPE_CHECKING:  # scikit-learn: imported when the model is loaded (store)
+    from doxa.core.triage.text_classifier import TextClassifier
 
 log = logging.getLogger(__name__)
 _SEED_LOCK_KEY = 0x0D0C5EED  # PostgreSQL advisory lock: one process trains the first model

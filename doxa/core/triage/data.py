@@ -5,14 +5,26 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from doxa.core.errors import InvalidInput
-from doxa.core.triage.text_classifier import Example
 
 SEED_PACKAGE = "doxa.fixtures"
 SEED_FILE = "triage_seed.jsonl"
+
+
+@dataclass(frozen=True)
+class Example:
+    """A labeled ticket; a missing label means the example trains only the other field."""
+
+    text: str
+    category: str | None
+    priority: str | None
+
+    def label(self, name: str) -> str | None:
+        return self.category if name == "category" else self.priority
 
 
 def seed_examples() -> list[Example]:

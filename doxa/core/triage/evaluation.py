@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
-from doxa.core.triage.text_classifier import FIELDS, Example, TextClassifier, Trained
+from doxa.core.triage.data import Example
+from doxa.core.triage.text_classifier import FIELDS, TextClassifier, Trained
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 

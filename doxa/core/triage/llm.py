@@ -11,12 +11,15 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from doxa.core.enums import Priority
-from doxa.core.triage.text_classifier import Prediction, TextClassifier
+from doxa.core.triage.prediction import Prediction
+
+if TYPE_CHECKING:
+    from doxa.core.triage.text_classifier import TextClassifier
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +73,7 @@ class ChatClassifier:
         self._categories = tuple(categories) or None
 
     def local(self) -> TextClassifier:
-        return self._fallback if isinstance(self._fallback, TextClassifier) else self._fallback()
+        return self._fallback() if callable(self._fallback) else self._fallback
 
     def predict(self, subject: str, body: str) -> Prediction:
         """The endpoint's labels, or the local model's when the endpoint fails."""

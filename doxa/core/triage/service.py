@@ -17,7 +17,7 @@ from doxa.core.tickets.access import get_readable
 from doxa.core.tickets.models import Ticket
 from doxa.core.tickets.service import first_body
 from doxa.core.triage import language, similar
-from doxa.core.triage.text_classifier import Prediction
+from doxa.core.triage.prediction import Prediction
 from doxa.core.users.models import User
 from doxa.core.users.service import require_role
 

@@ -11,14 +11,14 @@ adds only the rows it has not seen, so a query is one matrix-vector product over
 
 from __future__ import annotations
 
+import functools
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
-from sklearn.feature_extraction import FeatureHasher
-from sklearn.feature_extraction.text import HashingVectorizer
-from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -29,37 +29,53 @@ from doxa.core.tickets.service import first_body
 from doxa.core.users.models import User
 from doxa.core.users.service import require_role
 
+if TYPE_CHECKING:
+    from sklearn.feature_extraction import FeatureHasher
+
 DIMENSIONS = 256
 _DONE = (Status.RESOLVED, Status.CLOSED)
-
-# Signed feature hashing into few buckets is itself a random projection (inner products are
-# kept in expectation), and costs only the hashing: a tenth of hashing wide and projecting.
 _WORD = r"(?u)\b\w+\b"  # as the classifier's: one-letter words count
-_HALVES = (
-    HashingVectorizer(ngram_range=(1, 2), n_features=DIMENSIONS // 2, token_pattern=_WORD),
-    HashingVectorizer(analyzer="char_wb", ngram_range=(3, 5), n_features=DIMENSIONS // 2),
-)
-# Each half is what `HashingVectorizer.transform` returns (its analyzer, the hasher it builds,
-# rows of unit length) without the union's and the normaliser's input checks: a third of the
-# time (p50 0.4-0.75 ms a ticket instead of 1.25-1.85, one core).
-_STEPS = [
-    (
-        half.build_analyzer(),
-        FeatureHasher(
-            n_features=half.n_features,
-            input_type="string",
-            dtype=half.dtype,
-            alternate_sign=half.alternate_sign,
-        ),
+
+Analyze = Callable[[str], Iterable[str]]
+
+
+@functools.cache
+def _steps() -> list[tuple[Analyze, FeatureHasher]]:
+    """The two halves' analyzers and hashers, built on first use: scikit-learn takes 0.8 s to
+    import, and a process that never vectorizes a ticket (a parsing worker) never pays it.
+
+    Each half is what `HashingVectorizer.transform` returns (its analyzer, the hasher it builds,
+    rows of unit length) without the union's and the normaliser's input checks: a third of the
+    time (p50 0.4-0.75 ms a ticket instead of 1.25-1.85, one core). Signed feature hashing into
+    few buckets is itself a random projection (inner products are kept in expectation), and
+    costs only the hashing: a tenth of hashing wide and projecting."""
+    from sklearn.feature_extraction import FeatureHasher
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    halves = (
+        HashingVectorizer(ngram_range=(1, 2), n_features=DIMENSIONS // 2, token_pattern=_WORD),
+        HashingVectorizer(analyzer="char_wb", ngram_range=(3, 5), n_features=DIMENSIONS // 2),
     )
-    for half in _HALVES
-]
+    return [
+        (
+            half.build_analyzer(),
+            FeatureHasher(
+                n_features=half.n_features,
+                input_type="string",
+                dtype=half.dtype,
+                alternate_sign=half.alternate_sign,
+            ),
+        )
+        for half in halves
+    ]
 
 
 def vector(text: str) -> bytes:
     """The ticket's text as `DIMENSIONS` float16 values of unit length, for storing."""
+    from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
+
     halves = []
-    for analyze, hasher in _STEPS:
+    for analyze, hasher in _steps():
         half = hasher.transform([analyze(text)])
         inplace_csr_row_normalize_l2(half)
         halves.append(half.toarray()[0])

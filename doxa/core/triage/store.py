@@ -1,21 +1,26 @@
-"""Model versions in the database: save, activate, load (cached per process), seed on start-up."""
+"""Model versions in the database: save, activate, load (cached per process), seed on start-up.
+
+The classifier's modules (scikit-learn: 0.8 s to import) are imported by the functions that load
+or train a model, so a process that never classifies (`doxa --help`, a parsing worker) never
+loads them."""
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from doxa.core.enums import Priority
 from doxa.core.triage import labels
-from doxa.core.triage.data import seed_examples
-from doxa.core.triage.evaluation import evaluate_out_of_fold
+from doxa.core.triage.data import Example, seed_examples
 from doxa.core.triage.models import ClassificationCorrection, ClassifierModel, TrainingExample
-from doxa.core.triage.text_classifier import Example, TextClassifier, train_out_of_fold
+
+if TYPE_CHECKING:
+    from doxa.core.triage.text_classifier import TextClassifier
 
 # Unpickled models by version. A version's blob never changes, so the cache cannot go stale;
 # it only needs bounding, as retraining produces new versions over the life of a process.
@@ -69,6 +74,8 @@ def load_active(db: Session) -> TextClassifier | None:
     blob = db.scalar(select(ClassifierModel.blob).where(ClassifierModel.version == version))
     if blob is None:
         return None
+    from doxa.core.triage.text_classifier import TextClassifier
+
     model = TextClassifier.from_bytes(blob)
     _remember(model)
     return model
@@ -149,6 +156,9 @@ def train_and_evaluate(
     Each guess comes from a fold model that did not see its example, so the evaluation is
     honest about unseen tickets without a second training run on a held-out split.
     """
+    from doxa.core.triage.evaluation import evaluate_out_of_fold
+    from doxa.core.triage.text_classifier import train_out_of_fold
+
     trained = train_out_of_fold(examples, seed=seed)
     return trained.model, evaluate_out_of_fold(trained, examples, threshold=threshold)
 

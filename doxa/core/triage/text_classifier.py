@@ -8,8 +8,9 @@ out-of-fold scores that estimates "the predicted label is right". That is exactl
 threshold compares against: at confidence 0.8, about 8 tickets in 10 are labeled correctly.
 
 The text it reads is in `features`, the calibrator in `calibration`, its scoring in
-`evaluation`. Pickled models name the classes here: `TextClassifier` and `_FieldModel`
-must stay in this module.
+`evaluation`; an example is `data.Example`, an answer `prediction.Prediction`. This module and
+those that import scikit-learn are imported only where a model is trained, loaded or used.
+Pickled models name the classes here: `TextClassifier` and `_FieldModel` must stay in this module.
 """
 
 from __future__ import annotations
@@ -34,32 +35,12 @@ from sklearn.svm import LinearSVC
 from doxa.core.errors import InvalidInput
 from doxa.core.triage import calibration, explain
 from doxa.core.triage.calibration import FloatArray, Matrix
+from doxa.core.triage.data import Example
 from doxa.core.triage.features import ticket_text, with_cues
+from doxa.core.triage.prediction import Prediction
 from doxa.core.triage.tfidf import TfidfUnion
 
 FIELDS = ("category", "priority")
-
-
-@dataclass(frozen=True)
-class Example:
-    """A labeled ticket; a missing label means the example trains only the other field."""
-
-    text: str
-    category: str | None
-    priority: str | None
-
-    def label(self, name: str) -> str | None:
-        return self.category if name == "category" else self.priority
-
-
-@dataclass(frozen=True)
-class Prediction:
-    category: str
-    category_confidence: float
-    priority: str
-    priority_confidence: float
-    model_version: str
-    explanation: tuple[str, ...] = ()  # the terms that pushed the category most
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ process sharing the database."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -14,12 +14,15 @@ from doxa.core.db import transaction
 from doxa.core.enums import Role
 from doxa.core.errors import NotFound
 from doxa.core.triage import labels, store
+from doxa.core.triage.data import Example
 from doxa.core.triage.models import ClassifierModel, TrainingExample
-from doxa.core.triage.text_classifier import Example, TextClassifier
 from doxa.core.users.models import User
 from doxa.core.users.service import require_role
 
-Trained = tuple[TextClassifier, dict[str, Any]]
+if TYPE_CHECKING:  # scikit-learn: imported where a model is trained (store)
+    from doxa.core.triage.text_classifier import TextClassifier
+
+Trained = tuple["TextClassifier", dict[str, Any]]
 Train = Callable[[list[Example], float], Trained]
 
 

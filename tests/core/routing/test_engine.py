@@ -15,8 +15,8 @@ from doxa.core.routing import engine
 from doxa.core.tickets import service as tickets
 from doxa.core.tickets.models import Ticket
 from doxa.core.tickets.schemas import TicketUpdate
+from doxa.core.triage.prediction import Prediction
 from doxa.core.triage.service import classify_pending
-from doxa.core.triage.text_classifier import Prediction
 from tests.conftest import MakeTicket, MakeUser
 from tests.core.routing.conftest import MakeRule, MakeTeam, cond, rule_events
 

@@ -14,8 +14,8 @@ from doxa.core.sla.models import SlaPolicy
 from doxa.core.tickets import service as tickets
 from doxa.core.tickets.models import Ticket
 from doxa.core.tickets.schemas import TicketCreate
+from doxa.core.triage.prediction import Prediction
 from doxa.core.triage.service import apply
-from doxa.core.triage.text_classifier import Prediction
 from doxa.core.users.models import User
 
 START = datetime(2026, 12, 8, 9, 0, tzinfo=UTC)

@@ -6,9 +6,9 @@ from sklearn.linear_model import LogisticRegression
 
 from doxa.core.triage import calibration
 from doxa.core.triage.calibration import Matrix
-from doxa.core.triage.data import seed_examples
+from doxa.core.triage.data import Example, seed_examples
 from doxa.core.triage.features import with_cues
-from doxa.core.triage.text_classifier import FIELDS, Example, TextClassifier, train
+from doxa.core.triage.text_classifier import FIELDS, TextClassifier, train
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,7 @@ import pytest
 
 from doxa.core.enums import DEFAULT_CATEGORIES, Priority
 from doxa.core.errors import InvalidInput
-from doxa.core.triage.data import read_examples, seed_examples
-from doxa.core.triage.text_classifier import Example
+from doxa.core.triage.data import Example, read_examples, seed_examples
 
 
 class TestSeedExamples:

@@ -5,8 +5,8 @@ from sqlalchemy.orm import Session
 
 from doxa.core.enums import ClassificationState
 from doxa.core.models import Ticket
+from doxa.core.triage.prediction import Prediction
 from doxa.core.triage.service import MAX_ATTEMPTS, classify_pending
-from doxa.core.triage.text_classifier import Prediction
 from tests.conftest import MakeTicket
 
 

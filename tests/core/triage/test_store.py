@@ -9,9 +9,9 @@ from sqlalchemy.orm import Session
 
 from doxa.core.triage import labels, store
 from doxa.core.triage import text_classifier as triage_text_classifier
-from doxa.core.triage.data import seed_examples
+from doxa.core.triage.data import Example, seed_examples
 from doxa.core.triage.models import ClassificationCorrection, ClassifierModel
-from doxa.core.triage.text_classifier import Design, Example, TextClassifier, train
+from doxa.core.triage.text_classifier import Design, TextClassifier, train
 from tests.conftest import MakeTicket
 
 

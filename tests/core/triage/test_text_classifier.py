@@ -6,8 +6,9 @@ import random
 import pytest
 
 from doxa.core.enums import DEFAULT_CATEGORIES, Priority
+from doxa.core.triage.data import Example
 from doxa.core.triage.evaluation import evaluate, evaluate_out_of_fold, field_report
-from doxa.core.triage.text_classifier import Example, TextClassifier, train, train_out_of_fold
+from doxa.core.triage.text_classifier import TextClassifier, train, train_out_of_fold
 
 # Written for this test, not in the seed set: clearly worded tickets and their expected labels.
 UNSEEN = [
