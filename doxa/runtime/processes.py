@@ -8,6 +8,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from doxa import logs
 from doxa.core.config import Settings
@@ -21,8 +22,10 @@ from doxa.core.intake.processing import (
     process_event,
     read_event,
 )
-from doxa.core.triage.classifying import Triage
 from doxa.runtime.pool import WorkerPool
+
+if TYPE_CHECKING:
+    from doxa.core.triage.classifying import Triage
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +45,7 @@ def worker_processes(
 class _WorkerProcess:
     context: Context
     pipeline: Pipeline
-    triage: Triage
+    triage: Triage | None  # None: classification is off (AI_PROVIDER=none)
 
 
 _WORKER: _WorkerProcess | None = None
@@ -57,7 +60,14 @@ def _start_worker_process(
     os.nice(19)
     logs.configure(settings.log_format)  # a spawned process starts without the server's setup
     context = Context.build(settings)
-    _WORKER = _WorkerProcess(context, build_pipeline(settings), Triage(settings, context.sessions))
+    triage = None
+    if settings.ai_provider != "none":
+        # Only here: the classifier's imports (scikit-learn, SciPy) took 1.5-3 s of each
+        # process's start-up, also where it only ever does intake.
+        from doxa.core.triage.classifying import Triage
+
+        triage = Triage(settings, context.sessions)
+    _WORKER = _WorkerProcess(context, build_pipeline(settings), triage)
 
 
 def _worker() -> _WorkerProcess:
@@ -85,4 +95,7 @@ def read_in_worker(event_id: int) -> InboundMessage | None:
 
 
 def classify_in_worker() -> int:
-    return _worker().triage.run_batch()
+    triage = _worker().triage
+    if triage is None:
+        raise RuntimeError("classification is off (AI_PROVIDER=none)")
+    return triage.run_batch()
