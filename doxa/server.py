@@ -90,7 +90,12 @@ def run(settings: Settings, *, migrate: Callable[[], None] | None = None) -> int
             proxy_headers=False,
             # Connections counted and timed while their headers arrive (see doxa.http.connections);
             # no WebSocket route exists, so no upgrade takes a connection out of that count.
-            http=connections.guarded(connections.ConnectionGate(settings.http_max_connections)),
+            http=connections.guarded(
+                connections.ConnectionGate(
+                    settings.http_max_connections,
+                    header_timeout=settings.http_header_timeout_seconds,
+                )
+            ),
             ws="none",
         )
         server = _Server(config, lambda: banner(settings, http, smtp))

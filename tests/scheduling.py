@@ -25,7 +25,6 @@ SECONDS = {
     "tests/api/test_schema_fuzz.py::TestSchemaFuzz": 26.0,
     "tests/core/tickets/test_search.py::TestSearchMatchesAPlainFilter": 14.0,
     "tests/test_readme.py": 20.0,
-    "tests/runtime/test_processes.py::TestWorkerPool": 16.0,
     "tests/test_server.py::TestRunning": 10.0,
     "tests/gateway/test_durability.py": 6.0,
     "tests/gateway/test_bounce_shapes.py::TestCustomersStillWrite": 5.0,

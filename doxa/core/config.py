@@ -132,6 +132,8 @@ class Settings(BaseSettings):
     # HTTP (issue 19): connections at once (event streams at most half of them), and the
     # bearer token that opens /metrics to a scraper that is not on loopback.
     http_max_connections: int = Field(1000, ge=2)
+    # The time a client has to send a request's headers (SPEC: 10 s); tests shorten it.
+    http_header_timeout_seconds: float = Field(10.0, gt=0, le=300)
     metrics_token: str | None = None
     # Outbound webhooks (issue 22) reach only global unicast addresses, and these exceptions:
     # host names, IP addresses and networks, comma separated; parsed once, here.

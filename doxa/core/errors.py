@@ -69,3 +69,17 @@ class TooManyRequests(DomainError):
     def __init__(self, detail: str, *, retry_after: int) -> None:
         super().__init__(detail)
         self.retry_after = max(1, retry_after)
+
+
+# Not domain errors: the worker processes (doxa.runtime.pool) raise them, processing records
+# them on the event. Here, so that a worker process need not import the domain to raise them.
+
+
+class WorkerLost(Exception):
+    """The process working on the event ended before it answered (killed, out of memory)."""
+
+
+class ProcessingTimeout(WorkerLost):
+    """The event ran past PROCESSING_TIMEOUT_SECONDS; the process working on it was replaced."""
+
+    reason = "timeout"

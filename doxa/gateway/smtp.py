@@ -49,6 +49,9 @@ TRUSTED_RESERVE = 20
 # do not count) gets IDLE_CLOSED: idle sessions cannot hold the listener's places for long.
 CROWDED_SHARE = 0.8
 IDLE_BEFORE_MAIL_SECONDS = 10.0
+# How often that is checked: a session is closed at most this late (a check is one comparison
+# while the listener is not crowded).
+IDLE_SWEEP_SECONDS = 0.25
 # DATA beyond this is written to a temporary file while it arrives: sessions that stall in
 # DATA hold disk, not memory (16 sessions holding 20 MiB each added 360 MB before).
 SPOOL_BYTES = 1024 * 1024
@@ -517,7 +520,8 @@ class SmtpListener:
         """Close sessions idle without MAIL while the listener is crowded; again and again."""
         for session in self.gate.idle(self.idle_before_mail):
             session.close_idle()
-        asyncio.get_running_loop().call_later(min(1.0, self.idle_before_mail / 4), self._close_idle)
+        every = min(IDLE_SWEEP_SECONDS, self.idle_before_mail / 4)
+        asyncio.get_running_loop().call_later(every, self._close_idle)
 
     def _protocol(self) -> DoxaSMTP:
         return DoxaSMTP(

@@ -1,5 +1,5 @@
-"""HTTP connections, bounded: at most HTTP_MAX_CONNECTIONS at once, and HEADER_TIMEOUT_SECONDS
-for a client to send a request's headers.
+"""HTTP connections, bounded: at most HTTP_MAX_CONNECTIONS at once, and
+HTTP_HEADER_TIMEOUT_SECONDS for a client to send a request's headers.
 
 Uvicorn bounds neither. `limit_concurrency` answers 503 only once a request's headers have
 arrived, so a connection that never completes them is never refused, and no timer runs while
@@ -26,7 +26,6 @@ from doxa.http import problems
 
 log = logging.getLogger(__name__)
 
-HEADER_TIMEOUT_SECONDS = 10.0
 RETRY_AFTER_SECONDS = 1
 # After a 408 or 503 the connection still reads (and drops) what the client sends for this
 # long: closed with unread input, it would be reset, and the client might never read the answer.
@@ -48,7 +47,7 @@ class ConnectionGate:
     """The open HTTP connections of one server, and those waiting for a request's headers
     (longest waiting first)."""
 
-    def __init__(self, limit: int, *, header_timeout: float = HEADER_TIMEOUT_SECONDS) -> None:
+    def __init__(self, limit: int, *, header_timeout: float) -> None:
         self.limit, self.header_timeout = limit, header_timeout
         self.open: set[GuardedHttp] = set()
         self.waiting: dict[GuardedHttp, None] = {}  # insertion-ordered: the oldest first

@@ -51,8 +51,8 @@ from doxa.runtime.intake import IntakeWorker
 from doxa.runtime.outbox import OutboxRunner
 from doxa.runtime.pacing import Pacer
 from doxa.runtime.periodic import Periodic
+from doxa.runtime.pool import WorkerPool
 from doxa.runtime.processes import (
-    WorkerPool,
     classify_in_worker,
     process_batch_in_worker,
     process_in_worker,

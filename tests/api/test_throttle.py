@@ -242,19 +242,26 @@ class TestHashingShare:
 
     def _victims_fast_logins(self, app: FastAPI, victim: str, flooders: list[list[str]]) -> int:
         stop = threading.Event()
+        flooding = threading.Semaphore(0)  # released by each thread once it has had an answer
 
         def flood(addresses: list[str]) -> None:
             clients = [TestClient(app, client=(a, 40000)) for a in addresses]
+            answered = False
             while not stop.is_set():
                 for http in clients:
                     if not stop.is_set():
                         _login(http, "flooder@example.com", PASSWORD)
+                        if not answered:
+                            answered = True
+                            flooding.release()
 
         threads = [threading.Thread(target=flood, args=(a,)) for a in flooders]
         for thread in threads:
             thread.start()
         try:
-            time.sleep(1.0)  # the flood holds the pool before the victim comes
+            # The victim comes once every flooding thread is in its loop (it was a sleep of 1 s).
+            for _ in threads:
+                assert flooding.acquire(timeout=30), "the flood did not start"
             http, fast = TestClient(app, client=("198.51.100.7", 40000)), 0
             for _ in range(20):
                 started = time.monotonic()

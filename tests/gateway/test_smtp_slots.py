@@ -16,7 +16,7 @@ from doxa.gateway.smtp import SmtpListener
 from tests.gateway.conftest import Smtp, StartSmtp, message
 
 RELAY = "127.0.0.9"
-IDLE = 1.0  # seconds without MAIL before a session is closed (10 in service)
+IDLE = 0.5  # seconds without MAIL before a session is closed (10 in service)
 NEVER = 3600.0
 
 
@@ -126,7 +126,7 @@ class TestIdleSessions:
             assert _answer_to(sender, b"HELO me\r\n")[:3] == b"250"
             time.sleep(2.4 * IDLE)
             assert _answer_to(sender, b"MAIL FROM:<a@example.org>\r\n")[:3] == b"250"
-            # The others have waited 2.4 s, the sender (its clock restarted) at most a sweep.
+            # The others have waited 2.4 IDLE, the sender (its clock restarted) about a sweep.
             listener.idle_before_mail = 2 * IDLE
             assert [_banner(s)[:3] for s in crowd[1:]] == [b"421"] * 8
             assert _answer_to(sender, b"NOOP\r\n")[:3] == b"250"

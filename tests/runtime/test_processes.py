@@ -10,14 +10,11 @@ from collections.abc import Iterator
 import pytest
 
 from doxa.core.context import Context
-from doxa.core.intake.processing import ProcessingTimeout, WorkerLost
+from doxa.core.errors import ProcessingTimeout, WorkerLost
 from doxa.gateway.pipeline import build_pipeline
-from doxa.runtime.processes import (
-    WorkerPool,
-    process_in_worker,
-    read_in_worker,
-    worker_processes,
-)
+from doxa.runtime.pool import WorkerPool
+from doxa.runtime.processes import process_in_worker, read_in_worker, worker_processes
+from tests.runtime.worker_calls import die, fail, pid_after, ready
 
 # What a process has imported of the classifier's libraries (0.8 s of scikit-learn and SciPy).
 HEAVY_PROBE = (
@@ -26,63 +23,54 @@ HEAVY_PROBE = (
 )
 
 
-def _ready() -> None:
-    """The worker processes' start-up in these tests: nothing to open."""
-
-
-def _pid_after(seconds: float) -> int:
-    time.sleep(seconds)
-    return os.getpid()
-
-
-def _fail() -> None:
-    raise ValueError("bad input")
-
-
-def _die() -> None:
-    os._exit(3)
-
-
 @pytest.fixture(scope="class")
 def pool() -> Iterator[WorkerPool]:
     """One process for the class: a spawned one imports for seconds, and every test leaves the
     pool serving (a process it lost is replaced), so each may run alone or after any other."""
-    workers = WorkerPool(1, _ready)
+    workers = WorkerPool(1, ready)
+    yield workers
+    workers.shutdown()
+
+
+@pytest.fixture
+def fresh_pool() -> Iterator[WorkerPool]:
+    """A pool of its own, for a test that shuts it down."""
+    workers = WorkerPool(1, ready)
     yield workers
     workers.shutdown()
 
 
 class TestWorkerPool:
     def test_a_call_returns_its_result_from_another_process(self, pool: WorkerPool) -> None:
-        assert pool.run(_pid_after, 0, timeout=30) != os.getpid()
+        assert pool.run(pid_after, 0, timeout=30) != os.getpid()
 
     def test_an_exception_in_the_call_is_raised_here_and_the_process_is_kept(
         self, pool: WorkerPool
     ) -> None:
-        first = pool.run(_pid_after, 0, timeout=30)
+        first = pool.run(pid_after, 0, timeout=30)
         with pytest.raises(ValueError, match="bad input"):
-            pool.run(_fail, timeout=30)
-        assert pool.run(_pid_after, 0, timeout=30) == first
+            pool.run(fail, timeout=30)
+        assert pool.run(pid_after, 0, timeout=30) == first
 
     @pytest.mark.timing  # a 0.5 s deadline, and a bound on the time to stop the call
     def test_a_call_past_its_deadline_is_stopped_and_the_next_runs_in_a_new_process(
         self, pool: WorkerPool
     ) -> None:
-        first = pool.run(_pid_after, 0, timeout=30)
+        first = pool.run(pid_after, 0, timeout=30)
         started = time.monotonic()
         with pytest.raises(ProcessingTimeout) as timed_out:
-            pool.run(_pid_after, 600, timeout=0.5)
+            pool.run(pid_after, 600, timeout=0.5)
         assert timed_out.value.reason == "timeout"
         assert time.monotonic() - started < 10
-        assert pool.run(_pid_after, 0, timeout=60) != first
+        assert pool.run(pid_after, 0, timeout=60) != first
 
     def test_a_process_that_dies_fails_only_its_call(self, pool: WorkerPool) -> None:
         with pytest.raises(WorkerLost, match="exit code 3"):
-            pool.run(_die, timeout=30)
-        assert pool.run(_pid_after, 0, timeout=60) > 0
+            pool.run(die, timeout=30)
+        assert pool.run(pid_after, 0, timeout=60) > 0
 
     def test_a_background_call_runs_without_a_deadline(self, pool: WorkerPool) -> None:
-        assert pool.run(_pid_after, 0.2, background=True) != os.getpid()
+        assert pool.run(pid_after, 0.2, background=True) != os.getpid()
 
     @pytest.mark.timing  # the order is staged with sleeps of 0.1-1 s
     def test_a_background_call_lets_a_waiting_intake_call_go_first(self, pool: WorkerPool) -> None:
@@ -90,7 +78,7 @@ class TestWorkerPool:
         finished: list[str] = []
 
         def call(name: str, seconds: float, background: bool) -> None:
-            pool.run(_pid_after, seconds, timeout=60, background=background)
+            pool.run(pid_after, seconds, timeout=60, background=background)
             finished.append(name)
 
         busy = threading.Thread(target=call, args=("busy", 1.0, False))
@@ -118,8 +106,8 @@ class TestShutdown:
 
     @pytest.mark.timing  # a bound on the time to stop
     def test_a_pool_of_idle_processes_stops_at_once(self) -> None:
-        workers = WorkerPool(1, _ready)
-        workers.run(_pid_after, 0, timeout=60)  # started, and idle
+        workers = WorkerPool(1, ready)
+        workers.run(pid_after, 0, timeout=60)  # started, and idle
         processes = [worker.process for worker in workers._workers]
         started = time.monotonic()
         workers.shutdown()
@@ -127,13 +115,13 @@ class TestShutdown:
         assert not any(process.is_alive() for process in processes)
 
     @pytest.mark.timing  # a bound on the time to stop
-    def test_a_busy_process_is_killed_and_its_call_fails(self, pool: WorkerPool) -> None:
-        pool.run(_pid_after, 0, timeout=60)
+    def test_a_busy_process_is_killed_and_its_call_fails(self, fresh_pool: WorkerPool) -> None:
+        fresh_pool.run(pid_after, 0, timeout=60)
         failed: list[BaseException] = []
 
         def call() -> None:
             try:
-                pool.run(_pid_after, 600, timeout=600)
+                fresh_pool.run(pid_after, 600, timeout=600)
             except WorkerLost as exc:
                 failed.append(exc)
 
@@ -141,15 +129,15 @@ class TestShutdown:
         busy.start()
         time.sleep(0.3)  # the call is running
         started = time.monotonic()
-        pool.shutdown()
+        fresh_pool.shutdown()
         assert time.monotonic() - started < 0.5
         busy.join(10)
         assert len(failed) == 1
 
-    def test_a_call_after_shutdown_fails(self, pool: WorkerPool) -> None:
-        pool.shutdown()
+    def test_a_call_after_shutdown_fails(self, fresh_pool: WorkerPool) -> None:
+        fresh_pool.shutdown()
         with pytest.raises(WorkerLost, match="shut down"):
-            pool.run(_pid_after, 0, timeout=60)
+            fresh_pool.run(pid_after, 0, timeout=60)
 
 
 class TestWhatAWorkerProcessImports:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from doxa.core.db import recycle_if_large, transaction
 from doxa.core.enums import IntakeStatus
-from doxa.core.errors import DomainError, Rejected
+from doxa.core.errors import DomainError, Rejected, WorkerLost
 from doxa.core.intake.inbound import InboundMessage
 from doxa.core.intake.outcomes import Outcome
 from doxa.core.intake.pipeline import Pipeline
@@ -30,16 +30,6 @@ BATCH_DEADLINE_SECONDS = 10.0
 
 class DatabaseUnavailable(Exception):
     """The event could not be processed because the database went away; retry it later."""
-
-
-class WorkerLost(Exception):
-    """The process working on the event ended before it answered (killed, out of memory)."""
-
-
-class ProcessingTimeout(WorkerLost):
-    """The event ran past PROCESSING_TIMEOUT_SECONDS; the process working on it was replaced."""
-
-    reason = "timeout"
 
 
 Reader = Callable[[int], InboundMessage | None]
