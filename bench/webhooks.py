@@ -7,6 +7,11 @@ Usage::
         --database-url postgresql://postgres@127.0.0.1:5432/doxa_bench_webhooks
     python bench/webhooks.py --duration 60     # a sustained flood: stored and classified per s
     python bench/webhooks.py --database-url sqlite --duration 60   # fresh SQLite files
+    # issue 22: a steady 50 posts/s with three subscriptions and 200 open event streams
+    python bench/webhooks.py --duration 60 --rate 50 --subscriptions --streams 200
+    # issue 22: an unpaced flood without, then with subscriptions and streams (compared)
+    python bench/webhooks.py --duration 60 --subscriptions --streams 200 --events-out-control
+    python bench/webhooks.py --duration 60 --subscriptions --streams 200
 
 One run, in this order (the database is dropped and created afresh, loopback only):
 
@@ -32,6 +37,18 @@ One run, in this order (the database is dropped and created afresh, loopback onl
    clients with the very same headers (a replay: the same timestamp and signature). A replay
    is answered with the first post's event and stores nothing; it must cost no more than a
    distinct post, so its rate is compared with the distinct posts' rate of step 2.
+6. With `--rate R` (and `--duration`): the clients post R forms a second in all, each on its
+   own schedule, instead of flooding; there is no bare server then (nothing to compare).
+7. With `--subscriptions` and/or `--streams N` (issue 22, bench/lib/events_out.py), after the
+   warm-up and before the load: an admin, N users and three subscriptions to every event made
+   through the API, receivers and N event streams opened in processes of their own; the
+   forms then come from the N streams' clients in turn, so each client's stream carries its
+   own tickets' events. Once everything is classified, the bench waits for the healthy
+   receiver and the streams to have every event, and reports, from each event row's
+   `created_at` to its arrival, p50/p99 for the healthy subscription and for the streams,
+   events received of those made, duplicates and dropped streams. `--events-out-control`
+   makes the same users and forms and nothing else: an unpaced flood with the flags is
+   compared with the latest such control run of the same load in the results file.
 
 Each of N clients (threads spread over up to four client processes) keeps one HTTP connection
 and posts its share of P JSON forms, signed as a website's backend signs them (HMAC-SHA256 of
@@ -60,7 +77,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,6 +90,7 @@ import httpx
 import sqlalchemy as sa
 import uvicorn
 from fastapi import FastAPI, Request
+from lib import events_out
 from lib.endtoend import Progress
 from lib.routing import install as install_routing
 from sqlalchemy.engine import make_url
@@ -233,10 +251,15 @@ class Load:
     client_cpu_s: float = 0.0  # the client processes' own CPU (they share the machine)
 
 
-def form(index: int) -> bytes:
+def form(index: int, requesters: int = 0) -> bytes:
+    """The index-th form; with `requesters`, sent by one of that many clients in turn
+    (events_out.client_email), else by a new visitor each."""
+    email = f"visitor{index}@example.org"
+    if requesters:
+        email = events_out.client_email(index % requesters)
     return json.dumps(
         {
-            "email": f"visitor{index}@example.org",
+            "email": email,
             "name": f"Visitor {index}",
             "subject": f"Question {index} about my order",
             "page": "/contact",
@@ -258,17 +281,30 @@ def signed(body: bytes) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Flood:
-    """Forms numbered `first`, `first + step`, ... for `seconds` from the first one taken."""
+    """Forms numbered `first`, `first + step`, ... for `seconds` from the first one taken: as
+    fast as they are answered, or with `every`, the k-th due at `offset + k * every` seconds
+    (paced: a post answered late makes the next ones go at once until they are due again)."""
 
     first: int
     step: int
     seconds: float
+    requesters: int = 0
+    every: float = 0.0
+    offset: float = 0.0
 
     def __iter__(self) -> Iterator[bytes]:
-        ends, index = time.monotonic() + self.seconds, self.first
-        while time.monotonic() < ends:
-            yield form(index)
-            index += self.step
+        began = time.monotonic()
+        ends, index, k = began + self.seconds, self.first, 0
+        while True:
+            if self.every:
+                due = began + self.offset + k * self.every
+                if due >= ends:
+                    return
+                time.sleep(max(0.0, due - time.monotonic()))
+            elif time.monotonic() >= ends:
+                return
+            yield form(index, self.requesters)
+            index, k = index + self.step, k + 1
 
 
 def client(
@@ -333,9 +369,17 @@ def post_all(
     return _post([bodies[n::clients] for n in range(clients)], url, headers)
 
 
-def flood(url: str, clients: int, seconds: float, first: int) -> Load:
-    """`clients` clients post distinct forms (numbered from `first`) for `seconds`."""
-    return _post([Flood(first + n, clients, seconds) for n in range(clients)], url, None)
+def flood(
+    url: str, clients: int, seconds: float, first: int, *, rate: float = 0.0, requesters: int = 0
+) -> Load:
+    """`clients` clients post distinct forms (numbered from `first`) for `seconds`: unpaced,
+    or `rate` posts a second in all (each client every clients/rate s, spread evenly)."""
+    every = clients / rate if rate else 0.0
+    shares: list[Iterable[bytes]] = [
+        Flood(first + n, clients, seconds, requesters, every, n / rate if rate else 0.0)
+        for n in range(clients)
+    ]
+    return _post(shares, url, None)
 
 
 def _post(shares: list[Iterable[bytes]], url: str, headers: dict[str, str] | None) -> Load:
@@ -507,6 +551,151 @@ def routed(url: str) -> None:
         engine.dispose()
 
 
+# --- events out (issue 22): subscriptions and streams while the load runs (lib/events_out.py) ---
+
+
+def events_out_wanted(args: argparse.Namespace) -> bool:
+    return bool(args.subscriptions or args.streams)
+
+
+def events_out_kind(args: argparse.Namespace) -> str | None:
+    """What the run had of events out: `control` made the same users and forms but subscribed
+    and streamed nothing."""
+    if not events_out_wanted(args):
+        return None
+    if args.events_out_control:
+        return "control"
+    parts = {"subscriptions": args.subscriptions, "streams": args.streams}
+    return "+".join(part for part, on in parts.items() if on)
+
+
+def stream_agents(args: argparse.Namespace) -> int:
+    """How many of the streams are agents' (the rest are clients'): 1 in 20 unless given."""
+    if not args.streams:
+        return 0
+    given: int | None = args.stream_agents
+    streams: int = args.streams
+    return min(given if given is not None else max(1, streams // 20), streams)
+
+
+@dataclass
+class EventsOut:
+    listeners: events_out.Listeners
+    users: events_out.Users
+    first: int  # the last event made before the load: what comes after it is measured
+    requesters: int  # the forms come from this many clients (0: a new visitor each)
+    subscriptions: dict[str, int]
+    streams_open: int
+    setup_s: float
+
+
+def last_event(db_url: str) -> int:
+    engine = sa.create_engine(sqlalchemy_url(db_url))
+    try:
+        with engine.connect() as db:
+            return int(db.scalar(sa.text("SELECT coalesce(max(id), 0) FROM event")) or 0)
+    finally:
+        engine.dispose()
+
+
+def start_events_out(
+    args: argparse.Namespace, port: int, env: dict[str, str], scratch: Path, db_url: str
+) -> EventsOut:
+    """Through the API: the admin and the streams' users; the receivers and the subscriptions;
+    the streams opened. A control run makes the same users (its forms come from the same
+    clients) and nothing else."""
+    started = time.monotonic()
+    base = f"http://127.0.0.1:{port}/api/v1"
+    agents = stream_agents(args)
+    clients = args.streams - agents
+    users = events_out.make_users(base, doxa(), env, scratch, clients, agents)
+    control = args.events_out_control
+    listeners = events_out.Listeners(
+        receivers=args.subscriptions and not control, one_host=args.one_host
+    )
+    try:
+        subscriptions = (
+            events_out.subscribe(base, users.admin, listeners.urls) if listeners.urls else {}
+        )
+        opened = 0
+        if args.streams and not control:
+            tokens = [token for _, token in users.clients + users.agents]
+            opened = listeners.open_streams(f"{base}/events/stream", tokens)
+    except BaseException:
+        listeners.close()
+        raise
+    return EventsOut(
+        listeners,
+        users,
+        last_event(db_url),
+        clients,
+        subscriptions,
+        opened,
+        round(time.monotonic() - started, 1),
+    )
+
+
+def finish_events_out(setup: EventsOut, db_url: str) -> dict[str, Any]:
+    """Once every post is a classified ticket: wait for the healthy receiver to have every
+    event, and the streams theirs (or for nothing to move for a while), then the figures."""
+    engine = sa.create_engine(sqlalchemy_url(db_url))
+    figures: dict[str, Any] = {"setup_s": setup.setup_s, "first_event": setup.first}
+    try:
+        if setup.subscriptions:
+            figures["waited_deliveries_s"] = events_out.settle(
+                setup.listeners.delivered,
+                lambda: events_out.expected_webhook(engine, setup.first),
+                events_out.SETTLE_QUIET_S,
+            )
+        if setup.streams_open:
+
+            def wanted() -> int:
+                per_agent, per_client = events_out.expected_streams(
+                    engine, setup.first, [user for user, _ in setup.users.clients]
+                )
+                return per_agent * len(setup.users.agents) + sum(per_client.values())
+
+            figures["waited_streams_s"] = events_out.settle(setup.listeners.streamed, wanted, 10.0)
+        if setup.subscriptions:  # read while the receivers still answer
+            figures["delivery_log"] = events_out.stages(
+                engine, setup.subscriptions, setup.first, percentile
+            )
+        receivers, streams = setup.listeners.stop()
+        made = events_out.expected_webhook(engine, setup.first)
+        figures["made_by_type"] = events_out.made_by_type(engine, setup.first)
+        if receivers is not None:
+            figures["webhooks"] = events_out.webhook_figures(
+                receivers, setup.first, made, percentile
+            )
+        if streams is not None:
+            figures["streams"] = events_out.stream_figures(
+                streams, setup.first, setup.users, engine, percentile
+            )
+        figures["events_made"] = made
+    finally:
+        engine.dispose()
+    return figures
+
+
+def control_for(result: dict[str, Any]) -> dict[str, Any] | None:
+    """The latest `--events-out-control` run of the same unpaced load in the results file: the
+    run to compare an events-out flood with (run it just before)."""
+    path = RESULTS / f"webhooks-{result['backend']}.jsonl"
+    if not path.exists():
+        return None
+    same = ("clients", "duration_s", "streams", "routing")
+    found = None
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        if (
+            row.get("events_out") == "control"
+            and not row.get("rate_target")
+            and all(row.get(k) == result[k] for k in same)
+        ):
+            found = row
+    return found
+
+
 def summary(load: Load, posts: int) -> dict[str, Any]:
     seconds = load.finished - load.started
     return {
@@ -539,17 +728,24 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
         "--database-url",
         bare_url,
     ]
-    with server(bare_args, f"http://127.0.0.1:{port}/docs", scratch / "bare.log") as process:
-        post_all(f"http://127.0.0.1:{port}/bare", warm, args.clients)
-        before = cpu_sample(process.pid, bare_url)
-        if args.duration:
-            bare_load = flood(f"http://127.0.0.1:{port}/bare", args.clients, args.duration, FLOOD)
-        else:
-            bare_load = post_all(f"http://127.0.0.1:{port}/bare", bodies, args.clients)
-        posts = len(bare_load.latencies_ms) if args.duration else args.posts
-        bare = summary(bare_load, posts)
-        bare["cpu_ms_per_post"] = cpu_used(before, cpu_sample(process.pid, bare_url), posts)
-        bare["sending_cpu_ms_per_post"] = bare["cpu_ms_per_post"] | clients_cpu(bare_load, posts)
+    bare: dict[str, Any] | None = None  # a paced run (--rate) has no bare server to compare
+    with ExitStack() as bare_server:
+        if not args.rate:
+            ready = f"http://127.0.0.1:{port}/docs"
+            process = bare_server.enter_context(server(bare_args, ready, scratch / "bare.log"))
+            post_all(f"http://127.0.0.1:{port}/bare", warm, args.clients)
+            before = cpu_sample(process.pid, bare_url)
+            if args.duration:
+                target = f"http://127.0.0.1:{port}/bare"
+                bare_load = flood(target, args.clients, args.duration, FLOOD)
+            else:
+                bare_load = post_all(f"http://127.0.0.1:{port}/bare", bodies, args.clients)
+            posts = len(bare_load.latencies_ms) if args.duration else args.posts
+            bare = summary(bare_load, posts)
+            bare["cpu_ms_per_post"] = cpu_used(before, cpu_sample(process.pid, bare_url), posts)
+            bare["sending_cpu_ms_per_post"] = bare["cpu_ms_per_post"] | clients_cpu(
+                bare_load, posts
+            )
     subprocess.run(  # noqa: S603
         doxa("migrate"),
         env=doxa_env(db_url, 0),
@@ -563,17 +759,31 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
         engine.dispose()
     port = free_port()
     env = doxa_env(db_url, port)
+    if events_out_wanted(args):
+        env |= events_out.environment(args.streams, args.clients)
     flow: dict[str, Any] | None = None
-    with server(
-        doxa("serve", "--no-migrate"), f"http://127.0.0.1:{port}/readyz", scratch / "doxa.log", env
-    ) as process:
+    outgoing: dict[str, Any] | None = None
+    with (
+        server(
+            doxa("serve", "--no-migrate"),
+            f"http://127.0.0.1:{port}/readyz",
+            scratch / "doxa.log",
+            env,
+        ) as process,
+        ExitStack() as cleanup,
+    ):
         url = f"http://127.0.0.1:{port}/api/v1/inbound/form"
         post_all(url, warm, args.clients)
         drained_after(db_url, len(warm))
         classified(db_url)
+        setup = None
+        if events_out_wanted(args):
+            setup = start_events_out(args, port, env, scratch, db_url)
+            cleanup.callback(setup.listeners.close)
         before = cpu_sample(process.pid, db_url)
         if args.duration:
-            load, sent, flow = flooded(url, db_url, args, process.pid)
+            requesters = setup.requesters if setup else 0
+            load, sent, flow = flooded(url, db_url, args, process.pid, requesters)
             posts = len(load.latencies_ms)
             expected = len(warm) + posts - len(load.errors)
             done, outcomes = drained_after(db_url, expected, timeout=0)  # waited in `flooded`
@@ -585,6 +795,8 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
             done, outcomes = drained_after(db_url, expected)
         if args.routing or args.routing_control:
             routed(db_url)  # classification and the rules' work counted too
+        if setup is not None:
+            outgoing = finish_events_out(setup, db_url)
         after = cpu_sample(process.pid, db_url)
         replays = replayed(url, args, process.pid) if args.replays else None
     doxa_figures = summary(load, posts)
@@ -604,14 +816,20 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
         "hold_processing": args.hold_processing,
         "routing": "rules" if args.routing else "control" if args.routing_control else None,
         "duration_s": args.duration,
+        "rate_target": args.rate or None,
+        "events_out": events_out_kind(args),
+        "streams": args.streams,
+        "one_host": args.one_host,
         "bare": bare,
         "doxa": doxa_figures,
-        "ratio": round(doxa_figures["rate"] / bare["rate"], 3),
+        "ratio": round(doxa_figures["rate"] / bare["rate"], 3) if bare else None,
         "drain_s": round(done - load.last_2xx, 2),
         "outcomes": outcomes,
     }
     if flow is not None:
         result["flow"] = flow
+    if outgoing is not None:
+        result["outgoing"] = outgoing
     if replays is not None:
         result["replays"] = replays
         result["replay_ratio"] = round(replays["rate"] / doxa_figures["rate"], 3)
@@ -619,13 +837,14 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
 
 
 def flooded(
-    url: str, db_url: str, args: argparse.Namespace, server_pid: int
+    url: str, db_url: str, args: argparse.Namespace, server_pid: int, requesters: int
 ) -> tuple[Load, dict[str, dict[int, float]], dict[str, Any]]:
-    """`args.duration` seconds of distinct posts, the database sampled meanwhile and after until
-    every accepted post is a classified ticket: the load, CPU at its end, and the flow."""
+    """`args.duration` seconds of distinct posts (paced with `args.rate`), the database sampled
+    meanwhile and after until every accepted post is a classified ticket: the load, CPU at its
+    end, and the flow."""
     with Progress(sqlalchemy_url(db_url)) as progress:
         first = progress.samples[0]
-        load = flood(url, args.clients, args.duration, FLOOD)
+        load = flood(url, args.clients, args.duration, FLOOD, rate=args.rate, requesters=requesters)
         sent = cpu_sample(server_pid, db_url)
         ended = progress.sample().at
         accepted = len(load.latencies_ms) - len(load.errors)
@@ -651,9 +870,13 @@ def replayed(url: str, args: argparse.Namespace, server_pid: int) -> dict[str, A
 def report(result: dict[str, Any]) -> None:
     clients, posts = result["clients"], result["doxa"]["posts"]
     what = f"a {result['duration_s']} s flood" if result["duration_s"] else f"{posts} signed forms"
-    print(f"\nwebhook intake, {clients} clients, {what}, {result['backend']}")
+    if result.get("rate_target"):
+        what = f"{result['rate_target']} posts/s paced for {result['duration_s']} s"
+    outgoing = f", events out: {result['events_out']}" if result.get("events_out") else ""
+    print(f"\nwebhook intake, {clients} clients, {what}, {result['backend']}{outgoing}")
     print(f"{'':8} {'posts/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>7}")
-    for name in ("bare", "doxa"):
+    names = [name for name in ("bare", "doxa") if result.get(name)]
+    for name in names:
         row = result[name]
         cells = [row[k] for k in ("rate", "p50_ms", "p99_ms", "max_ms")]
         print(
@@ -661,12 +884,13 @@ def report(result: dict[str, Any]) -> None:
         )
     ratio, drain = result["ratio"], result["drain_s"]
     drained = "" if "flow" in result else f"; all processed {drain} s after the last 2xx"
-    print(f"ratio {ratio:.0%} of bare{drained}")
+    if ratio is not None:
+        print(f"ratio {ratio:.0%} of bare{drained}")
     print(f"outcomes: {result['outcomes']}")
-    for name in ("bare", "doxa"):
+    for name in names:
         parts = result[name].get("cpu_ms_per_post", {})
         print(f"CPU ms per post, {name}: " + ", ".join(f"{k} {v}" for k, v in parts.items()))
-    for name in ("bare", "doxa"):
+    for name in names:
         parts = result[name].get("sending_cpu_ms_per_post", {})
         total = round(sum(parts.values()), 2)
         print(
@@ -676,12 +900,13 @@ def report(result: dict[str, Any]) -> None:
         )
     print(f"load average at the end: {os.getloadavg()[0]:.1f} (other work shares the machine)")
     checks = [
-        ("rate >= 70 % of bare", result["ratio"] >= TARGETS["ratio"]),
         ("p99 < 100 ms", result["doxa"]["p99_ms"] < TARGETS["p99_ms"]),
         ("no error", result["doxa"]["errors"] == 0),
     ]
+    if ratio is not None:
+        checks.insert(0, ("rate >= 70 % of bare", ratio >= TARGETS["ratio"]))
     if "flow" in result:
-        print_flow(result["flow"], result["bare"]["rate"])
+        print_flow(result["flow"], result["bare"]["rate"] if result["bare"] else None)
     else:  # a sustained flood leaves a backlog by design: its drain is a figure, not a target
         checks.append(("processed within 20 s", result["drain_s"] <= TARGETS["drain_s"]))
     if "replays" in result:
@@ -693,17 +918,95 @@ def report(result: dict[str, Any]) -> None:
             f"first answer again: {row['first_answer_again']}"
         )
         checks += [("replays at least as fast as distinct posts", result["replay_ratio"] >= 1.0)]
+    if "outgoing" in result:
+        checks += report_events_out(result)
     for name, ok in checks:
         print(f"  {'PASS' if ok else 'FAIL'}  {name}")
 
 
-def print_flow(flow: dict[str, Any], bare_rate: float) -> None:
+def report_events_out(result: dict[str, Any]) -> list[tuple[str, bool]]:
+    """Issue 22's figures; the latency bars are for a paced run (`--rate`), the accept bar for
+    an unpaced one beside its control."""
+    out, checks = result["outgoing"], []
+    paced = bool(result.get("rate_target"))
+    print(
+        f"events out: {sum(out['made_by_type'].values())} events made after event "
+        f"{out['first_event']} ({out['made_by_type']}), {out['events_made']} of them for a "
+        f"subscription without include_internal; setup {out['setup_s']} s through the API; "
+        "latencies from the event row's created_at (server clock) to arrival (bench clock, "
+        "same machine)"
+    )
+    if "webhooks" in out:
+        hooks = out["webhooks"]
+        print(
+            f"  waited {out['waited_deliveries_s']} s after the drain for the last deliveries; "
+            f"receivers' CPU {hooks['receiver_cpu_s']} s"
+        )
+        for name in (events_out.HEALTHY, events_out.SLOW, events_out.REFUSED):
+            row = hooks.get(name)
+            if row is None:
+                continue
+            timing = (
+                f", p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms, max {row['max_ms']} ms"
+                if "p50_ms" in row
+                else ""
+            )
+            print(
+                f"  webhook {name:8} {row['events']:>7} events of {out['events_made']} "
+                f"({row['deliveries']} deliveries, {row['duplicates']} duplicates){timing}"
+            )
+        for name, row in out["delivery_log"].items():
+            print(f"  delivery log, {name}: {row}")
+        healthy = hooks[events_out.HEALTHY]
+        checks += [
+            ("healthy subscription got every event", healthy["events"] >= out["events_made"]),
+            ("no duplicate delivery", healthy["duplicates"] == 0),
+        ]
+        if paced:
+            checks.append(("healthy subscription p99 < 1 s", healthy["p99_ms"] < 1000))
+    if "streams" in out:
+        streams = out["streams"]
+        print(
+            f"  waited {out['waited_streams_s']} s for the streams; readers' CPU "
+            f"{streams['reader_cpu_s']} s"
+        )
+        for kind in ("clients", "agents"):
+            row = streams[kind]
+            print(
+                f"  streams {kind:8} {row['streams']:>4} open ({row['refused']} refused, "
+                f"{row['dropped']} dropped, {row['short_streams']} short): {row['received']} "
+                f"events of {row['expected']}, p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms, "
+                f"max {row['max_ms']} ms"
+                + (f"; {row['first_reasons']}" if row["first_reasons"] else "")
+            )
+        rows = [streams["clients"], streams["agents"]]
+        checks += [
+            ("no stream refused or dropped", not any(r["refused"] or r["dropped"] for r in rows)),
+            ("every stream got its events", all(r["received"] >= r["expected"] for r in rows)),
+        ]
+        if paced:
+            checks.append(("streams p99 < 1 s", streams["all"]["p99_ms"] < 1000))
+    if not paced and result["events_out"] != "control":
+        control = control_for(result)
+        if control is None:
+            print("  no --events-out-control run of this load in the results file to compare")
+        else:
+            share = result["doxa"]["rate"] / control["doxa"]["rate"]
+            print(
+                f"  accepted {result['doxa']['rate']} posts/s, {share:.0%} of the control's "
+                f"{control['doxa']['rate']} (run at {control['at']})"
+            )
+            checks.append(("accepts >= 0.9x the control", share >= 0.9))
+    return checks
+
+
+def print_flow(flow: dict[str, Any], bare_rate: float | None) -> None:
     """The end-to-end figures of a sustained flood (see bench/lib/endtoend.py)."""
     print(
         f"end to end: stored {flow['stored_per_s']} tickets/s, classified "
         f"{flow['classified_per_s']}/s over the flood (second half: "
-        f"{flow['steady_stored_per_s']} / {flow['steady_classified_per_s']}); bare accepted "
-        f"{bare_rate}/s"
+        f"{flow['steady_stored_per_s']} / {flow['steady_classified_per_s']})"
+        + (f"; bare accepted {bare_rate}/s" if bare_rate is not None else "")
     )
     print(
         f"  at its end {flow['backlog_stored']} accepted posts not yet tickets, "
@@ -764,6 +1067,42 @@ def main() -> None:
         action="store_true",
         help="--routing's control: nothing installed, CPU counted until every ticket is routed",
     )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        metavar="R",
+        help="with --duration: a steady R posts/s in all instead of a flood (no bare server)",
+    )
+    parser.add_argument(
+        "--subscriptions",
+        action="store_true",
+        help="issue 22: three webhook subscriptions to every event (200 at once, 200 after 2 s, "
+        "a refused port), made through the API before the load; deliveries timed",
+    )
+    parser.add_argument(
+        "--streams",
+        type=int,
+        default=0,
+        metavar="N",
+        help="issue 22: N open GET /events/stream (1 in 20 agents', the rest clients' who "
+        "send the forms); events timed to their arrival",
+    )
+    parser.add_argument(
+        "--stream-agents", type=int, metavar="A", help="of the --streams, this many agents'"
+    )
+    parser.add_argument(
+        "--events-out-control",
+        action="store_true",
+        help="with --subscriptions/--streams: make the same users and forms, but subscribe and "
+        "stream nothing (the comparison for an unpaced flood)",
+    )
+    parser.add_argument(
+        "--one-host",
+        action="store_true",
+        help="--subscriptions: all three receivers on 127.0.0.1 (one destination for the "
+        "outbox's fairness) instead of 127.0.0.1-3",
+    )
     parser.add_argument("--log", type=Path, help="keep the DOXA server's log at this path")
     parser.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
@@ -775,6 +1114,10 @@ def main() -> None:
         raise SystemExit("--database-url: a postgresql:// URL, or `sqlite` for fresh SQLite files")
     if args.hold_processing and (args.duration or args.database_url == "sqlite"):
         raise SystemExit("--hold-processing: PostgreSQL and a number of --posts only")
+    if (args.rate or events_out_wanted(args)) and not args.duration:
+        raise SystemExit("--rate, --subscriptions, --streams: with --duration only")
+    if args.events_out_control and not events_out_wanted(args):
+        raise SystemExit("--events-out-control: with the --subscriptions/--streams it controls")
     with tempfile.TemporaryDirectory(prefix="doxa-bench-webhooks-") as scratch:
         result = run(args, Path(scratch))
         if args.log:
