@@ -26,15 +26,17 @@ BATCH = 500
 
 
 def wants(hook: Webhook, event: Event) -> bool:
-    """Whether a subscription gets an event: its type is listed (or `*`); an internal one
-    (not public: an internal note) only with `include_internal`. `intake.*` events are not
-    public either, but they are admins' and so are subscriptions. A ping goes only to the
-    subscription it was sent to (service.ping)."""
+    """Whether a subscription gets an event: its type is listed (or `*`); an internal note (a
+    message event that is not public) only with `include_internal` (SPEC). Other events that
+    clients do not see (SLA warnings and breaches, a low-confidence classification, `intake.*`)
+    are staff's and admins', and so are subscriptions. A ping goes only to the subscription it
+    was sent to (service.ping)."""
     if event.type == EventType.PING:
         return False
     if ALL not in hook.events and event.type not in hook.events:
         return False
-    return event.public or hook.include_internal or event.type.startswith("intake.")
+    internal_note = event.type == EventType.MESSAGE_CREATED and not event.public
+    return hook.include_internal or not internal_note
 
 
 def dispatch(db: Session, *, limit: int = BATCH) -> tuple[int, int]:

@@ -10,9 +10,10 @@ from standardwebhooks.webhooks import Webhook as Verifier
 
 from doxa.core.context import Context
 from doxa.core.db import transaction, utcnow
-from doxa.core.enums import DeliveryState, Role, WebhookDeliveryState
+from doxa.core.enums import DeliveryState, EventType, Role, WebhookDeliveryState
 from doxa.core.events.models import Event
-from doxa.core.models import OutboxItem, User
+from doxa.core.events.record import SYSTEM, record
+from doxa.core.models import OutboxItem, Ticket, User
 from doxa.core.outbox.sender import Outbox
 from doxa.core.tickets.messages import post_message
 from doxa.core.tickets.schemas import MessageCreate
@@ -82,6 +83,24 @@ class TestDelivered:
             ("/hook?all", "note"),
             ("/hook?all", "ticket.created"),
         ]
+
+    def test_staff_events_clients_do_not_see_are_sent_without_include_internal(
+        self, clean: Context, receiver: Receiver, outbox: Outbox, make_ticket: MakeTicket
+    ) -> None:
+        """Only internal notes wait for `include_internal`: an on-call tool subscribed to
+        breaches gets them, though a client's view of the ticket does not show them."""
+        subscribe(clean, receiver.url, events=["sla.breached", "ticket.classified"])
+        ticket = make_ticket()
+        with transaction(clean.sessions) as db:
+            held = db.get_one(Ticket, ticket.id)
+            breach = {"target": "first_response"}
+            record(db, held, EventType.SLA_BREACHED, actor=SYSTEM, data=breach, public=False)
+            unsure: dict[str, list[object]] = {"needs_triage": [False, True]}
+            classified = EventType.TICKET_CLASSIFIED
+            record(db, held, classified, actor=SYSTEM, changes=unsure, public=False)
+        send_due(clean, outbox)
+        types = sorted(json.loads(request.body)["type"] for request in receiver.requests)
+        assert types == ["sla.breached", "ticket.classified"]
 
 
 class TestAnswers:
