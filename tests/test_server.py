@@ -65,6 +65,15 @@ class TestTakenPort:
         ]
 
 
+def _wait_for_banner(server: subprocess.Popen[bytes], log: Path) -> None:
+    """Until the server says it serves (or fails, or 90 s pass)."""
+    deadline = time.monotonic() + 90
+    while "DOXA HTTP on" not in log.read_text():
+        assert server.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
+
+
 class TestRunning:
     def test_the_banner_comes_once_both_listen_and_ctrl_c_stops_quietly(
         self, environment: dict[str, str], tmp_path: Path
@@ -82,11 +91,7 @@ class TestRunning:
                 start_new_session=True,
             )
         try:
-            deadline = time.monotonic() + 90
-            while "DOXA HTTP on" not in log.read_text():
-                assert server.poll() is None, log.read_text()
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.05)
+            _wait_for_banner(server, log)
             assert _accepts(http) and _accepts(smtp)  # already, when the banner says so
             os.killpg(server.pid, signal.SIGINT)  # the worker process may still be starting
             assert server.wait(timeout=60) == 0
@@ -112,11 +117,7 @@ class TestRunning:
         with log.open("w") as output:
             server = subprocess.Popen(command, env=environment, stdout=output, stderr=output)
         try:
-            deadline = time.monotonic() + 90
-            while "DOXA HTTP on" not in log.read_text():
-                assert server.poll() is None, log.read_text()
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.05)
+            _wait_for_banner(server, log)
             started = time.monotonic()
             server.send_signal(signal.SIGINT)
             assert server.wait(timeout=60) == 0

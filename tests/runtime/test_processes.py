@@ -94,25 +94,24 @@ class TestWorkerPool:
         assert finished == ["busy", "intake", "classify"]
 
 
+def _stops_at_once(workers: WorkerPool) -> None:
+    processes = [worker.process for worker in workers._workers]
+    started = time.monotonic()
+    workers.shutdown()
+    assert time.monotonic() - started < 0.5
+    assert not any(process.is_alive() for process in processes)
+
+
 class TestShutdown:
     @pytest.mark.timing  # a bound on the time to stop
     def test_a_pool_whose_processes_are_still_starting_stops_at_once(self) -> None:
-        workers = WorkerPool(2, time.sleep, 60)  # each process's start-up takes a minute
-        processes = [worker.process for worker in workers._workers]
-        started = time.monotonic()
-        workers.shutdown()
-        assert time.monotonic() - started < 0.5
-        assert not any(process.is_alive() for process in processes)
+        _stops_at_once(WorkerPool(2, time.sleep, 60))  # each process's start-up takes a minute
 
     @pytest.mark.timing  # a bound on the time to stop
     def test_a_pool_of_idle_processes_stops_at_once(self) -> None:
         workers = WorkerPool(1, ready)
         workers.run(pid_after, 0, timeout=60)  # started, and idle
-        processes = [worker.process for worker in workers._workers]
-        started = time.monotonic()
-        workers.shutdown()
-        assert time.monotonic() - started < 0.5
-        assert not any(process.is_alive() for process in processes)
+        _stops_at_once(workers)
 
     @pytest.mark.timing  # a bound on the time to stop
     def test_a_busy_process_is_killed_and_its_call_fails(self, fresh_pool: WorkerPool) -> None:
