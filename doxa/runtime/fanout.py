@@ -12,7 +12,6 @@ with Last-Event-ID); streams are capped per user, per network and in all.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import Counter, deque
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from doxa.core.enums import Role
 from doxa.core.errors import TooManyRequests
 from doxa.core.events import feed, views
 from doxa.core.events.feed import Position
+from doxa.runtime.loops import wait_at_most
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 10
@@ -63,8 +63,7 @@ class Subscription:
         """The next event, or None after `within` seconds without one or once dropped."""
         if not self.queue and not self.dropped:
             self._ready.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._ready.wait(), within)
+            await wait_at_most(self._ready, within)
         if self.dropped or not self.queue:
             return None
         return self.queue.popleft()

@@ -18,6 +18,21 @@ P = ParamSpec("P")
 ExceptionHandler = Callable[[asyncio.AbstractEventLoop, dict[str, Any]], object]
 
 
+async def wait_at_most(event: asyncio.Event, seconds: float) -> bool:
+    """Wait until `event` is set, at most `seconds`; whether it was set.
+
+    Not `asyncio.wait_for`: on Python 3.11 it can swallow a cancellation that arrives as the
+    event is set (CPython gh-86296), and a runner whose loop waits that way goes on after its
+    `stop()` cancelled it, holding the app's shutdown forever (seen: the outbox runner, kicked
+    by every finished send, while 10,000 mails were sent back to retry)."""
+    try:
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
+
+
 class ToLoop(Generic[P]):
     """`call`, made callable from any thread: each call is scheduled on the loop it is bound to
     (the caller does not wait for it). Bound by `LoopThread.start` to the loop that starts it."""

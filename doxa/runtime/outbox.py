@@ -17,6 +17,7 @@ import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from doxa.core.outbox.sender import Outbox
+from doxa.runtime.loops import wait_at_most
 
 log = logging.getLogger(__name__)
 SENDERS = 8
@@ -65,8 +66,7 @@ class OutboxRunner:
 
     async def _run(self, outbox: Outbox) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), self.every)
+            await wait_at_most(self._kick, self.every)
             self._kick.clear()
             idle = self.senders - len(self._in_flight)
             if idle <= 0:

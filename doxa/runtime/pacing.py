@@ -16,6 +16,8 @@ import contextlib
 import threading
 from collections.abc import Iterator
 
+from doxa.runtime.loops import wait_at_most
+
 PATIENCE_SECONDS = 1.0
 
 
@@ -50,8 +52,7 @@ class Pacer:
                 return
             self._waiters.add(waiter)
         try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(waiter[1].wait(), self.patience)
+            await wait_at_most(waiter[1], self.patience)
         finally:
             with self._lock:
                 self._waiters.discard(waiter)

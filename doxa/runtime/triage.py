@@ -4,7 +4,6 @@ pending (a crash, a restart, a model that failed); retraining on request."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
@@ -18,6 +17,7 @@ from doxa.core.triage.models import ClassifierModel
 from doxa.core.triage.service import BATCH
 from doxa.core.triage.similar import SimilarTickets
 from doxa.core.triage.training import Train, retrain, train_here
+from doxa.runtime.loops import wait_at_most
 from doxa.runtime.pacing import Pacer
 from doxa.runtime.threads import on_daemon_thread
 
@@ -125,8 +125,7 @@ class TriageRunner:
                     pass  # more may be pending
             except Exception:
                 log.exception("classification run failed; retrying later")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), self.every)
+            await wait_at_most(self._kick, self.every)
 
     async def _classify_batch(self) -> int:
         if self.pacer is not None:
@@ -134,6 +133,5 @@ class TriageRunner:
         # Intake first: classifying shares the worker processes with it, and took a quarter of
         # their time while a flood of posts was still becoming tickets (drain of 10,000: 27 s).
         if self.intake_caught_up is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.intake_caught_up.wait(), INTAKE_PATIENCE_SECONDS)
+            await wait_at_most(self.intake_caught_up, INTAKE_PATIENCE_SECONDS)
         return await anyio.to_thread.run_sync(self.classify)
