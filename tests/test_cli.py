@@ -26,6 +26,7 @@ from doxa.core.triage.models import ClassifierModel
 from doxa.gateway.pipeline import build_pipeline
 from tests.conftest import MakeUser
 from tests.gateway.conftest import message, relayed
+from tests.probes import imported
 
 DOXA = str(Path(sys.executable).with_name("doxa"))
 
@@ -318,19 +319,11 @@ class TestInstalledCommand:
         assert result.returncode == 0 and result.stdout.strip() == "doxa 0.1.0"
 
     def test_help_imports_neither_the_web_app_nor_scikit_learn(self) -> None:
-        probe = (
-            "import sys\n"
-            "from doxa.cli import main\n"
-            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "heavy = ('sklearn', 'fastapi', 'starlette', 'uvicorn', 'doxa.main', 'doxa.api')\n"
-            "print(sorted({m.split('.')[0] for m in sys.modules if m.startswith(heavy)}))\n"
-        )
-        result = subprocess.run(
-            [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60
-        )
-        assert result.returncode == 0, result.stderr
-        assert "usage: doxa" in result.stdout
-        assert result.stdout.strip().splitlines()[-1] == "[]"
+        code = "from doxa.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass"
+        heavy = ("sklearn", "fastapi", "starlette", "uvicorn", "doxa.main", "doxa.api")
+        output, loaded = imported(code, heavy)
+        assert "usage: doxa" in output
+        assert loaded == []
 
     def test_migrate_works_from_any_directory(self, tmp_path: Path) -> None:
         environment = {

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.probes import imported
 from tests.relays import free_port
 
 DOXA = str(Path(sys.executable).with_name("doxa"))
@@ -74,22 +75,30 @@ def _wait_for_banner(server: subprocess.Popen[bytes], log: Path) -> None:
         time.sleep(0.05)
 
 
+def _serve(
+    environment: dict[str, str], tmp_path: Path, *, new_session: bool = False
+) -> tuple[subprocess.Popen[bytes], Path, int, int]:
+    """`doxa serve` on free ports, its output in a log: the process, the log, HTTP and SMTP."""
+    http, smtp = free_port(), free_port()
+    log = tmp_path / "serve.log"
+    command = [DOXA, "serve", "--port", str(http), "--smtp-port", str(smtp)]
+    with log.open("w") as output:
+        server = subprocess.Popen(
+            command,
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=new_session,
+        )
+    return server, log, http, smtp
+
+
 class TestRunning:
     def test_the_banner_comes_once_both_listen_and_ctrl_c_stops_quietly(
         self, environment: dict[str, str], tmp_path: Path
     ) -> None:
-        http, smtp = free_port(), free_port()
-        log = tmp_path / "serve.log"
-        command = [DOXA, "serve", "--port", str(http), "--smtp-port", str(smtp)]
-        with log.open("w") as output:
-            # A session of its own, so Ctrl-C can reach the whole group, as a terminal's does.
-            server = subprocess.Popen(
-                command,
-                env=environment,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        # A session of its own, so Ctrl-C can reach the whole group, as a terminal's does.
+        server, log, http, smtp = _serve(environment, tmp_path, new_session=True)
         try:
             _wait_for_banner(server, log)
             assert _accepts(http) and _accepts(smtp)  # already, when the banner says so
@@ -111,11 +120,7 @@ class TestRunning:
         self, environment: dict[str, str], tmp_path: Path
     ) -> None:
         """Its worker processes are still starting then: they are ended, not waited for."""
-        http, smtp = free_port(), free_port()
-        log = tmp_path / "serve.log"
-        command = [DOXA, "serve", "--port", str(http), "--smtp-port", str(smtp)]
-        with log.open("w") as output:
-            server = subprocess.Popen(command, env=environment, stdout=output, stderr=output)
+        server, log, _, _ = _serve(environment, tmp_path)
         try:
             _wait_for_banner(server, log)
             started = time.monotonic()
@@ -131,14 +136,5 @@ class TestImports:
     def test_the_app_imports_no_scikit_learn_until_it_loads_a_model(self) -> None:
         """scikit-learn comes with the model, loaded in the background once the server has
         started: importing it with the app made the start 0.8 s longer."""
-        probe = (
-            "import sys\n"
-            "import doxa.main\n"
-            "heavy = ('sklearn', 'scipy', 'joblib')\n"
-            "print(sorted({m.split('.')[0] for m in sys.modules if m.startswith(heavy)}))\n"
-        )
-        result = subprocess.run(
-            [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60
-        )
-        assert result.returncode == 0, result.stderr
-        assert result.stdout.strip() == "[]"
+        _, heavy = imported("import doxa.main", ("sklearn", "scipy", "joblib"))
+        assert heavy == []
